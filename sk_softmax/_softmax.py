@@ -1,0 +1,761 @@
+"""SoftmaxRegression: the estimator around the loss and the solvers."""
+
+import numbers
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted
+
+from . import __version__
+from ._compat import (
+    Hidden,
+    Interval,
+    StrOptions,
+    _fit_context,
+    check_classification_targets,
+    check_partial_fit_first_call,
+    check_sample_weight,
+    validate_data,
+)
+from ._loss import _loss_and_gradient, lipschitz_constants, log_softmax
+from ._solvers import (
+    AcceleratedGradient,
+    Adam,
+    Momentum,
+    UpdateRule,
+    gradient_descent,
+    lbfgs,
+    limit_competing_blas,
+)
+
+# Below this many samples, batch_size="auto" trains on the full batch: the
+# fit is then deterministic and reaches the exact optimum.
+_AUTO_FULL_BATCH_MAX = 4096
+_AUTO_BATCH_SIZE = 256
+_ADAM_AUTO_LEARNING_RATE = 1e-3
+
+
+class SoftmaxRegression(ClassifierMixin, BaseEstimator):
+    """Multinomial logistic regression fitted by gradient descent.
+
+    A linear layer followed by a softmax, trained on the cross-entropy with
+    L2 regularization and label smoothing::
+
+        J(W, b) = 1/S sum_i s_i CE(softmax(W x_i + b), t_i) + alpha/2 ||W||^2
+
+    with smoothed targets ``t_i = (1 - eps) onehot(y_i) + eps / K`` and
+    sample weights ``s_i`` (``sample_weight`` times ``class_weight``),
+    ``S = sum_i s_i``.  Parameters that share a name with
+    :class:`~sklearn.neural_network.MLPClassifier` mean the same thing.
+
+    Relation to :class:`~sklearn.linear_model.LogisticRegression`: with
+    ``label_smoothing=0`` both minimize the same objective when
+    ``C = 1 / (alpha * n_samples)`` (more than two classes) and
+    ``C = 2 / (alpha * n_samples)`` (two classes, because the two softmax
+    rows share the penalty: ``W[1] = -W[0]`` at the optimum).
+
+    Parameters
+    ----------
+    alpha : float, default=1e-4
+        Strength of the L2 penalty ``alpha/2 ||W||^2`` added to the weighted
+        mean loss.  The intercept is not penalized.
+    label_smoothing : float, default=0.0
+        ``eps`` in [0, 1): the target puts ``1 - eps + eps/K`` on the true
+        class and ``eps/K`` on every other, as in
+        ``torch.nn.CrossEntropyLoss``.
+    fit_intercept : bool, default=True
+        Whether to fit the bias ``b``.
+    solver : {"sgd", "adam", "lbfgs"}, default="sgd"
+        ``"sgd"``: (mini-)batch gradient descent with momentum.  On the full
+        batch with ``nesterovs_momentum=True`` it runs accelerated gradient
+        descent with adaptive restart and converges to the exact optimum.
+        ``"adam"``: Adam on mini-batches.  ``"lbfgs"``: scipy's L-BFGS-B on
+        the full batch.
+    batch_size : int, "auto" or None, default="auto"
+        Samples per gradient step.  None means the full batch.  ``"auto"``
+        means the full batch up to 4096 samples and 256 above.  Ignored by
+        ``"lbfgs"``.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        Schedule of the step size per epoch (``"sgd"`` and ``"adam"``):
+        ``"invscaling"`` divides it by ``sqrt(epoch)``; ``"adaptive"``
+        divides it by 5 each time ``n_iter_no_change`` epochs pass without
+        improvement, and stops once it falls below 1e-6.
+    learning_rate_init : float or "auto", default="auto"
+        Initial step size.  ``"auto"`` derives it from a bound ``L`` on the
+        curvature of the loss (see :func:`~sk_softmax._loss.lipschitz_constants`),
+        so training cannot diverge and needs no tuning: ``1/L`` per
+        parameter block on the full batch, ``(1 - momentum) / L(B)`` on
+        mini-batches of size ``B``, and 0.001 for Adam, whose steps are
+        already normalized.
+    momentum : float, default=0.9
+        Momentum of ``"sgd"`` on mini-batches, or on the full batch with
+        ``nesterovs_momentum=False``.  The accelerated full-batch method
+        sets its own momentum sequence.
+    nesterovs_momentum : bool, default=True
+        Use Nesterov's momentum (``"sgd"`` only).
+    max_iter : int, default=200
+        Maximum number of epochs (passes over the data), or L-BFGS
+        iterations.
+    tol : float, default=1e-4
+        Tolerance.  Full batch and L-BFGS: stop when the largest gradient
+        entry is at most ``tol``.  Mini-batch: stop when the loss (or the
+        validation score with ``early_stopping``) has not improved by at
+        least ``tol`` for ``n_iter_no_change`` consecutive epochs.
+    n_iter_no_change : int, default=10
+        Epochs without improvement tolerated before stopping.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data (stratified),
+        stop when its accuracy stops improving, and keep the best
+        parameters.
+    validation_fraction : float, default=0.1
+        Fraction held out for early stopping, in (0, 1).
+    shuffle : bool, default=True
+        Shuffle the samples at each epoch (mini-batch).
+    class_weight : dict, "balanced" or None, default=None
+        Weights per class, multiplied into ``sample_weight``.
+        ``"balanced"`` uses ``S / (n_classes * S_k)`` with ``S_k`` the total
+        sample weight of class ``k``.
+    warm_start : bool, default=False
+        Start from the previous solution when refitting with the same
+        classes.
+    random_state : int, RandomState instance or None, default=None
+        Seeds shuffling and the validation split.
+    verbose : int, default=0
+        Print one line per epoch when positive.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    coef_ : ndarray of shape (n_classes, n_features)
+        ``W``, also for two classes.
+    intercept_ : ndarray of shape (n_classes,)
+        ``b`` (zeros when ``fit_intercept=False``).
+    n_iter_ : int
+        Epochs (or L-BFGS iterations) run by the last fit.
+    n_features_in_ : int
+        Number of features seen in fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Feature names, when X had string column names.
+    loss_curve_ : list of float
+        Training objective after each epoch (iteration for L-BFGS).
+    best_loss_ : float
+        Lowest training objective, or lowest validation loss with early
+        stopping.
+    validation_scores_ : list of float or None
+        Validation accuracy per epoch (early stopping only).
+    validation_loss_ : list of float or None
+        Validation cross-entropy per epoch (early stopping only).
+    best_validation_score_ : float or None
+        Best validation accuracy (early stopping only).
+
+    See Also
+    --------
+    sklearn.linear_model.LogisticRegression : The same model fitted by
+        second-order or coordinate solvers.
+    sklearn.neural_network.MLPClassifier : Where the solver parameters come
+        from.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sk_softmax import SoftmaxRegression
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = SoftmaxRegression(solver="lbfgs").fit(X, y)
+    >>> clf.predict(X[:2])
+    array([0, 0])
+    >>> clf.predict_proba(X[:1]).shape
+    (1, 3)
+    >>> clf.score(X, y) > 0.95
+    True
+    """
+
+    _parameter_constraints: dict = {
+        "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "label_smoothing": [Interval(numbers.Real, 0, 1, closed="left")],
+        "fit_intercept": ["boolean"],
+        "solver": [StrOptions({"sgd", "adam", "lbfgs"}), Hidden(UpdateRule)],
+        "batch_size": [
+            Interval(numbers.Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+            None,
+        ],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [
+            Interval(numbers.Real, 0, None, closed="neither"),
+            StrOptions({"auto"}),
+        ],
+        "momentum": [Interval(numbers.Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "shuffle": ["boolean"],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+        "warm_start": ["boolean"],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        *,
+        alpha=1e-4,
+        label_smoothing=0.0,
+        fit_intercept=True,
+        solver="sgd",
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init="auto",
+        momentum=0.9,
+        nesterovs_momentum=True,
+        max_iter=200,
+        tol=1e-4,
+        n_iter_no_change=10,
+        early_stopping=False,
+        validation_fraction=0.1,
+        shuffle=True,
+        class_weight=None,
+        warm_start=False,
+        random_state=None,
+        verbose=0,
+    ):
+        self.alpha = alpha
+        self.label_smoothing = label_smoothing
+        self.fit_intercept = fit_intercept
+        self.solver = solver
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.shuffle = shuffle
+        self.class_weight = class_weight
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fit
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model on (X, y).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data.  float32 input trains in float32; C-contiguous
+            float arrays and CSR matrices are used without a copy.
+        y : array-like of shape (n_samples,)
+            Class labels (at least two distinct).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights; None means all ones.
+
+        Returns
+        -------
+        self : SoftmaxRegression
+            The fitted estimator.
+        """
+        warm = self.warm_start and hasattr(self, "coef_")
+        X, y = self._validate_X_y(X, y, reset=True)
+        classes = np.unique(y)
+        if classes.size < 2:
+            raise ValueError(
+                "SoftmaxRegression needs samples of at least 2 classes in the "
+                f"data, but the data contains only one class: {classes[0]!r}."
+            )
+        if warm and not np.array_equal(classes, self.classes_):
+            warm = False
+        self.classes_ = classes
+        y_index = np.searchsorted(classes, y)
+        weights = self._sample_weights(X, y_index, sample_weight)
+        self._fit(X, y_index, weights, warm=warm, partial=False)
+        return self
+
+    def _check_stochastic_solver(self):
+        if self.solver == "lbfgs":
+            raise AttributeError(
+                "partial_fit is only available for the stochastic solvers 'sgd' "
+                "and 'adam', not solver='lbfgs'."
+            )
+        return True
+
+    @available_if(_check_stochastic_solver)
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Run one epoch over (X, y), keeping the optimizer state between calls.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            One chunk of training data.
+        y : array-like of shape (n_samples,)
+            Labels of the chunk; all must be in ``classes``.
+        classes : array-like of shape (n_classes,), default=None
+            Every class of the problem; required on the first call and
+            ignored afterwards.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights; None means all ones.
+
+        Returns
+        -------
+        self : SoftmaxRegression
+            The updated estimator.
+        """
+        first_call = not hasattr(self, "classes_") or not hasattr(self, "_state")
+        if first_call and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        X, y = self._validate_X_y(X, y, reset=first_call)
+        if first_call:
+            self.classes_ = None
+            check_partial_fit_first_call(self, classes)
+            if self.classes_.size < 2:
+                raise ValueError("partial_fit needs at least 2 classes in `classes`.")
+        unknown = np.setdiff1d(y, self.classes_)
+        if unknown.size:
+            raise ValueError(
+                f"y contains labels {unknown.tolist()} that are not in classes "
+                f"{self.classes_.tolist()} given on the first call to partial_fit."
+            )
+        y_index = np.searchsorted(self.classes_, y)
+        weights = self._sample_weights(X, y_index, sample_weight)
+        self._fit(X, y_index, weights, warm=not first_call, partial=True)
+        return self
+
+    def _validate_X_y(self, X, y, reset):
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            dtype=[np.float64, np.float32],
+            reset=reset,
+        )
+        check_classification_targets(y)
+        return X, y
+
+    def _sample_weights(self, X, y_index, sample_weight):
+        """``sample_weight * class_weight[y]``, validated, dtype of X."""
+        weights = check_sample_weight(sample_weight, X, dtype=X.dtype)
+        if self.class_weight is not None:
+            n_classes = self.classes_.size
+            if self.class_weight == "balanced":
+                per_class = np.bincount(y_index, weights=weights, minlength=n_classes)
+                present = per_class > 0
+                factors = np.ones(n_classes)
+                factors[present] = weights.sum() / (present.sum() * per_class[present])
+            else:
+                factors = np.ones(n_classes)
+                for label, value in self.class_weight.items():
+                    matches = np.flatnonzero(self.classes_ == label)
+                    if matches.size == 0:
+                        raise ValueError(
+                            f"class_weight has label {label!r}, which is not in "
+                            f"classes {self.classes_.tolist()}."
+                        )
+                    factors[matches[0]] = value
+            weights = weights * factors[y_index].astype(X.dtype)
+            if not np.any(weights > 0):
+                raise ValueError(
+                    "All sample weights are zero after applying class_weight."
+                )
+        return weights
+
+    def _fit(self, X, y_index, weights, *, warm, partial):
+        n_samples, n_features = X.shape
+        n_classes = self.classes_.size
+        dtype = X.dtype
+        rng = check_random_state(self.random_state)
+
+        validation_data = None
+        if self.early_stopping and not partial:
+            X, X_val, y_index, y_val, weights, w_val = self._split_validation(
+                X, y_index, weights, rng
+            )
+            n_samples = X.shape[0]
+            validation_data = (X_val, y_val, w_val)
+
+        weight_sum = float(weights.sum())
+        if weight_sum <= 0:
+            raise ValueError(
+                "The training sample weights sum to zero (after the validation "
+                "split); use a different random_state or more data."
+            )
+        weights_normalized = weights / weight_sum
+
+        batch_size = self._batch_size(n_samples)
+        full_batch = batch_size >= n_samples or self.solver == "lbfgs"
+
+        # Centered coordinates z = W (x - mean) + b' condition the problem:
+        # the intercept absorbs the mean, so its curvature separates from W's.
+        # partial_fit keeps the mean of its first chunk for later calls.
+        if partial and warm:
+            mean = self._mean
+        else:
+            mean = None
+        lipschitz_coef, lipschitz_intercept, mean = lipschitz_constants(
+            X,
+            weights_normalized,
+            alpha=self.alpha,
+            fit_intercept=self.fit_intercept,
+            batch_size=None if full_batch else batch_size,
+            mean=mean,
+        )
+        self._mean = mean
+        offset = mean if self.fit_intercept else None
+        validation = None
+        if validation_data is not None:
+            validation = _validation_scorer(
+                *validation_data, n_classes=n_classes, offset=offset
+            )
+
+        n_coef = n_classes * n_features
+        param_dtype = np.float64 if self.solver == "lbfgs" else dtype
+        params = np.zeros(n_coef + n_classes, dtype=param_dtype)
+        if warm:
+            params[:n_coef] = self.coef_.ravel()
+            if self.fit_intercept:
+                params[n_coef:] = self.intercept_ + self.coef_ @ mean
+
+        objective = _make_objective(
+            X,
+            y_index,
+            weights_normalized,
+            n_classes=n_classes,
+            alpha=float(self.alpha),
+            label_smoothing=float(self.label_smoothing),
+            offset=offset,
+            fit_intercept=self.fit_intercept,
+        )
+
+        with limit_competing_blas(
+            work=n_classes * n_features * min(batch_size, n_samples)
+        ):
+            if self.solver == "lbfgs":
+                result = lbfgs(
+                    objective,
+                    params,
+                    max_iter=self.max_iter,
+                    tol=self.tol,
+                    verbose=bool(self.verbose),
+                )
+            else:
+                rule, learning_rate = self._rule_and_rate(
+                    full_batch,
+                    n_coef,
+                    params,
+                    lipschitz_coef,
+                    lipschitz_intercept,
+                    partial and warm,
+                )
+                state = None
+                if partial and warm and type(rule).__name__ == self._rule_name:
+                    state = self._state
+                result = gradient_descent(
+                    objective,
+                    params,
+                    rule=rule,
+                    n_samples=n_samples,
+                    batch_size=batch_size,
+                    learning_rate=learning_rate,
+                    schedule=self.learning_rate,
+                    max_iter=1 if partial else self.max_iter,
+                    tol=self.tol,
+                    n_iter_no_change=self.n_iter_no_change,
+                    rng=rng if self.shuffle else None,
+                    batch_weights=weights_normalized,
+                    validation=validation,
+                    verbose=bool(self.verbose),
+                    state=state,
+                )
+                self._state = result.state
+                self._rule_name = type(rule).__name__
+                self._learning_rate = learning_rate
+
+        params = result.params
+        coef = params[:n_coef].reshape(n_classes, n_features).astype(dtype)
+        intercept = np.zeros(n_classes, dtype=dtype)
+        if self.fit_intercept:
+            intercept = (params[n_coef:] - coef @ mean).astype(dtype)
+        self.coef_ = coef
+        self.intercept_ = intercept
+        if partial and warm:
+            self.n_iter_ += result.n_iter
+            self.loss_curve_ = self.loss_curve_ + result.loss_curve
+            self.best_loss_ = min(self.best_loss_, result.best_loss)
+        else:
+            self.n_iter_ = result.n_iter
+            self.loss_curve_ = result.loss_curve
+            self.best_loss_ = result.best_loss
+        self.validation_scores_ = result.validation_scores
+        self.validation_loss_ = result.validation_losses
+        self.best_validation_score_ = (
+            max(result.validation_scores) if result.validation_scores else None
+        )
+        self.n_passes_ = result.n_passes
+        if not result.converged and not partial:
+            warnings.warn(
+                f"SoftmaxRegression (solver={self.solver!r}) reached max_iter="
+                f"{self.max_iter} without converging; increase max_iter or tol, "
+                "or scale the features.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
+    def _batch_size(self, n_samples):
+        if self.batch_size is None:
+            return n_samples
+        if self.batch_size == "auto":
+            if n_samples <= _AUTO_FULL_BATCH_MAX:
+                return n_samples
+            return _AUTO_BATCH_SIZE
+        return min(self.batch_size, n_samples)
+
+    def _rule_and_rate(
+        self, full_batch, n_coef, params, lipschitz_coef, lipschitz_intercept, keep
+    ):
+        """The update rule and its (per-parameter) learning rate."""
+        solver = self.solver
+        if isinstance(solver, UpdateRule):
+            rule = solver  # a custom rule (hidden from users, for tests)
+        elif solver == "adam":
+            rule = Adam()
+        elif full_batch and self.nesterovs_momentum:
+            rule = AcceleratedGradient()
+        else:
+            rule = Momentum(self.momentum, self.nesterovs_momentum)
+        if keep:
+            return rule, self._learning_rate
+        if self.learning_rate_init != "auto":
+            return rule, float(self.learning_rate_init)
+        if solver == "adam":
+            return rule, _ADAM_AUTO_LEARNING_RATE
+        if full_batch:
+            rate = np.empty_like(params)
+            rate[:n_coef] = 1.0 / lipschitz_coef if lipschitz_coef > 0 else 1.0
+            rate[n_coef:] = 1.0 / lipschitz_intercept if lipschitz_intercept else 0.0
+            if not isinstance(rule, AcceleratedGradient) and self.momentum:
+                rate *= 1.0 - self.momentum
+            return rule, rate
+        # Mini-batch bounds are joint (one value for both blocks).
+        scale = 1.0 - self.momentum if isinstance(rule, Momentum) else 1.0
+        return rule, scale / lipschitz_coef if lipschitz_coef > 0 else scale
+
+    def _split_validation(self, X, y_index, weights, rng):
+        n_val = int(round(self.validation_fraction * X.shape[0]))
+        stratify = y_index if n_val >= self.classes_.size else None
+        try:
+            return train_test_split(
+                X,
+                y_index,
+                weights,
+                test_size=self.validation_fraction,
+                random_state=rng,
+                stratify=stratify,
+            )
+        except ValueError as exc:
+            raise ValueError(
+                "early_stopping could not split off a validation set of "
+                f"validation_fraction={self.validation_fraction}: {exc}"
+            ) from exc
+
+    # -------------------------------------------------------------- predict
+
+    def decision_function(self, X):
+        """Raw scores ``z = X W^T + b``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples, n_classes) or (n_samples,)
+            ``z``; with two classes the single column ``z_1 - z_0``
+            (positive means ``classes_[1]``).
+        """
+        raw = self._raw_prediction(X)
+        if raw.shape[1] == 2:
+            return raw[:, 1] - raw[:, 0]
+        return raw
+
+    def _raw_prediction(self, X):
+        check_is_fitted(self)
+        X = validate_data(
+            self,
+            X,
+            accept_sparse=["csr", "csc"],
+            dtype=[np.float64, np.float32],
+            reset=False,
+        )
+        raw = X @ self.coef_.T.astype(X.dtype, copy=False)
+        raw = np.asarray(raw)
+        raw += self.intercept_.astype(X.dtype, copy=False)
+        return raw
+
+    def predict(self, X):
+        """Most probable class per sample.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        raw = self._raw_prediction(X)
+        return self.classes_[np.argmax(raw, axis=1)]
+
+    def predict_log_proba(self, X):
+        """Log-probabilities ``z - logsumexp(z)``.
+
+        Exact and finite where ``log(predict_proba(X))`` would underflow to
+        ``-inf``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Columns ordered as ``classes_``.
+        """
+        return log_softmax(self._raw_prediction(X))
+
+    def predict_proba(self, X):
+        """Class probabilities ``softmax(z)``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Rows sum to one; columns ordered as ``classes_``.
+        """
+        proba = np.exp(self.predict_log_proba(X))
+        proba /= proba.sum(axis=1, keepdims=True)
+        return proba
+
+    # ---------------------------------------------------------------- state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["_sk_softmax_version"] = __version__
+        return state
+
+    def __setstate__(self, state):
+        version = state.pop("_sk_softmax_version", None)
+        if version is not None and version != __version__:
+            warnings.warn(
+                f"Trying to unpickle SoftmaxRegression from sk_softmax version "
+                f"{version} when using version {__version__}. This might lead to "
+                "breaking code or invalid results. Use at your own risk.",
+                UserWarning,
+                stacklevel=2,
+            )
+        super().__setstate__(state)
+
+
+def _make_objective(
+    X, y_index, weights, *, n_classes, alpha, label_smoothing, offset, fit_intercept
+):
+    """``objective(params, batch) -> (loss, grad)`` over flat ``[W, b']``.
+
+    ``weights`` sum to one over all samples; a batch renormalizes its own
+    share so each step follows the weighted mean over the batch.
+    """
+    n_features = X.shape[1]
+    n_coef = n_classes * n_features
+    dtype = X.dtype
+    dense = not sp.issparse(X)
+    batch_buffer = {}
+
+    def objective(params, batch):
+        coef = params[:n_coef].reshape(n_classes, n_features).astype(dtype, copy=False)
+        intercept = None
+        if fit_intercept:
+            intercept = params[n_coef:].astype(dtype, copy=False)
+        if batch is None:
+            X_b, y_b, w_b = X, y_index, weights
+        else:
+            if dense:
+                buffer = batch_buffer.get(batch.size)
+                if buffer is None:
+                    buffer = np.empty((batch.size, n_features), dtype=dtype)
+                    batch_buffer[batch.size] = buffer
+                X_b = np.take(X, batch, axis=0, out=buffer)
+            else:
+                X_b = X[batch]
+            y_b = y_index[batch]
+            w_b = weights[batch]
+            total = w_b.sum()
+            if total > 0:
+                w_b = w_b / total
+        loss, grad_coef, grad_intercept = _loss_and_gradient(
+            coef, intercept, X_b, y_b, w_b, alpha, label_smoothing, offset
+        )
+        grad = np.empty(params.size, dtype=dtype)
+        grad[:n_coef] = grad_coef.ravel()
+        if fit_intercept:
+            grad[n_coef:] = grad_intercept
+        else:
+            grad[n_coef:] = 0.0
+        return loss, grad
+
+    return objective
+
+
+def _validation_scorer(X_val, y_val, w_val, *, n_classes, offset):
+    """``validation(params) -> (loss, accuracy)`` on the held-out samples.
+
+    The loss is the weighted cross-entropy without smoothing or penalty.
+    """
+    weight_sum = float(w_val.sum())
+    if weight_sum <= 0:
+        raise ValueError(
+            "The validation sample weights are all zero; use a different "
+            "random_state or validation_fraction."
+        )
+    w_val = w_val / weight_sum
+    n_features = X_val.shape[1]
+    n_coef = n_classes * n_features
+    rows = np.arange(y_val.size)
+
+    def validation(params):
+        coef = params[:n_coef].reshape(n_classes, n_features)
+        intercept = params[n_coef:]
+        if offset is not None:
+            intercept = intercept - coef @ offset
+        log_proba = log_softmax(np.asarray(X_val @ coef.T) + intercept)
+        loss = -float(log_proba[rows, y_val] @ w_val)
+        score = float((log_proba.argmax(axis=1) == y_val) @ w_val)
+        return loss, score
+
+    return validation

@@ -1,0 +1,463 @@
+"""Optimizers over a flat parameter vector, fed by an objective callable.
+
+A solver sees only ``objective(params, batch) -> (loss, grad)``, where
+``params`` and ``grad`` are 1-D float arrays of the same size and ``batch``
+is None (all data) or an index array chosen by the solver.  It never sees
+labels, classes or the estimator, so the data behind the objective can live
+in memory, on disk, on a cluster or on a GPU.
+
+Life cycle of :func:`gradient_descent`
+--------------------------------------
+1. Setup: the update rule builds its state from the initial parameters
+   (``rule.init``); the sampler draws a permutation per epoch when
+   ``shuffle`` is set.
+2. Iterate: for each mini-batch, evaluate the objective and apply
+   ``rule.step(params, grad, state, learning_rate)`` in place.  An epoch
+   is one pass over the samples.
+3. Check convergence after each epoch: full batch stops when the largest
+   gradient entry is at most ``tol`` (the optimum is reached); mini-batch
+   stops after ``n_iter_no_change`` epochs without an improvement of
+   ``tol`` in the training loss, or in the validation score with early
+   stopping.  The ``"adaptive"`` schedule divides the learning rate by 5
+   instead of stopping, until it falls below 1e-6.
+4. Finalize: restore the best parameters seen on the validation set when
+   early stopping, and report ``n_iter``, the loss curve and convergence.
+
+Update rules are small objects with ``init(params) -> state`` and
+``step(params, grad, state, learning_rate)`` that work in place: plain or
+heavy-ball / Nesterov momentum (:class:`Momentum`), Adam (:class:`Adam`) and
+accelerated full-batch gradient descent with adaptive restart
+(:class:`AcceleratedGradient`).
+"""
+
+import contextlib
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.optimize
+from threadpoolctl import ThreadpoolController
+
+__all__ = [
+    "UpdateRule",
+    "Momentum",
+    "Adam",
+    "AcceleratedGradient",
+    "gradient_descent",
+    "lbfgs",
+    "SolverResult",
+    "limit_competing_blas",
+]
+
+
+# Below this many multiply-adds per product, a second BLAS thread costs more
+# in wake-ups than it saves (and a busy machine makes it far worse).
+_SINGLE_THREAD_WORK = 4_000_000
+
+
+@contextlib.contextmanager
+def limit_competing_blas(work=None):
+    """Run the body with every BLAS pool but numpy's limited to one thread.
+
+    numpy and scipy may each load their own OpenBLAS.  The heavy products
+    go through numpy's; scipy's only does L-BFGS-B's small vector work.
+    When both pools keep threads spinning on the same cores they slow each
+    other down by up to an order of magnitude, so scipy's (and any other
+    non-numpy BLAS) gets a single thread while fitting.  Nothing changes
+    when numpy and scipy share one BLAS.
+
+    ``work``, the multiply-adds of one matrix product of the fit, limits
+    numpy's pool to one thread too when it is small: threads do not pay
+    off on small products.
+    """
+    controller = ThreadpoolController()
+    small = work is not None and work < _SINGLE_THREAD_WORK
+    others = [
+        lib.filepath
+        for lib in controller.select(user_api="blas").lib_controllers
+        if (small or "numpy" not in os.path.basename(os.path.dirname(lib.filepath)))
+        and lib.num_threads > 1
+    ]
+    if not others:
+        yield
+        return
+    with controller.select(filepath=others).limit(limits=1):
+        yield
+
+
+@dataclass
+class SolverResult:
+    """What a solver returns: the parameters and how it got there."""
+
+    params: np.ndarray
+    n_iter: int
+    converged: bool
+    loss_curve: list = field(default_factory=list)
+    validation_scores: list | None = None
+    validation_losses: list | None = None
+    best_loss: float | None = None
+    n_passes: int = 0
+
+
+class UpdateRule:
+    """Base of the update rules: ``init(params) -> state`` and an in-place ``step``.
+
+    ``exact`` tells the loop whether the rule settles at the optimum on the
+    full batch (then the gradient-norm test stops it) or hovers around it
+    (then the loss-based test does).
+    """
+
+    exact = True
+
+    def init(self, params):
+        """State for ``params`` of shape (n_params,)."""
+        return {}
+
+    def step(self, params, grad, state, learning_rate):
+        """Update ``params`` in place from ``grad`` (which may be overwritten)."""
+        raise NotImplementedError
+
+
+class Momentum(UpdateRule):
+    """SGD with optional heavy-ball or Nesterov momentum (MLPClassifier's rule).
+
+    ``v <- momentum v - lr g``; then ``params += v`` (heavy ball) or
+    ``params += momentum v - lr g`` (Nesterov).
+
+    Parameters
+    ----------
+    momentum : float
+        In [0, 1]; 0 gives plain gradient descent.
+    nesterov : bool
+        Use Nesterov's look-ahead form.
+    """
+
+    def __init__(self, momentum=0.9, nesterov=True):
+        self.momentum = momentum
+        self.nesterov = nesterov
+
+    def init(self, params):
+        return {"velocity": np.zeros_like(params)}
+
+    def step(self, params, grad, state, learning_rate):
+        velocity = state["velocity"]
+        grad *= learning_rate
+        velocity *= self.momentum
+        velocity -= grad
+        if self.nesterov:
+            params += self.momentum * velocity
+            params -= grad
+        else:
+            params += velocity
+
+
+class Adam(UpdateRule):
+    """Adam (Kingma & Ba, 2014) with MLPClassifier's defaults.
+
+    Parameters
+    ----------
+    beta_1, beta_2 : float
+        Decay rates of the first and second moment estimates.
+    epsilon : float
+        Added to the root of the second moment.
+    """
+
+    # Constant-step Adam hovers around the optimum: stop on the loss instead.
+    exact = False
+
+    def __init__(self, beta_1=0.9, beta_2=0.999, epsilon=1e-8):
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+
+    def init(self, params):
+        return {"t": 0, "m": np.zeros_like(params), "v": np.zeros_like(params)}
+
+    def step(self, params, grad, state, learning_rate):
+        state["t"] += 1
+        t, m, v = state["t"], state["m"], state["v"]
+        m *= self.beta_1
+        m += (1 - self.beta_1) * grad
+        v *= self.beta_2
+        grad *= grad
+        v += (1 - self.beta_2) * grad
+        scale = math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
+        denom = np.sqrt(v)
+        denom += self.epsilon
+        params -= (learning_rate * scale) * m / denom
+
+
+class AcceleratedGradient(UpdateRule):
+    """Full-batch Nesterov / FISTA steps with gradient-based adaptive restart.
+
+    ``params`` holds the extrapolated point ``y`` where the gradient is
+    taken; the state keeps the previous iterate ``x`` and the FISTA
+    sequence ``t``::
+
+        x+ = y - lr g
+        restart (t = 1) if (y - x+) . (x+ - x) > 0
+        t+ = (1 + sqrt(1 + 4 t^2)) / 2
+        y+ = x+ + (t - 1) / t+ (x+ - x)
+
+    The restart test (O'Donoghue & Candes, 2015) drops the momentum as soon
+    as it points uphill, which recovers linear convergence on strongly
+    convex objectives without knowing the strong convexity constant.
+    With ``lr <= 1/L`` the objective converges to its minimum.
+    """
+
+    def init(self, params):
+        return {"t": 1.0, "x": params.copy(), "x_new": np.empty_like(params)}
+
+    def step(self, params, grad, state, learning_rate):
+        x, x_new = state["x"], state["x_new"]
+        grad *= learning_rate
+        np.subtract(params, grad, out=x_new)
+        # params - x_new == grad (scaled): the restart test without a temporary.
+        x -= x_new
+        if float(grad @ x) < 0:  # (y - x+) . (x+ - x) > 0
+            state["t"] = 1.0
+        t = state["t"]
+        t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
+        beta = (t - 1.0) / t_next
+        state["t"] = t_next
+        # y+ = x+ - beta (x - x+), with x now holding x - x+.
+        np.multiply(x, -beta, out=params)
+        params += x_new
+        x[...] = x_new
+
+
+def _batches(n_samples, batch_size, rng):
+    """Index arrays (or None for the full batch) for one epoch."""
+    if batch_size >= n_samples:
+        yield None
+        return
+    order = rng.permutation(n_samples) if rng is not None else np.arange(n_samples)
+    for start in range(0, n_samples, batch_size):
+        yield order[start : start + batch_size]
+
+
+def _diverged_error(epoch, learning_rate):
+    return ValueError(
+        f"Training diverged at epoch {epoch}: the loss or the parameters became "
+        f"non-finite with learning rate {learning_rate!r}. Lower "
+        "learning_rate_init (or use learning_rate_init='auto'), or rescale the "
+        "features, e.g. with StandardScaler."
+    )
+
+
+def gradient_descent(
+    objective,
+    params,
+    *,
+    rule,
+    n_samples,
+    batch_size,
+    learning_rate,
+    schedule="constant",
+    power_t=0.5,
+    max_iter=200,
+    tol=1e-4,
+    n_iter_no_change=10,
+    rng=None,
+    batch_weights=None,
+    validation=None,
+    verbose=False,
+    state=None,
+):
+    """Minimize ``objective`` by (mini-)batch gradient steps of ``rule``.
+
+    Parameters
+    ----------
+    objective : callable
+        ``objective(params, batch) -> (loss, grad)``; ``batch`` is None or an
+        index array; ``grad`` is a fresh 1-D array the solver may overwrite.
+    params : ndarray of shape (n_params,)
+        Initial parameters; updated in place and returned.
+    rule : object
+        Update rule with ``init`` and ``step`` (see :class:`Momentum`).
+    n_samples : int
+        Number of samples the batches index.
+    batch_size : int
+        Mini-batch size; ``>= n_samples`` means full batch.
+    learning_rate : float or ndarray of shape (n_params,)
+        Initial step, per parameter when an array.
+    schedule : {"constant", "invscaling", "adaptive"}, default="constant"
+        Learning-rate schedule, per epoch.
+    power_t : float, default=0.5
+        Exponent of ``"invscaling"``: ``lr_t = lr / (t + 1) ** power_t`` with
+        ``t`` the epoch count.
+    max_iter : int, default=200
+        Maximum number of epochs.
+    tol : float, default=1e-4
+        Convergence tolerance (see the module docstring).
+    n_iter_no_change : int, default=10
+        Epochs without improvement before stopping (mini-batch).
+    rng : numpy.random.RandomState or None, default=None
+        Shuffles the samples each epoch when given.
+    batch_weights : ndarray of shape (n_samples,) or None, default=None
+        Normalized sample weights, to average the epoch loss over batches.
+    validation : callable or None, default=None
+        ``validation(params) -> (loss, score)``; enables early stopping on
+        the score.
+    verbose : bool, default=False
+        Print one line per epoch.
+    state : dict or None, default=None
+        Rule state to continue from (``partial_fit``); a new one otherwise.
+
+    Returns
+    -------
+    result : SolverResult
+        With ``state`` attached as ``result.state``.
+    """
+    full_batch = batch_size >= n_samples
+    # The gradient-norm test needs the full gradient and a rule that settles.
+    stop_on_gradient = full_batch and rule.exact
+    if state is None:
+        state = rule.init(params)
+    base_rate = learning_rate
+    loss_curve, val_scores, val_losses = [], [], []
+    best_loss, best_score, no_improvement = np.inf, -np.inf, 0
+    best_params = None
+    converged = False
+    epoch = 0
+    for epoch in range(1, max_iter + 1):
+        if schedule == "invscaling":
+            learning_rate = base_rate / (epoch**power_t)
+        epoch_loss = 0.0
+        grad_norm = np.inf
+        for batch in _batches(n_samples, batch_size, rng):
+            loss, grad = objective(params, batch)
+            if batch is None:
+                epoch_loss = loss
+            elif batch_weights is not None:
+                epoch_loss += loss * float(batch_weights[batch].sum())
+            else:
+                epoch_loss += loss * batch.size / n_samples
+            if stop_on_gradient:
+                grad_norm = float(np.max(np.abs(grad))) if grad.size else 0.0
+                if grad_norm <= tol:
+                    break
+            rule.step(params, grad, state, learning_rate)
+        epoch_loss = float(epoch_loss)
+        if not (math.isfinite(epoch_loss) and math.isfinite(float(params.sum()))):
+            raise _diverged_error(epoch, learning_rate)
+        loss_curve.append(epoch_loss)
+        message = f"Epoch {epoch}, loss = {epoch_loss:.8f}"
+        if stop_on_gradient:
+            message += f", max|grad| = {grad_norm:.3e}"
+        if validation is not None:
+            val_loss, val_score = validation(params)
+            val_losses.append(float(val_loss))
+            val_scores.append(float(val_score))
+            message += f", validation loss = {val_loss:.6f}, score = {val_score:.4f}"
+            no_improvement = no_improvement + 1 if val_score < best_score + tol else 0
+            if val_score > best_score:
+                best_score = val_score
+                best_params = params.copy()
+            best_loss = min(best_loss, float(val_loss))
+        else:
+            no_improvement = no_improvement + 1 if epoch_loss > best_loss - tol else 0
+            best_loss = min(best_loss, epoch_loss)
+        if verbose:
+            print(message)
+        if grad_norm <= tol:
+            converged = True
+            break
+        # The loss-based rule stops noisy (mini-batch, Adam) runs, and any
+        # run watched by a validation set.
+        if no_improvement > n_iter_no_change and (
+            validation is not None or not stop_on_gradient
+        ):
+            if schedule == "adaptive" and np.max(learning_rate) > 1e-6:
+                learning_rate = learning_rate / 5.0
+                no_improvement = 0
+                if verbose:
+                    print(f"Learning rate lowered to {np.max(learning_rate):.3g}")
+            else:
+                converged = True
+                break
+    if best_params is not None:
+        params[...] = best_params
+    result = SolverResult(
+        params=params,
+        n_iter=epoch,
+        converged=converged,
+        loss_curve=loss_curve,
+        validation_scores=val_scores if validation is not None else None,
+        validation_losses=val_losses if validation is not None else None,
+        best_loss=best_loss,
+        n_passes=epoch,
+    )
+    result.state = state
+    result.learning_rate = learning_rate
+    return result
+
+
+def lbfgs(objective, params, *, max_iter=100, tol=1e-4, verbose=False):
+    """Full-batch L-BFGS-B (scipy) on the same objective.
+
+    Stops when the largest gradient entry is at most ``tol`` (scipy's
+    ``gtol``), when the relative decrease of the loss falls below
+    ``64 * machine epsilon``, or after ``max_iter`` iterations.
+
+    Parameters
+    ----------
+    objective : callable
+        ``objective(params, None) -> (loss, grad)``.
+    params : ndarray of shape (n_params,)
+        Starting point (float64).
+    max_iter : int, default=100
+        Maximum number of L-BFGS iterations.
+    tol : float, default=1e-4
+        Gradient tolerance.
+    verbose : bool, default=False
+        Print one line per iteration.
+
+    Returns
+    -------
+    result : SolverResult
+    """
+    loss_curve = []
+    last_loss = [np.nan]
+
+    def fun(x):
+        loss, grad = objective(x, None)
+        last_loss[0] = float(loss)
+        return last_loss[0], np.asarray(grad, dtype=np.float64)
+
+    def callback(*_):
+        # L-BFGS-B's last evaluation before a callback is the accepted iterate;
+        # reading it here works with every scipy's callback signature.
+        loss_curve.append(last_loss[0])
+        if verbose:
+            print(f"Iteration {len(loss_curve)}, loss = {loss_curve[-1]:.8f}")
+
+    opt = scipy.optimize.minimize(
+        fun,
+        np.asarray(params, dtype=np.float64),
+        method="L-BFGS-B",
+        jac=True,
+        callback=callback,
+        options={
+            "maxiter": max_iter,
+            "maxls": 50,
+            "gtol": tol,
+            "ftol": 64 * np.finfo(float).eps,
+        },
+    )
+    if not np.all(np.isfinite(opt.x)) or not np.isfinite(opt.fun):
+        raise ValueError(
+            "L-BFGS produced non-finite parameters; rescale the features, e.g. "
+            "with StandardScaler."
+        )
+    return SolverResult(
+        params=opt.x,
+        n_iter=int(opt.nit),
+        # Status 1 is "too many iterations"; an abnormal line search near the
+        # optimum (float32 gradients) still counts as converged.
+        converged=opt.status != 1,
+        loss_curve=loss_curve,
+        best_loss=float(opt.fun),
+        n_passes=int(opt.nfev),
+    )
