@@ -66,6 +66,8 @@ def log_softmax(raw_prediction):
     array([[-1000.,     0.]])
     """
     raw_prediction = np.asarray(raw_prediction)
+    if raw_prediction.dtype != np.float32:
+        raw_prediction = raw_prediction.astype(np.float64, copy=False)
     shifted = raw_prediction - raw_prediction.max(axis=1, keepdims=True)
     sum_exp = np.exp(shifted).sum(axis=1, keepdims=True)
     shifted -= np.log(sum_exp)
@@ -136,12 +138,12 @@ def _loss_and_gradient(
 
     ``sample_weight`` must already be normalized to sum to one (or be the
     scalar ``1 / n_samples``).  ``intercept`` may be None (no intercept).
-    ``offset`` (n_features,), when given, is subtracted from every row of X
-    implicitly: ``z = W (x - offset) + b``.  It lets solvers work in centered
-    coordinates without copying X.  Returns ``(loss, grad_coef,
+    ``offset`` (n_features,), when given with an intercept, is subtracted
+    from every row of X implicitly: ``z = W (x - offset) + b``.  It lets
+    solvers work in centered coordinates without copying X.  Returns ``(loss, grad_coef,
     grad_intercept)``; ``grad_intercept`` is None without intercept.
     """
-    if offset is not None:
+    if offset is not None and intercept is not None:
         intercept_raw = intercept - coef @ offset
     else:
         intercept_raw = intercept

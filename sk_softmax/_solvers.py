@@ -72,18 +72,27 @@ def limit_competing_blas(work=None):
     off on small products.
     """
     controller = ThreadpoolController()
+    blas = controller.select(user_api="blas").lib_controllers
     small = work is not None and work < _SINGLE_THREAD_WORK
+    # numpy's wheels keep their BLAS under numpy.libs/ (Linux, Windows) or
+    # numpy/.dylibs/ (macOS); a BLAS shared by numpy and scipy (conda, Linux
+    # distributions) is the only one loaded and is left alone.
     others = [
         lib.filepath
-        for lib in controller.select(user_api="blas").lib_controllers
-        if (small or "numpy" not in os.path.basename(os.path.dirname(lib.filepath)))
-        and lib.num_threads > 1
+        for lib in blas
+        if lib.num_threads > 1
+        and (small or (len(blas) > 1 and not _is_numpy_library(lib.filepath)))
     ]
     if not others:
         yield
         return
     with controller.select(filepath=others).limit(limits=1):
         yield
+
+
+def _is_numpy_library(filepath):
+    parts = os.path.normpath(filepath).split(os.sep)[:-1]
+    return any(part == "numpy" or part.startswith("numpy.") for part in parts)
 
 
 @dataclass

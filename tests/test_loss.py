@@ -1,0 +1,765 @@
+"""Tests of sk_softmax._loss: value, gradient, log-softmax and Lipschitz bounds.
+
+Every expected value here is computed independently of the implementation:
+finite differences, a naive dense reference (explicit smoothed one-hot
+targets, ``scipy.special.log_softmax``), PyTorch autograd, or closed forms.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.special import log_softmax as scipy_log_softmax
+from scipy.special import logsumexp
+
+from sk_softmax import loss_and_gradient
+from sk_softmax._loss import _loss_and_gradient, lipschitz_constants, log_softmax
+
+SPARSE_CONTAINERS = [sp.csr_matrix, sp.csc_matrix, sp.csr_array]
+X_CONTAINERS = [np.asarray] + SPARSE_CONTAINERS
+X_IDS = ["dense", "csr_matrix", "csc_matrix", "csr_array"]
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+
+
+def _make_problem(n_samples=13, n_features=3, n_classes=4, seed=0, weighted=False):
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n_samples, n_features))
+    # a few exact zeros so sparse containers store a genuinely sparse matrix
+    X[rng.uniform(size=X.shape) < 0.25] = 0.0
+    y = np.arange(n_samples) % n_classes
+    rng.shuffle(y)
+    coef = rng.normal(scale=0.7, size=(n_classes, n_features))
+    intercept = rng.normal(scale=0.5, size=n_classes)
+    sample_weight = None
+    if weighted:
+        sample_weight = rng.uniform(0.1, 3.0, size=n_samples)
+        sample_weight[[1, 4, 7]] = 0.0
+    return X, y, coef, intercept, sample_weight
+
+
+def _dense(X):
+    return X.toarray() if sp.issparse(X) else np.asarray(X)
+
+
+def naive_loss_and_gradient(coef, intercept, X, y, alpha, eps, sample_weight):
+    """Textbook J and gradient with materialized smoothed one-hot targets."""
+    X = _dense(X).astype(np.float64)
+    coef = np.asarray(coef, dtype=np.float64)
+    n_samples = X.shape[0]
+    n_classes = coef.shape[0]
+    Z = X @ coef.T
+    if intercept is not None:
+        Z = Z + intercept
+    log_p = scipy_log_softmax(Z, axis=1)
+    T = (1.0 - eps) * np.eye(n_classes)[y] + eps / n_classes
+    s = (
+        np.ones(n_samples)
+        if sample_weight is None
+        else np.asarray(sample_weight, float)
+    )
+    S = s.sum()
+    loss = np.sum(s * -(T * log_p).sum(axis=1)) / S + 0.5 * alpha * np.sum(coef**2)
+    G = s[:, None] * (np.exp(log_p) - T) / S
+    grad_coef = G.T @ X + alpha * coef
+    grad_intercept = G.sum(axis=0) if intercept is not None else None
+    return loss, grad_coef, grad_intercept
+
+
+def _pack(coef, intercept):
+    if intercept is None:
+        return coef.ravel().copy()
+    return np.concatenate([coef.ravel(), intercept])
+
+
+def _unpack(theta, n_classes, n_features, fit_intercept):
+    coef = theta[: n_classes * n_features].reshape(n_classes, n_features)
+    intercept = theta[n_classes * n_features :] if fit_intercept else None
+    return coef, intercept
+
+
+def _five_point_gradient(f, theta, h):
+    grad = np.empty_like(theta)
+    for j in range(theta.size):
+        e = np.zeros_like(theta)
+        e[j] = h
+        grad[j] = (
+            f(theta - 2 * e) - 8 * f(theta - e) + 8 * f(theta + e) - f(theta + 2 * e)
+        ) / (12 * h)
+    return grad
+
+
+# --------------------------------------------------------------------------
+# 1. gradient vs finite differences; dtype handling
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fit_intercept", [True, False], ids=["intercept", "no_intercept"]
+)
+@pytest.mark.parametrize("n_classes", [2, 4])
+@pytest.mark.parametrize("container", X_CONTAINERS, ids=X_IDS)
+@pytest.mark.parametrize("alpha", [0.0, 0.3])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1, 0.5])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_gradient_matches_finite_differences(
+    weighted, label_smoothing, alpha, container, n_classes, fit_intercept
+):
+    X, y, coef, intercept, sw = _make_problem(n_classes=n_classes, weighted=weighted)
+    if not fit_intercept:
+        intercept = None
+    Xc = container(X)
+    n_features = X.shape[1]
+    kwargs = dict(alpha=alpha, label_smoothing=label_smoothing, sample_weight=sw)
+
+    def f(theta):
+        W, b = _unpack(theta, n_classes, n_features, fit_intercept)
+        return float(loss_and_gradient(W, b, Xc, y, **kwargs)[0])
+
+    loss, grad_coef, grad_intercept = loss_and_gradient(
+        coef, intercept, Xc, y, **kwargs
+    )
+    assert np.isfinite(loss)
+    assert grad_coef.shape == coef.shape
+    if fit_intercept:
+        assert grad_intercept.shape == (n_classes,)
+    else:
+        assert grad_intercept is None
+    theta = _pack(coef, intercept)
+    expected = _five_point_gradient(f, theta, h=1e-3)
+    np.testing.assert_allclose(
+        _pack(grad_coef, grad_intercept), expected, rtol=1e-6, atol=1e-9
+    )
+
+
+@pytest.mark.parametrize(
+    "fit_intercept", [True, False], ids=["intercept", "no_intercept"]
+)
+@pytest.mark.parametrize("container", X_CONTAINERS, ids=X_IDS)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_float32_in_float32_out(weighted, container, fit_intercept):
+    X, y, coef, intercept, sw = _make_problem(
+        n_samples=40, n_features=6, weighted=weighted
+    )
+    if not fit_intercept:
+        intercept = None
+    kwargs = dict(alpha=0.3, label_smoothing=0.1, sample_weight=sw)
+    loss64, gc64, gi64 = loss_and_gradient(coef, intercept, container(X), y, **kwargs)
+    X32 = container(X.astype(np.float32))
+    coef32 = coef.astype(np.float32)
+    intercept32 = None if intercept is None else intercept.astype(np.float32)
+    loss32, gc32, gi32 = loss_and_gradient(coef32, intercept32, X32, y, **kwargs)
+
+    assert loss64.dtype == np.float64 and gc64.dtype == np.float64
+    assert loss32.dtype == np.float32
+    assert gc32.dtype == np.float32
+    np.testing.assert_allclose(loss32, loss64, rtol=1e-4)
+    scale = np.abs(gc64).max()
+    np.testing.assert_allclose(gc32, gc64, rtol=1e-4, atol=1e-4 * scale)
+    if fit_intercept:
+        assert gi32.dtype == np.float32
+        np.testing.assert_allclose(
+            gi32, gi64, rtol=1e-4, atol=1e-4 * np.abs(gi64).max()
+        )
+
+
+# --------------------------------------------------------------------------
+# 2. naive reference implementation
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fit_intercept", [True, False], ids=["intercept", "no_intercept"]
+)
+@pytest.mark.parametrize("n_classes", [2, 3, 5])
+@pytest.mark.parametrize("container", X_CONTAINERS, ids=X_IDS)
+@pytest.mark.parametrize("alpha", [0.0, 0.3])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1, 0.5])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_matches_naive_reference(
+    weighted, label_smoothing, alpha, container, n_classes, fit_intercept
+):
+    X, y, coef, intercept, sw = _make_problem(
+        n_samples=50, n_features=7, n_classes=n_classes, seed=1, weighted=weighted
+    )
+    if not fit_intercept:
+        intercept = None
+    loss, gc, gi = loss_and_gradient(
+        coef,
+        intercept,
+        container(X),
+        y,
+        alpha=alpha,
+        label_smoothing=label_smoothing,
+        sample_weight=sw,
+    )
+    ref_loss, ref_gc, ref_gi = naive_loss_and_gradient(
+        coef, intercept, X, y, alpha, label_smoothing, sw
+    )
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-12)
+    np.testing.assert_allclose(gc, ref_gc, rtol=1e-10, atol=1e-14)
+    if fit_intercept:
+        np.testing.assert_allclose(gi, ref_gi, rtol=1e-10, atol=1e-14)
+    else:
+        assert gi is None
+
+
+def test_accepts_lists_and_integer_X():
+    X, y, coef, intercept, _ = _make_problem(n_classes=3)
+    X_int = np.round(X * 3).astype(np.int64)
+    loss, gc, gi = loss_and_gradient(
+        coef.tolist(), intercept.tolist(), X_int.tolist(), y.tolist()
+    )
+    ref = naive_loss_and_gradient(
+        coef, intercept, X_int.astype(float), y, 0.0, 0.0, None
+    )
+    assert loss.dtype == np.float64
+    np.testing.assert_allclose(loss, ref[0], rtol=1e-12)
+    np.testing.assert_allclose(gc, ref[1], rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(gi, ref[2], rtol=1e-10, atol=1e-14)
+
+
+def test_inputs_not_modified():
+    X, y, coef, intercept, sw = _make_problem(weighted=True)
+    copies = [a.copy() for a in (X, y, coef, intercept, sw)]
+    loss_and_gradient(
+        coef, intercept, X, y, alpha=0.3, label_smoothing=0.1, sample_weight=sw
+    )
+    for before, after in zip(copies, (X, y, coef, intercept, sw), strict=True):
+        np.testing.assert_array_equal(before, after)
+
+
+# --------------------------------------------------------------------------
+# 3. PyTorch autograd
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fit_intercept", [True, False], ids=["intercept", "no_intercept"]
+)
+@pytest.mark.parametrize("n_classes", [2, 4])
+@pytest.mark.parametrize("alpha", [0.0, 0.3])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1, 0.5])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_matches_torch_autograd(
+    weighted, label_smoothing, alpha, n_classes, fit_intercept
+):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    X, y, coef, intercept, sw = _make_problem(
+        n_samples=30, n_features=5, n_classes=n_classes, seed=2, weighted=weighted
+    )
+    if not fit_intercept:
+        intercept = None
+    loss, gc, gi = loss_and_gradient(
+        coef,
+        intercept,
+        X,
+        y,
+        alpha=alpha,
+        label_smoothing=label_smoothing,
+        sample_weight=sw,
+    )
+
+    W = torch.tensor(coef, dtype=torch.float64, requires_grad=True)
+    logits = torch.from_numpy(X) @ W.T
+    if fit_intercept:
+        b = torch.tensor(intercept, dtype=torch.float64, requires_grad=True)
+        logits = logits + b
+    s = (
+        torch.ones(X.shape[0], dtype=torch.float64)
+        if sw is None
+        else torch.from_numpy(sw)
+    )
+    per_sample = F.cross_entropy(
+        logits,
+        torch.from_numpy(y).long(),
+        weight=None,
+        label_smoothing=label_smoothing,
+        reduction="none",
+    )
+    t_loss = (per_sample * s).sum() / s.sum() + 0.5 * alpha * (W**2).sum()
+    t_loss.backward()
+
+    np.testing.assert_allclose(loss, t_loss.item(), rtol=1e-12)
+    np.testing.assert_allclose(gc, W.grad.numpy(), rtol=1e-10, atol=1e-14)
+    if fit_intercept:
+        np.testing.assert_allclose(gi, b.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+# --------------------------------------------------------------------------
+# 4. properties
+# --------------------------------------------------------------------------
+
+
+def _assert_same_result(a, b, rtol=1e-12):
+    np.testing.assert_allclose(a[0], b[0], rtol=rtol)
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(a[2], b[2], rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("container", X_CONTAINERS, ids=X_IDS)
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_integer_weights_equal_repeated_rows(container, label_smoothing):
+    X, y, coef, intercept, _ = _make_problem(
+        n_samples=20, n_features=4, n_classes=3, seed=3
+    )
+    rng = np.random.RandomState(0)
+    sw = rng.randint(1, 4, size=X.shape[0])
+    rep = np.repeat(np.arange(X.shape[0]), sw)
+    kw = dict(alpha=0.3, label_smoothing=label_smoothing)
+    weighted = loss_and_gradient(
+        coef, intercept, container(X), y, sample_weight=sw, **kw
+    )
+    repeated = loss_and_gradient(coef, intercept, container(X[rep]), y[rep], **kw)
+    _assert_same_result(weighted, repeated)
+
+
+@pytest.mark.parametrize("container", X_CONTAINERS, ids=X_IDS)
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_zero_weights_equal_removed_rows(container, label_smoothing):
+    X, y, coef, intercept, _ = _make_problem(
+        n_samples=20, n_features=4, n_classes=3, seed=4
+    )
+    rng = np.random.RandomState(1)
+    sw = rng.uniform(0.5, 2.0, size=X.shape[0])
+    sw[[0, 5, 6, 19]] = 0.0
+    # make the dropped rows extreme so that a leak would show
+    X = X.copy()
+    X[[0, 5, 6, 19]] *= 50.0
+    keep = sw > 0
+    kw = dict(alpha=0.3, label_smoothing=label_smoothing)
+    with_zeros = loss_and_gradient(
+        coef, intercept, container(X), y, sample_weight=sw, **kw
+    )
+    removed = loss_and_gradient(
+        coef, intercept, container(X[keep]), y[keep], sample_weight=sw[keep], **kw
+    )
+    _assert_same_result(with_zeros, removed)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 7.0, 1e5])
+def test_scaling_weights_changes_nothing(scale):
+    X, y, coef, intercept, sw = _make_problem(n_samples=25, seed=5, weighted=True)
+    kw = dict(alpha=0.3, label_smoothing=0.1)
+    a = loss_and_gradient(coef, intercept, X, y, sample_weight=sw, **kw)
+    b = loss_and_gradient(coef, intercept, X, y, sample_weight=scale * sw, **kw)
+    _assert_same_result(a, b)
+
+
+def test_unit_weights_equal_no_weights():
+    X, y, coef, intercept, _ = _make_problem(n_samples=25, seed=6)
+    kw = dict(alpha=0.3, label_smoothing=0.1)
+    a = loss_and_gradient(coef, intercept, X, y, **kw)
+    b = loss_and_gradient(
+        coef, intercept, X, y, sample_weight=np.ones(X.shape[0]), **kw
+    )
+    _assert_same_result(a, b)
+
+
+@pytest.mark.parametrize("container", X_CONTAINERS, ids=X_IDS)
+@pytest.mark.parametrize("alpha", [0.0, 0.3])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1, 0.5])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_gradient_sums_over_classes(weighted, label_smoothing, alpha, container):
+    X, y, coef, intercept, sw = _make_problem(
+        n_samples=30, n_features=5, seed=7, weighted=weighted
+    )
+    _, gc, gi = loss_and_gradient(
+        coef,
+        intercept,
+        container(X),
+        y,
+        alpha=alpha,
+        label_smoothing=label_smoothing,
+        sample_weight=sw,
+    )
+    np.testing.assert_allclose(gc.sum(axis=0), alpha * coef.sum(axis=0), atol=1e-13)
+    np.testing.assert_allclose(gi.sum(), 0.0, atol=1e-14)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 7])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1, 0.5, 0.99])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("alpha", [0.0, 0.3])
+def test_loss_at_zero_is_log_n_classes(alpha, weighted, label_smoothing, n_classes):
+    X, y, _, _, sw = _make_problem(
+        n_samples=21, n_classes=n_classes, seed=8, weighted=weighted
+    )
+    coef = np.zeros((n_classes, X.shape[1]))
+    loss, gc, gi = loss_and_gradient(
+        coef,
+        np.zeros(n_classes),
+        X,
+        y,
+        alpha=alpha,
+        label_smoothing=label_smoothing,
+        sample_weight=sw,
+    )
+    np.testing.assert_allclose(loss, np.log(n_classes), rtol=1e-14)
+    # at z = 0, p = 1/K and the intercept gradient is the weighted class
+    # frequency shortfall: (1 - eps) (1/K - freq_k)
+    s = np.ones(X.shape[0]) if sw is None else sw
+    freq = np.bincount(y, weights=s, minlength=n_classes) / s.sum()
+    np.testing.assert_allclose(
+        gi, (1 - label_smoothing) * (1 / n_classes - freq), atol=1e-15
+    )
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.3])
+@pytest.mark.parametrize("alpha", [0.0, 0.3])
+@pytest.mark.parametrize("container", X_CONTAINERS, ids=X_IDS)
+def test_huge_logits_finite_and_exact(container, alpha, label_smoothing):
+    big = 1e300
+    X = np.array(
+        [
+            [big, -big],  # z = [ big, -big, 0  ]
+            [-big, big],  # z = [-big,  big, 0  ]
+            [big, big],  # z = [ big,  big, big]  (three-way tie)
+            [big, 0.0],  # z = [ big,  0,  big/2]
+        ]
+    )
+    y = np.array([1, 0, 2, 2])
+    coef = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    intercept = np.array([0.0, 1.0, -1.0])
+    Z = X @ coef.T + intercept
+    assert np.all(np.isfinite(Z))
+    n, K = Z.shape
+    eps = label_smoothing
+
+    loss, gc, gi = loss_and_gradient(
+        coef, intercept, container(X), y, alpha=alpha, label_smoothing=eps
+    )
+    assert np.isfinite(loss)
+    assert np.all(np.isfinite(gc)) and np.all(np.isfinite(gi))
+
+    # Closed form: the gaps between logits are multiples of 1e300, so
+    # softmax is exactly one-hot on the arg-max (uniform over ties) and
+    # logsumexp(z) - m = log(#ties), where m = max z.
+    M = Z.max(axis=1, keepdims=True)
+    ties = (Z == M).sum(axis=1)
+    P = (Z == M) / ties[:, None]
+    T = (1 - eps) * np.eye(K)[y] + eps / K
+    per_sample = np.log(ties) - ((Z - M) * T).sum(axis=1)
+    expected_loss = per_sample.mean() + 0.5 * alpha * np.sum(coef**2)
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-12)
+    G = (P - T) / n
+    np.testing.assert_allclose(gc, G.T @ X + alpha * coef, rtol=1e-12)
+    np.testing.assert_allclose(gi, G.sum(axis=0), rtol=1e-12, atol=1e-15)
+
+
+# --------------------------------------------------------------------------
+# 5. input validation
+# --------------------------------------------------------------------------
+
+
+def _valid_args():
+    X, y, coef, intercept, sw = _make_problem(
+        n_samples=10, n_features=3, n_classes=4, seed=9
+    )
+    return coef, intercept, X, y
+
+
+@pytest.mark.parametrize("shape", [(4, 2), (4, 4), (3,), (4, 3, 1)])
+def test_wrong_coef_shape(shape):
+    _, intercept, X, y = _valid_args()
+    with pytest.raises(ValueError, match=r"\bcoef\b"):
+        loss_and_gradient(np.zeros(shape), intercept, X, y)
+
+
+@pytest.mark.parametrize("shape", [(3,), (5,), (4, 1), ()])
+def test_wrong_intercept_shape(shape):
+    coef, _, X, y = _valid_args()
+    with pytest.raises(ValueError, match=r"\bintercept\b"):
+        loss_and_gradient(coef, np.zeros(shape), X, y)
+
+
+@pytest.mark.parametrize(
+    "bad_label",
+    [-1, 4, 10, 1.5, np.nan],
+    ids=["negative", "eq_K", "gt_K", "non_integer", "nan"],
+)
+def test_y_out_of_range(bad_label):
+    coef, intercept, X, y = _valid_args()
+    y = y.astype(float)
+    y[3] = bad_label
+    with pytest.raises(ValueError, match=r"\by\b"):
+        loss_and_gradient(coef, intercept, X, y)
+
+
+@pytest.mark.parametrize("n_y", [9, 11])
+def test_y_length_mismatch(n_y):
+    coef, intercept, X, _ = _valid_args()
+    with pytest.raises(ValueError, match=r"\by\b"):
+        loss_and_gradient(coef, intercept, X, np.zeros(n_y, dtype=int))
+
+
+def test_y_2d_rejected():
+    coef, intercept, X, y = _valid_args()
+    with pytest.raises(ValueError, match=r"\by\b"):
+        loss_and_gradient(coef, intercept, X, y[:, None])
+
+
+@pytest.mark.parametrize("bad", ["negative", "nan", "inf", "all_zero", "wrong_length"])
+def test_bad_sample_weight(bad):
+    coef, intercept, X, y = _valid_args()
+    sw = np.ones(X.shape[0])
+    if bad == "negative":
+        sw[2] = -0.5
+    elif bad == "nan":
+        sw[2] = np.nan
+    elif bad == "inf":
+        sw[2] = np.inf
+    elif bad == "all_zero":
+        sw[:] = 0.0
+    else:
+        sw = np.ones(X.shape[0] + 1)
+    with pytest.raises(ValueError, match=r"\bsample_weight\b"):
+        loss_and_gradient(coef, intercept, X, y, sample_weight=sw)
+
+
+@pytest.mark.parametrize("eps", [-0.1, 1.0, 1.5, np.nan])
+def test_bad_label_smoothing(eps):
+    coef, intercept, X, y = _valid_args()
+    with pytest.raises(ValueError, match=r"\blabel_smoothing\b"):
+        loss_and_gradient(coef, intercept, X, y, label_smoothing=eps)
+
+
+@pytest.mark.parametrize("alpha", [-1e-3, -1.0, np.nan])
+def test_bad_alpha(alpha):
+    coef, intercept, X, y = _valid_args()
+    with pytest.raises(ValueError, match=r"\balpha\b"):
+        loss_and_gradient(coef, intercept, X, y, alpha=alpha)
+
+
+# --------------------------------------------------------------------------
+# 6. log_softmax
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_classes", [1, 2, 5])
+def test_log_softmax_matches_scipy(n_classes, dtype):
+    rng = np.random.RandomState(10)
+    Z = (rng.normal(scale=20.0, size=(40, n_classes))).astype(dtype)
+    Z_before = Z.copy()
+    out = log_softmax(Z)
+    assert out.shape == Z.shape
+    assert out.dtype == dtype
+    rtol, atol = (1e-12, 1e-12) if dtype == np.float64 else (1e-5, 1e-4)
+    np.testing.assert_allclose(
+        out, scipy_log_softmax(Z.astype(np.float64), axis=1), rtol=rtol, atol=atol
+    )
+    np.testing.assert_allclose(
+        logsumexp(out.astype(np.float64), axis=1), 0.0, atol=10 * atol
+    )
+    np.testing.assert_array_equal(Z, Z_before)  # input untouched
+
+
+def test_log_softmax_underflow_is_finite():
+    out = log_softmax(np.array([[0.0, 1000.0], [-1000.0, 0.0], [1e300, -1e300]]))
+    np.testing.assert_array_equal(out[0], [-1000.0, 0.0])
+    np.testing.assert_array_equal(out[1], [-1000.0, 0.0])
+    np.testing.assert_array_equal(out[2], [0.0, -2e300])
+    assert np.all(np.isfinite(out))
+
+
+def test_log_softmax_integer_input():
+    # Logits given as integers (e.g. the literal [[0, 1000]]), as scipy accepts.
+    out = log_softmax(np.array([[0, 1000], [3, 3]]))
+    np.testing.assert_allclose(
+        out, [[-1000.0, 0.0], [-np.log(2), -np.log(2)]], rtol=1e-15
+    )
+
+
+# --------------------------------------------------------------------------
+# 7. lipschitz_constants
+# --------------------------------------------------------------------------
+
+
+def _lipschitz_problem(kind, seed=11):
+    rng = np.random.RandomState(seed)
+    if kind == "dense_small":
+        n, d = 60, 8
+        X = rng.normal(size=(n, d)) * rng.uniform(0.2, 3.0, size=d) + rng.normal(size=d)
+    elif kind == "dense_large":
+        n, d = 400, 300
+        X = rng.normal(size=(n, d)) + 0.5 * rng.normal(size=d)
+        X[:, :3] *= 4.0  # a clear leading eigenvalue
+    else:
+        n, d = 120, 40
+        X = sp.random(n, d, density=0.2, format="csr", random_state=rng) * 3.0
+        X = X + sp.random(n, d, density=0.05, format="csr", random_state=rng)
+    s = rng.uniform(0.2, 2.0, size=n)
+    s[rng.choice(n, size=n // 10, replace=False)] = 0.0
+    s /= s.sum()
+    return X, s
+
+
+def _reference_lambda_max(X, s, mean):
+    Xc = _dense(X) - mean
+    return np.linalg.eigvalsh(Xc.T @ (s[:, None] * Xc))[-1]
+
+
+def _directional_curvature(
+    coef, intercept, X, y, s, alpha, eps, offset, dW, db, h=1e-4
+):
+    """phi''(0) for phi(t) = J(theta + t d), by central differences of the gradient."""
+
+    def dphi(t):
+        b = None if intercept is None else intercept + t * db
+        _, gc, gi = _loss_and_gradient(
+            coef + t * dW, b, X, y, s, alpha, eps, offset=offset
+        )
+        out = np.vdot(gc, dW)
+        if gi is not None:
+            out += np.vdot(gi, db)
+        return out
+
+    return (dphi(h) - dphi(-h)) / (2 * h)
+
+
+LIP_KINDS = ["dense_small", "dense_large", "sparse"]
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3])
+@pytest.mark.parametrize(
+    "fit_intercept", [True, False], ids=["intercept", "no_intercept"]
+)
+@pytest.mark.parametrize("kind", LIP_KINDS)
+def test_lipschitz_tight_and_mean(kind, fit_intercept, alpha):
+    X, s = _lipschitz_problem(kind)
+    L_coef, L_int, mean = lipschitz_constants(
+        X, s, alpha=alpha, fit_intercept=fit_intercept
+    )
+    if fit_intercept:
+        np.testing.assert_allclose(
+            mean, np.average(_dense(X), weights=s, axis=0), rtol=1e-10, atol=1e-13
+        )
+        assert L_int == pytest.approx(0.5)
+    else:
+        np.testing.assert_array_equal(mean, np.zeros(X.shape[1]))
+        assert L_int == 0.0
+    expected = 0.5 * _reference_lambda_max(X, s, mean if fit_intercept else 0.0) + alpha
+    assert expected * (1 - 1e-10) <= L_coef <= 1.05 * expected
+
+
+@pytest.mark.parametrize(
+    "fit_intercept", [True, False], ids=["intercept", "no_intercept"]
+)
+@pytest.mark.parametrize("kind", LIP_KINDS)
+def test_lipschitz_bounds_directional_curvature(kind, fit_intercept):
+    X, s = _lipschitz_problem(kind)
+    rng = np.random.RandomState(12)
+    n, d = X.shape
+    K = 3
+    y = rng.randint(K, size=n)
+    alpha, eps = 0.2, 0.1
+    L_coef, L_int, mean = lipschitz_constants(
+        X, s, alpha=alpha, fit_intercept=fit_intercept
+    )
+    offset = mean if fit_intercept else None
+    n_dirs = 3 if kind == "dense_large" else 6
+    for _ in range(n_dirs):
+        coef = rng.normal(scale=0.3, size=(K, d))
+        intercept = rng.normal(size=K) if fit_intercept else None
+        dW = rng.normal(size=(K, d))
+        db = rng.normal(size=K) if fit_intercept else np.zeros(K)
+        norm = np.sqrt(np.sum(dW**2) + np.sum(db**2))
+        dW, db = dW / norm, db / norm
+        curv = _directional_curvature(
+            coef, intercept, X, y, s, alpha, eps, offset, dW, db
+        )
+        bound = L_coef * np.sum(dW**2) + L_int * np.sum(db**2)
+        assert 0.0 <= curv <= bound + 1e-8
+
+
+@pytest.mark.parametrize("kind", LIP_KINDS)
+def test_lipschitz_bound_attained(kind):
+    """At W = 0, b = 0, K = 2 the softmax Hessian has eigenvalue 1/2 along
+    (1, -1), so the direction (u v^T, u) with v the top eigenvector of the
+    weighted centered Gram matrix reaches the bound: it must hold there too,
+    and be (nearly) tight."""
+    X, s = _lipschitz_problem(kind)
+    n, d = X.shape
+    y = np.arange(n) % 2
+    L_coef, L_int, mean = lipschitz_constants(X, s, alpha=0.0, fit_intercept=True)
+    Xc = _dense(X) - mean
+    v = np.linalg.eigh(Xc.T @ (s[:, None] * Xc))[1][:, -1]
+    u = np.array([1.0, -1.0]) / np.sqrt(2)
+    for w_dir, w_int in [(1.0, 0.0), (0.0, 1.0), (np.sqrt(0.5), np.sqrt(0.5))]:
+        dW = w_dir * np.outer(u, v)
+        db = w_int * u
+        curv = _directional_curvature(
+            np.zeros((2, d)), np.zeros(2), X, y, s, 0.0, 0.0, mean, dW, db, h=1e-5
+        )
+        bound = L_coef * np.sum(dW**2) + L_int * np.sum(db**2)
+        assert curv <= bound + 1e-8
+        assert curv >= bound / 1.05 - 1e-8
+
+
+@pytest.mark.parametrize("kind", ["dense_small", "sparse"])
+def test_lipschitz_given_mean_is_joint_bound(kind):
+    X, s = _lipschitz_problem(kind)
+    rng = np.random.RandomState(13)
+    n, d = X.shape
+    other_mean = np.asarray(_dense(X)[: n // 3].mean(axis=0))  # e.g. first chunk
+    alpha = 0.1
+    L_coef, L_int, mean = lipschitz_constants(
+        X, s, alpha=alpha, fit_intercept=True, mean=other_mean
+    )
+    np.testing.assert_array_equal(mean, other_mean)
+    assert L_coef == L_int
+    expected = 0.5 * (_reference_lambda_max(X, s, other_mean) + 1.0) + alpha
+    assert expected * (1 - 1e-10) <= L_coef <= 1.05 * expected
+    K = 3
+    y = rng.randint(K, size=n)
+    for _ in range(4):
+        coef = rng.normal(scale=0.3, size=(K, d))
+        intercept = rng.normal(size=K)
+        dW, db = rng.normal(size=(K, d)), rng.normal(size=K)
+        norm = np.sqrt(np.sum(dW**2) + np.sum(db**2))
+        curv = _directional_curvature(
+            coef, intercept, X, y, s, alpha, 0.0, other_mean, dW / norm, db / norm
+        )
+        assert 0.0 <= curv <= L_coef + 1e-8
+
+
+@pytest.mark.parametrize(
+    "fit_intercept", [True, False], ids=["intercept", "no_intercept"]
+)
+@pytest.mark.parametrize("kind", ["dense_small", "sparse"])
+def test_lipschitz_mini_batch(kind, fit_intercept):
+    X, s = _lipschitz_problem(kind)
+    n = X.shape[0]
+    alpha = 0.2
+    L_full, L_int_full, mean = lipschitz_constants(
+        X, s, alpha=alpha, fit_intercept=fit_intercept
+    )
+    Xc = _dense(X) - (mean if fit_intercept else 0.0)
+    per_sample = (
+        0.5 * n * s * (np.sum(Xc**2, axis=1) + (1.0 if fit_intercept else 0.0)) + alpha
+    )
+    L_max = per_sample.max()
+
+    previous = np.inf
+    for batch_size in [1, 2, 7, n // 2, n - 1]:
+        L_b, L_int_b, mean_b = lipschitz_constants(
+            X, s, alpha=alpha, fit_intercept=fit_intercept, batch_size=batch_size
+        )
+        np.testing.assert_array_equal(mean_b, mean)
+        assert max(L_full, L_int_full) * (1 - 1e-10) <= L_b <= L_max * (1 + 1e-10)
+        assert L_b <= previous * (1 + 1e-12)  # larger batches, smaller bound
+        previous = L_b
+        assert L_int_b == (L_b if fit_intercept else 0.0)
+        if batch_size == 1:
+            np.testing.assert_allclose(L_b, L_max, rtol=1e-10)
+
+    # batch_size >= n is the full batch
+    for batch_size in [n, n + 5]:
+        L_b, L_int_b, _ = lipschitz_constants(
+            X, s, alpha=alpha, fit_intercept=fit_intercept, batch_size=batch_size
+        )
+        assert (L_b, L_int_b) == (L_full, L_int_full)

@@ -1,0 +1,882 @@
+"""Tests of the SoftmaxRegression estimator.
+
+Three groups:
+
+* equivalence with scikit-learn's LogisticRegression at the optimum
+  (``C = 1 / (alpha n)`` for more than two classes, ``C = 2 / (alpha n)``
+  for two), for the exact solvers and, approximately, the stochastic ones;
+* properties of the optimum and of the fitting API, modelled on
+  scikit-learn's own LogisticRegression tests (weights, labels, dtypes,
+  sparse input, warm start, partial_fit, class_weight, ...);
+* the public API contract and integration with scikit-learn tools.
+
+All data sets are small so the whole module runs in a few seconds.
+"""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.special import log_softmax as scipy_log_softmax
+from sklearn.base import clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.datasets import (
+    load_breast_cancer,
+    load_iris,
+    load_wine,
+    make_blobs,
+    make_classification,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sk_softmax import SoftmaxRegression, loss_and_gradient
+
+# --------------------------------------------------------------------- data
+
+_CACHE = {}
+
+
+def _standardized(name):
+    """(X, y) of a small data set, features standardized, cached."""
+    if name not in _CACHE:
+        if name == "iris":
+            X, y = load_iris(return_X_y=True)
+        elif name == "wine":
+            X, y = load_wine(return_X_y=True)
+        elif name == "breast_cancer":
+            X, y = load_breast_cancer(return_X_y=True)
+        elif name == "classif4":
+            X, y = make_classification(
+                n_samples=300,
+                n_features=8,
+                n_informative=5,
+                n_redundant=1,
+                n_classes=4,
+                n_clusters_per_class=1,
+                random_state=0,
+            )
+        else:  # pragma: no cover
+            raise KeyError(name)
+        X = StandardScaler().fit_transform(X)
+        X.setflags(write=False)
+        y.setflags(write=False)
+        _CACHE[name] = (X, y)
+    X, y = _CACHE[name]
+    return X.copy(), y.copy()
+
+
+DATASETS = ["iris", "wine", "breast_cancer", "classif4"]
+
+# Exact (full-batch) solver settings that must reach the optimum.
+EXACT_SOLVERS = {
+    "lbfgs": dict(solver="lbfgs", tol=1e-8),
+    "sgd-full-batch": dict(solver="sgd", batch_size=None, tol=1e-7, max_iter=20000),
+}
+
+# Tight settings for property tests that need the optimum.
+TIGHT = {
+    "lbfgs": dict(solver="lbfgs", tol=1e-10, max_iter=1000),
+    "sgd-full-batch": dict(solver="sgd", batch_size=None, tol=1e-8, max_iter=20000),
+}
+
+
+def _lr_reference(X, y, alpha):
+    """LogisticRegression at the optimum equivalent to SoftmaxRegression(alpha)."""
+    n_samples = X.shape[0]
+    n_classes = np.unique(y).size
+    C = (1.0 if n_classes > 2 else 2.0) / (alpha * n_samples)
+    return LogisticRegression(C=C, tol=1e-10, max_iter=10000).fit(X, y)
+
+
+def _lr_softmax_params(lr):
+    """LogisticRegression's solution as softmax parameters (W, b), shape (K, d)."""
+    if lr.classes_.size == 2:
+        w, b = lr.coef_[0], lr.intercept_[0]
+        return np.vstack([-w / 2, w / 2]), np.array([-b / 2, b / 2])
+    return lr.coef_, lr.intercept_
+
+
+def _objective(model, X, y, alpha, **kwargs):
+    y_index = np.searchsorted(model.classes_, y)
+    loss, _, _ = loss_and_gradient(
+        model.coef_, model.intercept_, X, y_index, alpha=alpha, **kwargs
+    )
+    return float(loss)
+
+
+def _assert_params_close(a, b, rtol=1e-6, atol=1e-7):
+    np.testing.assert_allclose(a.coef_, b.coef_, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(a.intercept_, b.intercept_, rtol=rtol, atol=atol)
+
+
+# ============================================================ 1. optimum
+
+
+@pytest.mark.parametrize("solver", list(EXACT_SOLVERS))
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_exact_solvers_match_logistic_regression(dataset, solver):
+    X, y = _standardized(dataset)
+    alpha = 1e-2
+    lr = _lr_reference(X, y, alpha)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = SoftmaxRegression(alpha=alpha, **EXACT_SOLVERS[solver]).fit(X, y)
+
+    W, b = clf.coef_, clf.intercept_
+    assert W.shape == (lr.classes_.size, X.shape[1])
+    if lr.classes_.size == 2:
+        np.testing.assert_allclose(W[1] - W[0], lr.coef_[0], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(b[1] - b[0], lr.intercept_[0], rtol=1e-4, atol=1e-4)
+    else:
+        np.testing.assert_allclose(W, lr.coef_, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(b, lr.intercept_, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(clf.predict_proba(X), lr.predict_proba(X), atol=1e-5)
+    np.testing.assert_array_equal(clf.predict(X), lr.predict(X))
+    # Same objective value at both optima.
+    W_lr, b_lr = _lr_softmax_params(lr)
+    opt = float(loss_and_gradient(W_lr, b_lr, X, y, alpha=alpha)[0])
+    assert _objective(clf, X, y, alpha) == pytest.approx(opt, rel=1e-8)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(solver="sgd", batch_size=32, random_state=0),
+        dict(
+            solver="adam",
+            batch_size=32,
+            random_state=0,
+            learning_rate_init=0.01,
+            max_iter=1000,
+        ),
+    ],
+    ids=["sgd-minibatch", "adam"],
+)
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_stochastic_solvers_close_to_optimum(dataset, params):
+    X, y = _standardized(dataset)
+    alpha = 1e-2
+    lr = _lr_reference(X, y, alpha)
+    W_lr, b_lr = _lr_softmax_params(lr)
+    opt = float(loss_and_gradient(W_lr, b_lr, X, y, alpha=alpha)[0])
+
+    clf = SoftmaxRegression(alpha=alpha, **params).fit(X, y)
+    loss = _objective(clf, X, y, alpha)
+    assert opt - 1e-8 <= loss <= 1.03 * opt
+    assert abs(clf.score(X, y) - lr.score(X, y)) <= 0.03
+
+
+# ========================================================= 2. properties
+
+
+@pytest.mark.parametrize("solver", list(TIGHT))
+def test_integer_sample_weights_equal_repeated_rows(solver):
+    X, y = _standardized("iris")
+    rng = np.random.RandomState(0)
+    sw = rng.randint(1, 4, size=y.size)
+    X_rep, y_rep = np.repeat(X, sw, axis=0), np.repeat(y, sw)
+
+    weighted = SoftmaxRegression(alpha=1e-2, **TIGHT[solver]).fit(
+        X, y, sample_weight=sw
+    )
+    repeated = SoftmaxRegression(alpha=1e-2, **TIGHT[solver]).fit(X_rep, y_rep)
+    _assert_params_close(weighted, repeated, rtol=1e-5, atol=1e-6)
+    # And the weights matter: an unweighted fit is different.
+    plain = SoftmaxRegression(alpha=1e-2, **TIGHT[solver]).fit(X, y)
+    assert not np.allclose(plain.coef_, weighted.coef_, atol=1e-3)
+
+
+@pytest.mark.parametrize("solver", list(TIGHT))
+def test_zero_sample_weights_equal_removed_rows(solver):
+    X, y = _standardized("wine")
+    rng = np.random.RandomState(1)
+    sw = np.ones(y.size)
+    zero = rng.rand(y.size) < 0.3
+    sw[zero] = 0.0
+    # Make the removed rows very different so that using them would show.
+    X_noisy = X.copy()
+    X_noisy[zero] = rng.normal(scale=5.0, size=(zero.sum(), X.shape[1]))
+
+    weighted = SoftmaxRegression(alpha=1e-2, **TIGHT[solver]).fit(
+        X_noisy, y, sample_weight=sw
+    )
+    removed = SoftmaxRegression(alpha=1e-2, **TIGHT[solver]).fit(X[~zero], y[~zero])
+    _assert_params_close(weighted, removed, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [TIGHT["lbfgs"], dict(solver="sgd", batch_size=16, random_state=0)],
+    ids=["lbfgs", "sgd-minibatch"],
+)
+def test_string_labels_equal_numeric_labels(params):
+    X, y = _standardized("iris")
+    names = np.array(["setosa", "versicolor", "virginica"])
+    numeric = SoftmaxRegression(alpha=1e-2, **params).fit(X, y)
+    strings = SoftmaxRegression(alpha=1e-2, **params).fit(X, names[y])
+
+    np.testing.assert_array_equal(strings.classes_, names)
+    np.testing.assert_allclose(
+        strings.predict_proba(X), numeric.predict_proba(X), rtol=1e-10, atol=1e-12
+    )
+    pred = strings.predict(X)
+    assert pred.dtype.kind in "UO"
+    assert set(pred) <= set(names)
+    np.testing.assert_array_equal(pred, names[numeric.predict(X)])
+
+
+def test_string_labels_unsorted_binary():
+    # classes_ is sorted; decision_function is positive for classes_[1].
+    X, y = _standardized("breast_cancer")
+    labels = np.array(["malignant", "benign"])[y]  # 0 -> "malignant"
+    clf = SoftmaxRegression(solver="lbfgs", alpha=1e-2).fit(X, labels)
+    np.testing.assert_array_equal(clf.classes_, ["benign", "malignant"])
+    dec = clf.decision_function(X)
+    np.testing.assert_array_equal(
+        clf.predict(X), np.where(dec > 0, "malignant", "benign")
+    )
+    ref = SoftmaxRegression(solver="lbfgs", alpha=1e-2).fit(X, y)
+    np.testing.assert_allclose(dec, -ref.decision_function(X), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [dict(solver="lbfgs", tol=1e-6), dict(solver="sgd", batch_size=None, tol=1e-4)],
+    ids=["lbfgs", "sgd-full-batch"],
+)
+def test_float32_input_gives_float32_model(params):
+    X, y = _standardized("wine")
+    clf64 = SoftmaxRegression(alpha=1e-2, **params).fit(X, y)
+    X32 = X.astype(np.float32)
+    clf32 = SoftmaxRegression(alpha=1e-2, **params).fit(X32, y)
+
+    assert clf32.coef_.dtype == np.float32
+    assert clf32.intercept_.dtype == np.float32
+    assert clf64.coef_.dtype == np.float64
+    scale = np.abs(clf64.coef_).max()
+    np.testing.assert_allclose(clf32.coef_, clf64.coef_, atol=1e-3 * scale)
+    np.testing.assert_allclose(clf32.intercept_, clf64.intercept_, atol=1e-3 * scale)
+    proba32 = clf32.predict_proba(X32)
+    assert proba32.dtype == np.float32
+    np.testing.assert_allclose(proba32, clf64.predict_proba(X), atol=1e-3)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+@pytest.mark.parametrize("solver", list(TIGHT))
+def test_sparse_equals_dense(solver, fmt):
+    X, y = _standardized("wine")
+    X[np.abs(X) < 0.5] = 0.0  # make it actually sparse
+    X_sparse = sp.csr_matrix(X) if fmt == "csr" else sp.csc_matrix(X)
+    dense = SoftmaxRegression(alpha=1e-2, **TIGHT[solver]).fit(X, y)
+    sparse = SoftmaxRegression(alpha=1e-2, **TIGHT[solver]).fit(X_sparse, y)
+    _assert_params_close(dense, sparse, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        sparse.predict_proba(X_sparse), dense.predict_proba(X), atol=1e-7
+    )
+    np.testing.assert_allclose(sparse.predict_proba(X_sparse), sparse.predict_proba(X))
+
+
+def test_sparse_minibatch_fits():
+    X, y = _standardized("iris")
+    clf = SoftmaxRegression(solver="sgd", batch_size=16, random_state=0).fit(
+        sp.csr_matrix(X), y
+    )
+    assert clf.score(X, y) > 0.9
+
+
+@pytest.mark.parametrize("solver", list(TIGHT))
+@pytest.mark.parametrize("dataset", ["wine", "breast_cancer"])
+def test_coefficients_sum_to_zero_over_classes(dataset, solver):
+    # At the optimum alpha * sum_k W_k = -sum_k (G^T X)_k = 0, as the rows of
+    # P - T sum to zero.
+    X, y = _standardized(dataset)
+    clf = SoftmaxRegression(alpha=1e-2, **TIGHT[solver]).fit(X, y)
+    scale = np.abs(clf.coef_).max()
+    assert scale > 0.1
+    np.testing.assert_allclose(clf.coef_.sum(axis=0), 0.0, atol=1e-6 * scale)
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("solver", list(TIGHT))
+def test_mean_probability_equals_class_frequency(solver, label_smoothing, weighted):
+    # dJ/db = sum_i s_i (p_i - t_i) / S = 0 at the optimum.
+    X, y = _standardized("wine")
+    rng = np.random.RandomState(0)
+    sw = rng.uniform(0.1, 3.0, size=y.size) if weighted else None
+    clf = SoftmaxRegression(
+        alpha=1e-2, label_smoothing=label_smoothing, **TIGHT[solver]
+    ).fit(X, y, sample_weight=sw)
+
+    K = clf.classes_.size
+    w = np.ones(y.size) if sw is None else sw
+    freq = np.bincount(y, weights=w, minlength=K) / w.sum()
+    target = (1 - label_smoothing) * freq + label_smoothing / K
+    mean_proba = np.average(clf.predict_proba(X), axis=0, weights=w)
+    np.testing.assert_allclose(mean_proba, target, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(solver="lbfgs", tol=1e-6),
+        dict(solver="sgd", batch_size=None, tol=1e-6, max_iter=5000),
+    ],
+    ids=["lbfgs", "sgd-full-batch"],
+)
+def test_warm_start_continues_from_previous_solution(params):
+    X, y = _standardized("wine")
+    X = X + np.linspace(-2.0, 3.0, X.shape[1])  # non-zero feature means
+    clf = SoftmaxRegression(alpha=1e-3, **params).fit(X, y)
+    first_iter = clf.n_iter_
+    coef = clf.coef_.copy()
+    assert first_iter >= 10
+
+    clf.set_params(warm_start=True)
+    clf.fit(X, y)
+    assert clf.n_iter_ <= max(2, first_iter // 10)
+    np.testing.assert_allclose(clf.coef_, coef, rtol=1e-3, atol=1e-4)
+
+    # Without warm_start the same fit starts from scratch again.
+    clf.set_params(warm_start=False)
+    clf.fit(X, y)
+    assert clf.n_iter_ == first_iter
+
+
+def test_warm_start_with_new_classes_starts_fresh():
+    X, y = _standardized("iris")
+    clf = SoftmaxRegression(solver="lbfgs", warm_start=True).fit(X, y)
+    mask = y < 2
+    clf.fit(X[mask], y[mask])
+    assert clf.coef_.shape == (2, X.shape[1])
+    np.testing.assert_array_equal(clf.classes_, [0, 1])
+
+
+@pytest.mark.parametrize("dataset", ["iris", "wine", "breast_cancer"])
+def test_partial_fit_reaches_fit_accuracy(dataset):
+    X, y = _standardized(dataset)
+    rng = np.random.RandomState(0)
+    chunks = np.array_split(rng.permutation(y.size), 5)
+    classes = np.unique(y)
+
+    online = SoftmaxRegression(random_state=0)
+    for _ in range(10):
+        for chunk in chunks:
+            online.partial_fit(X[chunk], y[chunk], classes=classes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        batch = SoftmaxRegression(random_state=0).fit(X, y)
+
+    assert online.n_iter_ == 50
+    assert len(online.loss_curve_) == 50
+    assert online.score(X, y) >= batch.score(X, y) - 0.03
+
+
+def test_partial_fit_later_calls_do_not_need_classes():
+    X, y = _standardized("iris")
+    clf = SoftmaxRegression().partial_fit(X[:10], y[:10], classes=[0, 1, 2])
+    clf.partial_fit(X[10:], y[10:])
+    np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
+    assert clf.coef_.shape == (3, X.shape[1])
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_random_state_reproducible(solver):
+    X, y = _standardized("wine")
+    params = dict(solver=solver, batch_size=16, shuffle=True, max_iter=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = SoftmaxRegression(random_state=0, **params).fit(X, y)
+        b = SoftmaxRegression(random_state=0, **params).fit(X, y)
+        c = SoftmaxRegression(random_state=1, **params).fit(X, y)
+        d = SoftmaxRegression(random_state=np.random.RandomState(0), **params).fit(X, y)
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+    np.testing.assert_array_equal(a.intercept_, b.intercept_)
+    np.testing.assert_array_equal(a.coef_, d.coef_)
+    assert not np.allclose(a.coef_, c.coef_)
+
+
+def test_class_weight_balanced_equals_sample_weight():
+    X, y = _standardized("wine")  # classes of 59, 71 and 48 samples
+    n, K = y.size, 3
+    counts = np.bincount(y)
+    assert len(set(counts)) == 3
+    sw = (n / (K * counts))[y]
+    balanced = SoftmaxRegression(
+        alpha=1e-2, class_weight="balanced", **TIGHT["lbfgs"]
+    ).fit(X, y)
+    explicit = SoftmaxRegression(alpha=1e-2, **TIGHT["lbfgs"]).fit(
+        X, y, sample_weight=sw
+    )
+    plain = SoftmaxRegression(alpha=1e-2, **TIGHT["lbfgs"]).fit(X, y)
+    _assert_params_close(balanced, explicit, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(plain.intercept_, balanced.intercept_, atol=1e-3)
+
+
+@pytest.mark.parametrize("string_labels", [False, True])
+def test_class_weight_dict_equals_sample_weight(string_labels):
+    X, y = _standardized("iris")
+    names = np.array(["a", "b", "c"])
+    labels = names[y] if string_labels else y
+    keys = names if string_labels else [0, 1, 2]
+    factors = np.array([2.0, 3.0, 0.5])
+    class_weight = dict(zip(keys, factors, strict=True))
+    rng = np.random.RandomState(0)
+    sw = rng.uniform(0.5, 2.0, size=y.size)
+
+    cw = SoftmaxRegression(alpha=1e-2, class_weight=class_weight, **TIGHT["lbfgs"])
+    cw.fit(X, labels)
+    explicit = SoftmaxRegression(alpha=1e-2, **TIGHT["lbfgs"])
+    explicit.fit(X, labels, sample_weight=factors[y])
+    _assert_params_close(cw, explicit, rtol=1e-6, atol=1e-7)
+
+    # class_weight multiplies into sample_weight.
+    cw.fit(X, labels, sample_weight=sw)
+    explicit.fit(X, labels, sample_weight=factors[y] * sw)
+    _assert_params_close(cw, explicit, rtol=1e-6, atol=1e-7)
+
+
+def test_class_weight_unknown_label_raises():
+    X, y = _standardized("iris")
+    with pytest.raises(ValueError):
+        SoftmaxRegression(solver="lbfgs", class_weight={5: 2.0}).fit(X, y)
+
+
+# ================================================================ 3. API
+
+
+def test_binary_coef_shape_and_decision_function():
+    X, y = _standardized("breast_cancer")
+    clf = SoftmaxRegression(solver="lbfgs", alpha=1e-2).fit(X, y)
+    assert clf.coef_.shape == (2, X.shape[1])
+    assert clf.intercept_.shape == (2,)
+
+    dec = clf.decision_function(X)
+    assert dec.shape == (X.shape[0],)
+    z = X @ clf.coef_.T + clf.intercept_
+    np.testing.assert_allclose(dec, z[:, 1] - z[:, 0], rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(clf.predict(X), clf.classes_[(dec > 0).astype(int)])
+    # P(class 1) = sigmoid(decision)
+    np.testing.assert_allclose(
+        clf.predict_proba(X)[:, 1], 1 / (1 + np.exp(-dec)), rtol=1e-10, atol=1e-12
+    )
+
+
+def test_multiclass_decision_function():
+    X, y = _standardized("iris")
+    clf = SoftmaxRegression(solver="lbfgs").fit(X, y)
+    dec = clf.decision_function(X)
+    assert dec.shape == (X.shape[0], 3)
+    np.testing.assert_allclose(dec, X @ clf.coef_.T + clf.intercept_, rtol=1e-10)
+    np.testing.assert_array_equal(clf.classes_[dec.argmax(axis=1)], clf.predict(X))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [dict(solver="lbfgs"), dict(solver="sgd", batch_size=8, random_state=0)],
+    ids=["lbfgs", "sgd-minibatch"],
+)
+@pytest.mark.parametrize("dataset", ["iris", "breast_cancer"])
+def test_predict_is_argmax_of_predict_proba(dataset, params):
+    X, y = _standardized(dataset)
+    clf = SoftmaxRegression(**params).fit(X, y)
+    proba = clf.predict_proba(X)
+    assert proba.shape == (X.shape[0], clf.classes_.size)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    assert np.all(proba >= 0)
+    np.testing.assert_array_equal(clf.predict(X), clf.classes_[proba.argmax(axis=1)])
+    assert clf.score(X, y) == pytest.approx(np.mean(clf.predict(X) == y))
+
+
+def test_predict_log_proba_finite_where_proba_underflows():
+    X, y = make_blobs(
+        n_samples=60,
+        centers=[[-3, -3], [3, 3], [-3, 3]],
+        cluster_std=0.5,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = SoftmaxRegression(solver="lbfgs", alpha=0.0).fit(X, y)
+    assert clf.score(X, y) == 1.0
+
+    # Moderate logits: log_proba == log(proba).
+    proba = clf.predict_proba(X)
+    log_proba = clf.predict_log_proba(X)
+    np.testing.assert_allclose(log_proba, np.log(proba), rtol=1e-10, atol=1e-12)
+
+    # Far away, the logits are huge and exp underflows.
+    X_far = 1e4 * X
+    proba = clf.predict_proba(X_far)
+    log_proba = clf.predict_log_proba(X_far)
+    assert np.any(proba == 0.0), "the test needs probabilities that underflow"
+    assert np.all(np.isfinite(proba))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert np.all(np.isfinite(log_proba))
+    assert np.all(log_proba <= 0)
+    reference = scipy_log_softmax(X_far @ clf.coef_.T + clf.intercept_, axis=1)
+    np.testing.assert_allclose(log_proba, reference, rtol=1e-9)
+    positive = proba > 0
+    np.testing.assert_allclose(
+        log_proba[positive], np.log(proba[positive]), rtol=1e-9, atol=1e-12
+    )
+    np.testing.assert_array_equal(
+        clf.predict(X_far), clf.classes_[log_proba.argmax(axis=1)]
+    )
+
+
+def test_feature_names_in_with_dataframe():
+    pd = pytest.importorskip("pandas")
+    X, y = _standardized("iris")
+    columns = ["sepal length", "sepal width", "petal length", "petal width"]
+    df = pd.DataFrame(X, columns=columns)
+    clf = SoftmaxRegression(solver="lbfgs").fit(df, pd.Series(y))
+    np.testing.assert_array_equal(clf.feature_names_in_, columns)
+    assert clf.n_features_in_ == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pred_df = clf.predict(df)
+    np.testing.assert_array_equal(
+        pred_df, SoftmaxRegression(solver="lbfgs").fit(X, y).predict(X)
+    )
+
+    plain = SoftmaxRegression(solver="lbfgs").fit(X, y)
+    assert not hasattr(plain, "feature_names_in_")
+    with pytest.raises(ValueError):
+        clf.predict(df[columns[::-1]])
+
+
+def test_wrong_number_of_features_at_predict_raises():
+    X, y = _standardized("iris")
+    clf = SoftmaxRegression(solver="lbfgs").fit(X, y)
+    with pytest.raises(ValueError):
+        clf.predict(X[:, :3])
+
+
+def test_unfitted_raises():
+    from sklearn.exceptions import NotFittedError
+
+    X, _ = _standardized("iris")
+    for method in [
+        "predict",
+        "predict_proba",
+        "predict_log_proba",
+        "decision_function",
+    ]:
+        with pytest.raises(NotFittedError):
+            getattr(SoftmaxRegression(), method)(X)
+
+
+SOLVER_PARAMS = {
+    "lbfgs": dict(solver="lbfgs"),
+    "sgd-full-batch": dict(solver="sgd", batch_size=None),
+    "sgd-minibatch": dict(solver="sgd", batch_size=32, random_state=0),
+    "adam": dict(solver="adam", batch_size=32, random_state=0),
+}
+
+
+@pytest.mark.parametrize("solver", list(SOLVER_PARAMS))
+def test_loss_curve_and_n_iter(solver):
+    X, y = _standardized("wine")
+    max_iter = 60
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = SoftmaxRegression(max_iter=max_iter, **SOLVER_PARAMS[solver]).fit(X, y)
+    assert isinstance(clf.loss_curve_, list)
+    assert 1 <= clf.n_iter_ <= max_iter
+    assert len(clf.loss_curve_) == clf.n_iter_
+    assert all(np.isfinite(clf.loss_curve_))
+    assert clf.best_loss_ == pytest.approx(min(clf.loss_curve_), rel=1e-6)
+    assert clf.validation_scores_ is None
+    assert clf.validation_loss_ is None
+    assert clf.best_validation_score_ is None
+    # The last recorded training loss is the objective of the fitted model
+    # (full batch: evaluated at the returned parameters or one step before).
+    if solver in ("lbfgs",):
+        assert clf.loss_curve_[-1] == pytest.approx(
+            _objective(clf, X, y, 1e-4), rel=1e-6
+        )
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(solver="sgd", batch_size=16),
+        dict(solver="adam", batch_size=16, learning_rate_init=0.01),
+        dict(solver="sgd", batch_size=None),
+    ],
+    ids=["sgd-minibatch", "adam", "sgd-full-batch"],
+)
+def test_early_stopping_attributes(params):
+    X, y = _standardized("breast_cancer")
+    clf = SoftmaxRegression(
+        early_stopping=True,
+        validation_fraction=0.2,
+        random_state=0,
+        max_iter=100,
+        **params,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    assert isinstance(clf.validation_scores_, list)
+    assert isinstance(clf.validation_loss_, list)
+    assert len(clf.validation_scores_) == len(clf.loss_curve_) == clf.n_iter_
+    assert len(clf.validation_loss_) == len(clf.loss_curve_)
+    assert all(0.0 <= s <= 1.0 for s in clf.validation_scores_)
+    assert all(v > 0 and np.isfinite(v) for v in clf.validation_loss_)
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    assert clf.best_validation_score_ > 0.9
+    assert clf.n_iter_ <= 100
+
+
+@pytest.mark.parametrize("solver", list(SOLVER_PARAMS))
+def test_convergence_warning_at_max_iter(solver):
+    X, y = _standardized("wine")
+    clf = SoftmaxRegression(max_iter=2, tol=1e-12, **SOLVER_PARAMS[solver])
+    with pytest.warns(ConvergenceWarning):
+        clf.fit(X, y)
+    assert clf.n_iter_ <= 2
+    assert np.all(np.isfinite(clf.coef_))
+
+
+@pytest.mark.parametrize("solver", list(TIGHT))
+def test_no_convergence_warning_when_converged(solver):
+    X, y = _standardized("iris")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = SoftmaxRegression(**TIGHT[solver]).fit(X, y)
+    assert clf.n_iter_ < clf.max_iter
+
+
+def test_partial_fit_without_classes_raises():
+    X, y = _standardized("iris")
+    with pytest.raises(ValueError, match="classes"):
+        SoftmaxRegression().partial_fit(X, y)
+
+
+def test_partial_fit_unknown_label_raises():
+    X, y = _standardized("iris")
+    clf = SoftmaxRegression()
+    with pytest.raises(ValueError):
+        clf.partial_fit(X, y, classes=[0, 1])
+    clf = SoftmaxRegression().partial_fit(X[y < 2], y[y < 2], classes=[0, 1])
+    with pytest.raises(ValueError):
+        clf.partial_fit(X, y)
+
+
+def test_partial_fit_lbfgs_raises():
+    # The brief asks for a ValueError naming lbfgs; MLPClassifier's convention
+    # (partial_fit hidden by available_if, so AttributeError and
+    # hasattr(est, "partial_fit") is False) is accepted too.
+    X, y = _standardized("iris")
+    clf = SoftmaxRegression(solver="lbfgs")
+    with pytest.raises((ValueError, AttributeError)) as excinfo:
+        clf.partial_fit(X, y, classes=[0, 1, 2])
+    if excinfo.type is ValueError:
+        assert "lbfgs" in str(excinfo.value)
+    else:
+        assert not hasattr(clf, "partial_fit")
+    assert not hasattr(clf, "coef_")
+    # The stochastic solvers have it.
+    assert hasattr(SoftmaxRegression(solver="sgd"), "partial_fit")
+    assert hasattr(SoftmaxRegression(solver="adam"), "partial_fit")
+
+
+def test_single_class_raises():
+    X, y = _standardized("iris")
+    with pytest.raises(ValueError):
+        SoftmaxRegression().fit(X[y == 0], y[y == 0])
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(solver="sgd", batch_size=32, max_iter=7, tol=1e-12),
+        dict(solver="sgd", batch_size=None),
+        dict(solver="adam", batch_size=32, max_iter=5),
+    ],
+    ids=["sgd-minibatch", "sgd-full-batch", "adam"],
+)
+def test_verbose_prints_one_line_per_epoch(params, capsys):
+    X, y = _standardized("iris")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = SoftmaxRegression(verbose=1, random_state=0, **params).fit(X, y)
+    out = capsys.readouterr().out
+    epochs = [line for line in out.splitlines() if line.startswith("Epoch")]
+    assert len(epochs) == clf.n_iter_
+    assert clf.n_iter_ >= 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        SoftmaxRegression(verbose=0, random_state=0, **params).fit(X, y)
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("schedule", ["invscaling", "adaptive"])
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_learning_rate_schedules(solver, schedule):
+    X, y = _standardized("iris")
+    extra = dict(learning_rate_init=0.01) if solver == "adam" else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = SoftmaxRegression(
+            solver=solver,
+            batch_size=16,
+            learning_rate=schedule,
+            random_state=0,
+            max_iter=300,
+            **extra,
+        ).fit(X, y)
+    assert clf.score(X, y) >= 0.9
+    assert np.all(np.isfinite(clf.coef_))
+
+
+def test_learning_rate_init_float_overrides_auto():
+    # Plain full-batch gradient descent, one step from zero:
+    # W_1 = -lr * dJ/dW(0).  Standardized iris has zero feature means and
+    # balanced classes, so centering changes nothing.
+    X, y = _standardized("iris")
+    lr = 1e-3
+    params = dict(
+        solver="sgd",
+        batch_size=None,
+        momentum=0.0,
+        nesterovs_momentum=False,
+        max_iter=1,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fixed = SoftmaxRegression(learning_rate_init=lr, **params).fit(X, y)
+        auto = SoftmaxRegression(**params).fit(X, y)
+    K, d = 3, X.shape[1]
+    _, grad_coef, grad_intercept = loss_and_gradient(
+        np.zeros((K, d)), np.zeros(K), X, y, alpha=fixed.alpha
+    )
+    np.testing.assert_allclose(fixed.coef_, -lr * grad_coef, rtol=1e-8, atol=1e-14)
+    np.testing.assert_allclose(fixed.intercept_, -lr * grad_intercept, atol=1e-12)
+    assert np.linalg.norm(auto.coef_) > 10 * np.linalg.norm(fixed.coef_)
+
+
+def test_diverging_learning_rate_is_caught():
+    X, y = load_breast_cancer(return_X_y=True)  # unscaled: features up to ~4000
+    clf = SoftmaxRegression(
+        solver="sgd",
+        batch_size=None,
+        learning_rate_init=1e8,
+        nesterovs_momentum=False,
+        momentum=0.0,
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            with np.errstate(all="ignore"):
+                clf.fit(X, y)
+    except ValueError as exc:
+        assert "learning_rate_init" in str(exc)
+    else:
+        assert np.all(np.isfinite(clf.coef_))
+        assert np.all(np.isfinite(clf.intercept_))
+        assert np.all(np.isfinite(clf.predict_proba(X)))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(alpha=-1.0),
+        dict(solver="newton"),
+        dict(batch_size=0),
+        dict(label_smoothing=1.0),
+        dict(learning_rate_init=0.0),
+    ],
+)
+def test_invalid_parameters_raise(params):
+    X, y = _standardized("iris")
+    with pytest.raises(ValueError):
+        SoftmaxRegression(**params).fit(X, y)
+
+
+def test_fit_does_not_mutate_inputs_or_params():
+    X, y = _standardized("iris")
+    X0, y0 = X.copy(), y.copy()
+    sw = np.ones(y.size)
+    clf = SoftmaxRegression(solver="sgd", batch_size=16, random_state=0, max_iter=20)
+    before = clf.get_params()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y, sample_weight=sw)
+    assert clf.get_params() == before
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(y, y0)
+    np.testing.assert_array_equal(sw, 1.0)
+
+
+# ========================================================= 4. integration
+
+
+def test_pipeline_grid_search():
+    X, y = load_iris(return_X_y=True)
+    pipe = make_pipeline(StandardScaler(), SoftmaxRegression(solver="lbfgs"))
+    grid = GridSearchCV(
+        pipe,
+        {
+            "softmaxregression__alpha": [1e-3, 1e-1],
+            "softmaxregression__label_smoothing": [0.0, 0.1],
+        },
+        cv=3,
+        n_jobs=2,
+    )
+    grid.fit(X, y)
+    assert len(grid.cv_results_["params"]) == 4
+    assert np.all(np.isfinite(grid.cv_results_["mean_test_score"]))
+    assert grid.best_score_ > 0.85
+    proba = grid.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert grid.score(X, y) > 0.9
+
+
+@pytest.mark.parametrize("dataset", ["iris", "breast_cancer"])
+def test_calibrated_classifier(dataset):
+    X, y = _standardized(dataset)
+    cal = CalibratedClassifierCV(SoftmaxRegression(solver="lbfgs"), cv=3)
+    cal.fit(X, y)
+    proba = cal.predict_proba(X)
+    assert proba.shape == (X.shape[0], np.unique(y).size)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert np.mean(cal.predict(X) == y) > 0.9
+
+
+@pytest.mark.parametrize("solver", list(SOLVER_PARAMS))
+def test_clone_and_pickle_round_trip(solver):
+    X, y = _standardized("wine")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = SoftmaxRegression(max_iter=50, **SOLVER_PARAMS[solver]).fit(X, y)
+        refit = clone(clf).fit(X, y)
+    assert not hasattr(clone(clf), "coef_")
+    assert clone(clf).get_params() == clf.get_params()
+    np.testing.assert_array_equal(refit.predict_proba(X), clf.predict_proba(X))
+
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
+    np.testing.assert_array_equal(restored.predict(X), clf.predict(X))
+    np.testing.assert_array_equal(restored.classes_, clf.classes_)
+    assert restored.n_iter_ == clf.n_iter_
+
+
+def test_pickle_version_mismatch_warns():
+    X, y = _standardized("iris")
+    clf = SoftmaxRegression(solver="lbfgs").fit(X, y)
+    state = clf.__getstate__()
+    state["_sk_softmax_version"] = "0.0.0-other"
+    other = SoftmaxRegression.__new__(SoftmaxRegression)
+    with pytest.warns(UserWarning, match="version"):
+        other.__setstate__(state)
+    np.testing.assert_array_equal(other.predict_proba(X), clf.predict_proba(X))

@@ -1,0 +1,785 @@
+"""Solvers and update rules, tested without the estimator.
+
+The objectives are built here from ``_loss._loss_and_gradient`` over a flat
+``[W.ravel(), b]`` vector (as skglm tests its solvers), or are plain
+quadratics, so a failure points at ``_solvers.py`` and nothing above it.
+"""
+
+import contextlib
+import functools
+import math
+import os
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.datasets import load_iris, make_classification
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from sk_softmax import _solvers
+from sk_softmax._loss import _loss_and_gradient, lipschitz_constants
+from sk_softmax._solvers import (
+    AcceleratedGradient,
+    Adam,
+    Momentum,
+    _batches,
+    gradient_descent,
+    lbfgs,
+    limit_competing_blas,
+)
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+
+def softmax_objective(X, y, n_classes, *, alpha, sample_weight=None, offset=None):
+    """``objective(params, batch)`` over ``[W.ravel(), b]`` with an intercept.
+
+    ``sample_weight`` (raw, not normalized) or None; a batch renormalizes its
+    share of the weights, as the estimator does.
+    """
+    n_samples, n_features = X.shape
+    n_coef = n_classes * n_features
+    if sample_weight is None:
+        weights = np.full(n_samples, 1.0 / n_samples)
+    else:
+        weights = sample_weight / sample_weight.sum()
+
+    def objective(params, batch):
+        coef = params[:n_coef].reshape(n_classes, n_features)
+        intercept = params[n_coef:]
+        if batch is None:
+            X_b, y_b, w_b = X, y, weights
+        else:
+            X_b, y_b, w_b = X[batch], y[batch], weights[batch] / weights[batch].sum()
+        loss, grad_coef, grad_intercept = _loss_and_gradient(
+            coef, intercept, X_b, y_b, w_b, alpha, 0.0, offset
+        )
+        return loss, np.concatenate([grad_coef.ravel(), grad_intercept])
+
+    return objective
+
+
+def unpack(params, n_classes, n_features, offset=None):
+    """``(W, b)`` in the original coordinates from the flat solver vector."""
+    n_coef = n_classes * n_features
+    coef = params[:n_coef].reshape(n_classes, n_features)
+    intercept = params[n_coef:].copy()
+    if offset is not None:
+        intercept -= coef @ offset  # b = b' - W mean
+    return coef, intercept
+
+
+@functools.cache
+def dataset(name):
+    """``(X, y, sample_weight or None, alpha)``."""
+    if name == "iris":
+        X, y = load_iris(return_X_y=True)
+        return StandardScaler().fit_transform(X), y, None, 1e-2
+    if name == "classif3":
+        X, y = make_classification(
+            n_samples=300,
+            n_features=8,
+            n_informative=5,
+            n_redundant=1,
+            n_classes=3,
+            random_state=0,
+        )
+        return X, y, None, 1e-2
+    if name == "classif3_weighted":
+        X, y, _, alpha = dataset("classif3")
+        rng = np.random.RandomState(1)
+        sample_weight = rng.randint(0, 4, size=y.size).astype(float)
+        return X, y, sample_weight, alpha
+    if name == "binary":
+        X, y = make_classification(
+            n_samples=200, n_features=6, n_informative=4, random_state=2
+        )
+        return X, y, None, 1e-2
+    raise KeyError(name)
+
+
+@functools.cache
+def reference(name):
+    """scikit-learn's optimum as ``(W, b)`` with softmax's K rows.
+
+    J = 1/S sum s_i CE_i + alpha/2 ||W||^2 is LogisticRegression's objective
+    divided by C S, so C = 1/(alpha S) for K > 2.  For K = 2 the penalty on
+    w = W[1] - W[0] is alpha/4 ||w||^2, so C = 2/(alpha S).
+    """
+    X, y, sample_weight, alpha = dataset(name)
+    weight_sum = X.shape[0] if sample_weight is None else sample_weight.sum()
+    n_classes = np.unique(y).size
+    C = (2.0 if n_classes == 2 else 1.0) / (alpha * weight_sum)
+    lr = LogisticRegression(C=C, tol=1e-10, max_iter=10000)
+    lr.fit(X, y, sample_weight=sample_weight)
+    return lr.coef_, lr.intercept_
+
+
+def assert_matches_reference(name, coef, intercept):
+    ref_coef, ref_intercept = reference(name)
+    if coef.shape[0] == 2:
+        assert_allclose(coef[1] - coef[0], ref_coef[0], rtol=1e-5, atol=1e-5)
+        assert_allclose(
+            intercept[1] - intercept[0], ref_intercept[0], rtol=1e-5, atol=1e-5
+        )
+        return
+    assert_allclose(coef, ref_coef, rtol=1e-5, atol=1e-5)
+    # The intercept is not penalized: only its differences are identified.
+    assert_allclose(
+        intercept - intercept.mean(),
+        ref_intercept - ref_intercept.mean(),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+def quadratic(n=20, condition=1e3, seed=0):
+    """``f(x) = 0.5 x^T A x - b^T x`` (ignores the batch), ``A``, ``b``, ``x*``."""
+    rng = np.random.RandomState(seed)
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    eigenvalues = np.logspace(0, np.log10(condition), n)
+    A = (q * eigenvalues) @ q.T
+    A = 0.5 * (A + A.T)
+    b = rng.standard_normal(n)
+    x_opt = np.linalg.solve(A, b)
+
+    def objective(x, batch=None):
+        ax = A @ x
+        return 0.5 * float(x @ ax) - float(b @ x), ax - b
+
+    return objective, A, b, x_opt
+
+
+def gd(objective, params, **kwargs):
+    """gradient_descent with test defaults (full batch of one sample)."""
+    options = dict(n_samples=1, batch_size=1, learning_rate=0.1)
+    options.update(kwargs)
+    return gradient_descent(objective, params, **options)
+
+
+# ---------------------------------------------------------------------------
+# 1. Solvers against LogisticRegression
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["iris", "classif3", "classif3_weighted", "binary"])
+@pytest.mark.parametrize("centered", [False, True])
+def test_lbfgs_matches_logistic_regression(name, centered):
+    X, y, sample_weight, alpha = dataset(name)
+    n_classes, n_features = np.unique(y).size, X.shape[1]
+    offset = None
+    if centered:
+        weights = np.ones(y.size) if sample_weight is None else sample_weight
+        offset = np.average(X, axis=0, weights=weights)
+    objective = softmax_objective(
+        X, y, n_classes, alpha=alpha, sample_weight=sample_weight, offset=offset
+    )
+    params = np.zeros(n_classes * (n_features + 1))
+    result = lbfgs(objective, params, max_iter=1000, tol=1e-10)
+    assert result.converged
+    assert 0 < result.n_iter < 1000
+    assert len(result.loss_curve) == result.n_iter
+    assert result.n_passes >= result.n_iter
+    assert result.best_loss == pytest.approx(objective(result.params, None)[0])
+    coef, intercept = unpack(result.params, n_classes, n_features, offset)
+    assert_matches_reference(name, coef, intercept)
+
+
+@pytest.mark.parametrize("name", ["iris", "classif3", "classif3_weighted", "binary"])
+def test_accelerated_gradient_matches_logistic_regression(name):
+    X, y, sample_weight, alpha = dataset(name)
+    n_classes, n_features = np.unique(y).size, X.shape[1]
+    n_coef = n_classes * n_features
+    weights = (
+        np.full(y.size, 1.0 / y.size)
+        if sample_weight is None
+        else sample_weight / sample_weight.sum()
+    )
+    lipschitz_coef, lipschitz_intercept, mean = lipschitz_constants(
+        X, weights, alpha=alpha, fit_intercept=True
+    )
+    assert lipschitz_intercept == 0.5
+    learning_rate = np.empty(n_coef + n_classes)
+    learning_rate[:n_coef] = 1.0 / lipschitz_coef
+    learning_rate[n_coef:] = 1.0 / lipschitz_intercept
+    objective = softmax_objective(
+        X, y, n_classes, alpha=alpha, sample_weight=sample_weight, offset=mean
+    )
+    params = np.zeros(n_coef + n_classes)
+    result = gradient_descent(
+        objective,
+        params,
+        rule=AcceleratedGradient(),
+        n_samples=y.size,
+        batch_size=y.size,
+        learning_rate=learning_rate,
+        max_iter=20000,
+        tol=1e-9,
+    )
+    assert result.converged
+    assert result.n_iter < 20000
+    assert len(result.loss_curve) == result.n_iter
+    assert np.max(np.abs(objective(result.params, None)[1])) <= 1e-9
+    coef, intercept = unpack(result.params, n_classes, n_features, mean)
+    assert_matches_reference(name, coef, intercept)
+
+
+def test_lbfgs_max_iter_not_converged():
+    X, y, _, alpha = dataset("classif3")
+    objective = softmax_objective(X, y, 3, alpha=alpha)
+    result = lbfgs(objective, np.zeros(3 * (X.shape[1] + 1)), max_iter=3, tol=1e-12)
+    assert not result.converged
+    assert result.n_iter == 3
+
+
+# ---------------------------------------------------------------------------
+# 2. Update rules in isolation
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_momentum_zero_is_plain_gradient_descent(nesterov):
+    objective, _, _, _ = quadratic()
+    x0 = np.random.RandomState(3).standard_normal(20)
+    learning_rate = 1e-3
+    rule = Momentum(momentum=0.0, nesterov=nesterov)
+    x = x0.copy()
+    state = rule.init(x)
+    for _ in range(3):
+        expected = x - learning_rate * objective(x)[1]
+        rule.step(x, objective(x)[1], state, learning_rate)
+        assert_allclose(x, expected, rtol=1e-13, atol=1e-15)
+    # The same through the loop: one epoch of the full batch is one step.
+    params = x0.copy()
+    result = gd(objective, params, rule=rule, learning_rate=learning_rate, max_iter=1)
+    assert_allclose(result.params, x0 - learning_rate * objective(x0)[1], rtol=1e-13)
+    assert result.n_iter == 1 and not result.converged
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_momentum_two_steps_by_hand(nesterov):
+    objective, _, _, _ = quadratic()
+    x0 = np.random.RandomState(4).standard_normal(20)
+    lr, mu = 1e-3, 0.9
+    # By hand, MLPClassifier's rule: v <- mu v - lr g; x += v (heavy ball)
+    # or x += mu v - lr g (Nesterov).
+    x, v = x0.copy(), np.zeros(20)
+    for _ in range(2):
+        g = objective(x)[1]
+        v = mu * v - lr * g
+        x = x + (mu * v - lr * g if nesterov else v)
+    rule = Momentum(momentum=mu, nesterov=nesterov)
+    params = x0.copy()
+    state = rule.init(params)
+    for _ in range(2):
+        rule.step(params, objective(params)[1], state, lr)
+    assert_allclose(params, x, rtol=1e-13, atol=1e-15)
+    assert_allclose(state["velocity"], v, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_momentum_converges_on_quadratic(nesterov):
+    objective, A, _, x_opt = quadratic(condition=100.0)
+    lipschitz = np.linalg.eigvalsh(A)[-1]
+    result = gd(
+        objective,
+        np.zeros(20),
+        rule=Momentum(momentum=0.9, nesterov=nesterov),
+        learning_rate=1.0 / lipschitz,
+        max_iter=5000,
+        tol=1e-8,
+    )
+    assert result.converged
+    assert result.n_iter < 5000
+    assert_allclose(result.params, x_opt, rtol=1e-6, atol=1e-7)
+
+
+def test_accelerated_gradient_beats_plain_gradient_descent():
+    objective, A, _, x_opt = quadratic(condition=1e3)
+    learning_rate = 1.0 / np.linalg.eigvalsh(A)[-1]
+    options = dict(learning_rate=learning_rate, max_iter=100_000, tol=1e-6)
+    plain = gd(objective, np.zeros(20), rule=Momentum(momentum=0.0), **options)
+    fast = gd(objective, np.zeros(20), rule=AcceleratedGradient(), **options)
+    assert plain.converged and fast.converged
+    assert fast.n_iter < plain.n_iter / 2
+    assert_allclose(fast.params, x_opt, rtol=1e-5, atol=1e-6)
+    # Restarting keeps the tail close to monotone (no long momentum ripples).
+    tail = np.diff(fast.loss_curve[len(fast.loss_curve) // 2 :])
+    assert np.mean(tail <= 1e-12) > 0.9
+
+
+def test_accelerated_gradient_step_and_restart_by_hand():
+    objective, A, _, _ = quadratic(condition=1e3)
+    learning_rate = 1.0 / np.linalg.eigvalsh(A)[-1]
+    rule = AcceleratedGradient()
+    params = np.zeros(20)
+    state = rule.init(params)
+    restarts = 0
+    for _ in range(300):
+        y, x, t = params.copy(), state["x"].copy(), state["t"]
+        grad = objective(params)[1]
+        x_plus = y - learning_rate * grad
+        restart = float((y - x_plus) @ (x_plus - x)) > 0
+        if restart:
+            restarts += 1
+            t = 1.0
+        t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
+        expected = x_plus + (t - 1.0) / t_next * (x_plus - x)
+        rule.step(params, grad, state, learning_rate)
+        assert state["t"] == pytest.approx(t_next, rel=1e-14)
+        assert_allclose(state["x"], x_plus, rtol=1e-12, atol=1e-14)
+        assert_allclose(params, expected, rtol=1e-12, atol=1e-14)
+        if restart:
+            # t = 1 means no extrapolation on this step.
+            assert state["t"] == pytest.approx((1 + math.sqrt(5)) / 2)
+            assert_allclose(params, x_plus, rtol=1e-12, atol=1e-14)
+    assert restarts >= 1
+
+
+def test_adam_first_two_steps_by_hand():
+    objective, _, _, _ = quadratic()
+    x0 = np.random.RandomState(5).standard_normal(20)
+    lr, beta_1, beta_2, eps = 1e-2, 0.9, 0.999, 1e-8
+    # Kingma & Ba (2014), Algorithm 1 with the reordered step of their
+    # section 2 (MLPClassifier's form): lr_t = lr sqrt(1 - b2^t) / (1 - b1^t).
+    x, m, v = x0.copy(), np.zeros(20), np.zeros(20)
+    steps = []
+    for t in (1, 2):
+        g = objective(x)[1]
+        m = beta_1 * m + (1 - beta_1) * g
+        v = beta_2 * v + (1 - beta_2) * g**2
+        lr_t = lr * math.sqrt(1 - beta_2**t) / (1 - beta_1**t)
+        x = x - lr_t * m / (np.sqrt(v) + eps)
+        steps.append(x.copy())
+    # Bias-corrected form of Algorithm 1: equal up to where epsilon enters.
+    m_hat, v_hat = m / (1 - beta_1**2), v / (1 - beta_2**2)
+    x_alg1 = steps[0] - lr * m_hat / (np.sqrt(v_hat) + eps)
+    assert_allclose(x_alg1, steps[1], rtol=1e-6)
+
+    rule = Adam(beta_1=beta_1, beta_2=beta_2, epsilon=eps)
+    params = x0.copy()
+    state = rule.init(params)
+    for t, expected in zip((1, 2), steps, strict=True):
+        rule.step(params, objective(params)[1], state, lr)
+        assert state["t"] == t
+        assert_allclose(params, expected, rtol=1e-13, atol=1e-15)
+    assert_allclose(state["m"], m, rtol=1e-13)
+    assert_allclose(state["v"], v, rtol=1e-13)
+    # The first step moves every coordinate by about lr (sign of -g).
+    first = steps[0] - x0
+    assert_allclose(np.abs(first), lr, rtol=1e-4)
+    assert_array_equal(np.sign(first), -np.sign(objective(x0)[1]))
+
+
+# ---------------------------------------------------------------------------
+# 3. gradient_descent: stopping, schedules, validation, divergence, rng
+# ---------------------------------------------------------------------------
+
+
+def test_full_batch_stops_on_gradient_tolerance():
+    objective, A, _, x_opt = quadratic(condition=10.0)
+    tol = 1e-6
+    result = gd(
+        objective,
+        np.zeros(20),
+        rule=Momentum(momentum=0.0),
+        learning_rate=1.0 / np.linalg.eigvalsh(A)[-1],
+        max_iter=10_000,
+        tol=tol,
+        n_iter_no_change=2,
+    )
+    assert result.converged
+    assert result.n_iter < 10_000
+    assert len(result.loss_curve) == result.n_iter
+    assert np.max(np.abs(objective(result.params)[1])) <= tol
+    # Not stopped early by the loss rule: still improving at the end.
+    assert result.loss_curve[-1] < result.loss_curve[-2]
+    assert_allclose(result.params, x_opt, atol=1e-5)
+
+
+def test_max_iter_reached_is_not_converged():
+    objective, A, _, _ = quadratic()
+    result = gd(
+        objective,
+        np.zeros(20),
+        rule=AcceleratedGradient(),
+        learning_rate=1.0 / np.linalg.eigvalsh(A)[-1],
+        max_iter=5,
+        tol=1e-12,
+    )
+    assert not result.converged
+    assert result.n_iter == 5
+    assert len(result.loss_curve) == 5
+    assert np.all(np.diff(result.loss_curve) < 0)
+
+
+def scripted_objective(losses, batches_per_epoch, n_params=3):
+    """Fake objective: the loss of epoch e is ``losses[e]``; gradient ones."""
+    calls = []
+
+    def objective(params, batch):
+        epoch = len(calls) // batches_per_epoch
+        calls.append(params.copy())
+        return losses[min(epoch, len(losses) - 1)], np.ones(n_params)
+
+    objective.calls = calls
+    return objective
+
+
+@pytest.mark.parametrize("n_iter_no_change", [1, 3])
+def test_minibatch_stops_after_n_iter_no_change(n_iter_no_change):
+    tol = 1e-3
+    # Improves for 5 epochs, then decreases by less than tol per epoch.
+    losses = [5.0, 4.0, 3.0, 2.0, 1.0] + [1.0 - 0.1 * tol * k for k in range(1, 50)]
+    objective = scripted_objective(losses, batches_per_epoch=2)
+    result = gd(
+        objective,
+        np.zeros(3),
+        rule=Momentum(momentum=0.0),
+        n_samples=10,
+        batch_size=5,
+        learning_rate=1e-3,
+        max_iter=100,
+        tol=tol,
+        n_iter_no_change=n_iter_no_change,
+    )
+    # MLPClassifier's count: stop once more than n_iter_no_change epochs in a
+    # row missed the tolerance.
+    assert result.converged
+    assert result.n_iter == 5 + n_iter_no_change + 1
+    assert len(result.loss_curve) == result.n_iter
+    assert_allclose(result.loss_curve, losses[: result.n_iter])
+    assert result.best_loss == pytest.approx(min(losses[: result.n_iter]))
+
+
+def test_full_batch_ignores_loss_plateau():
+    # A gradient-settling rule on the full batch stops only on the gradient.
+    objective = scripted_objective([1.0], batches_per_epoch=1)
+    result = gd(
+        objective,
+        np.zeros(3),
+        rule=Momentum(momentum=0.0),
+        learning_rate=1e-3,
+        max_iter=20,
+        n_iter_no_change=2,
+    )
+    assert result.n_iter == 20 and not result.converged
+
+
+def test_invscaling_schedule():
+    lr, power_t = 1.0, 0.5
+    objective = scripted_objective([1.0], batches_per_epoch=1)
+    result = gd(
+        objective,
+        np.zeros(3),
+        rule=Momentum(momentum=0.0),
+        learning_rate=lr,
+        schedule="invscaling",
+        power_t=power_t,
+        max_iter=4,
+        tol=0.0,
+    )
+    # Gradient is ones: each epoch's step is its learning rate.
+    trajectory = np.array([c[0] for c in objective.calls] + [result.params[0]])
+    steps = -np.diff(trajectory)
+    assert_allclose(steps, lr / np.arange(1, 5) ** power_t, rtol=1e-12)
+    assert result.learning_rate == pytest.approx(lr / 4**power_t)
+
+
+def test_adaptive_schedule_lowers_learning_rate_on_plateau():
+    lr, n_iter_no_change = 0.1, 2
+    objective = scripted_objective([1.0], batches_per_epoch=2)
+    options = dict(
+        rule=Momentum(momentum=0.0),
+        n_samples=10,
+        batch_size=5,
+        learning_rate=lr,
+        max_iter=100,
+        tol=1e-4,
+        n_iter_no_change=n_iter_no_change,
+    )
+    constant = gd(scripted_objective([1.0], 2), np.zeros(3), **options)
+    assert constant.n_iter == n_iter_no_change + 2
+    assert constant.learning_rate == lr
+
+    result = gd(objective, np.zeros(3), schedule="adaptive", **options)
+    assert result.learning_rate < lr
+    assert result.n_iter > constant.n_iter
+    assert result.converged
+    # Divided by 5 until it is at most 1e-6, then stopped.
+    n_lowered = round(math.log(lr / result.learning_rate, 5))
+    assert result.learning_rate == pytest.approx(lr / 5**n_lowered)
+    assert result.learning_rate <= 1e-6 < 5 * result.learning_rate
+    # The steps actually taken shrink too.
+    trajectory = np.array([c[0] for c in objective.calls] + [result.params[0]])
+    steps = -np.diff(trajectory)
+    assert steps[0] == pytest.approx(lr)
+    assert steps[-1] == pytest.approx(result.learning_rate)
+    assert np.all(np.diff(steps) <= 1e-15)
+
+
+@pytest.mark.parametrize("batch_size", [100, 10])
+def test_validation_early_stopping_restores_best_params(batch_size):
+    objective, A, _, _ = quadratic()
+    scores = [0.1, 0.2, 0.3, 0.9, 0.5, 0.4, 0.95 - 1e-3, 0.3] + [0.2] * 50
+    seen = []
+
+    def validation(params):
+        seen.append(params.copy())
+        epoch = len(seen) - 1
+        return 10.0 - scores[epoch], scores[epoch]
+
+    n_iter_no_change, tol = 3, 0.1
+    result = gd(
+        objective,
+        np.zeros(20),
+        rule=Momentum(momentum=0.5),
+        n_samples=100,
+        batch_size=batch_size,
+        learning_rate=0.1 / np.linalg.eigvalsh(A)[-1],
+        max_iter=200,
+        tol=tol,
+        n_iter_no_change=n_iter_no_change,
+        rng=np.random.RandomState(0),
+        validation=validation,
+    )
+    # Best at epoch 4 (index 3); epoch 7 beats it by less than tol, so it
+    # does not reset the count but is the best score: its params are kept.
+    assert result.n_iter == 4 + n_iter_no_change + 1
+    assert len(result.loss_curve) == result.n_iter
+    assert result.validation_scores == scores[: result.n_iter]
+    assert result.validation_losses == pytest.approx(
+        [10.0 - s for s in scores[: result.n_iter]]
+    )
+    assert result.best_loss == pytest.approx(10.0 - max(scores[: result.n_iter]))
+    assert_array_equal(result.params, seen[6])
+    assert not np.array_equal(result.params, seen[-1])
+
+
+def test_validation_restores_peak_params():
+    objective, A, _, _ = quadratic()
+    scores = [0.1, 0.5, 0.9, 0.4, 0.3, 0.2, 0.1, 0.0]
+    seen = []
+
+    def validation(params):
+        seen.append(params.copy())
+        return 1.0, scores[len(seen) - 1]
+
+    result = gd(
+        objective,
+        np.zeros(20),
+        rule=AcceleratedGradient(),
+        learning_rate=1.0 / np.linalg.eigvalsh(A)[-1],
+        max_iter=50,
+        tol=1e-4,
+        n_iter_no_change=2,
+        validation=validation,
+    )
+    assert result.n_iter == 3 + 2 + 1
+    assert_array_equal(result.params, seen[2])
+
+
+def test_divergence_raises():
+    objective, A, _, _ = quadratic()
+    with np.errstate(all="ignore"):
+        with pytest.raises(ValueError, match="learning_rate_init"):
+            gd(
+                objective,
+                np.ones(20),
+                rule=Momentum(momentum=0.0),
+                learning_rate=100.0 / np.linalg.eigvalsh(A)[-1],
+                max_iter=10_000,
+            )
+
+
+def test_divergence_raises_softmax_minibatch():
+    X, y, _, _ = dataset("classif3")
+    objective = softmax_objective(X, y, 3, alpha=10.0)
+    with np.errstate(all="ignore"):
+        with pytest.raises(ValueError, match="learning_rate_init"):
+            gd(
+                objective,
+                np.zeros(3 * (X.shape[1] + 1)),
+                rule=Momentum(momentum=0.9),
+                n_samples=y.size,
+                batch_size=32,
+                learning_rate=1e3,
+                max_iter=10_000,
+                rng=np.random.RandomState(0),
+            )
+
+
+@pytest.mark.parametrize("rule", [Momentum(0.9, True), Adam()], ids=["sgd", "adam"])
+def test_same_seed_same_result(rule):
+    X, y, _, alpha = dataset("classif3")
+    objective = softmax_objective(X, y, 3, alpha=alpha)
+
+    def run(seed):
+        return gd(
+            objective,
+            np.zeros(3 * (X.shape[1] + 1)),
+            rule=rule,
+            n_samples=y.size,
+            batch_size=32,
+            learning_rate=1e-2,
+            max_iter=5,
+            rng=np.random.RandomState(seed),
+        )
+
+    first, second, other = run(0), run(0), run(1)
+    assert_array_equal(first.params, second.params)
+    assert first.loss_curve == second.loss_curve
+    assert not np.array_equal(first.params, other.params)
+
+
+def test_batches_cover_every_sample_once_per_epoch():
+    rng = np.random.RandomState(0)
+    epochs = [list(_batches(103, 10, rng)) for _ in range(3)]
+    for batches in epochs:
+        assert [b.size for b in batches] == [10] * 10 + [3]
+        assert_array_equal(np.sort(np.concatenate(batches)), np.arange(103))
+    # A new permutation each epoch.
+    assert not np.array_equal(np.concatenate(epochs[0]), np.concatenate(epochs[1]))
+    # Without rng: in order; at or above n_samples: the full batch.
+    assert_array_equal(np.concatenate(list(_batches(25, 10, None))), np.arange(25))
+    assert list(_batches(25, 25, rng)) == [None]
+    assert list(_batches(25, 1000, None)) == [None]
+
+
+def test_minibatch_epoch_loss_is_weighted_mean_of_batch_losses():
+    X, y, sample_weight, alpha = dataset("classif3_weighted")
+    weights = sample_weight / sample_weight.sum()
+    objective = softmax_objective(X, y, 3, alpha=alpha, sample_weight=sample_weight)
+    params0 = 0.1 * np.random.RandomState(0).standard_normal(3 * (X.shape[1] + 1))
+    # A zero step keeps params fixed: the epoch loss must be the full loss.
+    result = gd(
+        objective,
+        params0.copy(),
+        rule=Momentum(momentum=0.0),
+        n_samples=y.size,
+        batch_size=64,
+        learning_rate=0.0,
+        max_iter=2,
+        rng=np.random.RandomState(0),
+        batch_weights=weights,
+    )
+    full_loss = objective(params0, None)[0]
+    assert_allclose(result.loss_curve, [full_loss, full_loss], rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# 4. limit_competing_blas
+# ---------------------------------------------------------------------------
+
+
+def _blas_threads():
+    return {
+        info["filepath"]: info["num_threads"]
+        for info in threadpool_info()
+        if info["user_api"] == "blas"
+    }
+
+
+def _is_numpy_blas(filepath):
+    return "numpy" in os.path.basename(os.path.dirname(filepath))
+
+
+def test_limit_competing_blas():
+    # Start from two threads everywhere so the limit is observable.
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        if not any(n > 1 for n in before.values()):
+            pytest.skip("no BLAS accepts two threads here")
+        with limit_competing_blas():
+            inside = _blas_threads()
+        assert inside.keys() == before.keys()
+        for path, n_threads in inside.items():
+            if _is_numpy_blas(path):
+                assert n_threads == before[path]
+            else:
+                assert n_threads == 1, path
+        assert _blas_threads() == before
+
+        with limit_competing_blas(work=10):
+            assert all(n == 1 for n in _blas_threads().values())
+        assert _blas_threads() == before
+
+        # Large products keep numpy's threads.
+        with limit_competing_blas(work=10**10):
+            inside = _blas_threads()
+        for path, n_threads in inside.items():
+            if _is_numpy_blas(path):
+                assert n_threads == before[path]
+        assert _blas_threads() == before
+
+        with pytest.raises(RuntimeError):
+            with limit_competing_blas(work=10):
+                raise RuntimeError
+        assert _blas_threads() == before
+
+
+class _FakeLib:
+    def __init__(self, filepath, num_threads=8):
+        self.filepath = filepath
+        self.num_threads = num_threads
+
+
+def _fake_controller(filepaths, limited):
+    """A ThreadpoolController over the given BLAS files; records limits."""
+
+    class FakeController:
+        def __init__(self):
+            self.lib_controllers = [_FakeLib(path) for path in filepaths]
+
+        def select(self, **kwargs):
+            if "filepath" in kwargs:
+                limited.extend(kwargs["filepath"])
+            return self
+
+        def limit(self, limits):
+            return contextlib.nullcontext()
+
+    return FakeController
+
+
+SITE = "/env/lib/python3.12/site-packages"
+
+
+@pytest.mark.parametrize(
+    "filepaths, expected",
+    [
+        # Linux / Windows wheels: numpy.libs and scipy.libs.
+        (
+            [
+                f"{SITE}/numpy.libs/libscipy_openblas64_-a.so",
+                f"{SITE}/scipy.libs/libscipy_openblas-b.so",
+            ],
+            [f"{SITE}/scipy.libs/libscipy_openblas-b.so"],
+        ),
+        # macOS wheels (delocate): numpy/.dylibs and scipy/.dylibs.
+        (
+            [
+                f"{SITE}/numpy/.dylibs/libscipy_openblas64_.dylib",
+                f"{SITE}/scipy/.dylibs/libscipy_openblas.dylib",
+            ],
+            [f"{SITE}/scipy/.dylibs/libscipy_openblas.dylib"],
+        ),
+        # conda / distribution packages: numpy and scipy share one BLAS, and
+        # the docstring says nothing changes then.
+        (["/opt/conda/lib/libopenblasp-r0.3.28.so"], []),
+    ],
+    ids=["wheels-linux", "wheels-macos", "shared-blas"],
+)
+def test_limit_competing_blas_spares_numpys_blas(monkeypatch, filepaths, expected):
+    limited = []
+    monkeypatch.setattr(
+        _solvers, "ThreadpoolController", _fake_controller(filepaths, limited)
+    )
+    # Large products: only BLAS pools other than numpy's get one thread.
+    with limit_competing_blas(work=10**10):
+        pass
+    assert limited == expected
