@@ -198,13 +198,13 @@ class Adam(UpdateRule):
 
 
 class AcceleratedGradient(UpdateRule):
-    """Full-batch Nesterov / FISTA steps with gradient-based adaptive restart.
+    """Full-batch Nesterov / FISTA steps, adaptive restart and adaptive step.
 
     ``params`` holds the extrapolated point ``y`` where the gradient is
-    taken; the state keeps the previous iterate ``x`` and the FISTA
-    sequence ``t``::
+    taken; the state keeps the previous iterate ``x``, the FISTA sequence
+    ``t`` and a step multiplier ``scale``::
 
-        x+ = y - lr g
+        x+ = y - scale lr g
         restart (t = 1) if (y - x+) . (x+ - x) > 0
         t+ = (1 + sqrt(1 + 4 t^2)) / 2
         y+ = x+ + (t - 1) / t+ (x+ - x)
@@ -212,15 +212,47 @@ class AcceleratedGradient(UpdateRule):
     The restart test (O'Donoghue & Candes, 2015) drops the momentum as soon
     as it points uphill, which recovers linear convergence on strongly
     convex objectives without knowing the strong convexity constant.
-    With ``lr <= 1/L`` the objective converges to its minimum.
+
+    ``lr`` (per parameter) is a global step such as ``1/L``, which is safe
+    but pessimistic: the softmax curvature ``diag(p) - p p^T`` shrinks as
+    predictions grow confident.  With ``adaptive=True`` the multiplier
+    follows the curvature measured between successive gradients, in the
+    metric of ``lr``::
+
+        L_local = ||g - g_prev||_lr / ||y - y_prev||_(1/lr)
+        scale = min(growth * scale, safety / L_local)
+
+    so it grows slowly while the loss is flat and drops at once where it
+    curves (which also tames a user step that is too large).
+
+    Parameters
+    ----------
+    adaptive : bool, default=True
+        Adapt ``scale``; False keeps ``scale = 1`` (plain FISTA).
+    growth : float, default=1.05
+        Largest factor by which ``scale`` grows per step.
+    safety : float, default=0.5
+        Fraction of ``1 / L_local`` that the step may reach.
     """
 
+    def __init__(self, adaptive=True, growth=1.05, safety=0.5):
+        self.adaptive = adaptive
+        self.growth = growth
+        self.safety = safety
+
     def init(self, params):
-        return {"t": 1.0, "x": params.copy(), "x_new": np.empty_like(params)}
+        state = {"t": 1.0, "x": params.copy(), "x_new": np.empty_like(params)}
+        if self.adaptive:
+            state.update(scale=1.0, y_prev=None, g_prev=np.empty_like(params))
+        return state
 
     def step(self, params, grad, state, learning_rate):
         x, x_new = state["x"], state["x_new"]
-        grad *= learning_rate
+        if self.adaptive:
+            self._adapt_scale(params, grad, state, learning_rate)
+            grad *= state["scale"] * learning_rate
+        else:
+            grad *= learning_rate
         np.subtract(params, grad, out=x_new)
         # params - x_new == grad (scaled): the restart test without a temporary.
         x -= x_new
@@ -234,6 +266,26 @@ class AcceleratedGradient(UpdateRule):
         np.multiply(x, -beta, out=params)
         params += x_new
         x[...] = x_new
+
+    def _adapt_scale(self, params, grad, state, learning_rate):
+        y_prev, g_prev = state["y_prev"], state["g_prev"]
+        if y_prev is not None:
+            rate = np.broadcast_to(learning_rate, params.shape)
+            active = rate > 0
+            d_grad = (grad - g_prev)[active]
+            d_params = (params - y_prev)[active]
+            rate = rate[active]
+            grad_change = math.sqrt(float(d_grad @ (d_grad * rate)))
+            step_length = math.sqrt(float(d_params @ (d_params / rate)))
+            if grad_change > 0 and step_length > 0:
+                local = self.safety * step_length / grad_change
+                state["scale"] = min(self.growth * state["scale"], local)
+            else:
+                state["scale"] *= self.growth
+            y_prev[...] = params
+        else:
+            state["y_prev"] = params.copy()
+        g_prev[...] = grad
 
 
 def _batches(n_samples, batch_size, rng):

@@ -315,7 +315,7 @@ def test_accelerated_gradient_beats_plain_gradient_descent():
 def test_accelerated_gradient_step_and_restart_by_hand():
     objective, A, _, _ = quadratic(condition=1e3)
     learning_rate = 1.0 / np.linalg.eigvalsh(A)[-1]
-    rule = AcceleratedGradient()
+    rule = AcceleratedGradient(adaptive=False)
     params = np.zeros(20)
     state = rule.init(params)
     restarts = 0
@@ -338,6 +338,43 @@ def test_accelerated_gradient_step_and_restart_by_hand():
             assert state["t"] == pytest.approx((1 + math.sqrt(5)) / 2)
             assert_allclose(params, x_plus, rtol=1e-12, atol=1e-14)
     assert restarts >= 1
+
+
+def test_adaptive_step_follows_local_curvature():
+    # Start from a step 100x too large for the quadratic: the secant estimate
+    # must pull the multiplier down by more than an order of magnitude, and
+    # the run must still converge to the optimum.
+    objective, A, _, x_opt = quadratic(condition=1e3)
+    top = np.linalg.eigvalsh(A)[-1]
+    rule = AcceleratedGradient(adaptive=True, growth=1.05, safety=0.5)
+    result = gd(
+        objective,
+        np.zeros(20),
+        rule=rule,
+        learning_rate=100.0 / top,
+        max_iter=100_000,
+        tol=1e-6,
+    )
+    assert result.converged
+    assert_allclose(result.params, x_opt, rtol=1e-5, atol=1e-6)
+    # The secant samples the curvature along recent steps, not its maximum,
+    # so the multiplier lands near (not exactly below) 1/100.
+    assert result.state["scale"] < 0.05
+
+
+def test_adaptive_step_needs_fewer_iterations_when_curvature_is_overestimated():
+    # A global bound 50x the true curvature: plain FISTA pays for it, the
+    # adaptive multiplier grows past it.
+    objective, A, _, x_opt = quadratic(condition=1e2)
+    pessimistic = 1.0 / (50.0 * np.linalg.eigvalsh(A)[-1])
+    options = dict(learning_rate=pessimistic, max_iter=100_000, tol=1e-6)
+    fixed = gd(
+        objective, np.zeros(20), rule=AcceleratedGradient(adaptive=False), **options
+    )
+    adaptive = gd(objective, np.zeros(20), rule=AcceleratedGradient(), **options)
+    assert fixed.converged and adaptive.converged
+    assert adaptive.n_iter < fixed.n_iter / 2
+    assert_allclose(adaptive.params, x_opt, rtol=1e-5, atol=1e-6)
 
 
 def test_adam_first_two_steps_by_hand():
