@@ -35,6 +35,7 @@ Conventions
 """
 
 import numbers
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
@@ -72,18 +73,6 @@ def log_softmax(raw_prediction):
     sum_exp = np.exp(shifted).sum(axis=1, keepdims=True)
     shifted -= np.log(sum_exp)
     return shifted
-
-
-def _raw_prediction_t(coef, intercept, X):
-    """``(X W^T + b)^T`` of shape (n_classes, n_samples), C-contiguous."""
-    if sp.issparse(X):
-        raw_t = np.ascontiguousarray((X @ coef.T).T)
-    else:
-        # gemm with X transposed: no copy of X, output already (K, n).
-        raw_t = coef @ X.T
-    if intercept is not None:
-        raw_t += intercept[:, None]
-    return raw_t
 
 
 def _gradient_block_inplace(raw_t, y, sample_weight, label_smoothing):
@@ -131,8 +120,78 @@ def _gradient_block_inplace(raw_t, y, sample_weight, label_smoothing):
     return loss
 
 
+# Rows per block: a block of X (about 2 MiB) is still in cache when the
+# backward product reads it again, and the (n_classes, rows) logits stay in
+# L2 for the elementwise softmax passes.
+_BLOCK_BYTES = 2 << 20
+_MIN_BLOCK_ROWS = 1024
+_EXECUTOR = None
+
+
+def _block_rows(X):
+    if sp.issparse(X):
+        if X.format != "csr":  # row slices of other formats are copies
+            return max(X.shape[0], 1)
+        row_bytes = max(X.nnz // max(X.shape[0], 1), 1) * (X.dtype.itemsize + 4)
+    else:
+        row_bytes = max(X.shape[1] * X.dtype.itemsize, 1)
+    return max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // row_bytes)
+
+
+def _row_block(X, start, stop):
+    """Rows ``start:stop`` of X without copying (CSR shares data and indices)."""
+    if not sp.issparse(X):
+        return X[start:stop]
+    if start == 0 and stop == X.shape[0]:
+        return X
+    lo, hi = X.indptr[start], X.indptr[stop]
+    return sp.csr_matrix(
+        (X.data[lo:hi], X.indices[lo:hi], X.indptr[start : stop + 1] - lo),
+        shape=(stop - start, X.shape[1]),
+        copy=False,
+    )
+
+
+def _blocks_loss_and_gradient(
+    coef, intercept_raw, X, y, sample_weight, label_smoothing, blocks
+):
+    """Sum over row blocks of the data term and of ``G^T X``, ``1^T G``."""
+    n_classes, n_features = coef.shape
+    dtype = coef.dtype
+    grad_coef = np.zeros((n_classes, n_features), dtype=dtype)
+    grad_intercept = np.zeros(n_classes, dtype=dtype)
+    loss = 0.0
+    sparse = sp.issparse(X)
+    weighted = np.ndim(sample_weight) > 0
+    for start, stop in blocks:
+        X_block = _row_block(X, start, stop)
+        if sparse:
+            raw_t = np.ascontiguousarray((X_block @ coef.T).T)
+        else:
+            # gemm with the block transposed: no copy, output already (K, m).
+            raw_t = coef @ X_block.T
+        if intercept_raw is not None:
+            raw_t += intercept_raw[:, None]
+        weight = sample_weight[start:stop] if weighted else sample_weight
+        loss += _gradient_block_inplace(raw_t, y[start:stop], weight, label_smoothing)
+        if sparse:
+            grad_coef += (X_block.T @ raw_t.T).T
+        else:
+            grad_coef += raw_t @ X_block
+        grad_intercept += raw_t.sum(axis=1)
+    return loss, grad_coef, grad_intercept
+
+
 def _loss_and_gradient(
-    coef, intercept, X, y, sample_weight, alpha, label_smoothing, offset=None
+    coef,
+    intercept,
+    X,
+    y,
+    sample_weight,
+    alpha,
+    label_smoothing,
+    offset=None,
+    n_threads=1,
 ):
     """Unvalidated core of :func:`loss_and_gradient`.
 
@@ -140,24 +199,44 @@ def _loss_and_gradient(
     scalar ``1 / n_samples``).  ``intercept`` may be None (no intercept).
     ``offset`` (n_features,), when given with an intercept, is subtracted
     from every row of X implicitly: ``z = W (x - offset) + b``.  It lets
-    solvers work in centered coordinates without copying X.  Returns ``(loss, grad_coef,
-    grad_intercept)``; ``grad_intercept`` is None without intercept.
+    solvers work in centered coordinates without copying X.
+
+    The samples are processed in row blocks that stay in cache between the
+    forward and the backward product; with ``n_threads > 1`` the blocks are
+    shared among that many threads (numpy and scipy release the GIL), which
+    is only sensible when the BLAS itself runs one thread.
+
+    Returns ``(loss, grad_coef, grad_intercept)``; ``grad_intercept`` is
+    None without intercept.
     """
+    global _EXECUTOR
     if offset is not None and intercept is not None:
         intercept_raw = intercept - coef @ offset
     else:
         intercept_raw = intercept
-    raw_t = _raw_prediction_t(coef, intercept_raw, X)
-    loss = _gradient_block_inplace(raw_t, y, sample_weight, label_smoothing)
-    if sp.issparse(X):
-        grad_coef = np.asarray((X.T @ raw_t.T).T)
+    n_samples = X.shape[0]
+    rows = _block_rows(X)
+    blocks = [(a, min(a + rows, n_samples)) for a in range(0, n_samples, rows)]
+    args = (coef, intercept_raw, X, y, sample_weight, label_smoothing)
+    n_threads = min(n_threads, len(blocks))
+    if n_threads > 1:
+        if _EXECUTOR is None or _EXECUTOR._max_workers < n_threads:
+            _EXECUTOR = ThreadPoolExecutor(max_workers=n_threads)
+        parts = list(
+            _EXECUTOR.map(
+                lambda k: _blocks_loss_and_gradient(*args, blocks[k::n_threads]),
+                range(n_threads),
+            )
+        )
+        loss = sum(part[0] for part in parts)
+        grad_coef = sum(part[1] for part in parts[1:]) + parts[0][1]
+        grad_intercept = sum(part[2] for part in parts[1:]) + parts[0][2]
     else:
-        grad_coef = raw_t @ X
-    grad_intercept = None
-    if intercept is not None:
-        grad_intercept = raw_t.sum(axis=1)
-        if offset is not None:
-            grad_coef -= np.outer(grad_intercept, offset)
+        loss, grad_coef, grad_intercept = _blocks_loss_and_gradient(*args, blocks)
+    if intercept is None:
+        grad_intercept = None
+    elif offset is not None:
+        grad_coef -= np.outer(grad_intercept, offset).astype(grad_coef.dtype)
     if alpha:
         loss += 0.5 * alpha * float(np.vdot(coef, coef))
         grad_coef += alpha * coef

@@ -31,7 +31,7 @@ from ._solvers import (
     UpdateRule,
     gradient_descent,
     lbfgs,
-    limit_competing_blas,
+    single_threaded_blas,
 )
 
 # Below this many samples, batch_size="auto" trains on the full batch: the
@@ -430,20 +430,18 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             if self.fit_intercept:
                 params[n_coef:] = self.intercept_ + self.coef_ @ mean
 
-        objective = _make_objective(
-            X,
-            y_index,
-            weights_normalized,
-            n_classes=n_classes,
-            alpha=float(self.alpha),
-            label_smoothing=float(self.label_smoothing),
-            offset=offset,
-            fit_intercept=self.fit_intercept,
-        )
-
-        with limit_competing_blas(
-            work=n_classes * n_features * min(batch_size, n_samples)
-        ):
+        with single_threaded_blas() as n_threads:
+            objective = _make_objective(
+                X,
+                y_index,
+                weights_normalized,
+                n_classes=n_classes,
+                alpha=float(self.alpha),
+                label_smoothing=float(self.label_smoothing),
+                offset=offset,
+                fit_intercept=self.fit_intercept,
+                n_threads=n_threads,
+            )
             if self.solver == "lbfgs":
                 result = lbfgs(
                     objective,
@@ -684,12 +682,22 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
 
 def _make_objective(
-    X, y_index, weights, *, n_classes, alpha, label_smoothing, offset, fit_intercept
+    X,
+    y_index,
+    weights,
+    *,
+    n_classes,
+    alpha,
+    label_smoothing,
+    offset,
+    fit_intercept,
+    n_threads=1,
 ):
     """``objective(params, batch) -> (loss, grad)`` over flat ``[W, b']``.
 
     ``weights`` sum to one over all samples; a batch renormalizes its own
     share so each step follows the weighted mean over the batch.
+    ``n_threads`` threads share the row blocks of each evaluation.
     """
     n_features = X.shape[1]
     n_coef = n_classes * n_features
@@ -719,7 +727,7 @@ def _make_objective(
             if total > 0:
                 w_b = w_b / total
         loss, grad_coef, grad_intercept = _loss_and_gradient(
-            coef, intercept, X_b, y_b, w_b, alpha, label_smoothing, offset
+            coef, intercept, X_b, y_b, w_b, alpha, label_smoothing, offset, n_threads
         )
         grad = np.empty(params.size, dtype=dtype)
         grad[:n_coef] = grad_coef.ravel()

@@ -32,7 +32,6 @@ accelerated full-batch gradient descent with adaptive restart
 
 import contextlib
 import math
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,52 +46,38 @@ __all__ = [
     "gradient_descent",
     "lbfgs",
     "SolverResult",
-    "limit_competing_blas",
+    "single_threaded_blas",
 ]
 
 
-# Below this many multiply-adds per product, a second BLAS thread costs more
-# in wake-ups than it saves (and a busy machine makes it far worse).
-_SINGLE_THREAD_WORK = 4_000_000
-
-
 @contextlib.contextmanager
-def limit_competing_blas(work=None):
-    """Run the body with every BLAS pool but numpy's limited to one thread.
+def single_threaded_blas():
+    """Run the body with every BLAS pool at one thread; yield the thread budget.
 
-    numpy and scipy may each load their own OpenBLAS.  The heavy products
-    go through numpy's; scipy's only does L-BFGS-B's small vector work.
-    When both pools keep threads spinning on the same cores they slow each
-    other down by up to an order of magnitude, so scipy's (and any other
-    non-numpy BLAS) gets a single thread while fitting.  Nothing changes
-    when numpy and scipy share one BLAS.
+    numpy and scipy may each load their own OpenBLAS.  When both pools keep
+    threads spinning on the same cores (numpy's in the matrix products,
+    scipy's in L-BFGS-B's vector work) they slow each other down by up to an
+    order of magnitude, and a threaded BLAS on the small products of a
+    mini-batch costs more in wake-ups than it saves.  So while fitting every
+    BLAS runs one thread, and the loss parallelizes itself over row blocks
+    of the data with the thread budget yielded here: the largest BLAS pool
+    size found on entry, which respects ``OPENBLAS_NUM_THREADS``,
+    ``threadpoolctl.threadpool_limits`` and the limits that joblib's workers
+    set.
 
-    ``work``, the multiply-adds of one matrix product of the fit, limits
-    numpy's pool to one thread too when it is small: threads do not pay
-    off on small products.
+    Yields
+    ------
+    n_threads : int
+        Threads the objective may use.
     """
-    controller = ThreadpoolController()
-    blas = controller.select(user_api="blas").lib_controllers
-    small = work is not None and work < _SINGLE_THREAD_WORK
-    # numpy's wheels keep their BLAS under numpy.libs/ (Linux, Windows) or
-    # numpy/.dylibs/ (macOS); a BLAS shared by numpy and scipy (conda, Linux
-    # distributions) is the only one loaded and is left alone.
-    others = [
-        lib.filepath
-        for lib in blas
-        if lib.num_threads > 1
-        and (small or (len(blas) > 1 and not _is_numpy_library(lib.filepath)))
-    ]
-    if not others:
-        yield
+    blas = ThreadpoolController().select(user_api="blas")
+    sizes = [lib.num_threads for lib in blas.lib_controllers]
+    n_threads = max(sizes, default=1)
+    if n_threads <= 1:
+        yield 1
         return
-    with controller.select(filepath=others).limit(limits=1):
-        yield
-
-
-def _is_numpy_library(filepath):
-    parts = os.path.normpath(filepath).split(os.sep)[:-1]
-    return any(part == "numpy" or part.startswith("numpy.") for part in parts)
+    with blas.limit(limits=1):
+        yield n_threads
 
 
 @dataclass

@@ -763,3 +763,35 @@ def test_lipschitz_mini_batch(kind, fit_intercept):
             X, s, alpha=alpha, fit_intercept=fit_intercept, batch_size=batch_size
         )
         assert (L_b, L_int_b) == (L_full, L_int_full)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("container", [np.asarray, sp.csr_matrix], ids=["dense", "csr"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_row_blocks_and_threads_match_one_block(
+    monkeypatch, weighted, container, n_threads
+):
+    # Split 3000 rows into blocks of 700: any thread count must give the
+    # one-block result (up to summation order).
+    from sk_softmax import _loss
+
+    rng = np.random.RandomState(11)
+    n, d, K = 3000, 40, 4
+    X = container(rng.standard_normal((n, d)) * (rng.uniform(size=(n, d)) < 0.3))
+    y = rng.randint(K, size=n)
+    coef, intercept = rng.standard_normal((K, d)), rng.standard_normal(K)
+    offset = rng.standard_normal(d)
+    if weighted:
+        sw = rng.uniform(0, 2, size=n)
+        sw /= sw.sum()
+    else:
+        sw = 1.0 / n
+    args = (coef, intercept, X, y, sw, 0.1, 0.2, offset)
+    monkeypatch.setattr(_loss, "_MIN_BLOCK_ROWS", n)
+    single = _loss._loss_and_gradient(*args)
+    monkeypatch.setattr(_loss, "_MIN_BLOCK_ROWS", 700)
+    monkeypatch.setattr(_loss, "_BLOCK_BYTES", 1)
+    assert _loss._block_rows(X) == 700
+    blocked = _loss._loss_and_gradient(*args, n_threads=n_threads)
+    for got, ref in zip(blocked, single, strict=True):
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-14)

@@ -5,10 +5,8 @@ The objectives are built here from ``_loss._loss_and_gradient`` over a flat
 quadratics, so a failure points at ``_solvers.py`` and nothing above it.
 """
 
-import contextlib
 import functools
 import math
-import os
 
 import numpy as np
 import pytest
@@ -18,7 +16,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from sk_softmax import _solvers
 from sk_softmax._loss import _loss_and_gradient, lipschitz_constants
 from sk_softmax._solvers import (
     AcceleratedGradient,
@@ -27,7 +24,7 @@ from sk_softmax._solvers import (
     _batches,
     gradient_descent,
     lbfgs,
-    limit_competing_blas,
+    single_threaded_blas,
 )
 
 # ---------------------------------------------------------------------------
@@ -709,7 +706,7 @@ def test_minibatch_epoch_loss_is_weighted_mean_of_batch_losses():
 
 
 # ---------------------------------------------------------------------------
-# 4. limit_competing_blas
+# 4. single_threaded_blas
 # ---------------------------------------------------------------------------
 
 
@@ -721,102 +718,28 @@ def _blas_threads():
     }
 
 
-def _is_numpy_blas(filepath):
-    return "numpy" in os.path.basename(os.path.dirname(filepath))
-
-
-def test_limit_competing_blas():
+def test_single_threaded_blas_limits_every_pool_and_restores():
     # Start from two threads everywhere so the limit is observable.
     with threadpool_limits(limits=2, user_api="blas"):
         before = _blas_threads()
         if not any(n > 1 for n in before.values()):
             pytest.skip("no BLAS accepts two threads here")
-        with limit_competing_blas():
+        with single_threaded_blas() as n_threads:
             inside = _blas_threads()
+        assert n_threads == max(before.values())
         assert inside.keys() == before.keys()
-        for path, n_threads in inside.items():
-            if _is_numpy_blas(path):
-                assert n_threads == before[path]
-            else:
-                assert n_threads == 1, path
-        assert _blas_threads() == before
-
-        with limit_competing_blas(work=10):
-            assert all(n == 1 for n in _blas_threads().values())
-        assert _blas_threads() == before
-
-        # Large products keep numpy's threads.
-        with limit_competing_blas(work=10**10):
-            inside = _blas_threads()
-        for path, n_threads in inside.items():
-            if _is_numpy_blas(path):
-                assert n_threads == before[path]
+        assert all(n == 1 for n in inside.values())
         assert _blas_threads() == before
 
         with pytest.raises(RuntimeError):
-            with limit_competing_blas(work=10):
+            with single_threaded_blas():
                 raise RuntimeError
         assert _blas_threads() == before
 
 
-class _FakeLib:
-    def __init__(self, filepath, num_threads=8):
-        self.filepath = filepath
-        self.num_threads = num_threads
-
-
-def _fake_controller(filepaths, limited):
-    """A ThreadpoolController over the given BLAS files; records limits."""
-
-    class FakeController:
-        def __init__(self):
-            self.lib_controllers = [_FakeLib(path) for path in filepaths]
-
-        def select(self, **kwargs):
-            if "filepath" in kwargs:
-                limited.extend(kwargs["filepath"])
-            return self
-
-        def limit(self, limits):
-            return contextlib.nullcontext()
-
-    return FakeController
-
-
-SITE = "/env/lib/python3.12/site-packages"
-
-
-@pytest.mark.parametrize(
-    "filepaths, expected",
-    [
-        # Linux / Windows wheels: numpy.libs and scipy.libs.
-        (
-            [
-                f"{SITE}/numpy.libs/libscipy_openblas64_-a.so",
-                f"{SITE}/scipy.libs/libscipy_openblas-b.so",
-            ],
-            [f"{SITE}/scipy.libs/libscipy_openblas-b.so"],
-        ),
-        # macOS wheels (delocate): numpy/.dylibs and scipy/.dylibs.
-        (
-            [
-                f"{SITE}/numpy/.dylibs/libscipy_openblas64_.dylib",
-                f"{SITE}/scipy/.dylibs/libscipy_openblas.dylib",
-            ],
-            [f"{SITE}/scipy/.dylibs/libscipy_openblas.dylib"],
-        ),
-        # conda / distribution packages: numpy and scipy share one BLAS, and
-        # the docstring says nothing changes then.
-        (["/opt/conda/lib/libopenblasp-r0.3.28.so"], []),
-    ],
-    ids=["wheels-linux", "wheels-macos", "shared-blas"],
-)
-def test_limit_competing_blas_spares_numpys_blas(monkeypatch, filepaths, expected):
-    limited = []
-    monkeypatch.setattr(
-        _solvers, "ThreadpoolController", _fake_controller(filepaths, limited)
-    )
-    # Large products: only BLAS pools other than numpy's get one thread.
-    with limit_competing_blas(work=10**10):
-        pass
-    assert limited == expected
+def test_single_threaded_blas_respects_a_user_limit():
+    # A user (or a joblib worker) that limited BLAS to one thread gets one
+    # thread from us too.
+    with threadpool_limits(limits=1, user_api="blas"):
+        with single_threaded_blas() as n_threads:
+            assert n_threads == 1
