@@ -375,6 +375,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         return weights
 
     def _fit(self, X, y_index, weights, *, warm, partial):
+        with single_threaded_blas() as n_threads:
+            self._fit_single_threaded_blas(
+                X, y_index, weights, warm=warm, partial=partial, n_threads=n_threads
+            )
+
+    def _fit_single_threaded_blas(
+        self, X, y_index, weights, *, warm, partial, n_threads
+    ):
         n_samples, n_features = X.shape
         n_classes = self.classes_.size
         dtype = X.dtype
@@ -430,58 +438,57 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             if self.fit_intercept:
                 params[n_coef:] = self.intercept_ + self.coef_ @ mean
 
-        with single_threaded_blas() as n_threads:
-            objective = _make_objective(
-                X,
-                y_index,
-                weights_normalized,
-                n_classes=n_classes,
-                alpha=float(self.alpha),
-                label_smoothing=float(self.label_smoothing),
-                offset=offset,
-                fit_intercept=self.fit_intercept,
-                n_threads=n_threads,
+        objective = _make_objective(
+            X,
+            y_index,
+            weights_normalized,
+            n_classes=n_classes,
+            alpha=float(self.alpha),
+            label_smoothing=float(self.label_smoothing),
+            offset=offset,
+            fit_intercept=self.fit_intercept,
+            n_threads=n_threads,
+        )
+        if self.solver == "lbfgs":
+            result = lbfgs(
+                objective,
+                params,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                verbose=bool(self.verbose),
             )
-            if self.solver == "lbfgs":
-                result = lbfgs(
-                    objective,
-                    params,
-                    max_iter=self.max_iter,
-                    tol=self.tol,
-                    verbose=bool(self.verbose),
-                )
-            else:
-                rule, learning_rate = self._rule_and_rate(
-                    full_batch,
-                    n_coef,
-                    params,
-                    lipschitz_coef,
-                    lipschitz_intercept,
-                    partial and warm,
-                )
-                state = None
-                if partial and warm and type(rule).__name__ == self._rule_name:
-                    state = self._state
-                result = gradient_descent(
-                    objective,
-                    params,
-                    rule=rule,
-                    n_samples=n_samples,
-                    batch_size=batch_size,
-                    learning_rate=learning_rate,
-                    schedule=self.learning_rate,
-                    max_iter=1 if partial else self.max_iter,
-                    tol=self.tol,
-                    n_iter_no_change=self.n_iter_no_change,
-                    rng=rng if self.shuffle else None,
-                    batch_weights=weights_normalized,
-                    validation=validation,
-                    verbose=bool(self.verbose),
-                    state=state,
-                )
-                self._state = result.state
-                self._rule_name = type(rule).__name__
-                self._learning_rate = learning_rate
+        else:
+            rule, learning_rate = self._rule_and_rate(
+                full_batch,
+                n_coef,
+                params,
+                lipschitz_coef,
+                lipschitz_intercept,
+                partial and warm,
+            )
+            state = None
+            if partial and warm and type(rule).__name__ == self._rule_name:
+                state = self._state
+            result = gradient_descent(
+                objective,
+                params,
+                rule=rule,
+                n_samples=n_samples,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                schedule=self.learning_rate,
+                max_iter=1 if partial else self.max_iter,
+                tol=self.tol,
+                n_iter_no_change=self.n_iter_no_change,
+                rng=rng if self.shuffle else None,
+                batch_weights=weights_normalized,
+                validation=validation,
+                verbose=bool(self.verbose),
+                state=state,
+            )
+            self._state = result.state
+            self._rule_name = type(rule).__name__
+            self._learning_rate = learning_rate
 
         params = result.params
         coef = params[:n_coef].reshape(n_classes, n_features).astype(dtype)
