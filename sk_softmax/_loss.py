@@ -156,10 +156,7 @@ def _blocks_loss_and_gradient(
     coef, intercept_raw, X, y, sample_weight, label_smoothing, blocks
 ):
     """Sum over row blocks of the data term and of ``G^T X``, ``1^T G``."""
-    n_classes, n_features = coef.shape
-    dtype = coef.dtype
-    grad_coef = np.zeros((n_classes, n_features), dtype=dtype)
-    grad_intercept = np.zeros(n_classes, dtype=dtype)
+    grad_coef = grad_intercept = None
     loss = 0.0
     sparse = sp.issparse(X)
     weighted = np.ndim(sample_weight) > 0
@@ -175,10 +172,14 @@ def _blocks_loss_and_gradient(
         weight = sample_weight[start:stop] if weighted else sample_weight
         loss += _gradient_block_inplace(raw_t, y[start:stop], weight, label_smoothing)
         if sparse:
-            grad_coef += (X_block.T @ raw_t.T).T
+            block_grad = np.asarray((X_block.T @ raw_t.T).T)
         else:
-            grad_coef += raw_t @ X_block
-        grad_intercept += raw_t.sum(axis=1)
+            block_grad = raw_t @ X_block
+        if grad_coef is None:
+            grad_coef, grad_intercept = block_grad, raw_t.sum(axis=1)
+        else:
+            grad_coef += block_grad
+            grad_intercept += raw_t.sum(axis=1)
     return loss, grad_coef, grad_intercept
 
 
@@ -488,7 +489,8 @@ def _centered_row_norms_sq(X, mean):
         sq = cumulative[X.indptr[1:]] - cumulative[X.indptr[:-1]]
     else:
         sq = np.einsum("ij,ij->i", X, X).astype(np.float64)
-    return np.maximum(sq - 2.0 * np.asarray(X @ mean).ravel() + mean @ mean, 0.0)
+    projection = np.asarray(X @ mean.astype(X.dtype)).ravel()
+    return np.maximum(sq - 2.0 * projection + mean @ mean, 0.0)
 
 
 _CHUNK_ROWS = 4096

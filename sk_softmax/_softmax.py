@@ -438,10 +438,15 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             if self.fit_intercept:
                 params[n_coef:] = self.intercept_ + self.coef_ @ mean
 
+        # Equal weights travel as a scalar: cheaper on every batch.
+        if np.all(weights_normalized == weights_normalized[0]):
+            batch_weights = None
+        else:
+            batch_weights = weights_normalized
         objective = _make_objective(
             X,
             y_index,
-            weights_normalized,
+            batch_weights,
             n_classes=n_classes,
             alpha=float(self.alpha),
             label_smoothing=float(self.label_smoothing),
@@ -481,7 +486,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 tol=self.tol,
                 n_iter_no_change=self.n_iter_no_change,
                 rng=rng if self.shuffle else None,
-                batch_weights=weights_normalized,
+                batch_weights=batch_weights,
                 validation=validation,
                 verbose=bool(self.verbose),
                 state=state,
@@ -702,8 +707,9 @@ def _make_objective(
 ):
     """``objective(params, batch) -> (loss, grad)`` over flat ``[W, b']``.
 
-    ``weights`` sum to one over all samples; a batch renormalizes its own
-    share so each step follows the weighted mean over the batch.
+    ``weights`` sum to one over all samples (None: all equal, which travels
+    as the scalar ``1/n``); a batch renormalizes its own share so each step
+    follows the weighted mean over the batch.
     ``n_threads`` threads share the row blocks of each evaluation.
     """
     n_features = X.shape[1]
@@ -711,6 +717,9 @@ def _make_objective(
     dtype = X.dtype
     dense = not sp.issparse(X)
     batch_buffer = {}
+    uniform = weights is None
+    if uniform:
+        weights = 1.0 / X.shape[0]
 
     def objective(params, batch):
         coef = params[:n_coef].reshape(n_classes, n_features).astype(dtype, copy=False)
@@ -729,10 +738,13 @@ def _make_objective(
             else:
                 X_b = X[batch]
             y_b = y_index[batch]
-            w_b = weights[batch]
-            total = w_b.sum()
-            if total > 0:
-                w_b = w_b / total
+            if uniform:
+                w_b = 1.0 / batch.size
+            else:
+                w_b = weights[batch]
+                total = w_b.sum()
+                if total > 0:
+                    w_b = w_b / total
         loss, grad_coef, grad_intercept = _loss_and_gradient(
             coef, intercept, X_b, y_b, w_b, alpha, label_smoothing, offset, n_threads
         )
