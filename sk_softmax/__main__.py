@@ -59,9 +59,9 @@ def _objective(pipe, X, y, alpha):
     model = pipe[-1]
     coef, intercept = _softmax_parameters(model)
     y_index = np.searchsorted(model.classes_, y)
-    return loss_and_gradient(coef, intercept, pipe[:-1].transform(X), y_index, alpha=alpha)[
-        0
-    ]
+    return loss_and_gradient(
+        coef, intercept, pipe[:-1].transform(X), y_index, alpha=alpha
+    )[0]
 
 
 # ---------------------------------------------------------------- progress
@@ -110,9 +110,7 @@ class _EpochProgress(io.TextIOBase):
         if match is None:
             return
         unit = "epoch" if match[1] == "Epoch" else "iteration"
-        message = (
-            f"  {self.label}: {unit} {match[2]}/{self.max_iter}, loss {match[3]}"
-        )
+        message = f"  {self.label}: {unit} {match[2]}/{self.max_iter}, loss {match[3]}"
         now = time.monotonic()
         if self.mode == "live":
             if self._last_shown is not None and now - self._last_shown < 0.1:
@@ -120,7 +118,9 @@ class _EpochProgress(io.TextIOBase):
             self.stream.write("\r" + message.ljust(self._width))
             self._width = max(self._width, len(message))
         else:
-            since = now - (self._start if self._last_shown is None else self._last_shown)
+            since = now - (
+                self._start if self._last_shown is None else self._last_shown
+            )
             if since < self.interval:
                 return
             self.stream.write(message + "\n")
@@ -144,16 +144,11 @@ def _progress_mode(requested, stream):
 
 @contextlib.contextmanager
 def _progress(pipe, label, mode, interval):
-    """Fit-time context: route a SoftmaxRegression's verbose output to a display."""
-    model = pipe[-1]
-    if mode == "off" or not hasattr(model, "loss_curve_") and "verbose" not in (
-        model.get_params()
-    ):
-        yield
-        return
+    """Fit-time context: show a SoftmaxRegression's verbose epochs as progress."""
     from . import SoftmaxRegression
 
-    if not isinstance(model, SoftmaxRegression):
+    model = pipe[-1]
+    if mode == "off" or not isinstance(model, SoftmaxRegression):
         yield
         return
     model.set_params(verbose=1)
@@ -183,7 +178,9 @@ def _plot_decision_regions(ax, result):
     X, y = result["X_train"], result["y_train"]
     pipe = result["pipes"]["SoftmaxRegression(sgd)"]
     low, high = X.min(axis=0) - 1.0, X.max(axis=0) + 1.0
-    xx, yy = np.meshgrid(np.linspace(low[0], high[0], 250), np.linspace(low[1], high[1], 250))
+    xx, yy = np.meshgrid(
+        np.linspace(low[0], high[0], 250), np.linspace(low[1], high[1], 250)
+    )
     grid = np.column_stack([xx.ravel(), yy.ravel()])
     proba = pipe.predict_proba(grid)
     n_classes = proba.shape[1]
@@ -199,7 +196,11 @@ def _plot_decision_regions(ax, result):
         alpha=0.2,
     )
     lines = ax.contour(
-        xx, yy, proba.max(axis=1).reshape(xx.shape), levels=[0.5, 0.9, 0.99], colors="k",
+        xx,
+        yy,
+        proba.max(axis=1).reshape(xx.shape),
+        levels=[0.5, 0.9, 0.99],
+        colors="k",
         linewidths=0.7,
     )
     ax.clabel(lines, fontsize=7)
@@ -354,15 +355,18 @@ def _print_table(results):
     print(header)
     print("-" * len(header))
     for result in results:
-        for dataset, model_name, acc, loss, objective, n_iter, elapsed in result["rows"]:
+        for dataset, model_name, acc, loss, objective, n_iter, elapsed in result[
+            "rows"
+        ]:
             print(
                 f"{dataset:<20} {model_name:<26} {acc:>9.4f} {loss:>9.4f} "
                 f"{objective:>9.5f} {n_iter:>6} {elapsed:>8.3f}"
             )
     print(
-        "\naccuracy and log loss on a held-out quarter; train J: the objective "
-        "J(W, b) of SoftmaxRegression on the\nstandardized training set "
-        "(LogisticRegression gets the equivalent C, so all three should agree)."
+        "\naccuracy, log loss: on a held-out quarter of the data. train J: the\n"
+        "objective J(W, b) of SoftmaxRegression on the standardized training set;\n"
+        "LogisticRegression gets the C with the same optimum, so the values agree\n"
+        "up to each solver's tolerance."
     )
     if any(row[5].endswith("*") for result in results for row in result["rows"]):
         print("* stopped at max_iter before reaching tol (ConvergenceWarning)")

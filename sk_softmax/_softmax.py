@@ -80,7 +80,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     batch_size : int, "auto" or None, default="auto"
         Samples per gradient step.  None means the full batch.  ``"auto"``
         means the full batch up to 4096 samples and 256 above.  Ignored by
-        ``"lbfgs"``.
+        ``"lbfgs"``.  On mini-batches, ``fit`` keeps the mean of the last
+        epoch's iterates (tail averaging), which removes most of the
+        gradient noise; ``partial_fit`` keeps the last iterate.
     learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
         Schedule of the step size per epoch (``"sgd"`` and ``"adam"``):
         ``"invscaling"`` divides it by ``sqrt(epoch)``; ``"adaptive"``
@@ -490,6 +492,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 validation=validation,
                 verbose=bool(self.verbose),
                 state=state,
+                average=not partial,
             )
             self._state = result.state
             self._rule_name = type(rule).__name__

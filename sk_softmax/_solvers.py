@@ -310,6 +310,7 @@ def gradient_descent(
     validation=None,
     verbose=False,
     state=None,
+    average=False,
 ):
     """Minimize ``objective`` by (mini-)batch gradient steps of ``rule``.
 
@@ -350,6 +351,10 @@ def gradient_descent(
         Print one line per epoch.
     state : dict or None, default=None
         Rule state to continue from (``partial_fit``); a new one otherwise.
+    average : bool, default=False
+        Mini-batch only: validate and return the mean of each epoch's
+        iterates instead of the last one (tail averaging), which removes
+        most of the gradient noise from the result at no extra passes.
 
     Returns
     -------
@@ -359,6 +364,9 @@ def gradient_descent(
     full_batch = batch_size >= n_samples
     # The gradient-norm test needs the full gradient and a rule that settles.
     stop_on_gradient = full_batch and rule.exact
+    average = average and not full_batch
+    if average:
+        params_sum, averaged = np.empty_like(params), np.empty_like(params)
     if state is None:
         state = rule.init(params)
     base_rate = learning_rate
@@ -372,6 +380,9 @@ def gradient_descent(
             learning_rate = base_rate / (epoch**power_t)
         epoch_loss = 0.0
         grad_norm = np.inf
+        if average:
+            params_sum[...] = 0.0
+            n_steps = 0
         for batch in _batches(n_samples, batch_size, rng):
             loss, grad = objective(params, batch)
             if batch is None:
@@ -385,22 +396,30 @@ def gradient_descent(
                 if grad_norm <= tol:
                     break
             rule.step(params, grad, state, learning_rate)
+            if average:
+                params_sum += params
+                n_steps += 1
+        if average:
+            # The epoch's mean iterate: its noise shrinks with the number of
+            # steps averaged, the last iterate's does not.
+            np.divide(params_sum, max(n_steps, 1), out=averaged)
+        current = averaged if average else params
         epoch_loss = float(epoch_loss)
-        if not (math.isfinite(epoch_loss) and math.isfinite(float(params.sum()))):
+        if not (math.isfinite(epoch_loss) and math.isfinite(float(current.sum()))):
             raise _diverged_error(epoch, learning_rate)
         loss_curve.append(epoch_loss)
         message = f"Epoch {epoch}, loss = {epoch_loss:.8f}"
         if stop_on_gradient:
             message += f", max|grad| = {grad_norm:.3e}"
         if validation is not None:
-            val_loss, val_score = validation(params)
+            val_loss, val_score = validation(current)
             val_losses.append(float(val_loss))
             val_scores.append(float(val_score))
             message += f", validation loss = {val_loss:.6f}, score = {val_score:.4f}"
             no_improvement = no_improvement + 1 if val_score < best_score + tol else 0
             if val_score > best_score:
                 best_score = val_score
-                best_params = params.copy()
+                best_params = current.copy()
             best_loss = min(best_loss, float(val_loss))
         else:
             no_improvement = no_improvement + 1 if epoch_loss > best_loss - tol else 0
@@ -425,6 +444,8 @@ def gradient_descent(
                 break
     if best_params is not None:
         params[...] = best_params
+    elif average and epoch:
+        params[...] = averaged
     result = SolverResult(
         params=params,
         n_iter=epoch,

@@ -743,3 +743,40 @@ def test_single_threaded_blas_respects_a_user_limit():
     with threadpool_limits(limits=1, user_api="blas"):
         with single_threaded_blas() as n_threads:
             assert n_threads == 1
+
+
+def test_tail_averaging_removes_gradient_noise():
+    # Noisy gradients of a quadratic: the mean of an epoch's iterates sits far
+    # closer to the optimum than the last iterate.
+    objective, A, _, x_opt = quadratic(condition=10.0)
+    noise = np.random.RandomState(0).standard_normal((1000, 20))
+
+    def noisy(params, batch):
+        loss, grad = objective(params)
+        return loss, grad + 3.0 * noise[batch].mean(axis=0)
+
+    errors = {}
+    for average in (False, True):
+        result = gradient_descent(
+            noisy,
+            np.zeros(20),
+            rule=Momentum(momentum=0.0),
+            n_samples=1000,
+            batch_size=1,
+            learning_rate=0.05,
+            max_iter=3,
+            tol=0.0,
+            rng=np.random.RandomState(1),
+            average=average,
+        )
+        errors[average] = np.linalg.norm(result.params - x_opt)
+    assert errors[True] < errors[False] / 3
+
+
+def test_tail_averaging_is_ignored_on_the_full_batch():
+    objective, _, _, _ = quadratic(condition=10.0)
+    runs = [
+        gd(objective, np.zeros(20), rule=Momentum(0.0), max_iter=50, average=flag)
+        for flag in (False, True)
+    ]
+    assert_allclose(runs[0].params, runs[1].params, rtol=0, atol=0)
