@@ -120,21 +120,24 @@ def _gradient_block_inplace(raw_t, y, sample_weight, label_smoothing):
     return loss
 
 
-# Rows per block: a block of X (about 2 MiB) is still in cache when the
-# backward product reads it again, and the (n_classes, rows) logits stay in
-# L2 for the elementwise softmax passes.
+# Rows per dense block: a block of X (about 2 MiB) is still in cache when
+# the backward product reads it again, and the (n_classes, rows) logits stay
+# in L2 for the elementwise softmax passes.
 _BLOCK_BYTES = 2 << 20
 _MIN_BLOCK_ROWS = 1024
 _EXECUTOR = None
 
 
-def _block_rows(X):
+def _block_rows(X, n_threads=1):
+    n_samples = max(X.shape[0], 1)
     if sp.issparse(X):
-        if X.format != "csr":  # row slices of other formats are copies
-            return max(X.shape[0], 1)
-        row_bytes = max(X.nnz // max(X.shape[0], 1), 1) * (X.dtype.itemsize + 4)
-    else:
-        row_bytes = max(X.shape[1] * X.dtype.itemsize, 1)
+        # The backward product of a sparse block writes a dense
+        # (n_features, n_classes) result: one block per thread, not per
+        # cache line.  Row slices of formats other than CSR are copies.
+        if X.format != "csr":
+            return n_samples
+        return max(_MIN_BLOCK_ROWS, -(-n_samples // n_threads))
+    row_bytes = max(X.shape[1] * X.dtype.itemsize, 1)
     return max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // row_bytes)
 
 
@@ -159,11 +162,15 @@ def _blocks_loss_and_gradient(
     grad_coef = grad_intercept = None
     loss = 0.0
     sparse = sp.issparse(X)
+    if sparse:
+        # scipy wants C-ordered dense operands: transpose W once, not per
+        # block, and accumulate the gradient as (n_features, n_classes).
+        coef_t = np.ascontiguousarray(coef.T)
     weighted = np.ndim(sample_weight) > 0
     for start, stop in blocks:
         X_block = _row_block(X, start, stop)
         if sparse:
-            raw_t = np.ascontiguousarray((X_block @ coef.T).T)
+            raw_t = np.ascontiguousarray((X_block @ coef_t).T)
         else:
             # gemm with the block transposed: no copy, output already (K, m).
             raw_t = coef @ X_block.T
@@ -172,7 +179,7 @@ def _blocks_loss_and_gradient(
         weight = sample_weight[start:stop] if weighted else sample_weight
         loss += _gradient_block_inplace(raw_t, y[start:stop], weight, label_smoothing)
         if sparse:
-            block_grad = np.asarray((X_block.T @ raw_t.T).T)
+            block_grad = X_block.T @ np.ascontiguousarray(raw_t.T)
         else:
             block_grad = raw_t @ X_block
         if grad_coef is None:
@@ -180,6 +187,8 @@ def _blocks_loss_and_gradient(
         else:
             grad_coef += block_grad
             grad_intercept += raw_t.sum(axis=1)
+    if sparse:
+        grad_coef = np.ascontiguousarray(np.asarray(grad_coef).T)
     return loss, grad_coef, grad_intercept
 
 
@@ -216,7 +225,7 @@ def _loss_and_gradient(
     else:
         intercept_raw = intercept
     n_samples = X.shape[0]
-    rows = _block_rows(X)
+    rows = _block_rows(X, n_threads)
     blocks = [(a, min(a + rows, n_samples)) for a in range(0, n_samples, rows)]
     args = (coef, intercept_raw, X, y, sample_weight, label_smoothing)
     n_threads = min(n_threads, len(blocks))

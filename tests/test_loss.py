@@ -771,8 +771,8 @@ def test_lipschitz_mini_batch(kind, fit_intercept):
 def test_row_blocks_and_threads_match_one_block(
     monkeypatch, weighted, container, n_threads
 ):
-    # Split 3000 rows into blocks of 700: any thread count must give the
-    # one-block result (up to summation order).
+    # Split 3000 rows into blocks: any thread count must give the one-block
+    # result (up to summation order).
     from sk_softmax import _loss
 
     rng = np.random.RandomState(11)
@@ -791,7 +791,9 @@ def test_row_blocks_and_threads_match_one_block(
     single = _loss._loss_and_gradient(*args)
     monkeypatch.setattr(_loss, "_MIN_BLOCK_ROWS", 700)
     monkeypatch.setattr(_loss, "_BLOCK_BYTES", 1)
-    assert _loss._block_rows(X) == 700
+    # Dense blocks follow the cache size, sparse ones the thread count.
+    expected_rows = max(700, -(-n // n_threads)) if sp.issparse(X) else 700
+    assert _loss._block_rows(X, n_threads) == expected_rows
     blocked = _loss._loss_and_gradient(*args, n_threads=n_threads)
     for got, ref in zip(blocked, single, strict=True):
         np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-14)
