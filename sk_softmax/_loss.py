@@ -42,7 +42,7 @@ import scipy.sparse as sp
 from scipy.linalg import eigvalsh
 from scipy.sparse.linalg import LinearOperator, eigsh
 
-__all__ = ["loss_and_gradient", "log_softmax", "lipschitz_constants"]
+__all__ = ["loss_and_gradient", "log_softmax", "lipschitz_constants", "feature_scales"]
 
 
 def log_softmax(raw_prediction):
@@ -378,7 +378,15 @@ def loss_and_gradient(
 
 
 def lipschitz_constants(
-    X, sample_weight, *, alpha, fit_intercept, batch_size=None, mean=None
+    X,
+    sample_weight,
+    *,
+    alpha,
+    fit_intercept,
+    batch_size=None,
+    mean=None,
+    scale=None,
+    joint=None,
 ):
     """Curvature bounds of ``J`` per parameter block, in centered coordinates.
 
@@ -421,11 +429,21 @@ def lipschitz_constants(
         keeps the mean of its first chunk).  The blocks then no longer
         separate, and both bounds become the joint bound
         ``(lambda_max(X_c^T diag(s) X_c) + 1) / 2 + alpha``.
+    scale : ndarray of shape (n_features,) or None, default=None
+        Per-feature scale ``sigma`` (see :func:`feature_scales`): the bounds
+        are then those of the coordinates ``W diag(sigma)``, in which the
+        data curvature is computed on ``X_c diag(1/sigma)`` and the penalty
+        adds ``alpha / sigma_j^2`` per feature, so ``lipschitz_coef`` is an
+        array of shape (n_features,).
+    joint : bool or None, default=None
+        Whether ``mean`` may differ from the weighted mean of ``X`` (then
+        the joint bound above applies).  None means: exactly when ``mean``
+        is given.
 
     Returns
     -------
-    lipschitz_coef : float
-        Bound on the curvature along ``W``.
+    lipschitz_coef : float or ndarray of shape (n_features,)
+        Bound on the curvature along ``W`` (per feature with ``scale``).
     lipschitz_intercept : float
         Bound along the intercept: 1/2 for the full batch at the weighted
         mean, the joint bound otherwise, 0 without intercept.
@@ -447,30 +465,108 @@ def lipschitz_constants(
     sample_weight = np.broadcast_to(
         np.asarray(sample_weight, dtype=np.float64), (n_samples,)
     )
-    joint = mean is not None
+    if joint is None:
+        joint = mean is not None
     if not fit_intercept:
         mean = np.zeros(n_features)
     elif mean is None:
-        # In the dtype of X: a float64 weight vector would upcast (copy) X.
-        mean = np.asarray(X.T @ sample_weight.astype(X.dtype), dtype=np.float64)
-        mean = mean.ravel()
-    largest = _largest_weighted_eigenvalue(*_curvature_sample(X, sample_weight), mean)
-    lipschitz_intercept = 0.5 if fit_intercept else 0.0
+        mean = weighted_mean(X, sample_weight)
+    if scale is None:
+        penalty, scale = alpha, np.ones(n_features)
+    else:
+        # alpha/2 ||W||^2 = alpha/2 sum_j (W diag(sigma))_j^2 / sigma_j^2
+        penalty = alpha / scale**2
+    largest = _largest_weighted_eigenvalue(
+        *_curvature_sample(X, sample_weight), mean, scale
+    )
     if joint and fit_intercept:
         largest += 1.0
-    lipschitz = 0.5 * largest + alpha
+    data_term = 0.5 * largest
     if batch_size is not None and batch_size < n_samples and n_samples > 1:
         # Per-sample curvature, with the intercept column: a single sample's
         # centered row is not orthogonal to it.
-        row_norms = _centered_row_norms_sq(X, mean) + (1.0 if fit_intercept else 0.0)
-        l_max = 0.5 * n_samples * float(np.max(sample_weight * row_norms)) + alpha
+        row_norms = _centered_row_norms_sq(X, mean, scale)
+        row_norms += 1.0 if fit_intercept else 0.0
+        data_max = 0.5 * n_samples * float(np.max(sample_weight * row_norms))
         b, n = batch_size, n_samples
-        lipschitz = (n * (b - 1) * lipschitz + (n - b) * l_max) / (b * (n - 1))
-        lipschitz = max(lipschitz, lipschitz_intercept)
+        data_term = (n * (b - 1) * data_term + (n - b) * data_max) / (b * (n - 1))
+        if fit_intercept:
+            data_term = max(data_term, 0.5)
         joint = True
-    if joint:
-        lipschitz_intercept = lipschitz if fit_intercept else 0.0
+    lipschitz = data_term + penalty
+    if not fit_intercept:
+        lipschitz_intercept = 0.0
+    else:
+        lipschitz_intercept = data_term if joint else 0.5
     return lipschitz, lipschitz_intercept, mean
+
+
+def weighted_mean(X, sample_weight):
+    """Weighted mean of the rows of X (weights summing to one), float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_softmax._loss import weighted_mean
+    >>> weighted_mean(np.array([[0.0, 2.0], [4.0, 6.0]]), np.array([0.75, 0.25]))
+    array([1., 3.])
+    """
+    # In the dtype of X: a float64 weight vector would upcast (copy) X.
+    weights = np.broadcast_to(sample_weight, (X.shape[0],)).astype(X.dtype)
+    return np.asarray(X.T @ weights, dtype=np.float64).ravel()
+
+
+def feature_scales(X, sample_weight, mean):
+    """Per-feature scale: the largest ``|x_ij - mean_j|``, rounded to a power of 2.
+
+    Solvers work in the coordinates ``W diag(scale)``, where every centered
+    feature lies in [-1, 1]: a diagonal preconditioner that makes the fit
+    insensitive to the units of the features (1e-150 or 1e150 included)
+    without copying X.  Powers of two keep the change of coordinates exact.
+    Rows of zero weight are ignored, so removing them changes nothing.
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+        Training samples.
+    sample_weight : ndarray of shape (n_samples,)
+        Non-negative weights.
+    mean : ndarray of shape (n_features,)
+        The center (zeros without intercept).
+
+    Returns
+    -------
+    scale : ndarray of shape (n_features,)
+        Positive powers of two; 1 for constant features.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_softmax._loss import feature_scales
+    >>> X = np.array([[1e-150, 3.0], [-1e-150, 5.0]])
+    >>> np.log2(feature_scales(X, np.ones(2), np.array([0.0, 4.0]))).tolist()
+    [-499.0, 0.0]
+    """
+    sample_weight = np.broadcast_to(sample_weight, (X.shape[0],))
+    if not np.all(sample_weight > 0):
+        X = X[np.flatnonzero(sample_weight > 0)]
+    if X.shape[0] == 0:
+        return np.ones(X.shape[1])
+    high = np.asarray(X.max(axis=0).toarray() if sp.issparse(X) else X.max(axis=0))
+    low = np.asarray(X.min(axis=0).toarray() if sp.issparse(X) else X.min(axis=0))
+    high, low = high.ravel().astype(np.float64), low.ravel().astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        largest = np.maximum(np.abs(high - mean), np.abs(low - mean))
+        # A column whose span is within rounding of its values is constant:
+        # the rounding of its mean must not set its scale.
+        span = high - low
+        constant = span <= 16 * np.finfo(X.dtype).eps * np.maximum(
+            np.abs(high), np.abs(low)
+        )
+    usable = np.isfinite(largest) & (largest > 0) & ~constant
+    scale = np.ones(X.shape[1])
+    scale[usable] = np.exp2(np.floor(np.log2(largest[usable])))
+    return scale
 
 
 # lambda_max is estimated on at most this many evenly spaced rows: the
@@ -491,36 +587,46 @@ def _curvature_sample(X, sample_weight):
     return X[rows], weights / total
 
 
-def _centered_row_norms_sq(X, mean):
+def _centered_row_norms_sq(X, mean, scale):
+    """``||(x_i - mean) / scale||^2`` for every row, in float64."""
     if sp.issparse(X):
         X = X.tocsr()
-        cumulative = np.concatenate([[0.0], np.cumsum(np.square(X.data, dtype=float))])
+        scaled = X.data / scale[X.indices]
+        cumulative = np.concatenate([[0.0], np.cumsum(np.square(scaled))])
         sq = cumulative[X.indptr[1:]] - cumulative[X.indptr[:-1]]
-    else:
-        sq = np.einsum("ij,ij->i", X, X).astype(np.float64)
-    projection = np.asarray(X @ mean.astype(X.dtype)).ravel()
-    return np.maximum(sq - 2.0 * projection + mean @ mean, 0.0)
+        projection = np.asarray(X @ (mean / scale**2)).ravel()
+        return np.maximum(sq - 2.0 * projection + np.sum((mean / scale) ** 2), 0.0)
+    sq = np.empty(X.shape[0])
+    for start in range(0, X.shape[0], _CHUNK_ROWS):
+        chunk = np.array(X[start : start + _CHUNK_ROWS], dtype=np.float64)
+        chunk -= mean
+        chunk /= scale
+        sq[start : start + _CHUNK_ROWS] = np.einsum("ij,ij->i", chunk, chunk)
+    return sq
 
 
 _CHUNK_ROWS = 4096
 
 
-def _largest_weighted_eigenvalue(X, sample_weight, mean):
-    """``lambda_max(X_c^T diag(s) X_c)`` with ``X_c = X - mean``, sum(s) = 1.
+def _largest_weighted_eigenvalue(X, sample_weight, mean, scale):
+    """``lambda_max(X_c^T diag(s) X_c)``, ``X_c = (X - mean) / scale``, sum(s) = 1.
 
-    Small dense problems form the (n_features, n_features) Gram matrix by
-    row chunks (exact, one pass over X); otherwise Lanczos iterations on
+    Up to 256 features, the (n_features, n_features) Gram matrix is formed by
+    row chunks (exact, one pass over X, sparse or dense); otherwise Lanczos on
     the implicit operator, which only needs products with X and X^T.
     """
     n_samples, n_features = X.shape
     if n_features == 0:
         return 0.0
-    if not sp.issparse(X) and n_features <= 256:
+    if n_features <= 256:
         gram = np.zeros((n_features, n_features))
         root_weight = np.sqrt(sample_weight)
         for start in range(0, n_samples, _CHUNK_ROWS):
-            chunk = np.array(X[start : start + _CHUNK_ROWS], dtype=np.float64)
+            chunk = X[start : start + _CHUNK_ROWS]
+            chunk = chunk.toarray() if sp.issparse(chunk) else chunk
+            chunk = np.array(chunk, dtype=np.float64)
             chunk -= mean
+            chunk /= scale
             chunk *= root_weight[start : start + _CHUNK_ROWS, None]
             gram += chunk.T @ chunk
         return float(
@@ -528,10 +634,10 @@ def _largest_weighted_eigenvalue(X, sample_weight, mean):
         )
 
     def matvec(v):
-        v = np.asarray(v, dtype=np.float64).ravel()
+        v = np.asarray(v, dtype=np.float64).ravel() / scale
         u = np.asarray(X @ v).ravel() - mean @ v
         u *= sample_weight
-        return np.asarray(X.T @ u).ravel() - mean * u.sum()
+        return (np.asarray(X.T @ u).ravel() - mean * u.sum()) / scale
 
     operator = LinearOperator((n_features, n_features), matvec=matvec, dtype=np.float64)
     if n_features <= 2:

@@ -23,7 +23,13 @@ from ._compat import (
     check_sample_weight,
     validate_data,
 )
-from ._loss import _loss_and_gradient, lipschitz_constants, log_softmax
+from ._loss import (
+    _loss_and_gradient,
+    feature_scales,
+    lipschitz_constants,
+    log_softmax,
+    weighted_mean,
+)
 from ._solvers import (
     AcceleratedGradient,
     Adam,
@@ -338,16 +344,34 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         return self
 
     def _validate_X_y(self, X, y, reset):
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            accept_sparse=["csr", "csc"],
-            dtype=[np.float64, np.float32],
-            reset=reset,
-        )
+        X, y = self._validate(X, y, reset=reset)
+        if y.dtype == object:
+            is_string = np.fromiter((isinstance(v, str) for v in y), bool, y.size)
+            if is_string.any() and not is_string.all():
+                raise ValueError("Mix of label input types (string and number) in y.")
         check_classification_targets(y)
         return X, y
+
+    def _validate(self, X, y="no_validation", *, reset):
+        """``validate_data`` with the estimator's accepted formats and dtypes."""
+        try:
+            return validate_data(
+                self,
+                X,
+                y,
+                accept_sparse=["csr", "csc"],
+                dtype=[np.float64, np.float32],
+                reset=reset,
+            )
+        except TypeError as exc:
+            # pandas' missing-value marker pd.NA fails inside numpy's casts.
+            if "NAType" in str(exc) or "value of NA" in str(exc):
+                raise ValueError(
+                    "Input contains pd.NA (missing values); SoftmaxRegression "
+                    "does not accept missing values. Impute them first, e.g. "
+                    "with sklearn.impute.SimpleImputer."
+                ) from exc
+            raise
 
     def _sample_weights(self, X, y_index, sample_weight):
         """``sample_weight * class_weight[y]``, validated, dtype of X."""
@@ -409,34 +433,41 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         batch_size = self._batch_size(n_samples)
         full_batch = batch_size >= n_samples or self.solver == "lbfgs"
 
-        # Centered coordinates z = W (x - mean) + b' condition the problem:
-        # the intercept absorbs the mean, so its curvature separates from W's.
-        # partial_fit keeps the mean of its first chunk for later calls.
+        # The solvers work in centered, scaled coordinates
+        #     z = (W diag(scale)) ((x - mean) / scale) + b'
+        # without touching X: the intercept absorbs the mean, so its curvature
+        # separates from W's, and every feature spans about [-1, 1] whatever
+        # its units.  partial_fit keeps the first chunk's mean and scale.
         if partial and warm:
-            mean = self._mean
+            mean, scale = self._mean, self._scale
         else:
-            mean = None
-        lipschitz_coef, lipschitz_intercept, mean = lipschitz_constants(
+            mean = np.zeros(n_features)
+            if self.fit_intercept:
+                mean = weighted_mean(X, weights_normalized)
+            scale = feature_scales(X, weights_normalized, mean)
+        lipschitz_coef, lipschitz_intercept, _ = lipschitz_constants(
             X,
             weights_normalized,
             alpha=self.alpha,
             fit_intercept=self.fit_intercept,
             batch_size=None if full_batch else batch_size,
             mean=mean,
+            scale=scale,
+            joint=partial and warm,
         )
-        self._mean = mean
+        self._mean, self._scale = mean, scale
         offset = mean if self.fit_intercept else None
         validation = None
         if validation_data is not None:
             validation = _validation_scorer(
-                *validation_data, n_classes=n_classes, offset=offset
+                *validation_data, n_classes=n_classes, offset=offset, scale=scale
             )
 
         n_coef = n_classes * n_features
         param_dtype = np.float64 if self.solver == "lbfgs" else dtype
         params = np.zeros(n_coef + n_classes, dtype=param_dtype)
         if warm:
-            params[:n_coef] = self.coef_.ravel()
+            params[:n_coef] = (self.coef_ * scale).ravel()
             if self.fit_intercept:
                 params[n_coef:] = self.intercept_ + self.coef_ @ mean
 
@@ -453,6 +484,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             alpha=float(self.alpha),
             label_smoothing=float(self.label_smoothing),
             offset=offset,
+            scale=scale,
             fit_intercept=self.fit_intercept,
             n_threads=n_threads,
         )
@@ -493,13 +525,17 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 verbose=bool(self.verbose),
                 state=state,
                 average=not partial,
+                reference_loss=getattr(self, "_reference_loss", None)
+                if partial and warm
+                else None,
             )
+            self._reference_loss = result.reference_loss
             self._state = result.state
             self._rule_name = type(rule).__name__
             self._learning_rate = learning_rate
 
         params = result.params
-        coef = params[:n_coef].reshape(n_classes, n_features).astype(dtype)
+        coef = (params[:n_coef].reshape(n_classes, n_features) / scale).astype(dtype)
         intercept = np.zeros(n_classes, dtype=dtype)
         if self.fit_intercept:
             intercept = (params[n_coef:] - coef @ mean).astype(dtype)
@@ -556,16 +592,20 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             return rule, float(self.learning_rate_init)
         if solver == "adam":
             return rule, _ADAM_AUTO_LEARNING_RATE
-        if full_batch:
-            rate = np.empty_like(params)
-            rate[:n_coef] = 1.0 / lipschitz_coef if lipschitz_coef > 0 else 1.0
-            rate[n_coef:] = 1.0 / lipschitz_intercept if lipschitz_intercept else 0.0
-            if not isinstance(rule, AcceleratedGradient) and self.momentum:
-                rate *= 1.0 - self.momentum
-            return rule, rate
-        # Mini-batch bounds are joint (one value for both blocks).
-        scale = 1.0 - self.momentum if isinstance(rule, Momentum) else 1.0
-        return rule, scale / lipschitz_coef if lipschitz_coef > 0 else scale
+        # One step per parameter: 1 / (curvature bound) for each feature's
+        # coefficients (the penalty differs per scaled feature) and for the
+        # intercept.
+        rate = np.empty_like(params)
+        n_classes = params.size - n_coef
+        with np.errstate(divide="ignore"):
+            rate[:n_coef] = np.tile(
+                np.where(lipschitz_coef > 0, 1.0 / lipschitz_coef, 1.0), n_classes
+            )
+        rate[n_coef:] = 1.0 / lipschitz_intercept if lipschitz_intercept else 0.0
+        if isinstance(rule, Momentum):
+            # Heavy ball and Nesterov amplify the step by 1 / (1 - momentum).
+            rate *= 1.0 - self.momentum
+        return rule, rate
 
     def _split_validation(self, X, y_index, weights, rng):
         n_val = int(round(self.validation_fraction * X.shape[0]))
@@ -608,13 +648,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     def _raw_prediction(self, X):
         check_is_fitted(self)
-        X = validate_data(
-            self,
-            X,
-            accept_sparse=["csr", "csc"],
-            dtype=[np.float64, np.float32],
-            reset=False,
-        )
+        X = self._validate(X, reset=False)
         raw = X @ self.coef_.T.astype(X.dtype, copy=False)
         raw = np.asarray(raw)
         raw += self.intercept_.astype(X.dtype, copy=False)
@@ -679,7 +713,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         return tags
 
     def __getstate__(self):
-        state = super().__getstate__()
+        # A copy: object.__getstate__ may return the live __dict__.
+        state = dict(super().__getstate__())
         state["_sk_softmax_version"] = __version__
         return state
 
@@ -706,6 +741,7 @@ def _make_objective(
     label_smoothing,
     offset,
     fit_intercept,
+    scale,
     n_threads=1,
 ):
     """``objective(params, batch) -> (loss, grad)`` over flat ``[W, b']``.
@@ -713,7 +749,8 @@ def _make_objective(
     ``weights`` sum to one over all samples (None: all equal, which travels
     as the scalar ``1/n``); a batch renormalizes its own share so each step
     follows the weighted mean over the batch.
-    ``n_threads`` threads share the row blocks of each evaluation.
+    ``n_threads`` threads share the row blocks of each evaluation.  The
+    coefficients in ``params`` are ``W diag(scale)``.
     """
     n_features = X.shape[1]
     n_coef = n_classes * n_features
@@ -724,8 +761,12 @@ def _make_objective(
     if uniform:
         weights = 1.0 / X.shape[0]
 
+    scale = scale.astype(dtype)
+
     def objective(params, batch):
-        coef = params[:n_coef].reshape(n_classes, n_features).astype(dtype, copy=False)
+        coef = (params[:n_coef].reshape(n_classes, n_features) / scale).astype(
+            dtype, copy=False
+        )
         intercept = None
         if fit_intercept:
             intercept = params[n_coef:].astype(dtype, copy=False)
@@ -752,7 +793,7 @@ def _make_objective(
             coef, intercept, X_b, y_b, w_b, alpha, label_smoothing, offset, n_threads
         )
         grad = np.empty(params.size, dtype=dtype)
-        grad[:n_coef] = grad_coef.ravel()
+        np.divide(grad_coef, scale, out=grad[:n_coef].reshape(n_classes, n_features))
         if fit_intercept:
             grad[n_coef:] = grad_intercept
         else:
@@ -762,7 +803,7 @@ def _make_objective(
     return objective
 
 
-def _validation_scorer(X_val, y_val, w_val, *, n_classes, offset):
+def _validation_scorer(X_val, y_val, w_val, *, n_classes, offset, scale):
     """``validation(params) -> (loss, accuracy)`` on the held-out samples.
 
     The loss is the weighted cross-entropy without smoothing or penalty.
@@ -779,7 +820,7 @@ def _validation_scorer(X_val, y_val, w_val, *, n_classes, offset):
     rows = np.arange(y_val.size)
 
     def validation(params):
-        coef = params[:n_coef].reshape(n_classes, n_features)
+        coef = params[:n_coef].reshape(n_classes, n_features) / scale
         intercept = params[n_coef:]
         if offset is not None:
             intercept = intercept - coef @ offset

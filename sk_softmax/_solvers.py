@@ -283,10 +283,15 @@ def _batches(n_samples, batch_size, rng):
         yield order[start : start + batch_size]
 
 
+_DIVERGENCE_FACTOR = 100.0
+
+
 def _diverged_error(epoch, learning_rate):
+    rate = float(np.max(learning_rate))
     return ValueError(
-        f"Training diverged at epoch {epoch}: the loss or the parameters became "
-        f"non-finite with learning rate {learning_rate!r}. Lower "
+        f"Training diverged at epoch {epoch}: the loss grew far above its "
+        f"starting value or became non-finite with learning rate {rate:.3g}. "
+        "Lower "
         "learning_rate_init (or use learning_rate_init='auto'), or rescale the "
         "features, e.g. with StandardScaler."
     )
@@ -311,6 +316,7 @@ def gradient_descent(
     verbose=False,
     state=None,
     average=False,
+    reference_loss=None,
 ):
     """Minimize ``objective`` by (mini-)batch gradient steps of ``rule``.
 
@@ -351,6 +357,10 @@ def gradient_descent(
         Print one line per epoch.
     state : dict or None, default=None
         Rule state to continue from (``partial_fit``); a new one otherwise.
+    reference_loss : float or None, default=None
+        Loss at the start of training, against which divergence is judged
+        (an epoch loss above 100 times it, or 1, raises ValueError); the
+        first evaluated loss when None.
     average : bool, default=False
         Mini-batch only: validate and return the mean of each epoch's
         iterates instead of the last one (tail averaging), which removes
@@ -385,6 +395,8 @@ def gradient_descent(
             n_steps = 0
         for batch in _batches(n_samples, batch_size, rng):
             loss, grad = objective(params, batch)
+            if reference_loss is None:
+                reference_loss = float(loss)
             if batch is None:
                 epoch_loss = loss
             elif batch_weights is not None:
@@ -405,7 +417,11 @@ def gradient_descent(
             np.divide(params_sum, max(n_steps, 1), out=averaged)
         current = averaged if average else params
         epoch_loss = float(epoch_loss)
-        if not (math.isfinite(epoch_loss) and math.isfinite(float(current.sum()))):
+        finite = math.isfinite(epoch_loss) and math.isfinite(float(current.sum()))
+        # A loss far above where training started only grows from there: a
+        # step too large for the curvature (momentum and Adam keep it finite
+        # for a while, but it never comes back).
+        if not finite or epoch_loss > _DIVERGENCE_FACTOR * max(reference_loss, 1.0):
             raise _diverged_error(epoch, learning_rate)
         loss_curve.append(epoch_loss)
         message = f"Epoch {epoch}, loss = {epoch_loss:.8f}"
@@ -457,6 +473,7 @@ def gradient_descent(
         n_passes=epoch,
     )
     result.state = state
+    result.reference_loss = reference_loss
     result.learning_rate = learning_rate
     return result
 

@@ -711,7 +711,8 @@ def test_lipschitz_given_mean_is_joint_bound(kind):
         X, s, alpha=alpha, fit_intercept=True, mean=other_mean
     )
     np.testing.assert_array_equal(mean, other_mean)
-    assert L_coef == L_int
+    # The intercept is not penalized: its bound is the data term alone.
+    assert L_int == pytest.approx(L_coef - alpha, rel=1e-12)
     expected = 0.5 * (_reference_lambda_max(X, s, other_mean) + 1.0) + alpha
     assert expected * (1 - 1e-10) <= L_coef <= 1.05 * expected
     K = 3
@@ -753,7 +754,7 @@ def test_lipschitz_mini_batch(kind, fit_intercept):
         assert max(L_full, L_int_full) * (1 - 1e-10) <= L_b <= L_max * (1 + 1e-10)
         assert L_b <= previous * (1 + 1e-12)  # larger batches, smaller bound
         previous = L_b
-        assert L_int_b == (L_b if fit_intercept else 0.0)
+        assert L_int_b == (pytest.approx(L_b - alpha) if fit_intercept else 0.0)
         if batch_size == 1:
             np.testing.assert_allclose(L_b, L_max, rtol=1e-10)
 
