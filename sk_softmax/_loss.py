@@ -517,20 +517,22 @@ def weighted_mean(X, sample_weight):
 
 
 def feature_scales(X, sample_weight, mean):
-    """Per-feature scale: the largest ``|x_ij - mean_j|``, rounded to a power of 2.
+    """Per-feature scale: the weighted standard deviation, rounded to a power of 2.
 
     Solvers work in the coordinates ``W diag(scale)``, where every centered
-    feature lies in [-1, 1]: a diagonal preconditioner that makes the fit
+    feature has unit spread: a diagonal preconditioner that makes the fit
     insensitive to the units of the features (1e-150 or 1e150 included)
-    without copying X.  Powers of two keep the change of coordinates exact.
-    Rows of zero weight are ignored, so removing them changes nothing.
+    without copying X.  On standardized data every scale is 1.  Powers of
+    two keep the change of coordinates exact.  The deviations are computed
+    after dividing by each column's largest centered value, so they cannot
+    overflow.
 
     Parameters
     ----------
     X : {ndarray, sparse matrix} of shape (n_samples, n_features)
         Training samples.
     sample_weight : ndarray of shape (n_samples,)
-        Non-negative weights.
+        Non-negative weights with a positive sum.
     mean : ndarray of shape (n_features,)
         The center (zeros without intercept).
 
@@ -543,30 +545,51 @@ def feature_scales(X, sample_weight, mean):
     --------
     >>> import numpy as np
     >>> from sk_softmax._loss import feature_scales
-    >>> X = np.array([[1e-150, 3.0], [-1e-150, 5.0]])
-    >>> np.log2(feature_scales(X, np.ones(2), np.array([0.0, 4.0]))).tolist()
-    [-499.0, 0.0]
+    >>> X = np.array([[1e-150, 3.0], [-1e-150, 3.0]])
+    >>> np.log2(feature_scales(X, np.ones(2), np.array([0.0, 3.0]))).tolist()
+    [-498.0, 0.0]
     """
-    sample_weight = np.broadcast_to(sample_weight, (X.shape[0],))
-    if not np.all(sample_weight > 0):
-        X = X[np.flatnonzero(sample_weight > 0)]
-    if X.shape[0] == 0:
-        return np.ones(X.shape[1])
+    n_samples, n_features = X.shape
+    weights = np.broadcast_to(np.asarray(sample_weight, dtype=np.float64), (n_samples,))
+    weights = weights / weights.sum()
     high = np.asarray(X.max(axis=0).toarray() if sp.issparse(X) else X.max(axis=0))
     low = np.asarray(X.min(axis=0).toarray() if sp.issparse(X) else X.min(axis=0))
     high, low = high.ravel().astype(np.float64), low.ravel().astype(np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         largest = np.maximum(np.abs(high - mean), np.abs(low - mean))
-        # A column whose span is within rounding of its values is constant:
-        # the rounding of its mean must not set its scale.
-        span = high - low
-        constant = span <= 16 * np.finfo(X.dtype).eps * np.maximum(
-            np.abs(high), np.abs(low)
-        )
-    usable = np.isfinite(largest) & (largest > 0) & ~constant
-    scale = np.ones(X.shape[1])
-    scale[usable] = np.exp2(np.floor(np.log2(largest[usable])))
+        usable = np.isfinite(largest) & (largest > 0)
+        prescale = np.where(usable, np.exp2(np.floor(np.log2(largest))), 1.0)
+        spread = prescale * np.sqrt(_scaled_variance(X, weights, mean, prescale))
+        # A spread within rounding of the values is a constant column: the
+        # rounding of its mean must not set its scale.
+        noise = 16 * np.finfo(X.dtype).eps * np.maximum(np.abs(high), np.abs(low))
+        usable &= np.isfinite(spread) & (spread > noise)
+        scale = np.where(usable, np.exp2(np.round(np.log2(spread))), 1.0)
     return scale
+
+
+def _scaled_variance(X, weights, mean, prescale):
+    """Weighted mean of ``((x - mean) / prescale)^2`` per column, float64."""
+    mean = mean / prescale
+    if sp.issparse(X):
+        X = X.tocsr()
+        values = X.data / prescale[X.indices]
+        rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+        row_weights = weights[rows]
+        squares = np.bincount(
+            X.indices, weights=values**2 * row_weights, minlength=X.shape[1]
+        )
+        firsts = np.bincount(
+            X.indices, weights=values * row_weights, minlength=X.shape[1]
+        )
+        return np.maximum(squares - 2 * mean * firsts + mean**2 * weights.sum(), 0.0)
+    variance = np.zeros(X.shape[1])
+    for start in range(0, X.shape[0], _CHUNK_ROWS):
+        chunk = np.array(X[start : start + _CHUNK_ROWS], dtype=np.float64)
+        chunk /= prescale
+        chunk -= mean
+        variance += weights[start : start + _CHUNK_ROWS] @ np.square(chunk)
+    return variance
 
 
 # lambda_max is estimated on at most this many evenly spaced rows: the

@@ -401,7 +401,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         return weights
 
     def _fit(self, X, y_index, weights, *, warm, partial):
-        with single_threaded_blas() as n_threads:
+        # Extreme feature scales can overflow intermediate values (a stiff
+        # penalty, Adam's squared gradients); the solvers check every epoch
+        # for non-finite losses and parameters and raise a clear error, so
+        # numpy's floating-point warnings would only be noise here.
+        with single_threaded_blas() as n_threads, np.errstate(all="ignore"):
             self._fit_single_threaded_blas(
                 X, y_index, weights, warm=warm, partial=partial, n_threads=n_threads
             )
