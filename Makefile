@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+SPHINXOPTS ?=
 
 VPY := $(VENV)/bin/python
 PIP := $(VPY) -m pip
@@ -18,7 +19,7 @@ help:
 	@echo "make demo     run 'python -m sk_softmax demo'"
 	@echo "make bench    run 'python -m sk_softmax bench' (BENCH_ARGS=...)"
 	@echo "make lint     run ruff"
-	@echo "make docs     build the HTML docs into docs/_build/html"
+	@echo "make docs     run the docs' doctests and build the HTML into docs/_build/html"
 	@echo "make clean    remove build artefacts and caches (keeps $(VENV))"
 
 # The interpreter is the stamp: the venv is created only when it is missing.
@@ -46,9 +47,16 @@ lint: venv
 	$(PIP) install ruff
 	$(VPY) -m ruff check .
 
+# Two passes, both with warnings as errors: the doctest builder runs every code
+# example of the pages and docstrings (without executing the gallery), then the
+# HTML builder executes the gallery scripts and renders the site.
 docs: venv
 	$(PIP) install -e ".[docs]"
-	$(VENV)/bin/sphinx-build -W -b html docs docs/_build/html
+	$(VENV)/bin/sphinx-build -W --keep-going $(SPHINXOPTS) -b doctest \
+		-D plot_gallery=0 -d docs/_build/doctrees-doctest docs docs/_build/doctest
+	$(VENV)/bin/sphinx-build -W --keep-going $(SPHINXOPTS) -b html \
+		-d docs/_build/doctrees docs docs/_build/html
+	@echo "HTML pages in docs/_build/html/index.html"
 
 clean:
 	rm -rf build dist *.egg-info docs/_build docs/auto_examples docs/generated \

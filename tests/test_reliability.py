@@ -1,0 +1,913 @@
+"""Reliability: numerical extremes, divergence, properties, persistence, safety.
+
+* Extremes stay finite: features scaled by 1e-150 and 1e150, logits near
+  1e300, constant features, one sample per class, more classes than
+  samples, int64-indexed sparse matrices and every sparse format.  The fit
+  either gives finite coefficients and probabilities or raises a clear
+  ValueError; it never returns NaN.
+* Divergence (a huge ``learning_rate_init``) is either recovered or
+  reported with an error that says to lower ``learning_rate_init``.
+* Property-based tests with hypothesis, bounded to 25 examples each: the
+  gradient matches finite differences; probabilities are valid; predict is
+  the argmax of predict_proba; predict_log_proba is finite and matches
+  log(predict_proba); full-batch fits do not depend on sample order;
+  relabelling the classes permutes the outputs.
+* Persistence: pickle and skops round trips give identical predictions;
+  the pickled state carries the sk_softmax version and a mismatch warns.
+* Inputs untouched (read-only arrays and memmaps) and thread-safe predict.
+"""
+
+import math
+import pickle
+import re
+import threading
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import skops.io as sio
+from hypothesis import Phase, given, settings
+from hypothesis import strategies as st
+from sklearn.exceptions import ConvergenceWarning
+
+import sk_softmax
+from sk_softmax import SoftmaxRegression, loss_and_gradient
+
+SOLVERS = ["sgd", "adam", "lbfgs"]
+# Exact full-batch solvers: their result is the optimum, up to rounding.
+FULL_BATCH = {
+    "lbfgs": {"solver": "lbfgs"},
+    "sgd-accelerated": {"solver": "sgd", "batch_size": None},
+    "sgd-heavy-ball": {
+        "solver": "sgd",
+        "batch_size": None,
+        "nesterovs_momentum": False,
+    },
+}
+# A clear error about the scale of the input or of the step.
+CLEAR_SCALE_ERROR = r"(?i)scal|overflow|too large|learning_rate_init"
+
+# Bounded so CI stays fast: 25 examples per property, no shrinking (the data
+# come from a drawn seed, and shrinking a failure can take minutes).
+PROPERTY_SETTINGS = settings(
+    max_examples=25,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
+
+
+def _data(n_samples=60, n_features=4, n_classes=3, seed=0):
+    """Overlapping Gaussian classes: the optimum is finite even with alpha=0."""
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n_samples, n_features)
+    y = np.arange(n_samples) % n_classes
+    for k in range(1, n_classes):
+        X[y == k, (k - 1) % n_features] += 1.5
+    return X, y
+
+
+def _objective(clf, X, y, sample_weight=None):
+    """The training objective J at the fitted coefficients."""
+    y_index = np.searchsorted(clf.classes_, y)
+    loss, _, _ = loss_and_gradient(
+        clf.coef_.astype(np.float64),
+        clf.intercept_.astype(np.float64),
+        X.astype(np.float64),
+        y_index,
+        alpha=clf.alpha,
+        label_smoothing=clf.label_smoothing,
+        sample_weight=sample_weight,
+    )
+    return float(loss)
+
+
+def _assert_valid_outputs(clf, X):
+    """Finite coefficients; proba finite, in [0, 1], rows summing to 1; etc."""
+    assert np.all(np.isfinite(clf.coef_)), "coef_ is not finite"
+    assert np.all(np.isfinite(clf.intercept_)), "intercept_ is not finite"
+    proba = clf.predict_proba(X)
+    log_proba = clf.predict_log_proba(X)
+    assert np.all(np.isfinite(proba)), "predict_proba is not finite"
+    assert np.all((proba >= 0) & (proba <= 1))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=0, atol=1e-5)
+    assert np.all(np.isfinite(log_proba)), "predict_log_proba is not finite"
+    assert np.all(log_proba <= 0)
+    assert np.all(np.isfinite(clf.decision_function(X)))
+    np.testing.assert_array_equal(
+        clf.predict(X), clf.classes_[np.argmax(proba, axis=1)]
+    )
+
+
+def _fit_finite_or_clear_error(clf, X, y, X_predict=None, **fit_params):
+    """Fit; either the outputs are valid or a clear ValueError is raised.
+
+    Returns the fitted estimator, or None when it raised the clear error.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        try:
+            clf.fit(X, y, **fit_params)
+        except ValueError as exc:
+            assert re.search(CLEAR_SCALE_ERROR, str(exc)), (
+                f"unclear error for extreme input: {exc!r}"
+            )
+            return None
+    _assert_valid_outputs(clf, X if X_predict is None else X_predict)
+    return clf
+
+
+# ================================================================ extremes
+
+
+@pytest.mark.parametrize("fmt", ["dense", "csr"])
+@pytest.mark.parametrize(
+    "dtype, scale",
+    [
+        (np.float64, 1e-150),
+        (np.float64, 1e150),
+        (np.float32, 1e-30),
+        (np.float32, 1e30),
+    ],
+    ids=["f64-1e-150", "f64-1e150", "f32-1e-30", "f32-1e30"],
+)
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_extreme_feature_scale_stays_finite(solver, dtype, scale, fmt):
+    X, y = _data()
+    X = (X * scale).astype(dtype)
+    if fmt == "csr":
+        X = sp.csr_matrix(X)
+    _fit_finite_or_clear_error(SoftmaxRegression(solver=solver, random_state=0), X, y)
+
+
+@pytest.mark.parametrize("fmt", ["dense", "csr"])
+@pytest.mark.parametrize("params", FULL_BATCH.values(), ids=FULL_BATCH.keys())
+def test_huge_feature_scale_still_learns(params, fmt):
+    """Features x 1e150 with alpha=0 is the same problem with W / 1e150.
+
+    LogisticRegression returns coefficients of 0 here; the exact solvers
+    must find the rescaled optimum and make the same predictions.
+    """
+    X, y = _data()
+    scale = 1e150
+    X_big = sp.csr_matrix(X * scale) if fmt == "csr" else X * scale
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = SoftmaxRegression(alpha=0.0, max_iter=1000, **params).fit(X, y)
+        big = SoftmaxRegression(alpha=0.0, max_iter=1000, **params).fit(X_big, y)
+    _assert_valid_outputs(big, X_big)
+    np.testing.assert_array_equal(big.predict(X_big), ref.predict(X))
+    np.testing.assert_allclose(
+        big.predict_proba(X_big), ref.predict_proba(X), rtol=0, atol=1e-2
+    )
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_fit_with_features_near_1e300(solver):
+    """Logits near 1e300 during training: finite fit or a clear error."""
+    X, y = _data()
+    X = X / np.abs(X).max() * 1e300
+    _fit_finite_or_clear_error(SoftmaxRegression(solver=solver, random_state=0), X, y)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_predict_with_logits_near_1e300(solver):
+    X, y = _data()
+    clf = SoftmaxRegression(solver=solver, random_state=0).fit(X, y)
+    # Inputs whose logits reach +-1e300: softmax saturates to one-hot, the
+    # log-probabilities stay finite (about -1e300), nothing becomes NaN.
+    X_huge = X * (1e300 / np.abs(clf.decision_function(X)).max())
+    _assert_valid_outputs(clf, X_huge)
+    assert np.abs(clf.decision_function(X_huge)).max() > 1e299
+    # Coefficients near 1e300 (a model loaded from elsewhere).
+    clf.coef_ = clf.coef_ / np.abs(clf.coef_).max() * 1e300
+    _assert_valid_outputs(clf, X / np.abs(X).max())
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_loss_and_gradient_with_logits_near_1e300(label_smoothing):
+    X, y = _data(n_features=2)
+    coef = np.array([[1.0, -1.0], [0.0, 0.0], [-1.0, 1.0]]) * 1e300
+    coef_scale = np.abs(X).max()
+    loss, grad_coef, grad_intercept = loss_and_gradient(
+        coef / coef_scale,
+        np.zeros(3),
+        X,
+        y,
+        alpha=0.0,
+        label_smoothing=label_smoothing,
+    )
+    assert np.isfinite(loss) and loss > 1e298
+    assert np.all(np.isfinite(grad_coef))
+    assert np.all(np.isfinite(grad_intercept))
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_constant_features(solver):
+    X, y = _data()
+    X_const = np.c_[X, np.full(len(y), 3.0), np.zeros(len(y))]
+    clf = _fit_finite_or_clear_error(
+        SoftmaxRegression(solver=solver, random_state=0), X_const, y
+    )
+    assert clf is not None
+    # The constant columns carry no information: their weights stay at 0
+    # (the intercept absorbs the constant).
+    np.testing.assert_allclose(clf.coef_[:, -2:], 0.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_all_features_constant_gives_the_class_priors(solver):
+    X = np.full((40, 3), 2.5)
+    y = np.r_[np.zeros(10), np.ones(30)].astype(int)
+    clf = SoftmaxRegression(solver=solver, random_state=0, max_iter=2000)
+    clf = _fit_finite_or_clear_error(clf, X, y)
+    assert clf is not None
+    if solver != "adam":  # Adam's fixed 1e-3 steps need many epochs
+        np.testing.assert_allclose(clf.predict_proba(X[:1]), [[0.25, 0.75]], atol=1e-3)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_one_sample_per_class(solver):
+    X, y = _data(n_samples=3)
+    clf = _fit_finite_or_clear_error(
+        SoftmaxRegression(solver=solver, random_state=0), X, y, X_predict=_data()[0]
+    )
+    assert clf is not None
+    np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_more_classes_than_samples(solver):
+    """Only partial_fit can declare more classes than there are samples."""
+    X, y = _data(n_samples=3)
+    clf = SoftmaxRegression(solver=solver, random_state=0)
+    clf.partial_fit(X, y, classes=np.arange(10))
+    clf.partial_fit(X, y)
+    _assert_valid_outputs(clf, _data()[0])
+    assert clf.coef_.shape == (10, X.shape[1])
+    # Classes never seen are less likely than the ones seen.
+    proba = clf.predict_proba(X)
+    assert np.all(proba[:, 3:].max(axis=1) < proba[:, :3].max(axis=1))
+
+
+SPARSE_CONSTRUCTORS = [
+    pytest.param(getattr(sp, f"{fmt}_{container}"), id=f"{fmt}_{container}")
+    for fmt in ["csr", "csc", "coo", "dok", "lil", "dia", "bsr"]
+    for container in ["matrix", "array"]
+]
+
+
+_DENSE_FITS = {}
+
+
+def _dense_fit(solver):
+    if solver not in _DENSE_FITS:
+        X, y = _data()
+        _DENSE_FITS[solver] = SoftmaxRegression(solver=solver, random_state=0).fit(X, y)
+    return _DENSE_FITS[solver]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("constructor", SPARSE_CONSTRUCTORS)
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_every_sparse_format(solver, constructor):
+    X, y = _data()
+    X[np.abs(X) < 0.5] = 0.0  # genuinely sparse
+    X_sparse = constructor(X)
+    dense = SoftmaxRegression(solver=solver, random_state=0).fit(X, y)
+    clf = SoftmaxRegression(solver=solver, random_state=0).fit(X_sparse, y)
+    _assert_valid_outputs(clf, X_sparse)
+    np.testing.assert_array_equal(clf.predict(X_sparse), dense.predict(X))
+    # Same objective; the curvature bound (hence the step) may differ slightly
+    # between the dense and sparse code paths, and both stop at tol=1e-4.
+    np.testing.assert_allclose(
+        clf.predict_proba(X_sparse), dense.predict_proba(X), rtol=0, atol=1e-4
+    )
+    # A model fitted on dense data predicts on every sparse format too.
+    np.testing.assert_allclose(
+        dense.predict_proba(X_sparse), dense.predict_proba(X), rtol=1e-10, atol=1e-12
+    )
+
+
+def _int64_indexed(X, fmt):
+    X = sp.csr_matrix(X) if fmt == "csr" else sp.csc_matrix(X)
+    X.indices = X.indices.astype(np.int64)
+    X.indptr = X.indptr.astype(np.int64)
+    return X
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_int64_indexed_sparse(solver, fmt):
+    X, y = _data()
+    X_sparse = _int64_indexed(X, fmt)
+    assert X_sparse.indices.dtype == np.int64
+    assert X_sparse.indptr.dtype == np.int64
+    clf = SoftmaxRegression(solver=solver, random_state=0).fit(X_sparse, y)
+    _assert_valid_outputs(clf, X_sparse)
+    np.testing.assert_allclose(
+        clf.predict_proba(X_sparse),
+        _dense_fit(solver).predict_proba(X),
+        rtol=0,
+        atol=1e-4,
+    )
+
+
+# ============================================================== divergence
+
+DIVERGENCE_SETUPS = {
+    "sgd-full-nesterov": {"solver": "sgd", "batch_size": None},
+    "sgd-full-heavy-ball": {
+        "solver": "sgd",
+        "batch_size": None,
+        "nesterovs_momentum": False,
+    },
+    "sgd-minibatch-nesterov": {"solver": "sgd", "batch_size": 16},
+    "sgd-minibatch-heavy-ball": {
+        "solver": "sgd",
+        "batch_size": 16,
+        "nesterovs_momentum": False,
+    },
+    "adam-full": {"solver": "adam", "batch_size": None},
+    "adam-minibatch": {"solver": "adam", "batch_size": 16},
+}
+
+
+def _assert_recovered_or_reported(action, X, y):
+    """Either a ValueError telling to lower learning_rate_init, or a good fit.
+
+    "Recovered" means finite coefficients and a final training objective
+    below its value at the zero start (log K): a run that silently ends far
+    uphill is an undetected divergence.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        try:
+            clf = action()
+        except ValueError as exc:
+            assert "learning_rate_init" in str(exc), repr(exc)
+            return
+    _assert_valid_outputs(clf, X)
+    start = math.log(clf.classes_.size)
+    final = _objective(clf, X, y)
+    assert final < start, (
+        f"training diverged silently: objective {final:.4g} after fitting, "
+        f"{start:.4g} at the start, and no error"
+    )
+
+
+@pytest.mark.parametrize("learning_rate_init", [1e8, 1e4])
+@pytest.mark.parametrize(
+    "params", DIVERGENCE_SETUPS.values(), ids=DIVERGENCE_SETUPS.keys()
+)
+def test_divergence_is_recovered_or_reported(params, learning_rate_init):
+    X, y = _data()
+
+    def action():
+        clf = SoftmaxRegression(
+            learning_rate_init=learning_rate_init, momentum=0.9, random_state=0
+        )
+        return clf.set_params(**params).fit(X, y)
+
+    _assert_recovered_or_reported(action, X, y)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_divergence_in_partial_fit_is_recovered_or_reported(solver):
+    X, y = _data()
+    clf = SoftmaxRegression(solver=solver, learning_rate_init=1e8, random_state=0)
+    clf.partial_fit(X, y, classes=[0, 1, 2])
+    for _ in range(5):
+        _assert_recovered_or_reported(lambda: clf.partial_fit(X, y), X, y)
+
+
+# ============================================================== properties
+
+
+def _random_problem(seed, n_samples, n_features, n_classes, dtype, weights):
+    rng = np.random.RandomState(seed)
+    X = (rng.randn(n_samples, n_features) * rng.choice([0.1, 1.0, 10.0])).astype(dtype)
+    y = rng.randint(n_classes, size=n_samples)
+    y[:n_classes] = np.arange(n_classes)[: min(n_classes, n_samples)]
+    if weights == "none":
+        sample_weight = None
+    else:
+        sample_weight = rng.uniform(0.1, 3.0, size=n_samples)
+        if weights == "some-zero":
+            sample_weight[rng.rand(n_samples) < 0.3] = 0.0
+            # Every class keeps some weight, else its unpenalized intercept
+            # has no finite optimum.
+            sample_weight[:n_classes] = 1.0
+    return X, y, sample_weight
+
+
+@PROPERTY_SETTINGS
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n_samples=st.integers(1, 15),
+    n_features=st.integers(1, 5),
+    n_classes=st.integers(2, 5),
+    dtype=st.sampled_from([np.float64, np.float32]),
+    weights=st.sampled_from(["none", "positive", "some-zero"]),
+    label_smoothing=st.floats(0.0, 0.95),
+    alpha=st.one_of(st.just(0.0), st.floats(1e-6, 10.0)),
+    fit_intercept=st.booleans(),
+    sparse=st.booleans(),
+)
+def test_gradient_matches_finite_differences(
+    seed,
+    n_samples,
+    n_features,
+    n_classes,
+    dtype,
+    weights,
+    label_smoothing,
+    alpha,
+    fit_intercept,
+    sparse,
+):
+    X, y, sample_weight = _random_problem(
+        seed, n_samples, n_features, n_classes, dtype, weights
+    )
+    rng = np.random.RandomState(seed + 1)
+    coef = rng.randn(n_classes, n_features)
+    intercept = rng.randn(n_classes) if fit_intercept else None
+    X_in = sp.csr_matrix(X) if sparse else X
+    loss, grad_coef, grad_intercept = loss_and_gradient(
+        coef,
+        intercept,
+        X_in,
+        y,
+        alpha=alpha,
+        label_smoothing=label_smoothing,
+        sample_weight=sample_weight,
+    )
+    assert grad_coef.dtype == dtype
+    assert grad_coef.shape == coef.shape
+    assert np.isfinite(loss)
+
+    # Central differences of the float64 objective on the same data.
+    X64 = X.astype(np.float64)
+
+    def objective(params):
+        c = params[: coef.size].reshape(coef.shape)
+        b = params[coef.size :] if fit_intercept else None
+        value, _, _ = loss_and_gradient(
+            c,
+            b,
+            X64,
+            y,
+            alpha=alpha,
+            label_smoothing=label_smoothing,
+            sample_weight=sample_weight,
+        )
+        return float(value)
+
+    params = np.r_[coef.ravel(), intercept if fit_intercept else []]
+    step = 1e-6 * max(1.0, np.abs(params).max())
+    numeric = np.empty_like(params)
+    for i in range(params.size):
+        delta = np.zeros_like(params)
+        delta[i] = step
+        numeric[i] = (objective(params + delta) - objective(params - delta)) / (
+            2 * step
+        )
+    analytic = np.r_[grad_coef.ravel(), grad_intercept if fit_intercept else []]
+    tol = 1e-5 if dtype == np.float64 else 1e-3
+    scale = max(1.0, np.abs(numeric).max())
+    np.testing.assert_allclose(analytic, numeric, rtol=tol, atol=tol * scale)
+    if grad_intercept is None:
+        assert not fit_intercept
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@PROPERTY_SETTINGS
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n_samples=st.integers(2, 40),
+    n_features=st.integers(1, 5),
+    n_classes=st.integers(2, 5),
+    dtype=st.sampled_from([np.float64, np.float32]),
+    weights=st.sampled_from(["none", "positive", "some-zero"]),
+    label_smoothing=st.floats(0.0, 0.9),
+    alpha=st.one_of(st.just(0.0), st.floats(1e-6, 10.0)),
+    solver=st.sampled_from(SOLVERS),
+    batch_size=st.sampled_from(["auto", None, 4]),
+    test_scale=st.sampled_from([1.0, 1e3, 1e6]),
+)
+def test_probabilities_are_valid(
+    seed,
+    n_samples,
+    n_features,
+    n_classes,
+    dtype,
+    weights,
+    label_smoothing,
+    alpha,
+    solver,
+    batch_size,
+    test_scale,
+):
+    """Finite, in [0, 1], rows sum to 1; predict is their argmax; the log is exact.
+
+    Inputs far from the training data (``test_scale``) drive probabilities
+    to underflow: predict_log_proba must stay finite there.
+    """
+    X, y, sample_weight = _random_problem(
+        seed, n_samples, n_features, n_classes, dtype, weights
+    )
+    clf = SoftmaxRegression(
+        solver=solver,
+        alpha=alpha,
+        label_smoothing=label_smoothing,
+        batch_size=batch_size,
+        max_iter=50,
+        random_state=seed,
+    ).fit(X, y, sample_weight=sample_weight)
+    rng = np.random.RandomState(seed + 2)
+    X_test = (rng.randn(20, n_features) * test_scale).astype(dtype)
+    _assert_valid_outputs(clf, X_test)
+
+    proba = clf.predict_proba(X_test)
+    log_proba = clf.predict_log_proba(X_test)
+    # Where log(predict_proba) is finite and not subnormal (whose log has
+    # lost digits), predict_log_proba equals it.
+    normal = proba >= np.finfo(proba.dtype).tiny
+    tol = 1e-6 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(
+        log_proba[normal], np.log(proba[normal]), rtol=tol, atol=tol
+    )
+
+
+def _fit_exact(params, X, y, sample_weight, *, alpha, label_smoothing, dtype):
+    tol = 1e-10 if dtype == np.float64 else 1e-5
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return SoftmaxRegression(
+            alpha=alpha,
+            label_smoothing=label_smoothing,
+            tol=tol,
+            max_iter=5000,
+            **params,
+        ).fit(X, y, sample_weight=sample_weight)
+
+
+def _assert_same_optimum(fit_a, fit_b, X, y_a, y_b, sample_weight, columns):
+    """Two fits of one problem that differ only in rounding agree.
+
+    ``columns[j]`` is the column of ``fit_b`` holding class j of ``fit_a``.
+    float64: coefficients and probabilities to ~1e-6 relative (summation
+    order changes the rounding; L-BFGS also stops once the relative loss
+    decrease falls below 64 eps).  float32: the objective is only known to
+    ~1e-7, which locates the optimum to about sqrt(1e-7) along weakly curved
+    directions, so the objective values and probabilities are compared.
+    """
+    proba_a = fit_a.predict_proba(X)
+    proba_b = fit_b.predict_proba(X)[:, columns]
+    if X.dtype == np.float64:
+        rtol, atol = 1e-5, 1e-6
+        np.testing.assert_allclose(
+            fit_b.coef_[columns], fit_a.coef_, rtol=rtol, atol=atol
+        )
+        np.testing.assert_allclose(
+            fit_b.intercept_[columns], fit_a.intercept_, rtol=rtol, atol=atol
+        )
+        np.testing.assert_allclose(proba_b, proba_a, rtol=rtol, atol=atol)
+    else:
+        np.testing.assert_allclose(
+            _objective(fit_b, X, y_b, sample_weight),
+            _objective(fit_a, X, y_a, sample_weight),
+            rtol=1e-4,
+        )
+        np.testing.assert_allclose(proba_b, proba_a, rtol=0, atol=1e-2)
+
+
+@pytest.mark.parametrize("params", FULL_BATCH.values(), ids=FULL_BATCH.keys())
+@PROPERTY_SETTINGS
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n_samples=st.integers(2, 30),
+    n_features=st.integers(1, 5),
+    n_classes=st.integers(2, 4),
+    dtype=st.sampled_from([np.float64, np.float32]),
+    weights=st.sampled_from(["none", "positive", "some-zero"]),
+    label_smoothing=st.floats(0.0, 0.9),
+    alpha=st.floats(0.05, 5.0),
+)
+def test_full_batch_fit_does_not_depend_on_sample_order(
+    params,
+    seed,
+    n_samples,
+    n_features,
+    n_classes,
+    dtype,
+    weights,
+    label_smoothing,
+    alpha,
+):
+    X, y, sample_weight = _random_problem(
+        seed, n_samples, n_features, n_classes, dtype, weights
+    )
+    perm = np.random.RandomState(seed + 3).permutation(n_samples)
+    kwargs = {"alpha": alpha, "label_smoothing": label_smoothing, "dtype": dtype}
+    first = _fit_exact(params, X, y, sample_weight, **kwargs)
+    second = _fit_exact(
+        params,
+        X[perm],
+        y[perm],
+        None if sample_weight is None else sample_weight[perm],
+        **kwargs,
+    )
+    np.testing.assert_array_equal(first.classes_, second.classes_)
+    columns = np.arange(first.classes_.size)
+    _assert_same_optimum(first, second, X, y, y, sample_weight, columns)
+
+
+@pytest.mark.parametrize("params", FULL_BATCH.values(), ids=FULL_BATCH.keys())
+@PROPERTY_SETTINGS
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n_samples=st.integers(2, 30),
+    n_features=st.integers(1, 5),
+    n_classes=st.integers(2, 4),
+    dtype=st.sampled_from([np.float64, np.float32]),
+    weights=st.sampled_from(["none", "positive"]),
+    label_smoothing=st.floats(0.0, 0.9),
+    alpha=st.floats(0.05, 5.0),
+    string_labels=st.booleans(),
+)
+def test_relabelling_classes_permutes_outputs(
+    params,
+    seed,
+    n_samples,
+    n_features,
+    n_classes,
+    dtype,
+    weights,
+    label_smoothing,
+    alpha,
+    string_labels,
+):
+    X, y, sample_weight = _random_problem(
+        seed, n_samples, n_features, n_classes, dtype, weights
+    )
+    perm = np.random.RandomState(seed + 4).permutation(n_classes)
+    # Sorted new labels: old class k becomes labels[perm[k]], column perm[k].
+    labels = (
+        np.array([f"class_{i}" for i in range(n_classes)])
+        if string_labels
+        else np.arange(n_classes) * 10 - 7
+    )
+    y_new = labels[perm[y]]
+    kwargs = {"alpha": alpha, "label_smoothing": label_smoothing, "dtype": dtype}
+    original = _fit_exact(params, X, y, sample_weight, **kwargs)
+    relabelled = _fit_exact(params, X, y_new, sample_weight, **kwargs)
+
+    present = np.unique(y)
+    np.testing.assert_array_equal(relabelled.classes_, np.sort(labels[perm[present]]))
+    columns = np.searchsorted(relabelled.classes_, labels[perm[present]])
+    _assert_same_optimum(original, relabelled, X, y, y_new, sample_weight, columns)
+    if dtype == np.float64:
+        np.testing.assert_array_equal(
+            relabelled.predict(X), labels[perm[original.predict(X)]]
+        )
+
+
+# ============================================================= persistence
+
+
+def _fitted_models():
+    X, y = _data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        models = {
+            solver: SoftmaxRegression(solver=solver, random_state=0).fit(X, y)
+            for solver in SOLVERS
+        }
+        models["sgd-partial_fit"] = SoftmaxRegression(
+            batch_size=16, random_state=0
+        ).partial_fit(X, y, classes=[0, 1, 2])
+        models["early_stopping"] = SoftmaxRegression(
+            early_stopping=True, batch_size=8, random_state=0
+        ).fit(X, y)
+    return X, models
+
+
+PERSISTED = ["sgd", "adam", "lbfgs", "sgd-partial_fit", "early_stopping"]
+
+
+def _assert_same_predictions(loaded, original, X):
+    assert type(loaded) is SoftmaxRegression
+    np.testing.assert_array_equal(loaded.coef_, original.coef_)
+    np.testing.assert_array_equal(loaded.intercept_, original.intercept_)
+    np.testing.assert_array_equal(loaded.classes_, original.classes_)
+    np.testing.assert_array_equal(loaded.predict(X), original.predict(X))
+    np.testing.assert_array_equal(loaded.predict_proba(X), original.predict_proba(X))
+    np.testing.assert_array_equal(
+        loaded.predict_log_proba(X), original.predict_log_proba(X)
+    )
+    assert loaded.get_params() == original.get_params()
+
+
+@pytest.mark.parametrize("name", PERSISTED)
+def test_pickle_round_trip(name):
+    X, models = _fitted_models()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # same version: no warning at all
+        loaded = pickle.loads(pickle.dumps(models[name]))
+    _assert_same_predictions(loaded, models[name], X)
+
+
+@pytest.mark.parametrize("name", PERSISTED)
+def test_skops_round_trip_with_trusted_types(name, tmp_path):
+    X, models = _fitted_models()
+    path = tmp_path / "model.skops"
+    sio.dump(models[name], path)
+    untrusted = sio.get_untrusted_types(file=path)
+    # Only our estimator needs trusting: numpy arrays and builtins are safe.
+    assert untrusted == ["sk_softmax._softmax.SoftmaxRegression"]
+    # skops refuses to load a type nobody trusted.
+    with pytest.raises(sio.exceptions.UntrustedTypesFoundException):
+        sio.load(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = sio.load(path, trusted=untrusted)
+    _assert_same_predictions(loaded, models[name], X)
+
+
+def test_partial_fit_continues_identically_after_pickle():
+    X, y = _data()
+    clf = SoftmaxRegression(batch_size=16, random_state=0, shuffle=False)
+    clf.partial_fit(X[:30], y[:30], classes=[0, 1, 2])
+    copy = pickle.loads(pickle.dumps(clf))
+    clf.partial_fit(X[30:], y[30:])
+    copy.partial_fit(X[30:], y[30:])
+    np.testing.assert_array_equal(copy.coef_, clf.coef_)
+    np.testing.assert_array_equal(copy.intercept_, clf.intercept_)
+
+
+def test_pickled_state_carries_the_version():
+    _, models = _fitted_models()
+    clf = models["lbfgs"]
+    state = clf.__getstate__()
+    assert state["_sk_softmax_version"] == sk_softmax.__version__
+    loaded = pickle.loads(pickle.dumps(clf))
+    # The marker lives in the pickle only, not on the loaded estimator.
+    assert not hasattr(loaded, "_sk_softmax_version")
+
+
+def test_pickling_does_not_modify_the_estimator():
+    _, models = _fitted_models()
+    clf = models["sgd"]
+    before = dict(vars(clf))
+    pickle.dumps(clf)
+    sio.dumps(clf)
+    assert set(vars(clf)) == set(before), "pickling added attributes: " + ", ".join(
+        sorted(set(vars(clf)) - set(before))
+    )
+
+
+def test_unpickling_another_version_warns(monkeypatch):
+    X, models = _fitted_models()
+    clf = models["lbfgs"]
+    monkeypatch.setattr("sk_softmax._softmax.__version__", "0.0.0-other")
+    data = pickle.dumps(clf)
+    monkeypatch.undo()
+    pattern = (
+        r"unpickle SoftmaxRegression from sk_softmax version 0\.0\.0-other when "
+        rf"using version {re.escape(sk_softmax.__version__)}"
+    )
+    with pytest.warns(UserWarning, match=pattern):
+        loaded = pickle.loads(data)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+def test_altered_version_in_state_warns():
+    _, models = _fitted_models()
+    state = dict(models["sgd"].__getstate__())
+    state["_sk_softmax_version"] = "99.0"
+    fresh = SoftmaxRegression.__new__(SoftmaxRegression)
+    with pytest.warns(UserWarning, match=r"sk_softmax version 99\.0"):
+        fresh.__setstate__(state)
+    np.testing.assert_array_equal(fresh.coef_, models["sgd"].coef_)
+
+
+def test_state_without_version_loads_silently():
+    """Pickles written before the marker existed load without a warning."""
+    _, models = _fitted_models()
+    state = dict(models["sgd"].__getstate__())
+    del state["_sk_softmax_version"]
+    fresh = SoftmaxRegression.__new__(SoftmaxRegression)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fresh.__setstate__(state)
+
+
+# ========================================================= inputs untouched
+
+
+def _read_only(array):
+    array = np.array(array)
+    array.flags.writeable = False
+    return array
+
+
+def _read_only_memmap(array, path):
+    writer = np.memmap(path, dtype=array.dtype, mode="w+", shape=array.shape)
+    writer[...] = array
+    writer.flush()
+    del writer
+    return np.memmap(path, dtype=array.dtype, mode="r", shape=array.shape)
+
+
+FIT_SETUPS = {
+    "sgd": {"solver": "sgd"},
+    "sgd-minibatch": {"solver": "sgd", "batch_size": 16},
+    "adam": {"solver": "adam"},
+    "lbfgs": {"solver": "lbfgs"},
+    "balanced-early-stopping": {
+        "solver": "sgd",
+        "batch_size": 16,
+        "class_weight": "balanced",
+        "early_stopping": True,
+    },
+}
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("storage", ["read-only-array", "read-only-memmap"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("params", FIT_SETUPS.values(), ids=FIT_SETUPS.keys())
+def test_fit_never_writes_into_its_inputs(params, dtype, storage, tmp_path):
+    X, y = _data()
+    X = X.astype(dtype)
+    sample_weight = np.random.RandomState(0).uniform(0.5, 2.0, size=len(y))
+    originals = [X.copy(), y.copy(), sample_weight.copy()]
+    if storage == "read-only-array":
+        inputs = [_read_only(a) for a in originals]
+    else:
+        inputs = [
+            _read_only_memmap(a, tmp_path / f"{name}.dat")
+            for a, name in zip(originals, ["X", "y", "w"], strict=True)
+        ]
+    assert not any(a.flags.writeable for a in inputs)
+    X_in, y_in, w_in = inputs
+
+    clf = SoftmaxRegression(random_state=0, **params).fit(X_in, y_in, w_in)
+    _assert_valid_outputs(clf, X_in)
+    # Same model as from ordinary writeable arrays.
+    reference = SoftmaxRegression(random_state=0, **params).fit(*originals)
+    np.testing.assert_allclose(clf.coef_, reference.coef_, rtol=1e-12, atol=0)
+    if params["solver"] != "lbfgs":
+        clf.partial_fit(X_in, y_in, sample_weight=w_in)
+    for given_array, original in zip(inputs, originals, strict=True):
+        np.testing.assert_array_equal(np.asarray(given_array), original)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_fit_never_writes_into_read_only_sparse_input(solver):
+    X, y = _data()
+    X_sparse = sp.csr_matrix(X)
+    for array in (X_sparse.data, X_sparse.indices, X_sparse.indptr):
+        array.flags.writeable = False
+    data = X_sparse.data.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = SoftmaxRegression(solver=solver, random_state=0).fit(X_sparse, y)
+    _assert_valid_outputs(clf, X_sparse)
+    np.testing.assert_array_equal(X_sparse.data, data)
+
+
+# ============================================================ thread safety
+
+
+@pytest.mark.parametrize("fmt", ["dense", "csr"])
+def test_concurrent_predict_proba_is_identical(fmt):
+    X, y = _data(n_samples=2000, n_features=30, n_classes=5)
+    clf = SoftmaxRegression(solver="lbfgs").fit(X, y)
+    X_test = sp.csr_matrix(X) if fmt == "csr" else X
+    expected = clf.predict_proba(X_test)
+    n_threads, repeats = 8, 20
+    barrier = threading.Barrier(n_threads)
+    results = [[] for _ in range(n_threads)]
+    errors = []
+
+    def work(i):
+        try:
+            barrier.wait()
+            for _ in range(repeats):
+                results[i].append(clf.predict_proba(X_test))
+        except Exception as exc:  # reported in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n_threads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    for per_thread in results:
+        assert len(per_thread) == repeats
+        for result in per_thread:
+            np.testing.assert_array_equal(result, expected)
