@@ -403,8 +403,9 @@ def lipschitz_constants(
 
     For a mini-batch of ``B`` rows drawn without replacement the expected
     smoothness interpolates between the full-batch bound and the largest
-    per-sample bound ``L_max = max_i n s_i ||x_i - mu||^2 / (2 S) + alpha``
-    (Gower et al., 2019)::
+    per-sample bound ``L_max = max_i n s_i (||x_i - mu||^2 + 1) / (2 S) +
+    alpha`` (the 1 is the intercept column, which a single centered row is
+    not orthogonal to; Gower et al., 2019)::
 
         L(B) = n (B - 1) / (B (n - 1)) L + (n - B) / (B (n - 1)) L_max
 

@@ -146,16 +146,22 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     intercept_ : ndarray of shape (n_classes,)
         ``b`` (zeros when ``fit_intercept=False``).
     n_iter_ : int
-        Epochs (or L-BFGS iterations) run by the last fit.
+        Epochs (or L-BFGS iterations) run by the last fit; the sum over
+        calls for ``partial_fit``.
+    n_passes_ : int
+        Passes over the training data made by the last ``fit``: epochs, or
+        objective evaluations for L-BFGS (its line search may take several
+        per iteration).
     n_features_in_ : int
         Number of features seen in fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Feature names, when X had string column names.
     loss_curve_ : list of float
         Training objective after each epoch (iteration for L-BFGS).
     best_loss_ : float
         Lowest training objective, or lowest validation loss with early
-        stopping.
+        stopping (the parameters kept are those of the best validation
+        accuracy, as in MLPClassifier, which may be another epoch).
     validation_scores_ : list of float or None
         Validation accuracy per epoch (early stopping only).
     validation_loss_ : list of float or None
@@ -434,7 +440,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             )
         weights_normalized = weights / weight_sum
 
-        batch_size = self._batch_size(n_samples)
+        batch_size = self._batch_size(n_samples, partial)
         full_batch = batch_size >= n_samples or self.solver == "lbfgs"
 
         # The solvers work in centered, scaled coordinates
@@ -443,22 +449,25 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         # separates from W's, and every feature spans about [-1, 1] whatever
         # its units.  partial_fit keeps the first chunk's mean and scale.
         if partial and warm:
+            # Later partial_fit calls keep the first call's coordinates and
+            # step sizes (the optimizer state refers to them).
             mean, scale = self._mean, self._scale
         else:
             mean = np.zeros(n_features)
             if self.fit_intercept:
                 mean = weighted_mean(X, weights_normalized)
             scale = feature_scales(X, weights_normalized, mean)
-        lipschitz_coef, lipschitz_intercept, _ = lipschitz_constants(
-            X,
-            weights_normalized,
-            alpha=self.alpha,
-            fit_intercept=self.fit_intercept,
-            batch_size=None if full_batch else batch_size,
-            mean=mean,
-            scale=scale,
-            joint=partial and warm,
-        )
+            self._lipschitz = lipschitz_constants(
+                X,
+                weights_normalized,
+                alpha=self.alpha,
+                fit_intercept=self.fit_intercept,
+                batch_size=None if full_batch else batch_size,
+                mean=mean,
+                scale=scale,
+                # partial_fit's later chunks have other means.
+                joint=partial,
+            )[:2]
         self._mean, self._scale = mean, scale
         offset = mean if self.fit_intercept else None
         validation = None
@@ -502,12 +511,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             )
         else:
             rule, learning_rate = self._rule_and_rate(
-                full_batch,
-                n_coef,
-                params,
-                lipschitz_coef,
-                lipschitz_intercept,
-                partial and warm,
+                full_batch and not partial, n_coef, params, partial and warm
             )
             state = None
             if partial and warm and type(rule).__name__ == self._rule_name:
@@ -532,6 +536,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 reference_loss=getattr(self, "_reference_loss", None)
                 if partial and warm
                 else None,
+                first_epoch=self.n_iter_ + 1 if partial and warm else 1,
             )
             self._reference_loss = result.reference_loss
             self._state = result.state
@@ -568,19 +573,23 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 stacklevel=3,
             )
 
-    def _batch_size(self, n_samples):
+    def _batch_size(self, n_samples, partial):
         if self.batch_size is None:
             return n_samples
         if self.batch_size == "auto":
-            if n_samples <= _AUTO_FULL_BATCH_MAX:
+            # partial_fit sees one chunk of a stream: mini-batches even when
+            # the chunk is small.
+            if n_samples <= _AUTO_FULL_BATCH_MAX and not partial:
                 return n_samples
-            return _AUTO_BATCH_SIZE
+            return min(_AUTO_BATCH_SIZE, n_samples)
         return min(self.batch_size, n_samples)
 
-    def _rule_and_rate(
-        self, full_batch, n_coef, params, lipschitz_coef, lipschitz_intercept, keep
-    ):
-        """The update rule and its (per-parameter) learning rate."""
+    def _rule_and_rate(self, full_batch, n_coef, params, keep):
+        """The update rule and its (per-parameter) learning rate.
+
+        The accelerated rule needs a fixed objective: partial_fit, whose
+        chunks change, passes ``full_batch=False``.
+        """
         solver = self.solver
         if isinstance(solver, UpdateRule):
             rule = solver  # a custom rule (hidden from users, for tests)
@@ -596,6 +605,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             return rule, float(self.learning_rate_init)
         if solver == "adam":
             return rule, _ADAM_AUTO_LEARNING_RATE
+        lipschitz_coef, lipschitz_intercept = self._lipschitz
         # One step per parameter: 1 / (curvature bound) for each feature's
         # coefficients (the penalty differs per scaled feature) and for the
         # intercept.

@@ -317,6 +317,7 @@ def gradient_descent(
     state=None,
     average=False,
     reference_loss=None,
+    first_epoch=1,
 ):
     """Minimize ``objective`` by (mini-)batch gradient steps of ``rule``.
 
@@ -338,8 +339,8 @@ def gradient_descent(
     schedule : {"constant", "invscaling", "adaptive"}, default="constant"
         Learning-rate schedule, per epoch.
     power_t : float, default=0.5
-        Exponent of ``"invscaling"``: ``lr_t = lr / (t + 1) ** power_t`` with
-        ``t`` the epoch count.
+        Exponent of ``"invscaling"``: ``lr_t = lr / t ** power_t`` with ``t``
+        the epoch number (from ``first_epoch``).
     max_iter : int, default=200
         Maximum number of epochs.
     tol : float, default=1e-4
@@ -361,6 +362,9 @@ def gradient_descent(
         Loss at the start of training, against which divergence is judged
         (an epoch loss above 100 times it, or 1, raises ValueError); the
         first evaluated loss when None.
+    first_epoch : int, default=1
+        Number of this run's first epoch in a longer training (``partial_fit``
+        calls), for the ``"invscaling"`` schedule.
     average : bool, default=False
         Mini-batch only: validate and return the mean of each epoch's
         iterates instead of the last one (tail averaging), which removes
@@ -387,7 +391,7 @@ def gradient_descent(
     epoch = 0
     for epoch in range(1, max_iter + 1):
         if schedule == "invscaling":
-            learning_rate = base_rate / (epoch**power_t)
+            learning_rate = base_rate / ((first_epoch + epoch - 1) ** power_t)
         epoch_loss = 0.0
         grad_norm = np.inf
         if average:

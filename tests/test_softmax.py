@@ -365,16 +365,18 @@ def test_partial_fit_reaches_fit_accuracy(dataset):
     chunks = np.array_split(rng.permutation(y.size), 5)
     classes = np.unique(y)
 
+    # Chunks of 30-114 rows: partial_fit takes one mini-batch step (of up to
+    # 256 rows) per chunk, so a stream of 20 passes is 100 steps.
     online = SoftmaxRegression(random_state=0)
-    for _ in range(10):
+    for _ in range(20):
         for chunk in chunks:
             online.partial_fit(X[chunk], y[chunk], classes=classes)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         batch = SoftmaxRegression(random_state=0).fit(X, y)
 
-    assert online.n_iter_ == 50
-    assert len(online.loss_curve_) == 50
+    assert online.n_iter_ == 100
+    assert len(online.loss_curve_) == 100
     assert online.score(X, y) >= batch.score(X, y) - 0.03
 
 
@@ -887,3 +889,14 @@ def test_pickle_version_mismatch_warns():
     with pytest.warns(UserWarning, match="version"):
         other.__setstate__(state)
     np.testing.assert_array_equal(other.predict_proba(X), clf.predict_proba(X))
+
+
+def test_partial_fit_uses_momentum_steps_on_each_chunk():
+    # The accelerated full-batch rule assumes one fixed objective; a stream's
+    # chunks change, so partial_fit keeps (Nesterov) momentum steps.
+    X, y = _standardized("iris")
+    clf = SoftmaxRegression(batch_size=None, random_state=0)
+    clf.partial_fit(X[:75], y[:75], classes=[0, 1, 2])
+    clf.partial_fit(X[75:], y[75:])
+    assert clf._rule_name == "Momentum"
+    assert clf.n_iter_ == 2

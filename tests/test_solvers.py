@@ -780,3 +780,19 @@ def test_tail_averaging_is_ignored_on_the_full_batch():
         for flag in (False, True)
     ]
     assert_allclose(runs[0].params, runs[1].params, rtol=0, atol=0)
+
+
+def test_invscaling_continues_from_first_epoch():
+    # partial_fit runs one epoch per call: the schedule must count epochs
+    # across calls, not restart at 1.
+    objective, _, _, _ = quadratic(condition=10.0)
+    result = gd(
+        objective,
+        np.zeros(20),
+        rule=Momentum(0.0),
+        learning_rate=0.1,
+        schedule="invscaling",
+        max_iter=1,
+        first_epoch=4,
+    )
+    assert result.learning_rate == pytest.approx(0.1 / 2.0)
