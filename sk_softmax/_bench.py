@@ -1,12 +1,1521 @@
-"""Benchmark suite behind ``python -m sk_softmax bench``."""
+"""Benchmark suite behind ``python -m sk_softmax bench``.
+
+Every timing comparison is a ratio of two wall times measured in this one
+process on the same data, the two sides alternating (A B B A A B ...), so
+the noise of a shared machine hits both sides alike.  The groups:
+
+``loss_gradient``
+    One :func:`sk_softmax.loss_and_gradient` evaluation (the unvalidated
+    core, and the public function) against the two matrix products it
+    needs, ``X @ W.T`` and ``G.T @ X``.
+``lbfgs_vs_lr``
+    ``SoftmaxRegression(solver="lbfgs")`` against
+    ``LogisticRegression(solver="lbfgs")`` with the same objective
+    (``C = 1 / (alpha n)``) and tolerance, float64 and float32 input.
+``sgd_passes``
+    Passes over the data that full-batch ``solver="sgd"`` and ``"lbfgs"``
+    need to reach a 1e-6 relative objective gap.
+``defaults``
+    ``SoftmaxRegression()`` against ``LogisticRegression()``: test accuracy
+    and wall time.
+``epoch_vs_torch``
+    One mini-batch epoch (batch 256, momentum 0.9) against the same epoch in
+    a PyTorch CPU loop, when torch is importable.
+``peers``
+    Each solver and peer on each workload: wall time, passes, objective gap
+    to the optimum, test accuracy, peak memory next to the size of X.
+``curves``
+    Objective gap against wall time, one fit per point (growing
+    ``max_iter``), for the figure of the documentation.
+
+Workloads are generated on the fly from a seed: digits, dense 100k x 100
+(10 classes, float64 and float32), wide 20k x 1000 (20 classes) and sparse
+CSR 100k x 50k with density 0.001 (20 classes).  Synthetic labels come from
+a random linear teacher, sampled from its softmax, with the teacher's scale
+set so that the Bayes accuracy is about 0.87.  ``--quick`` uses small
+versions of each (for CI: it asserts nothing about time).
+"""
+
+import contextlib
+import inspect
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.optimize
+import scipy.sparse as sp
+
+GROUPS = (
+    "loss_gradient",
+    "lbfgs_vs_lr",
+    "sgd_passes",
+    "defaults",
+    "epoch_vs_torch",
+    "peers",
+    "curves",
+)
+
+# Targets of the design (docs: Performance).
+TARGETS = {
+    "loss_gradient": 1.2,
+    "lbfgs_vs_lr_float64": 0.8,
+    "lbfgs_vs_lr_float32": 0.5,
+    "sgd_passes": 2.0,
+    "defaults_time": 0.5,
+    "defaults_accuracy_points": 0.5,
+    "epoch_vs_torch": 0.5,
+}
+
+GAP_TARGET = 1e-6
+BAYES_ACCURACY = 0.87
+
+
+# ---------------------------------------------------------------- options
 
 
 def add_arguments(parser):
     """Register the bench options on an argparse (sub)parser."""
-    parser.add_argument("--quick", action="store_true", help="small data, for CI")
-    parser.add_argument("--output", default=None, help="write results as JSON here")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small versions of every workload (CI); asserts nothing about time",
+    )
+    parser.add_argument(
+        "--output",
+        default="bench-results.json",
+        help="write the results as JSON here (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        metavar="GROUP[,GROUP]",
+        help="run only these groups (repeatable, comma-separated): "
+        + ", ".join(GROUPS),
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="alternating repetitions per timing comparison (default 5; 3 quick)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
+
+
+def _selected_groups(only):
+    if not only:
+        return list(GROUPS)
+    names = [name.strip() for item in only for name in item.split(",") if name.strip()]
+    unknown = [name for name in names if name not in GROUPS]
+    if unknown:
+        raise SystemExit(
+            f"bench: unknown group(s) {', '.join(unknown)}; choose from "
+            + ", ".join(GROUPS)
+        )
+    return [name for name in GROUPS if name in names]
+
+
+# ------------------------------------------------------------------ timing
+
+
+def compare(
+    fn_a,
+    fn_b,
+    *,
+    repeat=5,
+    budget_s=None,
+    min_time_s=0.0,
+    warmup=False,
+    clock=time.perf_counter,
+    context_a=None,
+    context_b=None,
+):
+    """Time ``fn_a`` against ``fn_b``, alternating A B B A A B ...
+
+    Parameters
+    ----------
+    fn_a, fn_b : callable
+        Called without arguments; what they return is handed back.
+    repeat : int, default=5
+        Timed samples per side (at most).
+    budget_s : float or None, default=None
+        Stop adding samples, once one of each is taken, when the next pair
+        would end past this many seconds.
+    min_time_s : float, default=0.0
+        Each sample calls its function ``number`` times in a row, with
+        ``number`` chosen so a sample lasts at least this long (short
+        functions).  A calibration call of each side, untimed, precedes.
+    warmup : bool, default=False
+        Call each side once, untimed, first (also done when
+        ``min_time_s > 0``).
+    clock : callable, default=time.perf_counter
+        Seconds.
+    context_a, context_b : callable or None, default=None
+        Return a context manager entered around each sample of that side
+        (e.g. a thread limit), outside the timed region.
+
+    Returns
+    -------
+    stats : dict
+        ``time_a`` and ``time_b`` (medians, seconds per call), ``ratio``
+        (``time_a / time_b``), ``ratio_best`` (of the minima), the samples
+        ``times_a`` and ``times_b``, the ``order`` of the calls, ``number``
+        (calls per sample, per side) and ``pairs``.
+    result_a, result_b :
+        What the last calls of ``fn_a`` and ``fn_b`` returned.
+    """
+    number = {"a": 1, "b": 1}
+    fns = {"a": fn_a, "b": fn_b}
+    contexts = {
+        "a": context_a or contextlib.nullcontext,
+        "b": context_b or contextlib.nullcontext,
+    }
+    results = {}
+    if warmup or min_time_s > 0:
+        for side in ("a", "b"):
+            with contexts[side]():
+                start = clock()
+                results[side] = fns[side]()
+                elapsed = clock() - start
+            if min_time_s > 0 and elapsed < min_time_s:
+                number[side] = max(1, math.ceil(min_time_s / max(elapsed, 1e-9)))
+    times = {"a": [], "b": []}
+    order = []
+    begin = clock()
+    for index in range(max(1, repeat)):
+        pair = ("a", "b") if index % 2 == 0 else ("b", "a")
+        for side in pair:
+            with contexts[side]():
+                start = clock()
+                for _ in range(number[side]):
+                    results[side] = fns[side]()
+                times[side].append((clock() - start) / number[side])
+            order.append(side)
+        if budget_s is not None and index + 1 < repeat:
+            spent = clock() - begin
+            pair_time = spent / (index + 1)
+            if spent + pair_time > budget_s:
+                break
+    time_a = statistics.median(times["a"])
+    time_b = statistics.median(times["b"])
+    stats = {
+        "time_a": time_a,
+        "time_b": time_b,
+        "ratio": time_a / time_b if time_b > 0 else math.inf,
+        "ratio_best": min(times["a"]) / min(times["b"])
+        if min(times["b"]) > 0
+        else math.inf,
+        "times_a": times["a"],
+        "times_b": times["b"],
+        "order": "".join(order),
+        "number": [number["a"], number["b"]],
+        "pairs": len(times["a"]),
+    }
+    return stats, results["a"], results["b"]
+
+
+def peak_memory(fn):
+    """``(result, peak_bytes)``: the tracemalloc peak while ``fn()`` runs."""
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    try:
+        result = fn()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+    return result, max(peak - base, 0)
+
+
+class _MinimizeCounter:
+    """Counts the function evaluations of every ``scipy.optimize.minimize`` call.
+
+    scikit-learn's LogisticRegression and MLPClassifier (lbfgs) call
+    ``scipy.optimize.minimize`` through the module attribute; wrapping it
+    reads their ``nfev`` (passes over the data), which they do not expose.
+    """
+
+    def __init__(self):
+        self.nfev = 0
+        self.calls = 0
+
+    def __enter__(self):
+        self._original = original = scipy.optimize.minimize
+
+        def minimize(*args, **kwargs):
+            result = original(*args, **kwargs)
+            self.nfev += int(getattr(result, "nfev", 0) or 0)
+            self.calls += 1
+            return result
+
+        scipy.optimize.minimize = minimize
+        return self
+
+    def __exit__(self, *exc):
+        scipy.optimize.minimize = self._original
+        return False
+
+
+# ---------------------------------------------------------------- workloads
+
+
+@dataclass
+class Workload:
+    """Train/test data with the regularization every solver is given."""
+
+    name: str
+    X_train: object
+    y_train: np.ndarray
+    X_test: object
+    y_test: np.ndarray
+    n_classes: int
+    alpha: float
+    description: str
+    bayes_accuracy: float | None = None
+    # float64 training data, for objective values (the gap needs float64).
+    X_train64: object = None
+    # epochs allowed to mini-batch solvers in ``peers`` (None: their default)
+    epoch_cap: int | None = None
+    ref_tol: float = 1e-10
+    optimum: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.X_train64 is None:
+            self.X_train64 = self.X_train
+
+    @property
+    def dtype(self):
+        return np.dtype(self.X_train.dtype).name
+
+    @property
+    def n_train(self):
+        return self.X_train.shape[0]
+
+    def as_float32(self):
+        """The same problem with float32 X (objectives still in float64)."""
+        return Workload(
+            name=self.name,
+            X_train=self.X_train.astype(np.float32),
+            y_train=self.y_train,
+            X_test=self.X_test.astype(np.float32),
+            y_test=self.y_test,
+            n_classes=self.n_classes,
+            alpha=self.alpha,
+            description=self.description,
+            bayes_accuracy=self.bayes_accuracy,
+            X_train64=self.X_train64,
+            epoch_cap=self.epoch_cap,
+            ref_tol=self.ref_tol,
+            extra=self.extra,
+        )
+
+    def info(self):
+        X = self.X_train
+        return {
+            "name": self.name,
+            "description": self.description,
+            "n_train": int(X.shape[0]),
+            "n_test": int(self.X_test.shape[0]),
+            "n_features": int(X.shape[1]),
+            "n_classes": int(self.n_classes),
+            "dtype": self.dtype,
+            "sparse": bool(sp.issparse(X)),
+            "nnz": int(X.nnz) if sp.issparse(X) else None,
+            "X_nbytes": int(_nbytes(X)),
+            "alpha": self.alpha,
+            "bayes_accuracy": self.bayes_accuracy,
+            "epoch_cap": self.epoch_cap,
+        }
+
+
+def _nbytes(X):
+    if sp.issparse(X):
+        return X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+    return X.nbytes
+
+
+def random_csr(rng, n_samples, n_features, density):
+    """CSR with ``round(density * n_features)`` standard normal entries a row."""
+    per_row = max(1, int(round(density * n_features)))
+    columns = rng.integers(0, n_features, size=(n_samples, per_row))
+    columns.sort(axis=1)
+    indptr = np.arange(0, n_samples * per_row + 1, per_row)
+    X = sp.csr_matrix(
+        (rng.standard_normal(n_samples * per_row), columns.ravel(), indptr),
+        shape=(n_samples, n_features),
+    )
+    X.sum_duplicates()
+    return X
+
+
+def _softmax_rows(Z):
+    Z = Z - Z.max(axis=1, keepdims=True)
+    np.exp(Z, out=Z)
+    Z /= Z.sum(axis=1, keepdims=True)
+    return Z
+
+
+def teacher_labels(rng, X, n_classes, bayes_accuracy=BAYES_ACCURACY):
+    """Labels sampled from the softmax of a random linear teacher.
+
+    The teacher ``W`` has standard normal entries times a scale found by
+    bisection on a subsample so that the Bayes accuracy ``E[max_k p_k(x)]``
+    is ``bayes_accuracy``.  Returns ``(y, bayes_accuracy_estimate)``.
+    """
+    W = rng.standard_normal((n_classes, X.shape[1]))
+    logits = np.asarray(X @ W.T)
+    sub = logits[: min(4000, logits.shape[0])]
+
+    def bayes(scale):
+        return float(_softmax_rows(scale * sub).max(axis=1).mean())
+
+    low, high = -8.0, 4.0  # log10 of the scale
+    for _ in range(40):
+        middle = 0.5 * (low + high)
+        if bayes(10.0**middle) < bayes_accuracy:
+            low = middle
+        else:
+            high = middle
+    scale = 10.0 ** (0.5 * (low + high))
+    logits *= scale
+    logits += rng.gumbel(size=logits.shape)  # Gumbel-max: a softmax sample
+    return logits.argmax(axis=1).astype(np.intp), bayes(scale)
+
+
+# Sizes: (n_train, n_features, n_classes, density) of the synthetic workloads.
+FULL_SIZES = {
+    "dense": (100_000, 100, 10, None),
+    "wide": (20_000, 1000, 20, None),
+    "sparse": (100_000, 50_000, 20, 0.001),
+}
+QUICK_SIZES = {
+    "dense": (5_000, 20, 10, None),
+    "wide": (1_500, 150, 20, None),
+    "sparse": (3_000, 1_500, 20, 0.01),
+}
+
+
+def make_workloads(quick=False, seed=0):
+    """The benchmark problems, keyed by name (``dense32`` is ``dense`` in float32)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    workloads = {}
+    X, y = load_digits(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.2, random_state=seed, stratify=y
+    )
+    mean, std = X_train.mean(axis=0), X_train.std(axis=0)
+    std[std == 0] = 1.0
+    X_train = np.ascontiguousarray((X_train - mean) / std)
+    X_test = np.ascontiguousarray((X_test - mean) / std)
+    workloads["digits"] = Workload(
+        "digits",
+        X_train,
+        y_train.astype(np.intp),
+        X_test,
+        y_test.astype(np.intp),
+        n_classes=10,
+        alpha=1.0 / X_train.shape[0],
+        description="load_digits, standardized, 80/20 split",
+        epoch_cap=10 if quick else None,
+    )
+    sizes = QUICK_SIZES if quick else FULL_SIZES
+    for index, (name, (n, d, k, density)) in enumerate(sizes.items()):
+        rng = np.random.default_rng([seed, index])
+        n_test = n // 5
+        if density is None:
+            X = rng.standard_normal((n + n_test, d))
+            kind = "dense N(0, 1)"
+        else:
+            X = random_csr(rng, n + n_test, d, density)
+            kind = f"CSR density {density}"
+        y, bayes = teacher_labels(rng, X, k)
+        alpha = 1.0 / n
+        epoch_cap = 10 if quick else 30
+        ref_tol = 1e-10
+        if density is not None:
+            # 50k features: a stronger penalty keeps L-BFGS at tens of
+            # iterations; dense mini-batch steps on 20 x 50k weights cost
+            # seconds an epoch, hence one epoch in the peers table.
+            alpha = 10.0 / n
+            if not quick:
+                epoch_cap, ref_tol = 1, 1e-8
+        workloads[name] = Workload(
+            name,
+            X[:n],
+            y[:n],
+            X[n:],
+            y[n:],
+            n_classes=k,
+            alpha=alpha,
+            description=f"{n} x {d}, {k} classes, {kind}, linear teacher",
+            bayes_accuracy=bayes,
+            epoch_cap=epoch_cap,
+            ref_tol=ref_tol,
+        )
+    for name in ("digits", "dense", "wide", "sparse"):
+        workloads[name + "32"] = workloads[name].as_float32()
+    return workloads
+
+
+# ---------------------------------------------------------------- estimators
+
+
+def model_coef(model):
+    """``(coef (K, d), intercept (K,))`` of a fitted multinomial model, or None."""
+    if hasattr(model, "coefs_"):  # MLPClassifier(hidden_layer_sizes=())
+        return model.coefs_[0].T, model.intercepts_[0]
+    if type(model).__name__ == "SGDClassifier":
+        return None  # one-vs-rest: not the softmax objective
+    return model.coef_, model.intercept_
+
+
+def objective(workload, model):
+    """``J`` of a fitted model on the float64 training data, or None."""
+    from . import loss_and_gradient
+
+    params = model_coef(model)
+    if params is None:
+        return None
+    coef, intercept = params
+    loss = loss_and_gradient(
+        np.asarray(coef, dtype=np.float64),
+        np.asarray(intercept, dtype=np.float64),
+        workload.X_train64,
+        workload.y_train,
+        alpha=workload.alpha,
+    )[0]
+    return float(loss)
+
+
+def relative_gap(value, optimum):
+    if value is None or optimum is None:
+        return None
+    return (value - optimum) / abs(optimum)
+
+
+METHODS = (
+    "ours lbfgs",
+    "ours lbfgs tol=1e-8",
+    "ours sgd",
+    "ours sgd full batch",
+    "ours adam",
+    "LR lbfgs",
+    "LR lbfgs tol=1e-8",
+    "MLP adam",
+    "MLP lbfgs",
+    "SGDClassifier",
+)
+
+
+def make_estimator(method, workload, seed=0, max_iter=None):
+    """A fresh estimator for ``method`` minimizing ``workload``'s objective.
+
+    ``max_iter`` (if given) overrides the iteration / epoch limit.
+    """
+    from sklearn.linear_model import LogisticRegression, SGDClassifier
+    from sklearn.neural_network import MLPClassifier
+
+    from . import SoftmaxRegression
+
+    alpha, n = workload.alpha, workload.n_train
+    cap = workload.epoch_cap
+    if method.startswith("ours"):
+        if method.startswith("ours lbfgs"):
+            tol = 1e-8 if method.endswith("1e-8") else 1e-4
+            est = SoftmaxRegression(solver="lbfgs", alpha=alpha, tol=tol, max_iter=1000)
+        elif method == "ours sgd":
+            est = SoftmaxRegression(alpha=alpha, random_state=seed)
+            if cap is not None:
+                est.set_params(max_iter=cap)
+        elif method == "ours sgd full batch":
+            est = SoftmaxRegression(
+                solver="sgd", batch_size=None, alpha=alpha, max_iter=1000
+            )
+        elif method == "ours adam":
+            est = SoftmaxRegression(solver="adam", alpha=alpha, random_state=seed)
+            if cap is not None:
+                est.set_params(max_iter=cap)
+        else:
+            raise ValueError(method)
+    elif method.startswith("LR"):
+        tol = 1e-8 if method.endswith("1e-8") else 1e-4
+        est = LogisticRegression(C=1.0 / (alpha * n), tol=tol, max_iter=1000)
+    elif method == "MLP adam":
+        # MLP's penalty is alpha_mlp / (2 * batch) ||W||^2 on each batch.
+        batch = min(200, n)
+        est = MLPClassifier(
+            hidden_layer_sizes=(), alpha=alpha * batch, random_state=seed
+        )
+        if cap is not None:
+            est.set_params(max_iter=cap)
+    elif method == "MLP lbfgs":
+        est = MLPClassifier(
+            hidden_layer_sizes=(),
+            solver="lbfgs",
+            alpha=alpha * n,
+            max_iter=1000,
+            random_state=seed,
+        )
+    elif method == "SGDClassifier":
+        est = SGDClassifier(loss="log_loss", alpha=alpha, random_state=seed)
+        if cap is not None:
+            est.set_params(max_iter=cap)
+    else:
+        raise ValueError(f"unknown method {method!r}")
+    if max_iter is not None:
+        est.set_params(max_iter=max_iter)
+    return est
+
+
+def _passes(model, counter):
+    """Passes over the data: function evaluations (L-BFGS) or epochs."""
+    if hasattr(model, "n_passes_"):
+        return int(model.n_passes_)
+    solver = getattr(model, "solver", None)
+    if solver == "lbfgs" and counter is not None and counter.nfev:
+        return int(counter.nfev)
+    n_iter = np.max(np.atleast_1d(model.n_iter_))
+    return int(n_iter)
+
+
+def _fit_counted(est, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with _MinimizeCounter() as counter:
+            est.fit(X, y)
+    return est, _passes(est, counter)
+
+
+def _finite(value):
+    if isinstance(value, float | np.floating) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(key): _jsonable(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(value) for value in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float):
+        return _finite(obj)
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    return obj
+
+
+# ---------------------------------------------------------------- printing
+
+
+def _format(value, spec):
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, str):
+        return value
+    try:
+        return format(value, spec)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def print_table(title, rows, columns, file=None):
+    """Print ``rows`` (dicts) under ``title``.
+
+    ``columns`` holds ``(key, header, format_spec)`` or ``(key, header,
+    format_spec, scale)`` tuples; missing values print as ``-``.
+    """
+    file = sys.stdout if file is None else file
+    cells = []
+    for row in rows:
+        line = []
+        for key, _, spec, *scale in columns:
+            value = row.get(key)
+            if scale and isinstance(value, int | float) and not isinstance(value, bool):
+                value = value * scale[0]
+            line.append(_format(value, spec))
+        cells.append(line)
+    headers = [column[1] for column in columns]
+    widths = [
+        max([len(header)] + [len(line[i]) for line in cells])
+        for i, header in enumerate(headers)
+    ]
+    print(f"\n== {title}", file=file)
+    line = "  ".join(
+        h.rjust(w) if i else h.ljust(w)
+        for i, (h, w) in enumerate(zip(headers, widths, strict=True))
+    )
+    print(line, file=file)
+    print("-" * len(line), file=file)
+    for row in cells:
+        print(
+            "  ".join(
+                c.rjust(w) if i else c.ljust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            ),
+            file=file,
+        )
+    file.flush()
+
+
+def blas_info():
+    """threadpoolctl's view of the loaded BLAS and OpenMP pools."""
+    from threadpoolctl import threadpool_info
+
+    return [dict(entry) for entry in threadpool_info()]
+
+
+def _numpy_blas_threads(info):
+    for entry in info:
+        if entry.get("user_api") == "blas" and "numpy" in entry.get("filepath", ""):
+            return int(entry["num_threads"])
+    for entry in info:
+        if entry.get("user_api") == "blas":
+            return int(entry["num_threads"])
+    return os.cpu_count() or 1
+
+
+# ---------------------------------------------------------------- the bench
+
+
+class Bench:
+    """Runs the selected groups on the workloads; collects rows for JSON."""
+
+    def __init__(self, *, quick=False, repeat=None, seed=0, groups=GROUPS):
+        self.quick = quick
+        self.repeat = repeat if repeat is not None else (2 if quick else 5)
+        self.seed = seed
+        self.groups = list(groups)
+        self.budget_s = 1.0 if quick else 25.0
+        self.min_time_s = 0.01 if quick else 0.2
+        self.fits = {}
+        self.notes = []
+        self.results = {}
+        self.workloads = {}
+
+    # -- helpers ---------------------------------------------------------
+
+    def note(self, text):
+        self.notes.append(text)
+        print(f"note: {text}")
+
+    def optimum(self, workload):
+        """Reference ``J*``: float64 L-BFGS at ``workload.ref_tol``, cached."""
+        base = self.workloads[workload.name]
+        if base.optimum is None:
+            from . import SoftmaxRegression
+
+            est = SoftmaxRegression(
+                solver="lbfgs", alpha=base.alpha, tol=base.ref_tol, max_iter=10_000
+            )
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                est.fit(base.X_train, base.y_train)
+            elapsed = time.perf_counter() - start
+            base.optimum = objective(base, est)
+            base.extra["reference_fit"] = est
+            base.extra["reference_time"] = elapsed
+            if base.ref_tol == 1e-8:
+                # The same fit as the peers' "ours lbfgs tol=1e-8" row.
+                self._store_fit(base, "ours lbfgs tol=1e-8", est, [elapsed], None)
+        workload.optimum = base.optimum
+        return base.optimum
+
+    def _store_fit(self, workload, method, model, times, passes):
+        if passes is None:
+            passes = _passes(model, None)
+        record = {
+            "time": statistics.median(times),
+            "times": list(times),
+            "model": model,
+            "passes": passes,
+            "n_iter": int(np.max(np.atleast_1d(model.n_iter_))),
+        }
+        self.fits[workload.name, workload.dtype, method] = record
+        return record
+
+    def fit_once(self, workload, method):
+        """Fit ``method`` once (or reuse an earlier fit); the record."""
+        key = (workload.name, workload.dtype, method)
+        if key not in self.fits:
+            est = make_estimator(method, workload, self.seed)
+            start = time.perf_counter()
+            est, passes = _fit_counted(est, workload.X_train, workload.y_train)
+            elapsed = time.perf_counter() - start
+            self._store_fit(workload, method, est, [elapsed], passes)
+        return self.fits[key]
+
+    def compare_fits(self, workload, method_a, method_b, *, budget_s=None):
+        """Alternating fits of two methods; stores both in the fit cache."""
+        passes = {}
+
+        def runner(method):
+            def fit():
+                est = make_estimator(method, workload, self.seed)
+                est, passes[method] = _fit_counted(
+                    est, workload.X_train, workload.y_train
+                )
+                return est
+
+            return fit
+
+        stats, model_a, model_b = compare(
+            runner(method_a),
+            runner(method_b),
+            repeat=self.repeat,
+            budget_s=self.budget_s if budget_s is None else budget_s,
+        )
+        self._store_fit(workload, method_a, model_a, stats["times_a"], passes[method_a])
+        self._store_fit(workload, method_b, model_b, stats["times_b"], passes[method_b])
+        return stats, model_a, model_b
+
+    # -- groups ----------------------------------------------------------
+
+    def run(self):
+        info = blas_info()
+        self.results["meta"] = self._meta(info)
+        self._print_meta(info)
+        start = time.perf_counter()
+        self.workloads = make_workloads(self.quick, self.seed)
+        self.results["workloads"] = {
+            name: wl.info() for name, wl in self.workloads.items()
+        }
+        print(
+            f"\nworkloads generated in {time.perf_counter() - start:.1f} s: "
+            + "; ".join(
+                f"{name} {wl.description}"
+                + (
+                    f" (Bayes accuracy {wl.bayes_accuracy:.3f})"
+                    if wl.bayes_accuracy
+                    else ""
+                )
+                for name, wl in self.workloads.items()
+                if not name.endswith("32")
+            )
+        )
+        self.results["groups"] = {}
+        timings = {}
+        for group in self.groups:
+            group_start = time.perf_counter()
+            result = getattr(self, "group_" + group)()
+            timings[group] = time.perf_counter() - group_start
+            self.results["groups"][group] = result
+        for name, wl in self.workloads.items():
+            self.results["workloads"][name]["optimum"] = wl.optimum
+        self.results["meta"]["group_seconds"] = timings
+        self.results["meta"]["total_seconds"] = time.perf_counter() - start
+        self.results["notes"] = self.notes
+        print(
+            "\ngroup times: "
+            + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items())
+            + f"; total {self.results['meta']['total_seconds']:.1f} s"
+        )
+        return self.results
+
+    def _meta(self, info):
+        import sklearn
+
+        from . import __version__
+
+        return {
+            "sk_softmax": __version__,
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "scipy": scipy.__version__,
+            "sklearn": sklearn.__version__,
+            "platform": platform.platform(),
+            "machine": platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "quick": self.quick,
+            "repeat": self.repeat,
+            "seed": self.seed,
+            "groups": self.groups,
+            "threadpool_info": info,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+
+    def _print_meta(self, info):
+        meta = self.results["meta"]
+        print(
+            f"sk_softmax {meta['sk_softmax']}, numpy {meta['numpy']}, scipy "
+            f"{meta['scipy']}, scikit-learn {meta['sklearn']}, Python "
+            f"{meta['python']}, {meta['cpu_count']} CPUs, {meta['platform']}"
+        )
+        print("threadpoolctl.threadpool_info():")
+        for entry in info:
+            print(
+                f"  {entry.get('user_api')}: {entry.get('internal_api')} "
+                f"{entry.get('version')} {entry.get('architecture') or ''} "
+                f"num_threads={entry.get('num_threads')} "
+                f"{os.path.basename(entry.get('filepath', ''))}"
+            )
+        mode = "quick" if self.quick else "full"
+        print(f"mode: {mode}; groups: {', '.join(self.groups)}")
+
+    def group_loss_gradient(self):
+        """(a) one loss+gradient against the two products it needs."""
+        from . import _solvers, loss_and_gradient
+        from ._loss import _loss_and_gradient
+
+        # How fit calls the core: every BLAS at one thread, the core splitting
+        # its rows over the thread budget (when this version does so).
+        limiter = getattr(_solvers, "single_threaded_blas", None)
+        core_threads = None
+        if (
+            limiter is not None
+            and "n_threads" in inspect.signature(_loss_and_gradient).parameters
+        ):
+            with limiter() as core_threads:
+                pass
+        rows = []
+        names = ["digits", "dense", "dense32", "wide", "wide32", "sparse"]
+        for name in names:
+            wl = self.workloads[name]
+            X, y = wl.X_train, wl.y_train
+            n, d = X.shape
+            dtype = X.dtype
+            rng = np.random.default_rng(self.seed)
+            coef = (0.01 * rng.standard_normal((wl.n_classes, d))).astype(dtype)
+            intercept = np.zeros(wl.n_classes, dtype=dtype)
+            G = rng.random((n, wl.n_classes)).astype(dtype)
+
+            if sp.issparse(X):
+
+                def products(X=X, coef=coef, G=G):
+                    return X @ coef.T, X.T @ G
+
+            else:
+
+                def products(X=X, coef=coef, G=G):
+                    return X @ coef.T, G.T @ X
+
+            def internal(X=X, y=y, coef=coef, intercept=intercept, n=n, wl=wl):
+                return _loss_and_gradient(coef, intercept, X, y, 1.0 / n, wl.alpha, 0.0)
+
+            def in_fit(X=X, y=y, coef=coef, intercept=intercept, n=n, wl=wl):
+                return _loss_and_gradient(
+                    coef,
+                    intercept,
+                    X,
+                    y,
+                    1.0 / n,
+                    wl.alpha,
+                    0.0,
+                    n_threads=core_threads,
+                )
+
+            def public(X=X, y=y, coef=coef, intercept=intercept, wl=wl):
+                return loss_and_gradient(coef, intercept, X, y, alpha=wl.alpha)
+
+            kwargs = dict(
+                repeat=self.repeat,
+                min_time_s=self.min_time_s,
+                budget_s=self.budget_s,
+            )
+            if core_threads is not None:
+                core, result, _ = compare(in_fit, products, context_a=limiter, **kwargs)
+                default, _, _ = compare(internal, products, **kwargs)
+            else:
+                core, result, _ = compare(internal, products, **kwargs)
+                default = core
+            pub, _, _ = compare(public, products, **kwargs)
+            rows.append(
+                {
+                    "workload": name,
+                    "dtype": wl.dtype,
+                    "sparse": bool(sp.issparse(X)),
+                    "shape": f"{n}x{d}x{wl.n_classes}",
+                    "time_loss_gradient": core["time_a"],
+                    "time_products": core["time_b"],
+                    "ratio": core["ratio"],
+                    "ratio_best": core["ratio_best"],
+                    "time_public": pub["time_a"],
+                    "ratio_public": pub["ratio"],
+                    "time_default_call": default["time_a"],
+                    "ratio_default_call": default["ratio"],
+                    "core_threads": core_threads,
+                    "pairs": core["pairs"],
+                    "calls_per_sample": core["number"],
+                    "grad_dtype": np.asarray(result[1]).dtype.name,
+                    "target": TARGETS["loss_gradient"],
+                    "met": core["ratio"] <= TARGETS["loss_gradient"],
+                }
+            )
+        print_table(
+            "loss_gradient: one loss_and_gradient vs X @ W.T + G.T @ X, "
+            "ratio of medians, alternating (ratio: the core as fit calls it, "
+            f"BLAS at 1 thread, n_threads={core_threads}; default call: the "
+            "core with default arguments; public: loss_and_gradient)",
+            rows,
+            [
+                ("workload", "workload", ""),
+                ("dtype", "dtype", ""),
+                ("shape", "n x d x K", ""),
+                ("time_loss_gradient", "loss+grad ms", ".2f", 1e3),
+                ("time_products", "2 products ms", ".2f", 1e3),
+                ("ratio", "ratio", ".2f"),
+                ("ratio_default_call", "default call", ".2f"),
+                ("ratio_public", "public", ".2f"),
+                ("target", "target", ".1f"),
+                ("met", "met", ""),
+            ],
+        )
+        return {"rows": rows}
+
+    def group_lbfgs_vs_lr(self):
+        """(b) SoftmaxRegression(lbfgs) vs LogisticRegression(lbfgs), same tol."""
+        rows = []
+        for name in ("digits", "dense", "wide", "sparse"):
+            for suffix in ("", "32"):
+                for tol_name in ("", " tol=1e-8"):
+                    if name == "sparse" and not self.quick and (suffix or tol_name):
+                        continue  # about a minute a fit: float64 at 1e-4 only
+                    if self.quick and tol_name and name != "dense":
+                        continue
+                    wl = self.workloads[name + suffix]
+                    stats, ours, lr = self.compare_fits(
+                        wl,
+                        "ours lbfgs" + tol_name,
+                        "LR lbfgs" + tol_name,
+                        budget_s=self.budget_s,
+                    )
+                    optimum = self.optimum(wl)
+                    j_ours, j_lr = objective(wl, ours), objective(wl, lr)
+                    target = TARGETS["lbfgs_vs_lr_" + wl.dtype]
+                    rows.append(
+                        {
+                            "workload": name,
+                            "dtype": wl.dtype,
+                            "tol": 1e-8 if tol_name else 1e-4,
+                            "time_ours": stats["time_a"],
+                            "time_lr": stats["time_b"],
+                            "ratio": stats["ratio"],
+                            "ratio_best": stats["ratio_best"],
+                            "pairs": stats["pairs"],
+                            "objective_ours": j_ours,
+                            "objective_lr": j_lr,
+                            "gap_between": (j_ours - j_lr) / abs(j_lr),
+                            "gap_ours": relative_gap(j_ours, optimum),
+                            "gap_lr": relative_gap(j_lr, optimum),
+                            "passes_ours": self.fits[
+                                wl.name, wl.dtype, "ours lbfgs" + tol_name
+                            ]["passes"],
+                            "passes_lr": self.fits[
+                                wl.name, wl.dtype, "LR lbfgs" + tol_name
+                            ]["passes"],
+                            "target": target,
+                            "met": stats["ratio"] <= target,
+                        }
+                    )
+        print_table(
+            "lbfgs_vs_lr: SoftmaxRegression(lbfgs) vs LogisticRegression(lbfgs), "
+            "C = 1/(alpha n), max_iter=1000 both",
+            rows,
+            [
+                ("workload", "workload", ""),
+                ("dtype", "dtype", ""),
+                ("tol", "tol", ".0e"),
+                ("time_ours", "ours s", ".3f"),
+                ("time_lr", "LR s", ".3f"),
+                ("ratio", "ratio", ".2f"),
+                ("pairs", "pairs", "d"),
+                ("passes_ours", "ours nfev", "d"),
+                ("passes_lr", "LR nfev", "d"),
+                ("objective_ours", "J ours", ".8f"),
+                ("objective_lr", "J LR", ".8f"),
+                ("gap_between", "(J-J_LR)/J_LR", ".1e"),
+                ("target", "target", ".1f"),
+                ("met", "met", ""),
+            ],
+        )
+        return {"rows": rows}
+
+    def group_sgd_passes(self):
+        """(c) full-batch sgd passes vs lbfgs passes to a 1e-6 relative gap."""
+        from . import SoftmaxRegression
+
+        rows = []
+        for name in ("digits", "dense", "wide"):
+            wl = self.workloads[name]
+            optimum = self.optimum(wl)
+            threshold = optimum + GAP_TARGET * abs(optimum)
+            reference = wl.extra["reference_fit"]
+
+            def fit(max_iter, solver, wl=wl):
+                if solver == "lbfgs":
+                    est = SoftmaxRegression(
+                        solver="lbfgs",
+                        alpha=wl.alpha,
+                        tol=wl.ref_tol,
+                        max_iter=max_iter,
+                    )
+                else:
+                    est = SoftmaxRegression(
+                        solver="sgd",
+                        batch_size=None,
+                        alpha=wl.alpha,
+                        tol=0.0,
+                        max_iter=max_iter,
+                    )
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    est.fit(wl.X_train, wl.y_train)
+                return est
+
+            lbfgs_est = _first_below(
+                reference.loss_curve_, threshold, lambda m: fit(m, "lbfgs"), wl
+            )
+            cap = 5000 if name == "digits" else 2000
+            if self.quick:
+                cap = 3000
+            sgd_long = fit(cap, "sgd")
+            sgd_est = _first_below(
+                sgd_long.loss_curve_, threshold, lambda m: fit(m, "sgd"), wl
+            )
+            lbfgs_passes = _passes(lbfgs_est, None) if lbfgs_est else None
+            sgd_passes = _passes(sgd_est, None) if sgd_est else None
+            ratio = sgd_passes / lbfgs_passes if sgd_passes and lbfgs_passes else None
+            if sgd_passes is None:
+                self.note(
+                    f"sgd_passes {name}: full-batch sgd did not reach a "
+                    f"{GAP_TARGET:g} gap in {cap} passes"
+                )
+            rows.append(
+                {
+                    "workload": name,
+                    "optimum": optimum,
+                    "gap_target": GAP_TARGET,
+                    "lbfgs_passes": lbfgs_passes,
+                    "lbfgs_iterations": int(lbfgs_est.n_iter_) if lbfgs_est else None,
+                    "lbfgs_gap": relative_gap(objective(wl, lbfgs_est), optimum)
+                    if lbfgs_est
+                    else None,
+                    "sgd_passes": sgd_passes,
+                    "sgd_gap": relative_gap(objective(wl, sgd_est), optimum)
+                    if sgd_est
+                    else None,
+                    "sgd_cap": cap,
+                    "ratio": ratio,
+                    "target": TARGETS["sgd_passes"],
+                    "met": ratio is not None and ratio <= TARGETS["sgd_passes"],
+                }
+            )
+        print_table(
+            f"sgd_passes: passes to a {GAP_TARGET:g} relative objective gap "
+            "(full-batch sgd vs lbfgs, float64)",
+            rows,
+            [
+                ("workload", "workload", ""),
+                ("lbfgs_passes", "lbfgs passes", "d"),
+                ("lbfgs_gap", "lbfgs gap", ".1e"),
+                ("sgd_passes", "sgd passes", "d"),
+                ("sgd_gap", "sgd gap", ".1e"),
+                ("ratio", "ratio", ".2f"),
+                ("target", "target", ".1f"),
+                ("met", "met", ""),
+            ],
+        )
+        return {"rows": rows}
+
+    def group_defaults(self):
+        """(d) SoftmaxRegression() vs LogisticRegression() out of the box."""
+        from sklearn.linear_model import LogisticRegression
+
+        from . import SoftmaxRegression
+
+        wl = self.workloads["dense"]
+
+        def ours():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return SoftmaxRegression(random_state=self.seed).fit(
+                    wl.X_train, wl.y_train
+                )
+
+        def lr():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return LogisticRegression().fit(wl.X_train, wl.y_train)
+
+        stats, model_ours, model_lr = compare(
+            ours, lr, repeat=self.repeat, budget_s=self.budget_s
+        )
+        acc_ours = float(model_ours.score(wl.X_test, wl.y_test))
+        acc_lr = float(model_lr.score(wl.X_test, wl.y_test))
+        diff = 100.0 * (acc_ours - acc_lr)
+        row = {
+            "workload": "dense",
+            "time_ours": stats["time_a"],
+            "time_lr": stats["time_b"],
+            "ratio": stats["ratio"],
+            "ratio_best": stats["ratio_best"],
+            "pairs": stats["pairs"],
+            "accuracy_ours": acc_ours,
+            "accuracy_lr": acc_lr,
+            "accuracy_diff_points": diff,
+            "n_iter_ours": int(model_ours.n_iter_),
+            "n_iter_lr": int(np.max(model_lr.n_iter_)),
+            "target_ratio": TARGETS["defaults_time"],
+            "target_points": TARGETS["defaults_accuracy_points"],
+            "met": stats["ratio"] <= TARGETS["defaults_time"]
+            and diff >= -TARGETS["defaults_accuracy_points"],
+        }
+        print_table(
+            "defaults: SoftmaxRegression() vs LogisticRegression(), test accuracy",
+            [row],
+            [
+                ("workload", "workload", ""),
+                ("time_ours", "ours s", ".3f"),
+                ("time_lr", "LR s", ".3f"),
+                ("ratio", "ratio", ".2f"),
+                ("accuracy_ours", "acc ours", ".4f"),
+                ("accuracy_lr", "acc LR", ".4f"),
+                ("accuracy_diff_points", "diff points", "+.2f"),
+                ("n_iter_ours", "ours epochs", "d"),
+                ("n_iter_lr", "LR iters", "d"),
+                ("met", "met", ""),
+            ],
+        )
+        return {"rows": [row]}
+
+    def group_epoch_vs_torch(self):
+        """(e) one mini-batch epoch (256, momentum 0.9) vs a PyTorch loop."""
+        try:
+            import torch
+        except ImportError as exc:  # pragma: no cover - torch is optional
+            reason = f"torch is not importable ({exc}); group skipped"
+            self.note(reason)
+            return {"skipped": reason, "rows": []}
+        from . import SoftmaxRegression
+
+        threads = _numpy_blas_threads(self.results["meta"]["threadpool_info"])
+        previous_threads = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        rows = []
+        learning_rate = 0.01
+        batch = 256
+        try:
+            for name in ("dense32",) if self.quick else ("dense32", "wide32"):
+                wl = self.workloads[name]
+                X, y = wl.X_train, wl.y_train
+                n, d = X.shape
+                X_t = torch.from_numpy(X)
+                y_t = torch.from_numpy(y.astype(np.int64))
+                generator = torch.Generator().manual_seed(self.seed)
+
+                def ours(wl=wl, X=X, y=y):
+                    est = SoftmaxRegression(
+                        solver="sgd",
+                        batch_size=batch,
+                        max_iter=1,
+                        momentum=0.9,
+                        nesterovs_momentum=False,
+                        learning_rate_init=learning_rate,
+                        alpha=wl.alpha,
+                        random_state=self.seed,
+                    )
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        return est.fit(X, y)
+
+                def torch_epoch(wl=wl, X_t=X_t, y_t=y_t, n=n, d=d, generator=generator):
+                    model = torch.nn.Linear(d, wl.n_classes)
+                    optimizer = torch.optim.SGD(
+                        [
+                            {"params": [model.weight], "weight_decay": wl.alpha},
+                            {"params": [model.bias], "weight_decay": 0.0},
+                        ],
+                        lr=learning_rate,
+                        momentum=0.9,
+                    )
+                    loss_fn = torch.nn.CrossEntropyLoss()
+                    order = torch.randperm(n, generator=generator)
+                    for start in range(0, n, batch):
+                        index = order[start : start + batch]
+                        optimizer.zero_grad(set_to_none=True)
+                        loss = loss_fn(model(X_t[index]), y_t[index])
+                        loss.backward()
+                        optimizer.step()
+                    return model
+
+                stats, model_ours, model_torch = compare(
+                    ours,
+                    torch_epoch,
+                    repeat=self.repeat,
+                    warmup=True,
+                    budget_s=self.budget_s,
+                )
+                with torch.no_grad():
+                    coef_t = model_torch.weight.numpy().astype(np.float64)
+                    intercept_t = model_torch.bias.numpy().astype(np.float64)
+                from . import loss_and_gradient
+
+                j_torch = float(
+                    loss_and_gradient(
+                        coef_t, intercept_t, wl.X_train64, y, alpha=wl.alpha
+                    )[0]
+                )
+                rows.append(
+                    {
+                        "workload": name,
+                        "n_batches": math.ceil(n / batch),
+                        "time_ours": stats["time_a"],
+                        "time_torch": stats["time_b"],
+                        "ratio": stats["ratio"],
+                        "ratio_best": stats["ratio_best"],
+                        "pairs": stats["pairs"],
+                        "us_per_batch_ours": 1e6
+                        * stats["time_a"]
+                        / math.ceil(n / batch),
+                        "us_per_batch_torch": 1e6
+                        * stats["time_b"]
+                        / math.ceil(n / batch),
+                        "objective_ours": objective(wl, model_ours),
+                        "objective_torch": j_torch,
+                        "torch_threads": threads,
+                        "torch_version": torch.__version__,
+                        "target": TARGETS["epoch_vs_torch"],
+                        "met": stats["ratio"] <= TARGETS["epoch_vs_torch"],
+                    }
+                )
+        finally:
+            torch.set_num_threads(previous_threads)
+        print_table(
+            "epoch_vs_torch: one epoch, batch 256, SGD momentum 0.9, float32 "
+            f"(ours: fit(max_iter=1); torch threads = {threads})",
+            rows,
+            [
+                ("workload", "workload", ""),
+                ("n_batches", "batches", "d"),
+                ("time_ours", "ours s", ".3f"),
+                ("time_torch", "torch s", ".3f"),
+                ("ratio", "ratio", ".2f"),
+                ("us_per_batch_ours", "ours us/batch", ".0f"),
+                ("us_per_batch_torch", "torch us/batch", ".0f"),
+                ("objective_ours", "J ours", ".4f"),
+                ("objective_torch", "J torch", ".4f"),
+                ("met", "met", ""),
+            ],
+        )
+        return {"rows": rows, "learning_rate": learning_rate, "batch_size": batch}
+
+    def _peer_methods(self, name):
+        methods = list(METHODS)
+        if name == "sparse" and not self.quick:
+            # L-BFGS-B on 1M weights, about a minute a fit: skip the slowest.
+            methods.remove("LR lbfgs tol=1e-8")
+            methods.remove("MLP lbfgs")
+            methods.remove("ours sgd full batch")
+        return methods
+
+    def group_peers(self):
+        """(f) every solver and peer on every workload."""
+        rows = []
+        for name in ("digits", "dense", "wide", "sparse"):
+            wl = self.workloads[name]
+            optimum = self.optimum(wl)
+            x_mb = _nbytes(wl.X_train) / 2**20
+            for method in self._peer_methods(name):
+                record = self.fit_once(wl, method)
+                model = record["model"]
+                j = objective(wl, model)
+                mem_cap = 1 if ("sgd" in method.lower() or "adam" in method) else 2
+                mem_est = make_estimator(method, wl, self.seed, max_iter=mem_cap)
+                _, peak = peak_memory(
+                    lambda est=mem_est, wl=wl: _fit_counted(est, wl.X_train, wl.y_train)
+                )
+                n_iter = record["n_iter"]
+                capped_at = None
+                limit = model.get_params().get("max_iter")
+                if limit is not None and n_iter >= limit:
+                    capped_at = limit
+                rows.append(
+                    {
+                        "workload": name,
+                        "method": method,
+                        "time": record["time"],
+                        "timed_fits": len(record["times"]),
+                        "passes": record["passes"],
+                        "n_iter": n_iter,
+                        "capped_at": capped_at,
+                        "objective": j,
+                        "gap": relative_gap(j, optimum),
+                        "accuracy": float(model.score(wl.X_test, wl.y_test)),
+                        "train_accuracy": None,
+                        "peak_mb": peak / 2**20,
+                        "X_mb": x_mb,
+                    }
+                )
+        for row in rows:
+            if row["gap"] is not None and row["gap"] < -1e-9:
+                self.note(
+                    f"peers {row['workload']} {row['method']}: objective below the "
+                    f"reference optimum (gap {row['gap']:.2e})"
+                )
+        print_table(
+            "peers: wall time, passes (L-BFGS: function evaluations; others: "
+            "epochs), relative gap to J*, test accuracy, tracemalloc peak",
+            rows,
+            [
+                ("workload", "workload", ""),
+                ("method", "method", ""),
+                ("time", "time s", ".3f"),
+                ("passes", "passes", "d"),
+                ("capped_at", "capped", "d"),
+                ("gap", "gap", ".1e"),
+                ("accuracy", "test acc", ".4f"),
+                ("peak_mb", "peak MB", ".1f"),
+                ("X_mb", "X MB", ".1f"),
+            ],
+        )
+        return {
+            "rows": rows,
+            "notes": [
+                "time: median of the timed fits (alternating, in lbfgs_vs_lr) "
+                "or one fit",
+                "peak_mb: tracemalloc peak of a separate fit capped at 1 epoch "
+                "(mini-batch) or 2 iterations (L-BFGS)",
+                "MLP adam: alpha_mlp = alpha * batch_size (its penalty is "
+                "alpha_mlp / (2 batch) ||W||^2); MLP lbfgs: alpha * n",
+                "SGDClassifier: one-vs-rest, not the softmax objective (no gap); "
+                "passes are epochs per class",
+            ],
+        }
+
+    def group_curves(self):
+        """Objective gap vs wall time: one fit per max_iter on a growing grid."""
+        curves = []
+        names = ("digits",) if self.quick else ("digits", "dense")
+        methods = (
+            "ours lbfgs",
+            "ours sgd full batch",
+            "ours sgd",
+            "ours adam",
+            "LR lbfgs",
+            "MLP lbfgs",
+            "MLP adam",
+        )
+        limit_s = 0.5 if self.quick else 25.0
+        for name in names:
+            wl = self.workloads[name]
+            optimum = self.optimum(wl)
+            for method in methods:
+                points = []
+                spent = 0.0
+                for max_iter in _grid(1000):
+                    est = make_estimator(method, wl, self.seed, max_iter=max_iter)
+                    if "tol" in est.get_params():
+                        est.set_params(tol=0.0)
+                    if "n_iter_no_change" in est.get_params():
+                        est.set_params(n_iter_no_change=max_iter + 1)
+                    start = time.perf_counter()
+                    est, passes = _fit_counted(est, wl.X_train, wl.y_train)
+                    elapsed = time.perf_counter() - start
+                    spent += elapsed
+                    gap = relative_gap(objective(wl, est), optimum)
+                    points.append(
+                        {
+                            "max_iter": max_iter,
+                            "time": elapsed,
+                            "passes": passes,
+                            "gap": gap,
+                        }
+                    )
+                    ran = int(np.max(np.atleast_1d(est.n_iter_)))
+                    if gap < 1e-12 or spent > limit_s or ran < max_iter:
+                        break
+                curves.append({"workload": name, "method": method, "points": points})
+        rows = [
+            {
+                "workload": c["workload"],
+                "method": c["method"],
+                "points": len(c["points"]),
+                "last_time": c["points"][-1]["time"],
+                "last_gap": c["points"][-1]["gap"],
+            }
+            for c in curves
+        ]
+        print_table(
+            "curves: relative gap vs time (one fit per max_iter; for the figure)",
+            rows,
+            [
+                ("workload", "workload", ""),
+                ("method", "method", ""),
+                ("points", "points", "d"),
+                ("last_time", "last time s", ".3f"),
+                ("last_gap", "last gap", ".1e"),
+            ],
+        )
+        return {"curves": curves}
+
+
+def _grid(limit):
+    """1, 2, 3, 5, 8, 13, ... up to ``limit`` (about x1.6 a step)."""
+    value, values = 1, []
+    while value <= limit:
+        values.append(value)
+        value = max(value + 1, int(round(value * 1.6)))
+    return values
+
+
+def _first_below(curve, threshold, refit, workload):
+    """The fit with the fewest iterations whose model reaches ``threshold``.
+
+    ``curve`` (a ``loss_curve_``) gives the first guess; the guess is
+    checked by refitting with that ``max_iter`` and evaluating ``J`` of
+    the returned model, moving one iteration at a time (at most 20).
+    Returns None if the curve never gets there.
+    """
+    below = [i for i, value in enumerate(curve) if value <= threshold]
+    if not below:
+        return None
+    guess = below[0] + 1
+    est = refit(guess)
+    if objective(workload, est) <= threshold:
+        while guess > 1:
+            previous = refit(guess - 1)
+            if objective(workload, previous) > threshold:
+                break
+            guess, est = guess - 1, previous
+        return est
+    for _ in range(20):
+        guess += 1
+        est = refit(guess)
+        if objective(workload, est) <= threshold:
+            return est
+    return None
 
 
 def run(args):
     """Run the benchmark described by the parsed ``args``; return an exit code."""
-    raise SystemExit("the benchmark suite is not written yet")
+    groups = _selected_groups(getattr(args, "only", None))
+    bench = Bench(
+        quick=args.quick,
+        repeat=getattr(args, "repeat", None),
+        seed=getattr(args, "seed", 0),
+        groups=groups,
+    )
+    results = bench.run()
+    output = args.output or "bench-results.json"
+    with open(output, "w") as handle:
+        json.dump(_jsonable(results), handle, indent=1, allow_nan=False)
+    print(f"\nresults written to {output}")
+    return 0

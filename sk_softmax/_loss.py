@@ -517,80 +517,69 @@ def weighted_mean(X, sample_weight):
     return np.asarray(X.T @ weights, dtype=np.float64).ravel()
 
 
-def feature_scales(X, sample_weight, mean):
-    """Per-feature scale: the weighted standard deviation, rounded to a power of 2.
+# Data whose largest centered value lies in this range is solved as given.
+_PLAIN_RANGE = (2.0**-16, 2.0**16)
 
-    Solvers work in the coordinates ``W diag(scale)``, where every centered
-    feature has unit spread: a diagonal preconditioner that makes the fit
-    insensitive to the units of the features (1e-150 or 1e150 included)
-    without copying X.  On standardized data every scale is 1.  Powers of
-    two keep the change of coordinates exact.  The deviations are computed
-    after dividing by each column's largest centered value, so they cannot
-    overflow.
+
+def feature_scales(X, sample_weight, mean):
+    """Scale of the coordinates the solvers work in, per feature.
+
+    Solvers work on ``W diag(scale)``, with data ``(X - mean) / scale``.
+    When the largest centered value ``m`` of X lies in [2**-16, 2**16] the
+    scale is 1 and the problem is solved exactly as given (so ``tol`` means
+    what it means for LogisticRegression).  Outside that range, features of
+    1e-150 or 1e150 say, every feature is divided by the power of two just
+    below ``m``: products, squares and curvature bounds then stay finite,
+    and the change of coordinates is exact.  One common factor leaves the
+    conditioning of the problem, and so the solvers' paths, unchanged; a
+    separate factor per feature would not, since it reweights the penalty.
+    Rows of zero weight are ignored, so removing them changes nothing.
 
     Parameters
     ----------
     X : {ndarray, sparse matrix} of shape (n_samples, n_features)
         Training samples.
     sample_weight : ndarray of shape (n_samples,)
-        Non-negative weights with a positive sum.
+        Non-negative weights.
     mean : ndarray of shape (n_features,)
         The center (zeros without intercept).
 
     Returns
     -------
     scale : ndarray of shape (n_features,)
-        Positive powers of two; 1 for constant features.
+        One power of two, repeated.
 
     Examples
     --------
     >>> import numpy as np
     >>> from sk_softmax._loss import feature_scales
-    >>> X = np.array([[1e-150, 3.0], [-1e-150, 3.0]])
-    >>> np.log2(feature_scales(X, np.ones(2), np.array([0.0, 3.0]))).tolist()
-    [-498.0, 0.0]
+    >>> X = np.array([[1e-150, 3e-150], [-1e-150, 5e-150]])
+    >>> np.log2(feature_scales(X, np.ones(2), np.array([0.0, 4e-150]))).tolist()
+    [-499.0, -499.0]
+    >>> feature_scales(np.array([[1.0], [-3.0]]), np.ones(2), np.array([-1.0]))
+    array([1.])
     """
-    n_samples, n_features = X.shape
-    weights = np.broadcast_to(np.asarray(sample_weight, dtype=np.float64), (n_samples,))
-    weights = weights / weights.sum()
+    n_features = X.shape[1]
+    sample_weight = np.broadcast_to(sample_weight, (X.shape[0],))
+    if not np.all(sample_weight > 0):
+        X = X[np.flatnonzero(sample_weight > 0)]
+    if X.shape[0] == 0 or n_features == 0:
+        return np.ones(n_features)
     high = np.asarray(X.max(axis=0).toarray() if sp.issparse(X) else X.max(axis=0))
     low = np.asarray(X.min(axis=0).toarray() if sp.issparse(X) else X.min(axis=0))
     high, low = high.ravel().astype(np.float64), low.ravel().astype(np.float64)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         largest = np.maximum(np.abs(high - mean), np.abs(low - mean))
-        usable = np.isfinite(largest) & (largest > 0)
-        prescale = np.where(usable, np.exp2(np.floor(np.log2(largest))), 1.0)
-        spread = prescale * np.sqrt(_scaled_variance(X, weights, mean, prescale))
-        # A spread within rounding of the values is a constant column: the
-        # rounding of its mean must not set its scale.
+        # A span within rounding of the values is a constant column: the
+        # rounding of its mean must not set the scale.
         noise = 16 * np.finfo(X.dtype).eps * np.maximum(np.abs(high), np.abs(low))
-        usable &= np.isfinite(spread) & (spread > noise)
-        scale = np.where(usable, np.exp2(np.round(np.log2(spread))), 1.0)
-    return scale
-
-
-def _scaled_variance(X, weights, mean, prescale):
-    """Weighted mean of ``((x - mean) / prescale)^2`` per column, float64."""
-    mean = mean / prescale
-    if sp.issparse(X):
-        X = X.tocsr()
-        values = X.data / prescale[X.indices]
-        rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
-        row_weights = weights[rows]
-        squares = np.bincount(
-            X.indices, weights=values**2 * row_weights, minlength=X.shape[1]
-        )
-        firsts = np.bincount(
-            X.indices, weights=values * row_weights, minlength=X.shape[1]
-        )
-        return np.maximum(squares - 2 * mean * firsts + mean**2 * weights.sum(), 0.0)
-    variance = np.zeros(X.shape[1])
-    for start in range(0, X.shape[0], _CHUNK_ROWS):
-        chunk = np.array(X[start : start + _CHUNK_ROWS], dtype=np.float64)
-        chunk /= prescale
-        chunk -= mean
-        variance += weights[start : start + _CHUNK_ROWS] @ np.square(chunk)
-    return variance
+        usable = np.isfinite(largest) & (largest > 0) & (high - low > noise)
+    if not usable.any():
+        return np.ones(n_features)
+    top = float(largest[usable].max())
+    if _PLAIN_RANGE[0] <= top <= _PLAIN_RANGE[1]:
+        return np.ones(n_features)
+    return np.full(n_features, np.exp2(np.floor(np.log2(top))))
 
 
 # lambda_max is estimated on at most this many evenly spaced rows: the

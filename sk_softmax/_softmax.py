@@ -443,11 +443,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         batch_size = self._batch_size(n_samples, partial)
         full_batch = batch_size >= n_samples or self.solver == "lbfgs"
 
-        # The solvers work in centered, scaled coordinates
+        # The solvers work in centered (and, for data of extreme magnitude,
+        # scaled) coordinates without touching X:
         #     z = (W diag(scale)) ((x - mean) / scale) + b'
-        # without touching X: the intercept absorbs the mean, so its curvature
-        # separates from W's, and every feature spans about [-1, 1] whatever
-        # its units.  partial_fit keeps the first chunk's mean and scale.
+        # The intercept absorbs the mean, so its curvature separates from W's.
+        # partial_fit keeps the first chunk's mean and scale.
         if partial and warm:
             # Later partial_fit calls keep the first call's coordinates and
             # step sizes (the optimizer state refers to them).
