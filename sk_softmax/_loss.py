@@ -609,6 +609,11 @@ def _centered_row_norms_sq(X, mean, scale):
         sq = cumulative[X.indptr[1:]] - cumulative[X.indptr[:-1]]
         projection = np.asarray(X @ (mean / scale**2)).ravel()
         return np.maximum(sq - 2.0 * projection + np.sum((mean / scale) ** 2), 0.0)
+    if np.all(scale == 1):
+        # Ordinary magnitudes: one pass in the dtype of X, no float64 copy.
+        sq = np.einsum("ij,ij->i", X, X).astype(np.float64)
+        projection = (X @ mean.astype(X.dtype)).astype(np.float64)
+        return np.maximum(sq - 2.0 * projection + mean @ mean, 0.0)
     sq = np.empty(X.shape[0])
     for start in range(0, X.shape[0], _CHUNK_ROWS):
         chunk = np.array(X[start : start + _CHUNK_ROWS], dtype=np.float64)
