@@ -457,6 +457,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             if self.fit_intercept:
                 mean = weighted_mean(X, weights_normalized)
             scale = feature_scales(X, weights_normalized, mean)
+        # L-BFGS finds its own steps: only the other solvers need the bound.
+        if self.solver != "lbfgs" and not (partial and warm):
             self._lipschitz = lipschitz_constants(
                 X,
                 weights_normalized,
