@@ -525,7 +525,8 @@ def feature_scales(X, sample_weight, mean):
     """Scale of the coordinates the solvers work in, per feature.
 
     Solvers work on ``W diag(scale)``, with data ``(X - mean) / scale``.
-    When the largest centered value ``m`` of X lies in [2**-16, 2**16] the
+    When ``m``, the largest absolute value of X plus that of the mean (a
+    bound on the largest centered value), lies in [2**-16, 2**16] the
     scale is 1 and the problem is solved exactly as given (so ``tol`` means
     what it means for LogisticRegression).  Outside that range, features of
     1e-150 or 1e150 say, every feature is divided by the power of two just
@@ -555,7 +556,7 @@ def feature_scales(X, sample_weight, mean):
     >>> from sk_softmax._loss import feature_scales
     >>> X = np.array([[1e-150, 3e-150], [-1e-150, 5e-150]])
     >>> np.log2(feature_scales(X, np.ones(2), np.array([0.0, 4e-150]))).tolist()
-    [-499.0, -499.0]
+    [-496.0, -496.0]
     >>> feature_scales(np.array([[1.0], [-3.0]]), np.ones(2), np.array([-1.0]))
     array([1.])
     """
@@ -565,19 +566,14 @@ def feature_scales(X, sample_weight, mean):
         X = X[np.flatnonzero(sample_weight > 0)]
     if X.shape[0] == 0 or n_features == 0:
         return np.ones(n_features)
-    high = np.asarray(X.max(axis=0).toarray() if sp.issparse(X) else X.max(axis=0))
-    low = np.asarray(X.min(axis=0).toarray() if sp.issparse(X) else X.min(axis=0))
-    high, low = high.ravel().astype(np.float64), low.ravel().astype(np.float64)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        largest = np.maximum(np.abs(high - mean), np.abs(low - mean))
-        # A span within rounding of the values is a constant column: the
-        # rounding of its mean must not set the scale.
-        noise = 16 * np.finfo(X.dtype).eps * np.maximum(np.abs(high), np.abs(low))
-        usable = np.isfinite(largest) & (largest > 0) & (high - low > noise)
-    if not usable.any():
-        return np.ones(n_features)
-    top = float(largest[usable].max())
-    if _PLAIN_RANGE[0] <= top <= _PLAIN_RANGE[1]:
+    values = X.data if sp.issparse(X) else X
+    # max and -min: two passes without the temporary copy np.abs would make.
+    largest = max(float(values.max(initial=0)), -float(values.min(initial=0)))
+    with np.errstate(over="ignore"):
+        top = largest + float(np.max(np.abs(mean), initial=0))
+    if not np.isfinite(top) or top == 0:
+        top = largest
+    if top == 0 or not np.isfinite(top) or _PLAIN_RANGE[0] <= top <= _PLAIN_RANGE[1]:
         return np.ones(n_features)
     return np.full(n_features, np.exp2(np.floor(np.log2(top))))
 

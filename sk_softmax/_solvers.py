@@ -366,9 +366,10 @@ def gradient_descent(
         Number of this run's first epoch in a longer training (``partial_fit``
         calls), for the ``"invscaling"`` schedule.
     average : bool, default=False
-        Mini-batch only: validate and return the mean of each epoch's
-        iterates instead of the last one (tail averaging), which removes
-        most of the gradient noise from the result at no extra passes.
+        Mini-batch only: from the second epoch on, validate and return the
+        mean of each epoch's iterates instead of the last one (tail
+        averaging), which removes most of the gradient noise from the
+        result at no extra passes.
 
     Returns
     -------
@@ -415,11 +416,13 @@ def gradient_descent(
             if average:
                 params_sum += params
                 n_steps += 1
-        if average:
-            # The epoch's mean iterate: its noise shrinks with the number of
-            # steps averaged, the last iterate's does not.
+        # The epoch's mean iterate: its noise shrinks with the number of steps
+        # averaged, the last iterate's does not.  The first epoch's mean
+        # would carry the transient from the starting point: skip it.
+        averaging = average and epoch > 1
+        if averaging:
             np.divide(params_sum, max(n_steps, 1), out=averaged)
-        current = averaged if average else params
+        current = averaged if averaging else params
         epoch_loss = float(epoch_loss)
         finite = math.isfinite(epoch_loss) and math.isfinite(float(current.sum()))
         # A loss far above where training started only grows from there: a
@@ -464,7 +467,7 @@ def gradient_descent(
                 break
     if best_params is not None:
         params[...] = best_params
-    elif average and epoch:
+    elif average and epoch > 1:
         params[...] = averaged
     result = SolverResult(
         params=params,
