@@ -1,0 +1,321 @@
+"""Tests of the benchmark suite: ``python -m sk_softmax bench``.
+
+The helpers are tested on fake clocks and small data; the whole quick
+benchmark runs once (about half a minute on two cores) and its JSON is
+checked for every group, finite numbers and sane fields.  Nothing here
+asserts anything about speed.
+"""
+
+import contextlib
+import json
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from sk_softmax import _bench
+from sk_softmax.__main__ import main
+
+# ------------------------------------------------------------------ helpers
+
+
+class FakeClock:
+    """A clock that advances only when a fake workload says so."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def work(self, seconds, log=None, name=None):
+        def fn():
+            self.now += seconds
+            if log is not None:
+                log.append(name)
+            return name
+
+        return fn
+
+
+def test_compare_alternates_sides_abba():
+    clock, log = FakeClock(), []
+    stats, result_a, result_b = _bench.compare(
+        clock.work(2.0, log, "a"), clock.work(1.0, log, "b"), repeat=5, clock=clock
+    )
+    assert log == list("abbaabbaab")
+    assert stats["order"] == "abbaabbaab"
+    assert stats["pairs"] == 5
+    assert stats["times_a"] == [2.0] * 5 and stats["times_b"] == [1.0] * 5
+    assert stats["ratio"] == pytest.approx(2.0)
+    assert stats["ratio_best"] == pytest.approx(2.0)
+    assert (result_a, result_b) == ("a", "b")
+
+
+def test_time_alternating_rotates_every_side_through_every_position():
+    clock, log = FakeClock(), []
+    fns = {
+        name: clock.work(cost, log, name)
+        for name, cost in zip("abc", (1, 2, 4), strict=True)
+    }
+    stats, results = _bench.time_alternating(fns, repeat=3, clock=clock)
+    assert "".join(log) == "abcbcacab"
+    assert stats["rounds"] == 3
+    assert [stats[name]["time"] for name in "abc"] == [1, 2, 4]
+    assert results == {"a": "a", "b": "b", "c": "c"}
+
+
+def test_compare_ratio_is_of_medians():
+    clock = FakeClock()
+    costs = iter([1.0, 1.0, 1.0, 9.0, 1.0, 1.0])  # a b b a a b
+
+    def side():
+        clock.now += next(costs)
+
+    stats, _, _ = _bench.compare(side, side, repeat=3, clock=clock)
+    assert stats["times_a"] == [1.0, 9.0, 1.0]
+    assert stats["time_a"] == 1.0 and stats["ratio"] == 1.0
+
+
+def test_compare_budget_stops_after_one_pair():
+    clock = FakeClock()
+    stats, _, _ = _bench.compare(
+        clock.work(10.0), clock.work(10.0), repeat=5, budget_s=30.0, clock=clock
+    )
+    assert stats["pairs"] == 1
+    stats, _, _ = _bench.compare(
+        clock.work(1.0), clock.work(1.0), repeat=5, budget_s=30.0, clock=clock
+    )
+    assert stats["pairs"] == 5
+
+
+def test_compare_calibrates_calls_per_sample():
+    clock, log = FakeClock(), []
+    stats, _, _ = _bench.compare(
+        clock.work(0.001, log, "a"),
+        clock.work(0.004, log, "b"),
+        repeat=2,
+        min_time_s=0.01,
+        clock=clock,
+    )
+    assert stats["number"] == [10, 3]
+    # one calibration call each, then 2 samples of each side
+    assert log.count("a") == 1 + 2 * 10 and log.count("b") == 1 + 2 * 3
+    assert stats["time_a"] == pytest.approx(0.001)
+    assert stats["ratio"] == pytest.approx(0.25)
+
+
+def test_compare_enters_context_around_each_sample_of_its_side():
+    clock, log = FakeClock(), []
+
+    @contextlib.contextmanager
+    def limited():
+        log.append("enter")
+        yield 1
+        log.append("exit")
+
+    _bench.compare(
+        clock.work(1.0, log, "a"), clock.work(1.0, log, "b"), repeat=2,
+        context_b=limited, clock=clock,
+    )  # fmt: skip
+    assert log == ["a", "enter", "b", "exit", "enter", "b", "exit", "a"]
+
+
+def test_peak_memory_sees_numpy_allocations():
+    def allocate():
+        return np.ones(2**20)  # 8 MiB
+
+    result, peak = _bench.peak_memory(allocate)
+    assert result.shape == (2**20,)
+    assert peak >= 8 * 2**20
+
+
+def test_minimize_counter_reads_lbfgs_evaluations():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 5))
+    y = rng.integers(0, 3, 200)
+    with _bench._MinimizeCounter() as counter:
+        model = LogisticRegression().fit(X, y)
+    assert counter.calls == 1
+    assert counter.nfev >= model.n_iter_[0] >= 1
+    assert _bench._passes(model, counter) == counter.nfev
+
+
+def test_teacher_labels_reach_the_bayes_accuracy():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20_000, 20))
+    y, bayes = _bench.teacher_labels(rng, X, 5)
+    assert bayes == pytest.approx(_bench.BAYES_ACCURACY, abs=0.005)
+    assert y.shape == (20_000,) and set(np.unique(y)) == set(range(5))
+
+
+def test_random_csr_rows_and_density():
+    rng = np.random.default_rng(0)
+    X = _bench.random_csr(rng, 500, 1000, 0.01)
+    assert sp.isspmatrix_csr(X) and X.shape == (500, 1000)
+    assert X.has_canonical_format
+    per_row = np.diff(X.indptr)
+    assert per_row.max() <= 10 and per_row.mean() > 9.5
+
+
+def test_quick_workloads_and_matched_objectives():
+    """LR, MLP(lbfgs) and ours reach the same J with the alpha mapping used."""
+    workloads = _bench.make_workloads(quick=True, seed=0)
+    for name in ("digits", "dense", "wide", "sparse"):
+        for suffix in ("", "32"):
+            assert name + suffix in workloads
+    assert workloads["dense32"].X_train.dtype == np.float32
+    assert workloads["dense32"].X_train64.dtype == np.float64
+    wl = workloads["dense"]
+    values = {}
+    for method in ("ours lbfgs tol=1e-8", "LR lbfgs tol=1e-8", "MLP lbfgs"):
+        model, passes = _bench._fit_counted(
+            _bench.make_estimator(method, wl), wl.X_train, wl.y_train
+        )
+        assert passes >= 1
+        values[method] = _bench.objective(wl, model)
+    optimum = values["ours lbfgs tol=1e-8"]
+    assert _bench.relative_gap(values["LR lbfgs tol=1e-8"], optimum) == (
+        pytest.approx(0, abs=1e-9)
+    )
+    assert abs(_bench.relative_gap(values["MLP lbfgs"], optimum)) < 1e-3
+
+
+def test_grid_grows_geometrically():
+    grid = _bench._grid(100)
+    assert grid[:6] == [1, 2, 3, 5, 8, 13]
+    assert grid[-1] <= 100 and np.all(np.diff(grid) > 0)
+
+
+def test_unknown_group_is_an_error():
+    with pytest.raises(SystemExit, match="unknown group"):
+        main(["bench", "--quick", "--only", "nope"])
+
+
+def test_only_runs_the_named_groups(tmp_path):
+    output = tmp_path / "only.json"
+    assert (
+        main(["bench", "--quick", "--only", "defaults", "--output", str(output)]) == 0
+    )
+    results = json.loads(output.read_text())
+    assert list(results["groups"]) == ["defaults"]
+
+
+# ------------------------------------------------------------- quick run
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory):
+    output = tmp_path_factory.mktemp("bench") / "bench.json"
+    assert main(["bench", "--quick", "--output", str(output)]) == 0
+    return json.loads(output.read_text())
+
+
+def _numbers(obj):
+    if isinstance(obj, dict):
+        for value in obj.values():
+            yield from _numbers(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            yield from _numbers(value)
+    elif isinstance(obj, int | float) and not isinstance(obj, bool):
+        yield obj
+
+
+def _positive(row, *keys):
+    for key in keys:
+        assert row[key] is not None and row[key] > 0, (key, row)
+
+
+def test_quick_json_has_meta_and_every_group(quick_results):
+    meta = quick_results["meta"]
+    assert meta["quick"] is True
+    assert any(entry["user_api"] == "blas" for entry in meta["threadpool_info"])
+    assert set(quick_results["groups"]) == set(_bench.GROUPS)
+    for name, info in quick_results["workloads"].items():
+        assert info["X_nbytes"] > 0 and info["n_train"] > 0, name
+        assert info["optimum"] is None or info["optimum"] > 0
+    assert all(math.isfinite(value) for value in _numbers(quick_results))
+
+
+def test_quick_loss_gradient_rows(quick_results):
+    rows = quick_results["groups"]["loss_gradient"]["rows"]
+    assert {row["workload"] for row in rows} >= {"dense", "dense32", "sparse"}
+    for row in rows:
+        _positive(row, "time_loss_gradient", "time_products", "ratio")
+        _positive(row, "ratio_public", "ratio_default_call")
+    assert {row["grad_dtype"] for row in rows if row["dtype"] == "float32"} == {
+        "float32"
+    }
+
+
+def test_quick_lbfgs_vs_lr_rows(quick_results):
+    rows = quick_results["groups"]["lbfgs_vs_lr"]["rows"]
+    assert {(row["workload"], row["dtype"]) for row in rows} >= {
+        ("dense", "float64"),
+        ("dense", "float32"),
+    }
+    for row in rows:
+        _positive(row, "time_ours", "time_lr", "ratio", "passes_ours", "passes_lr")
+        _positive(row, "objective_ours", "objective_lr")
+        # the same optimum: both at the same tolerance of the same objective
+        assert abs(row["gap_between"]) < 1e-3, row
+
+
+def test_quick_sgd_passes_rows(quick_results):
+    rows = quick_results["groups"]["sgd_passes"]["rows"]
+    assert [row["workload"] for row in rows] == ["digits", "dense", "wide"]
+    for row in rows:
+        _positive(row, "lbfgs_passes", "sgd_passes", "ratio")
+        assert row["lbfgs_gap"] <= _bench.GAP_TARGET
+        assert row["sgd_gap"] <= _bench.GAP_TARGET
+
+
+def test_quick_defaults_row(quick_results):
+    (row,) = quick_results["groups"]["defaults"]["rows"]
+    _positive(row, "time_ours", "time_lr", "ratio")
+    for key in ("accuracy_ours", "accuracy_lr"):
+        assert 0 <= row[key] <= 1
+    assert row["accuracy_diff_points"] == pytest.approx(
+        100 * (row["accuracy_ours"] - row["accuracy_lr"])
+    )
+
+
+def test_quick_epoch_vs_torch(quick_results):
+    group = quick_results["groups"]["epoch_vs_torch"]
+    if "skipped" in group:
+        pytest.importorskip("torch")  # skipped only when torch is missing
+    (row,) = group["rows"]
+    _positive(row, "time_ours", "time_torch", "ratio", "ratio_torch_1thread")
+    assert row["objective_ours"] > 0 and row["objective_torch"] > 0
+
+
+def test_quick_peers_rows(quick_results):
+    rows = quick_results["groups"]["peers"]["rows"]
+    workloads = {row["workload"] for row in rows}
+    assert workloads == {"digits", "dense", "wide", "sparse"}
+    methods = {row["method"] for row in rows}
+    assert methods == set(_bench.METHODS)
+    for row in rows:
+        _positive(row, "time", "passes", "peak_mb", "X_mb")
+        assert 0 <= row["accuracy"] <= 1
+        if row["method"] == "SGDClassifier":
+            assert row["gap"] is None
+        else:
+            assert row["gap"] > -1e-6, row
+    exact = [row for row in rows if row["method"] == "ours lbfgs tol=1e-8"]
+    assert all(row["gap"] < 1e-6 for row in exact)
+
+
+def test_quick_curves(quick_results):
+    curves = quick_results["groups"]["curves"]["curves"]
+    assert curves
+    for curve in curves:
+        points = curve["points"]
+        assert points
+        assert [p["max_iter"] for p in points] == sorted(p["max_iter"] for p in points)
+        for point in points:
+            assert point["time"] > 0 and point["gap"] > -1e-6
