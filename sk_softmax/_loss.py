@@ -584,16 +584,19 @@ _CURVATURE_ROWS = 8192
 
 
 def _curvature_sample(X, sample_weight):
-    """Evenly spaced rows of X and their weights, renormalized to sum to one."""
+    """Evenly spaced rows of X and their weights, renormalized to sum to one.
+
+    A strided slice: a view of dense X, not a copy.
+    """
     n_samples = X.shape[0]
     if n_samples <= _CURVATURE_ROWS:
         return X, sample_weight
-    rows = np.linspace(0, n_samples - 1, _CURVATURE_ROWS).astype(np.intp)
-    weights = sample_weight[rows]
+    step = -(-n_samples // _CURVATURE_ROWS)
+    weights = sample_weight[::step]
     total = weights.sum()
     if total <= 0:
         return X, sample_weight
-    return X[rows], weights / total
+    return X[::step], weights / total
 
 
 def _centered_row_norms_sq(X, mean, scale):
