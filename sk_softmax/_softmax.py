@@ -47,6 +47,22 @@ _AUTO_BATCH_SIZE = 256
 _ADAM_AUTO_LEARNING_RATE = 1e-3
 
 
+_PD_NA_MESSAGE = (
+    "Input contains pd.NA (missing values); SoftmaxRegression does not accept "
+    "missing values. Impute them first, e.g. with sklearn.impute.SimpleImputer."
+)
+
+
+def _is_object(values):
+    """Whether ``values`` (array-like, Series) holds Python objects."""
+    return str(getattr(values, "dtype", "")) == "object" or isinstance(values, list)
+
+
+def _is_pd_na(value):
+    # pandas is optional: recognise its missing-value marker by type name.
+    return type(value).__name__ == "NAType"
+
+
 class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     """Multinomial logistic regression fitted by gradient descent.
 
@@ -350,6 +366,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         return self
 
     def _validate_X_y(self, X, y, reset):
+        y_values = np.asarray(y, dtype=object) if _is_object(y) else None
+        if y_values is not None and any(_is_pd_na(v) for v in y_values.ravel()):
+            raise ValueError(_PD_NA_MESSAGE)
         X, y = self._validate(X, y, reset=reset)
         if y.dtype == object:
             is_string = np.fromiter((isinstance(v, str) for v in y), bool, y.size)
@@ -372,11 +391,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         except TypeError as exc:
             # pandas' missing-value marker pd.NA fails inside numpy's casts.
             if "NAType" in str(exc) or "value of NA" in str(exc):
-                raise ValueError(
-                    "Input contains pd.NA (missing values); SoftmaxRegression "
-                    "does not accept missing values. Impute them first, e.g. "
-                    "with sklearn.impute.SimpleImputer."
-                ) from exc
+                raise ValueError(_PD_NA_MESSAGE) from exc
             raise
 
     def _sample_weights(self, X, y_index, sample_weight):
