@@ -92,6 +92,10 @@ class SolverResult:
     validation_losses: list | None = None
     best_loss: float | None = None
     n_passes: int = 0
+    # Gradient descent only: what a later partial_fit call continues from.
+    state: dict | None = None
+    learning_rate: float | np.ndarray | None = None
+    reference_loss: float | None = None
 
 
 class UpdateRule:
@@ -374,7 +378,8 @@ def gradient_descent(
     Returns
     -------
     result : SolverResult
-        With ``state`` attached as ``result.state``.
+        With the rule's ``state``, the last ``learning_rate`` and the
+        ``reference_loss``, from which ``partial_fit`` continues.
     """
     full_batch = batch_size >= n_samples
     # The gradient-norm test needs the full gradient and a rule that settles.
@@ -469,7 +474,7 @@ def gradient_descent(
         params[...] = best_params
     elif average and epoch > 1:
         params[...] = averaged
-    result = SolverResult(
+    return SolverResult(
         params=params,
         n_iter=epoch,
         converged=converged,
@@ -478,11 +483,10 @@ def gradient_descent(
         validation_losses=val_losses if validation is not None else None,
         best_loss=best_loss,
         n_passes=epoch,
+        state=state,
+        learning_rate=learning_rate,
+        reference_loss=reference_loss,
     )
-    result.state = state
-    result.reference_loss = reference_loss
-    result.learning_rate = learning_rate
-    return result
 
 
 def lbfgs(objective, params, *, max_iter=100, tol=1e-4, verbose=False):
