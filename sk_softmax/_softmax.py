@@ -793,11 +793,13 @@ def _make_objective(
         weights = 1.0 / X.shape[0]
 
     scale = scale.astype(dtype)
+    unscaled = bool(np.all(scale == 1))  # ordinary magnitudes: skip two passes
 
     def objective(params, batch):
-        coef = (params[:n_coef].reshape(n_classes, n_features) / scale).astype(
-            dtype, copy=False
-        )
+        coef = params[:n_coef].reshape(n_classes, n_features)
+        if not unscaled:
+            coef = coef / scale
+        coef = coef.astype(dtype, copy=False)
         intercept = None
         if fit_intercept:
             intercept = params[n_coef:].astype(dtype, copy=False)
@@ -824,7 +826,12 @@ def _make_objective(
             coef, intercept, X_b, y_b, w_b, alpha, label_smoothing, offset, n_threads
         )
         grad = np.empty(params.size, dtype=dtype)
-        np.divide(grad_coef, scale, out=grad[:n_coef].reshape(n_classes, n_features))
+        if unscaled:
+            grad[:n_coef] = grad_coef.ravel()
+        else:
+            np.divide(
+                grad_coef, scale, out=grad[:n_coef].reshape(n_classes, n_features)
+            )
         if fit_intercept:
             grad[n_coef:] = grad_intercept
         else:
