@@ -409,9 +409,10 @@ def lipschitz_constants(
 
         L(B) = n (B - 1) / (B (n - 1)) L + (n - B) / (B (n - 1)) L_max
 
-    Above 8192 samples, ``lambda_max`` is estimated on 8192 evenly spaced
-    rows: it only sets a step size, which the accelerated solver adapts and
-    the mini-batch loop checks for divergence.
+    Above 8192 samples, ``lambda_max`` is estimated on at most 8192 evenly
+    spaced rows (a strided view, not a copy): it only sets a step size,
+    which the accelerated solver adapts and the mini-batch loop checks for
+    divergence.
 
     Parameters
     ----------
@@ -447,7 +448,8 @@ def lipschitz_constants(
         Bound on the curvature along ``W`` (per feature with ``scale``).
     lipschitz_intercept : float
         Bound along the intercept: 1/2 for the full batch at the weighted
-        mean, the joint bound otherwise, 0 without intercept.
+        mean, otherwise the joint bound without its ``alpha`` (the intercept
+        is not penalized); 0 without intercept.
     mean : ndarray of shape (n_features,)
         The weighted mean ``mu`` used for centering (zeros when
         ``fit_intercept`` is False).
