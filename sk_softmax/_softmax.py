@@ -493,7 +493,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         validation = None
         if validation_data is not None:
             validation = _validation_scorer(
-                *validation_data, n_classes=n_classes, offset=offset, scale=scale
+                *validation_data, n_classes=n_classes, scale=scale, mean=mean
             )
 
         n_coef = n_classes * n_features
@@ -563,13 +563,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             self._rule_name = type(rule).__name__
             self._learning_rate = learning_rate
 
-        params = result.params
-        coef = (params[:n_coef].reshape(n_classes, n_features) / scale).astype(dtype)
-        intercept = np.zeros(n_classes, dtype=dtype)
-        if self.fit_intercept:
-            intercept = (params[n_coef:] - coef @ mean).astype(dtype)
-        self.coef_ = coef
-        self.intercept_ = intercept
+        coef, intercept = _original_parameters(result.params, n_classes, scale, mean)
+        self.coef_ = coef.astype(dtype)
+        self.intercept_ = intercept.astype(dtype)
         if partial and warm:
             self.n_iter_ += result.n_iter
             self.loss_curve_ = self.loss_curve_ + result.loss_curve
@@ -844,7 +840,18 @@ def _make_objective(
     return objective
 
 
-def _validation_scorer(X_val, y_val, w_val, *, n_classes, offset, scale):
+def _original_parameters(params, n_classes, scale, mean):
+    """``(coef, intercept)`` of the model from the solver's flat parameters.
+
+    The solvers work on ``[W diag(scale), b']`` with ``b' = b + W mean``
+    (``mean`` is zeros without intercept, where ``b'`` stays 0).
+    """
+    n_coef = n_classes * scale.size
+    coef = params[:n_coef].reshape(n_classes, scale.size) / scale
+    return coef, params[n_coef:] - coef @ mean
+
+
+def _validation_scorer(X_val, y_val, w_val, *, n_classes, scale, mean):
     """``validation(params) -> (loss, accuracy)`` on the held-out samples.
 
     The loss is the weighted cross-entropy without smoothing or penalty.
@@ -856,15 +863,10 @@ def _validation_scorer(X_val, y_val, w_val, *, n_classes, offset, scale):
             "random_state or validation_fraction."
         )
     w_val = w_val / weight_sum
-    n_features = X_val.shape[1]
-    n_coef = n_classes * n_features
     rows = np.arange(y_val.size)
 
     def validation(params):
-        coef = params[:n_coef].reshape(n_classes, n_features) / scale
-        intercept = params[n_coef:]
-        if offset is not None:
-            intercept = intercept - coef @ offset
+        coef, intercept = _original_parameters(params, n_classes, scale, mean)
         log_proba = log_softmax(np.asarray(X_val @ coef.T) + intercept)
         loss = -float(log_proba[rows, y_val] @ w_val)
         score = float((log_proba.argmax(axis=1) == y_val) @ w_val)
