@@ -80,7 +80,7 @@ def _gradient_block_inplace(raw_t, y, sample_weight, label_smoothing):
 
     Parameters
     ----------
-    raw_t : ndarray of shape (n_classes, n_samples)
+    raw_t : C-contiguous ndarray of shape (n_classes, n_samples)
         ``Z^T``; overwritten with ``G^T = ((P - T) diag(s) / S)^T``.
     y : ndarray of shape (n_samples,), integer
         Class indices.
@@ -96,12 +96,16 @@ def _gradient_block_inplace(raw_t, y, sample_weight, label_smoothing):
         ``1/S sum_i s_i CE_i``, without the L2 term.
     """
     n_classes, n_samples = raw_t.shape
-    cols = np.arange(n_samples)
-    max_raw = raw_t.max(axis=0)
-    raw_t -= max_raw
+    # Flat positions of the true classes in raw_t: one-dimensional take and
+    # put are several times faster than indexing with (row, column) pairs.
+    true = np.multiply(y, n_samples, dtype=np.intp)
+    true += np.arange(n_samples)
+    flat = raw_t.reshape(-1)
+    raw_t -= raw_t.max(axis=0)
     # Per-sample loss on the shifted logits: the shift cancels exactly since
     # the smoothed targets sum to one.
-    per_sample = -(1.0 - label_smoothing) * raw_t[y, cols]
+    per_sample = flat.take(true)
+    per_sample *= label_smoothing - 1.0
     if label_smoothing:
         per_sample -= (label_smoothing / n_classes) * raw_t.sum(axis=0)
     np.exp(raw_t, out=raw_t)
@@ -109,21 +113,22 @@ def _gradient_block_inplace(raw_t, y, sample_weight, label_smoothing):
     per_sample += np.log(sum_exp)
     if np.ndim(sample_weight):
         loss = per_sample @ sample_weight
-        raw_t *= sample_weight / sum_exp
     else:
         loss = per_sample.sum() * sample_weight
-        sum_exp /= sample_weight
-        raw_t /= sum_exp
+    # One division per sample, then a product over the block.
+    np.divide(sample_weight, sum_exp, out=sum_exp)
+    raw_t *= sum_exp
     if label_smoothing:
         raw_t -= (label_smoothing / n_classes) * sample_weight
-    raw_t[y, cols] -= (1.0 - label_smoothing) * sample_weight
+    flat[true] -= (1.0 - label_smoothing) * sample_weight
     return loss
 
 
-# Rows per dense block: a block of X (about 2 MiB) is still in cache when
+# Rows per dense block: a block of X (about 4 MiB) is still in cache when
 # the backward product reads it again, and the (n_classes, rows) logits stay
-# in L2 for the elementwise softmax passes.
-_BLOCK_BYTES = 2 << 20
+# in L2 for the elementwise softmax passes.  Measured on 100k x 100 x 10 and
+# 20k x 1000 x 20, float32 and float64: 4 MiB beats 2, 8 and 16 MiB.
+_BLOCK_BYTES = 4 << 20
 _MIN_BLOCK_ROWS = 1024
 _EXECUTOR = None
 
@@ -155,6 +160,29 @@ def _row_block(X, start, stop):
     )
 
 
+def _forward(X_block, coef, coef_t, intercept_raw):
+    """``Z^T = W X_block^T + b``, C-contiguous of shape (n_classes, rows)."""
+    if sp.issparse(X_block):
+        raw = X_block @ coef_t
+    elif X_block.dtype == np.float32:
+        # OpenBLAS's sgemm computes the (rows, n_classes) product about a
+        # third faster than the (n_classes, rows) one (dgemm is the other
+        # way round): one transposing copy is the cheaper path.
+        raw = X_block @ coef.T
+    else:
+        # gemm on the block transposed: no copy, output already (K, rows).
+        raw_t = coef @ X_block.T
+        if intercept_raw is not None:
+            raw_t += intercept_raw[:, None]
+        return raw_t
+    raw_t = np.empty((raw.shape[1], raw.shape[0]), dtype=raw.dtype)
+    if intercept_raw is None:
+        np.copyto(raw_t, raw.T)
+    else:
+        np.add(raw.T, intercept_raw[:, None], out=raw_t)
+    return raw_t
+
+
 def _blocks_loss_and_gradient(
     coef, intercept_raw, X, y, sample_weight, label_smoothing, blocks
 ):
@@ -162,6 +190,7 @@ def _blocks_loss_and_gradient(
     grad_coef = grad_intercept = None
     loss = 0.0
     sparse = sp.issparse(X)
+    coef_t = None
     if sparse:
         # scipy wants C-ordered dense operands: transpose W once, not per
         # block, and accumulate the gradient as (n_features, n_classes).
@@ -169,24 +198,20 @@ def _blocks_loss_and_gradient(
     weighted = np.ndim(sample_weight) > 0
     for start, stop in blocks:
         X_block = _row_block(X, start, stop)
-        if sparse:
-            raw_t = np.ascontiguousarray((X_block @ coef_t).T)
-        else:
-            # gemm with the block transposed: no copy, output already (K, m).
-            raw_t = coef @ X_block.T
-        if intercept_raw is not None:
-            raw_t += intercept_raw[:, None]
+        raw_t = _forward(X_block, coef, coef_t, intercept_raw)
         weight = sample_weight[start:stop] if weighted else sample_weight
         loss += _gradient_block_inplace(raw_t, y[start:stop], weight, label_smoothing)
         if sparse:
             block_grad = X_block.T @ np.ascontiguousarray(raw_t.T)
         else:
             block_grad = raw_t @ X_block
+        # 1^T G as a product: faster than a sum along rows.
+        block_grad_intercept = raw_t @ np.ones(raw_t.shape[1], dtype=raw_t.dtype)
         if grad_coef is None:
-            grad_coef, grad_intercept = block_grad, raw_t.sum(axis=1)
+            grad_coef, grad_intercept = block_grad, block_grad_intercept
         else:
             grad_coef += block_grad
-            grad_intercept += raw_t.sum(axis=1)
+            grad_intercept += block_grad_intercept
     if sparse:
         grad_coef = np.ascontiguousarray(np.asarray(grad_coef).T)
     return loss, grad_coef, grad_intercept

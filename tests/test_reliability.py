@@ -94,8 +94,11 @@ def _assert_valid_outputs(clf, X):
     assert np.all(np.isfinite(log_proba)), "predict_log_proba is not finite"
     assert np.all(log_proba <= 0)
     assert np.all(np.isfinite(clf.decision_function(X)))
+    # predict returns a most probable class (ties after rounding may go
+    # either way).
+    predicted = np.searchsorted(clf.classes_, clf.predict(X))
     np.testing.assert_array_equal(
-        clf.predict(X), clf.classes_[np.argmax(proba, axis=1)]
+        proba[np.arange(proba.shape[0]), predicted], proba.max(axis=1)
     )
 
 
