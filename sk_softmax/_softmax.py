@@ -475,8 +475,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             if self.fit_intercept:
                 mean = weighted_mean(X, weights_normalized)
             scale = feature_scales(X, weights_normalized, mean)
-        # L-BFGS finds its own steps: only the other solvers need the bound.
-        if self.solver != "lbfgs" and not (partial and warm):
+        # Only the automatic step of sgd (and of custom rules) needs the
+        # curvature bound: L-BFGS finds its own steps, Adam's automatic step
+        # is a constant, and later partial_fit calls keep the first step.
+        if (
+            self.learning_rate_init == "auto"
+            and self.solver not in ("lbfgs", "adam")
+            and not (partial and warm)
+        ):
             self._lipschitz = lipschitz_constants(
                 X,
                 weights_normalized,
