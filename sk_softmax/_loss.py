@@ -36,6 +36,7 @@ Conventions
 
 import numbers
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
@@ -129,25 +130,40 @@ def _gradient_block_inplace(raw_t, y, sample_weight, label_smoothing):
 # in L2 for the elementwise softmax passes.  Measured on 100k x 100 x 10 and
 # 20k x 1000 x 20, float32 and float64: 4 MiB beats 2, 8 and 16 MiB.
 _BLOCK_BYTES = 4 << 20
-_MIN_BLOCK_ROWS = 1024
+# Smaller data (a mini-batch) is shared among the threads down to blocks of
+# this size; below it, handing a block to another thread costs more than
+# the block's work.
+_MIN_BLOCK_BYTES = 256 << 10
+_MIN_SPARSE_BLOCK_ROWS = 1024
 _EXECUTOR = None
 
 
-def _block_rows(X, n_threads=1):
-    n_samples = max(X.shape[0], 1)
+def _block_rows(X, n_samples, n_threads=1):
+    """Rows per block when ``n_samples`` rows of X are processed."""
+    n_samples = max(n_samples, 1)
+    share = -(-n_samples // n_threads)
     if sp.issparse(X):
         # The backward product of a sparse block writes a dense
         # (n_features, n_classes) result: one block per thread, not per
         # cache line.  Row slices of formats other than CSR are copies.
         if X.format != "csr":
             return n_samples
-        return max(_MIN_BLOCK_ROWS, -(-n_samples // n_threads))
+        return max(_MIN_SPARSE_BLOCK_ROWS, share)
     row_bytes = max(X.shape[1] * X.dtype.itemsize, 1)
-    return max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // row_bytes)
+    rows = max(_BLOCK_BYTES // row_bytes, 1)
+    return min(rows, max(share, _MIN_BLOCK_BYTES // row_bytes, 1))
 
 
-def _row_block(X, start, stop):
-    """Rows ``start:stop`` of X without copying (CSR shares data and indices)."""
+def _row_block(X, start, stop, rows=None):
+    """Rows ``start:stop`` of X, or of ``X[rows]`` when ``rows`` is given.
+
+    Slices share memory with X (CSR slices share data and indices); rows
+    given by index are gathered, block by block, by the thread that uses
+    them.
+    """
+    if rows is not None:
+        index = rows[start:stop]
+        return X[index] if sp.issparse(X) else np.take(X, index, axis=0)
     if not sp.issparse(X):
         return X[start:stop]
     if start == 0 and stop == X.shape[0]:
@@ -184,7 +200,7 @@ def _forward(X_block, coef, coef_t, intercept_raw):
 
 
 def _blocks_loss_and_gradient(
-    coef, intercept_raw, X, y, sample_weight, label_smoothing, blocks
+    coef, intercept_raw, X, y, sample_weight, label_smoothing, rows, blocks
 ):
     """Sum over row blocks of the data term and of ``G^T X``, ``1^T G``."""
     grad_coef = grad_intercept = None
@@ -197,7 +213,7 @@ def _blocks_loss_and_gradient(
         coef_t = np.ascontiguousarray(coef.T)
     weighted = np.ndim(sample_weight) > 0
     for start, stop in blocks:
-        X_block = _row_block(X, start, stop)
+        X_block = _row_block(X, start, stop, rows)
         raw_t = _forward(X_block, coef, coef_t, intercept_raw)
         weight = sample_weight[start:stop] if weighted else sample_weight
         loss += _gradient_block_inplace(raw_t, y[start:stop], weight, label_smoothing)
@@ -227,6 +243,7 @@ def _loss_and_gradient(
     label_smoothing,
     offset=None,
     n_threads=1,
+    rows=None,
 ):
     """Unvalidated core of :func:`loss_and_gradient`.
 
@@ -234,7 +251,9 @@ def _loss_and_gradient(
     scalar ``1 / n_samples``).  ``intercept`` may be None (no intercept).
     ``offset`` (n_features,), when given with an intercept, is subtracted
     from every row of X implicitly: ``z = W (x - offset) + b``.  It lets
-    solvers work in centered coordinates without copying X.
+    solvers work in centered coordinates without copying X.  ``rows``, an
+    index array, restricts the loss to the mini-batch ``X[rows]`` (then
+    ``y`` and an array ``sample_weight`` are the batch's own).
 
     The samples are processed in row blocks that stay in cache between the
     forward and the backward product; with ``n_threads > 1`` the blocks are
@@ -244,38 +263,62 @@ def _loss_and_gradient(
     Returns ``(loss, grad_coef, grad_intercept)``; ``grad_intercept`` is
     None without intercept.
     """
-    global _EXECUTOR
     if offset is not None and intercept is not None:
         intercept_raw = intercept - coef @ offset
     else:
         intercept_raw = intercept
-    n_samples = X.shape[0]
-    rows = _block_rows(X, n_threads)
-    blocks = [(a, min(a + rows, n_samples)) for a in range(0, n_samples, rows)]
-    args = (coef, intercept_raw, X, y, sample_weight, label_smoothing)
-    n_threads = min(n_threads, len(blocks))
-    if n_threads > 1:
-        if _EXECUTOR is None or _EXECUTOR._max_workers < n_threads:
-            _EXECUTOR = ThreadPoolExecutor(max_workers=n_threads)
-        parts = list(
-            _EXECUTOR.map(
-                lambda k: _blocks_loss_and_gradient(*args, blocks[k::n_threads]),
-                range(n_threads),
-            )
-        )
-        loss = sum(part[0] for part in parts)
-        grad_coef = sum(part[1] for part in parts[1:]) + parts[0][1]
-        grad_intercept = sum(part[2] for part in parts[1:]) + parts[0][2]
-    else:
-        loss, grad_coef, grad_intercept = _blocks_loss_and_gradient(*args, blocks)
+    n_samples = X.shape[0] if rows is None else rows.shape[0]
+    blocks = _row_blocks(X, n_samples, n_threads)
+    parts = _per_thread(
+        partial(
+            _blocks_loss_and_gradient,
+            coef,
+            intercept_raw,
+            X,
+            y,
+            sample_weight,
+            label_smoothing,
+            rows,
+        ),
+        blocks,
+        n_threads,
+    )
+    loss, grad_coef, grad_intercept = parts[0]
+    for part in parts[1:]:
+        loss += part[0]
+        grad_coef += part[1]
+        grad_intercept += part[2]
     if intercept is None:
         grad_intercept = None
     elif offset is not None:
-        grad_coef -= np.outer(grad_intercept, offset).astype(grad_coef.dtype)
+        grad_coef -= np.multiply.outer(grad_intercept, offset)
     if alpha:
         loss += 0.5 * alpha * float(np.vdot(coef, coef))
         grad_coef += alpha * coef
     return loss, grad_coef, grad_intercept
+
+
+def _row_blocks(X, n_samples, n_threads=1):
+    """``[(start, stop), ...]`` covering ``n_samples`` rows of X."""
+    step = _block_rows(X, n_samples, n_threads)
+    return [(a, min(a + step, n_samples)) for a in range(0, n_samples, step)]
+
+
+def _per_thread(work, blocks, n_threads):
+    """``[work(blocks[k::n]) for k in range(n)]`` on ``n`` threads.
+
+    The calling thread takes the first share: one hand-off per extra thread.
+    """
+    global _EXECUTOR
+    n_threads = min(n_threads, len(blocks))
+    if n_threads <= 1:
+        return [work(blocks)]
+    if _EXECUTOR is None or _EXECUTOR._max_workers < n_threads - 1:
+        _EXECUTOR = ThreadPoolExecutor(max_workers=n_threads - 1)
+    futures = [
+        _EXECUTOR.submit(work, blocks[k::n_threads]) for k in range(1, n_threads)
+    ]
+    return [work(blocks[::n_threads])] + [future.result() for future in futures]
 
 
 def _as_float_array(X):
@@ -539,16 +582,49 @@ def weighted_mean(X, sample_weight):
     >>> weighted_mean(np.array([[0.0, 2.0], [4.0, 6.0]]), np.array([0.75, 0.25]))
     array([1., 3.])
     """
+    return _mean_and_range(X, sample_weight)[0]
+
+
+def _mean_and_range(X, sample_weight, *, n_threads=1, mean=True):
+    """``(weighted mean of the rows, min value, max value)`` in one pass.
+
+    Row blocks are read once from memory, shared among ``n_threads``
+    threads, and each is reduced three ways while in cache.  The range is
+    over rows of positive weight and includes 0 (the implicit entries of a
+    sparse X).  ``mean=False`` skips the mean (returns None for it).
+    """
+    n_samples, n_features = X.shape
     # In the dtype of X: a float64 weight vector would upcast (copy) X.
-    weights = np.broadcast_to(sample_weight, (X.shape[0],)).astype(X.dtype)
-    return np.asarray(X.T @ weights, dtype=np.float64).ravel()
+    weights = np.broadcast_to(sample_weight, (n_samples,)).astype(X.dtype)
+
+    def work(blocks):
+        total = np.zeros(n_features) if mean else None
+        low = high = 0.0
+        for start, stop in blocks:
+            X_block, w_block = _row_block(X, start, stop), weights[start:stop]
+            if mean:
+                total += np.asarray(X_block.T @ w_block, dtype=np.float64).ravel()
+            if not np.all(w_block > 0):
+                X_block = X_block[np.flatnonzero(w_block > 0)]
+            values = X_block.data if sp.issparse(X_block) else X_block
+            low = np.fmin(low, values.min(initial=0))
+            high = np.fmax(high, values.max(initial=0))
+        return total, float(low), float(high)
+
+    parts = _per_thread(work, _row_blocks(X, n_samples, n_threads), n_threads)
+    total = sum(part[0] for part in parts) if mean else None
+    return (
+        total,
+        min(part[1] for part in parts),
+        max(part[2] for part in parts),
+    )
 
 
 # Data whose largest centered value lies in this range is solved as given.
 _PLAIN_RANGE = (2.0**-16, 2.0**16)
 
 
-def feature_scales(X, sample_weight, mean):
+def feature_scales(X, sample_weight, mean, *, value_range=None):
     """Scale of the coordinates the solvers work in, per feature.
 
     Solvers work on ``W diag(scale)``, with data ``(X - mean) / scale``.
@@ -571,6 +647,9 @@ def feature_scales(X, sample_weight, mean):
         Non-negative weights.
     mean : ndarray of shape (n_features,)
         The center (zeros without intercept).
+    value_range : tuple of (float, float), default=None
+        The smallest and largest values of X over rows of positive weight
+        (0 included), when already known; computed otherwise.
 
     Returns
     -------
@@ -588,14 +667,9 @@ def feature_scales(X, sample_weight, mean):
     array([1.])
     """
     n_features = X.shape[1]
-    sample_weight = np.broadcast_to(sample_weight, (X.shape[0],))
-    if not np.all(sample_weight > 0):
-        X = X[np.flatnonzero(sample_weight > 0)]
-    if X.shape[0] == 0 or n_features == 0:
-        return np.ones(n_features)
-    values = X.data if sp.issparse(X) else X
-    # max and -min: two passes without the temporary copy np.abs would make.
-    largest = max(float(values.max(initial=0)), -float(values.min(initial=0)))
+    if value_range is None:
+        value_range = _mean_and_range(X, sample_weight, mean=False)[1:]
+    largest = max(value_range[1], -value_range[0])
     with np.errstate(over="ignore"):
         top = largest + float(np.max(np.abs(mean), initial=0))
     if not np.isfinite(top) or top == 0:

@@ -4,7 +4,6 @@ import numbers
 import warnings
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
@@ -25,10 +24,10 @@ from ._compat import (
 )
 from ._loss import (
     _loss_and_gradient,
+    _mean_and_range,
     feature_scales,
     lipschitz_constants,
     log_softmax,
-    weighted_mean,
 )
 from ._solvers import (
     AcceleratedGradient,
@@ -304,7 +303,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """
         warm = self.warm_start and hasattr(self, "coef_")
         X, y = self._validate_X_y(X, y, reset=True)
-        classes = np.unique(y)
+        classes, y_index = _encode_labels(y)
         if classes.size < 2:
             raise ValueError(
                 "SoftmaxRegression needs samples of at least 2 classes in the "
@@ -313,7 +312,6 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if warm and not np.array_equal(classes, self.classes_):
             warm = False
         self.classes_ = classes
-        y_index = np.searchsorted(classes, y)
         weights = self._sample_weights(X, y_index, sample_weight)
         self._fit(X, y_index, weights, warm=warm, partial=False)
         return self
@@ -377,7 +375,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             is_string = np.fromiter((isinstance(v, str) for v in y), bool, y.size)
             if is_string.any() and not is_string.all():
                 raise ValueError("Mix of label input types (string and number) in y.")
-        check_classification_targets(y)
+        # Integer labels are always "binary" or "multiclass": scikit-learn's
+        # check (two sorts of y) can then only warn that more than half of
+        # the samples have a class of their own, which takes labels spread
+        # over a range that wide.
+        if y.dtype.kind not in "iu" or (
+            y.size > 20 and int(y.max()) - int(y.min()) >= 0.5 * y.size
+        ):
+            check_classification_targets(y)
         return X, y
 
     def _validate(self, X, y="no_validation", *, reset):
@@ -471,10 +476,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # step sizes (the optimizer state refers to them).
             mean, scale = self._mean, self._scale
         else:
-            mean = np.zeros(n_features)
-            if self.fit_intercept:
-                mean = weighted_mean(X, weights_normalized)
-            scale = feature_scales(X, weights_normalized, mean)
+            mean, low, high = _mean_and_range(
+                X, weights_normalized, n_threads=n_threads, mean=self.fit_intercept
+            )
+            if not self.fit_intercept:
+                mean = np.zeros(n_features)
+            scale = feature_scales(X, weights_normalized, mean, value_range=(low, high))
         # Only the automatic step of sgd (and of custom rules) needs the
         # curvature bound: L-BFGS finds its own steps, Adam's automatic step
         # is a constant, and later partial_fit calls keep the first step.
@@ -767,6 +774,23 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         super().__setstate__(state)
 
 
+def _encode_labels(y):
+    """``(classes, y_index)``: the sorted distinct labels, each sample's index.
+
+    Integer labels in a range not much larger than the number of samples are
+    counted rather than sorted.
+    """
+    if y.dtype.kind in "iu" and y.size:
+        low, high = int(y.min()), int(y.max())
+        if high - low <= 4 * y.size:
+            offsets = y.astype(np.intp) - low
+            present = np.bincount(offsets) > 0
+            classes = (np.flatnonzero(present) + low).astype(y.dtype)
+            return classes, (np.cumsum(present) - 1)[offsets]
+    classes = np.unique(y)
+    return classes, np.searchsorted(classes, y)
+
+
 def _make_objective(
     X,
     y_index,
@@ -791,8 +815,8 @@ def _make_objective(
     n_features = X.shape[1]
     n_coef = n_classes * n_features
     dtype = X.dtype
-    dense = not sp.issparse(X)
-    batch_buffer = {}
+    if offset is not None:
+        offset = offset.astype(dtype)
     uniform = weights is None
     if uniform:
         weights = 1.0 / X.shape[0]
@@ -809,16 +833,9 @@ def _make_objective(
         if fit_intercept:
             intercept = params[n_coef:].astype(dtype, copy=False)
         if batch is None:
-            X_b, y_b, w_b = X, y_index, weights
+            y_b, w_b = y_index, weights
         else:
-            if dense:
-                buffer = batch_buffer.get(batch.size)
-                if buffer is None:
-                    buffer = np.empty((batch.size, n_features), dtype=dtype)
-                    batch_buffer[batch.size] = buffer
-                X_b = np.take(X, batch, axis=0, out=buffer)
-            else:
-                X_b = X[batch]
+            # The loss gathers the batch's rows of X itself, block by block.
             y_b = y_index[batch]
             if uniform:
                 w_b = 1.0 / batch.size
@@ -828,7 +845,16 @@ def _make_objective(
                 if total > 0:
                     w_b = w_b / total
         loss, grad_coef, grad_intercept = _loss_and_gradient(
-            coef, intercept, X_b, y_b, w_b, alpha, label_smoothing, offset, n_threads
+            coef,
+            intercept,
+            X,
+            y_b,
+            w_b,
+            alpha,
+            label_smoothing,
+            offset,
+            n_threads,
+            rows=batch,
         )
         grad = np.empty(params.size, dtype=dtype)
         if unscaled:

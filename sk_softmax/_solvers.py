@@ -50,6 +50,9 @@ __all__ = [
 ]
 
 
+_BLAS_CONTROLLER = None
+
+
 @contextlib.contextmanager
 def single_threaded_blas():
     """Run the body with every BLAS pool at one thread; yield the thread budget.
@@ -70,7 +73,13 @@ def single_threaded_blas():
     n_threads : int
         Threads the objective may use.
     """
-    blas = ThreadpoolController().select(user_api="blas")
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:
+        # Finding the libraries walks every loaded shared object (about 2 ms
+        # a fit): once per process.  numpy's and scipy's BLAS are loaded by
+        # then, since this package imports both.
+        _BLAS_CONTROLLER = ThreadpoolController().select(user_api="blas")
+    blas = _BLAS_CONTROLLER
     sizes = [lib.num_threads for lib in blas.lib_controllers]
     n_threads = max(sizes, default=1)
     if n_threads <= 1:

@@ -788,13 +788,54 @@ def test_row_blocks_and_threads_match_one_block(
     else:
         sw = 1.0 / n
     args = (coef, intercept, X, y, sw, 0.1, 0.2, offset)
-    monkeypatch.setattr(_loss, "_MIN_BLOCK_ROWS", n)
+    monkeypatch.setattr(_loss, "_MIN_SPARSE_BLOCK_ROWS", n)
+    monkeypatch.setattr(_loss, "_BLOCK_BYTES", n * d * 8)
+    assert _loss._block_rows(X, n) == n
     single = _loss._loss_and_gradient(*args)
-    monkeypatch.setattr(_loss, "_MIN_BLOCK_ROWS", 700)
-    monkeypatch.setattr(_loss, "_BLOCK_BYTES", 1)
+    monkeypatch.setattr(_loss, "_MIN_SPARSE_BLOCK_ROWS", 700)
+    monkeypatch.setattr(_loss, "_BLOCK_BYTES", 700 * d * 8)
     # Dense blocks follow the cache size, sparse ones the thread count.
     expected_rows = max(700, -(-n // n_threads)) if sp.issparse(X) else 700
-    assert _loss._block_rows(X, n_threads) == expected_rows
+    assert _loss._block_rows(X, n, n_threads) == expected_rows
     blocked = _loss._loss_and_gradient(*args, n_threads=n_threads)
     for got, ref in zip(blocked, single, strict=True):
         np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("container", [np.asarray, sp.csr_matrix], ids=["dense", "csr"])
+def test_rows_gather_the_mini_batch(monkeypatch, container, n_threads):
+    # rows=index computes the loss of X[index] without the caller copying
+    # it, also when the batch is split among threads.
+    from sk_softmax import _loss
+
+    rng = np.random.RandomState(12)
+    n, d, K = 500, 30, 5
+    X = container(rng.standard_normal((n, d)))
+    y = rng.randint(K, size=n)
+    coef, intercept = rng.standard_normal((K, d)), rng.standard_normal(K)
+    offset = rng.standard_normal(d)
+    index = rng.permutation(n)[:200]
+    # Small blocks so that the batch is split.
+    monkeypatch.setattr(_loss, "_MIN_BLOCK_BYTES", 1)
+    monkeypatch.setattr(_loss, "_MIN_SPARSE_BLOCK_ROWS", 1)
+    monkeypatch.setattr(_loss, "_BLOCK_BYTES", 64 * d * 8)
+    weights = rng.uniform(0, 2, size=200)
+    weights /= weights.sum()
+    got = _loss._loss_and_gradient(
+        coef,
+        intercept,
+        X,
+        y[index],
+        weights,
+        0.1,
+        0.2,
+        offset,
+        n_threads,
+        rows=index,
+    )
+    ref = _loss._loss_and_gradient(
+        coef, intercept, X[index], y[index], weights, 0.1, 0.2, offset
+    )
+    for got_part, ref_part in zip(got, ref, strict=True):
+        np.testing.assert_allclose(got_part, ref_part, rtol=1e-12, atol=1e-14)

@@ -900,3 +900,44 @@ def test_partial_fit_uses_momentum_steps_on_each_chunk():
     clf.partial_fit(X[75:], y[75:])
     assert clf._rule_name == "Momentum"
     assert clf.n_iter_ == 2
+
+
+@pytest.mark.parametrize(
+    "y",
+    [
+        np.array([3, -2, 3, 7, -2]),
+        np.array([200, 5, 5, 1], dtype=np.uint8),
+        np.array([10**12, 2, 2, -(10**12)]),
+        np.array([True, False, True]),
+        np.array(["b", "a", "b"]),
+        np.array([2.0, 0.5, 2.0]),
+    ],
+    ids=["int", "uint8", "wide-range", "bool", "str", "float"],
+)
+def test_encode_labels_matches_unique(y):
+    from sk_softmax._softmax import _encode_labels
+
+    classes, y_index = _encode_labels(y)
+    expected_classes, expected_index = np.unique(y, return_inverse=True)
+    np.testing.assert_array_equal(classes, expected_classes)
+    assert classes.dtype == y.dtype
+    np.testing.assert_array_equal(y_index, expected_index)
+
+
+def test_integer_labels_with_a_class_per_sample_warn_as_sklearn_does():
+    # scikit-learn (1.7 and later) warns that y may be a regression target
+    # when most samples have a class of their own; skipping its check for
+    # integer labels must not lose that warning.
+    from sklearn.utils.multiclass import check_classification_targets
+
+    rng = np.random.RandomState(0)
+    X, y = rng.standard_normal((40, 3)), np.arange(40)
+    with warnings.catch_warnings(record=True) as expected:
+        warnings.simplefilter("always")
+        check_classification_targets(y)
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        SoftmaxRegression(max_iter=2).fit(X, y)
+    expected = [str(w.message) for w in expected if w.category is UserWarning]
+    got = [str(w.message) for w in got if w.category is UserWarning]
+    assert got == expected
