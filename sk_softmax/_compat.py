@@ -6,19 +6,25 @@ from one stable spot.
 """
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from sklearn.utils.multiclass import (
     _check_partial_fit_first_call,
     check_classification_targets,
 )
-from sklearn.utils.validation import _check_sample_weight, validate_data
+from sklearn.utils.validation import (
+    _assert_all_finite,
+    _check_sample_weight,
+    validate_data,
+)
 
 __all__ = [
     "Hidden",
     "Interval",
     "StrOptions",
     "_fit_context",
+    "assert_all_finite",
     "check_classification_targets",
     "check_partial_fit_first_call",
     "check_sample_weight",
@@ -46,3 +52,20 @@ def check_sample_weight(sample_weight, X, dtype):
 
 
 check_partial_fit_first_call = _check_partial_fit_first_call
+
+
+def assert_all_finite(X, *, estimator_name):
+    """Raise scikit-learn's error if X (dense or sparse) has NaN or infinity.
+
+    Under ``sklearn.set_config(assume_finite=True)`` scikit-learn's check
+    does nothing; fitting on non-finite data would end in NaN, so this one
+    still checks.
+    """
+    values = X.data if sp.issparse(X) else X
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(values.sum()):
+            return
+    _assert_all_finite(values, input_name="X", estimator_name=estimator_name)
+    # Either checks are off, or the sum overflowed on finite values.
+    if not np.all(np.isfinite(values)):
+        raise ValueError("Input X contains NaN or infinity.")

@@ -112,7 +112,7 @@ def _gradient_block_inplace(raw_t, y, sample_weight, label_smoothing):
     np.exp(raw_t, out=raw_t)
     sum_exp = raw_t.sum(axis=0)
     per_sample += np.log(sum_exp)
-    if np.ndim(sample_weight):
+    if getattr(sample_weight, "ndim", 0):
         loss = per_sample @ sample_weight
     else:
         loss = per_sample.sum() * sample_weight
@@ -142,7 +142,7 @@ def _block_rows(X, n_samples, n_threads=1):
     """Rows per block when ``n_samples`` rows of X are processed."""
     n_samples = max(n_samples, 1)
     share = -(-n_samples // n_threads)
-    if sp.issparse(X):
+    if not isinstance(X, np.ndarray):
         # The backward product of a sparse block writes a dense
         # (n_features, n_classes) result: one block per thread, not per
         # cache line.  Row slices of formats other than CSR are copies.
@@ -163,8 +163,10 @@ def _row_block(X, start, stop, rows=None):
     """
     if rows is not None:
         index = rows[start:stop]
-        return X[index] if sp.issparse(X) else np.take(X, index, axis=0)
-    if not sp.issparse(X):
+        if isinstance(X, np.ndarray):
+            return np.take(X, index, axis=0)
+        return X[index]
+    if isinstance(X, np.ndarray):
         return X[start:stop]
     if start == 0 and stop == X.shape[0]:
         return X
@@ -178,7 +180,7 @@ def _row_block(X, start, stop, rows=None):
 
 def _forward(X_block, coef, coef_t, intercept_raw):
     """``Z^T = W X_block^T + b``, C-contiguous of shape (n_classes, rows)."""
-    if sp.issparse(X_block):
+    if not isinstance(X_block, np.ndarray):
         raw = X_block @ coef_t
     elif X_block.dtype == np.float32:
         # OpenBLAS's sgemm computes the (rows, n_classes) product about a
@@ -205,13 +207,13 @@ def _blocks_loss_and_gradient(
     """Sum over row blocks of the data term and of ``G^T X``, ``1^T G``."""
     grad_coef = grad_intercept = None
     loss = 0.0
-    sparse = sp.issparse(X)
+    sparse = not isinstance(X, np.ndarray)
     coef_t = None
     if sparse:
         # scipy wants C-ordered dense operands: transpose W once, not per
         # block, and accumulate the gradient as (n_features, n_classes).
         coef_t = np.ascontiguousarray(coef.T)
-    weighted = np.ndim(sample_weight) > 0
+    weighted = getattr(sample_weight, "ndim", 0) > 0
     for start, stop in blocks:
         X_block = _row_block(X, start, stop, rows)
         raw_t = _forward(X_block, coef, coef_t, intercept_raw)
@@ -591,7 +593,8 @@ def _mean_and_range(X, sample_weight, *, n_threads=1, mean=True):
     Row blocks are read once from memory, shared among ``n_threads``
     threads, and each is reduced three ways while in cache.  The range is
     over rows of positive weight and includes 0 (the implicit entries of a
-    sparse X).  ``mean=False`` skips the mean (returns None for it).
+    sparse X); it is NaN or infinite where X is not finite.  ``mean=False``
+    skips the mean (returns None for it).
     """
     n_samples, n_features = X.shape
     # In the dtype of X: a float64 weight vector would upcast (copy) X.
@@ -607,17 +610,17 @@ def _mean_and_range(X, sample_weight, *, n_threads=1, mean=True):
             if not np.all(w_block > 0):
                 X_block = X_block[np.flatnonzero(w_block > 0)]
             values = X_block.data if sp.issparse(X_block) else X_block
-            low = np.fmin(low, values.min(initial=0))
-            high = np.fmax(high, values.max(initial=0))
-        return total, float(low), float(high)
+            # minimum and maximum (unlike fmin and fmax) keep NaN: a NaN
+            # range tells the caller that X is not finite.
+            low = np.minimum(low, values.min(initial=0))
+            high = np.maximum(high, values.max(initial=0))
+        return total, low, high
 
     parts = _per_thread(work, _row_blocks(X, n_samples, n_threads), n_threads)
     total = sum(part[0] for part in parts) if mean else None
-    return (
-        total,
-        min(part[1] for part in parts),
-        max(part[2] for part in parts),
-    )
+    low = np.minimum.reduce([part[1] for part in parts])
+    high = np.maximum.reduce([part[2] for part in parts])
+    return total, float(low), float(high)
 
 
 # Data whose largest centered value lies in this range is solved as given.

@@ -1,5 +1,6 @@
 """SoftmaxRegression: the estimator around the loss and the solvers."""
 
+import math
 import numbers
 import warnings
 
@@ -17,6 +18,7 @@ from ._compat import (
     Interval,
     StrOptions,
     _fit_context,
+    assert_all_finite,
     check_classification_targets,
     check_partial_fit_first_call,
     check_sample_weight,
@@ -370,7 +372,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         y_values = np.asarray(y, dtype=object) if _is_object(y) else None
         if y_values is not None and any(_is_pd_na(v) for v in y_values.ravel()):
             raise ValueError(_PD_NA_MESSAGE)
-        X, y = self._validate(X, y, reset=reset)
+        # X's finiteness is checked in the first pass of fitting.
+        X, y = self._validate(X, y, reset=reset, finite=False)
         if y.dtype == object:
             is_string = np.fromiter((isinstance(v, str) for v in y), bool, y.size)
             if is_string.any() and not is_string.all():
@@ -385,7 +388,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             check_classification_targets(y)
         return X, y
 
-    def _validate(self, X, y="no_validation", *, reset):
+    def _validate(self, X, y="no_validation", *, reset, finite=True):
         """``validate_data`` with the estimator's accepted formats and dtypes."""
         try:
             return validate_data(
@@ -395,6 +398,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 accept_sparse=["csr", "csc"],
                 dtype=[np.float64, np.float32],
                 reset=reset,
+                ensure_all_finite=finite,
             )
         except TypeError as exc:
             # pandas' missing-value marker pd.NA fails inside numpy's casts.
@@ -471,14 +475,25 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         #     z = (W diag(scale)) ((x - mean) / scale) + b'
         # The intercept absorbs the mean, so its curvature separates from W's.
         # partial_fit keeps the first chunk's mean and scale.
-        if partial and warm:
+        # One pass over X gives its mean and its range, and with the range
+        # the finiteness check that validation left out.
+        keep = partial and warm
+        mean, low, high = _mean_and_range(
+            X,
+            weights_normalized,
+            n_threads=n_threads,
+            mean=self.fit_intercept and not keep,
+        )
+        if not (math.isfinite(low) and math.isfinite(high)) or not np.all(weights):
+            # (The range skips rows of zero weight: check those too.)
+            assert_all_finite(X, estimator_name=type(self).__name__)
+        if validation_data is not None:
+            assert_all_finite(validation_data[0], estimator_name=type(self).__name__)
+        if keep:
             # Later partial_fit calls keep the first call's coordinates and
             # step sizes (the optimizer state refers to them).
             mean, scale = self._mean, self._scale
         else:
-            mean, low, high = _mean_and_range(
-                X, weights_normalized, n_threads=n_threads, mean=self.fit_intercept
-            )
             if not self.fit_intercept:
                 mean = np.zeros(n_features)
             scale = feature_scales(X, weights_normalized, mean, value_range=(low, high))

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import sklearn
 from sklearn.exceptions import NotFittedError
 
 from sk_softmax import SoftmaxRegression
@@ -108,6 +109,11 @@ def unfitted(method):
     return action
 
 
+def _with_config(action, **config):
+    with sklearn.config_context(**config):
+        action()
+
+
 def partial_fit_then(X_second, y_second):
     """Action: a first partial_fit with classes [0, 1, 2], then a bad second one."""
 
@@ -166,6 +172,39 @@ CASES = [
         ValueError,
         INF,
         id="predict-X-inf-sparse",
+    ),
+    # X's finiteness is checked in fit's first pass over the data: also
+    # where that pass skips rows (zero weight), in partial_fit's later
+    # calls, with early stopping, and when scikit-learn's checks are off.
+    pytest.param(
+        fit(_with(np.nan), sample_weight=np.r_[0.0, np.ones(N_SAMPLES - 1)]),
+        ValueError,
+        NAN,
+        id="fit-X-nan-in-zero-weight-row",
+    ),
+    pytest.param(
+        fit(
+            lambda: _sparse_with(np.inf),
+            sample_weight=np.r_[0.0, np.ones(N_SAMPLES - 1)],
+        ),
+        ValueError,
+        INF,
+        id="fit-X-inf-in-zero-weight-row-sparse",
+    ),
+    pytest.param(
+        partial_fit_then(_with(np.nan), Y), ValueError, NAN, id="partial_fit-X-nan"
+    ),
+    pytest.param(
+        fit(_with(np.inf), early_stopping=True, validation_fraction=0.5),
+        ValueError,
+        INF,
+        id="fit-X-inf-early-stopping",
+    ),
+    pytest.param(
+        lambda: _with_config(fit(_with(np.nan)), assume_finite=True),
+        ValueError,
+        NAN,
+        id="fit-X-nan-assume-finite",
     ),
     pytest.param(
         fit(lambda: _frame_with_na("Float64")),

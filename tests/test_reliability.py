@@ -914,3 +914,17 @@ def test_concurrent_predict_proba_is_identical(fmt):
         assert len(per_thread) == repeats
         for result in per_thread:
             np.testing.assert_array_equal(result, expected)
+
+
+@pytest.mark.parametrize("random_state", range(6))
+def test_nan_in_validation_rows_is_an_error(random_state):
+    # Early stopping splits X before the finiteness pass over the training
+    # rows; a NaN that lands in the validation rows must still be caught.
+    X, y = _data()
+    X = X.copy()
+    X[0, 0] = np.nan
+    clf = SoftmaxRegression(
+        early_stopping=True, validation_fraction=0.5, random_state=random_state
+    )
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        clf.fit(X, y)
