@@ -213,35 +213,44 @@ class AcceleratedGradient(UpdateRule):
 
     ``lr`` (per parameter) is a global step such as ``1/L``, which is safe
     but pessimistic: the softmax curvature ``diag(p) - p p^T`` shrinks as
-    predictions grow confident.  With ``adaptive=True`` the multiplier
-    follows the curvature measured between successive gradients, in the
-    metric of ``lr``::
+    predictions grow confident, often to a tenth of the bound and below.
+    With ``adaptive=True`` the multiplier follows the curvature measured
+    between successive gradients, in the metric of ``lr`` (with
+    ``s = y - y_prev`` and ``d = g - g_prev``)::
 
-        L_local = ||g - g_prev||_lr / ||y - y_prev||_(1/lr)
-        scale = min(growth * scale, safety / L_local)
+        L_local = ||d||_lr^2 / (s . d)
+        scale = min(growth * scale, safety / max(last `memory` L_local))
 
-    so it grows slowly while the loss is flat and drops at once where it
-    curves (which also tames a user step that is too large).
+    ``1 / L_local`` is the Barzilai-Borwein step ``s.d / d.d``, the shorter
+    of the two: it weighs the curvature by the gradient change, so stiff
+    directions dominate it.  Along a momentum step the loss often looks far
+    flatter than it is across it, so the stiffest of the last few estimates
+    sets the ceiling, and the multiplier climbs to it at most ``growth`` per
+    step but drops at once where the loss curves (which also tames a user
+    step that is too large).
 
     Parameters
     ----------
     adaptive : bool, default=True
         Adapt ``scale``; False keeps ``scale = 1`` (plain FISTA).
-    growth : float, default=1.05
+    growth : float, default=1.2
         Largest factor by which ``scale`` grows per step.
-    safety : float, default=0.5
+    safety : float, default=0.7
         Fraction of ``1 / L_local`` that the step may reach.
+    memory : int, default=3
+        Number of recent curvature estimates whose largest bounds the step.
     """
 
-    def __init__(self, adaptive=True, growth=1.05, safety=0.5):
+    def __init__(self, adaptive=True, growth=1.2, safety=0.7, memory=3):
         self.adaptive = adaptive
         self.growth = growth
         self.safety = safety
+        self.memory = memory
 
     def init(self, params):
         state = {"t": 1.0, "x": params.copy(), "x_new": np.empty_like(params)}
         if self.adaptive:
-            state.update(scale=1.0, y_prev=None, g_prev=np.empty_like(params))
+            state.update(scale=1.0, y_prev=None, g_prev=np.empty_like(params), steps=[])
         return state
 
     def step(self, params, grad, state, learning_rate):
@@ -273,13 +282,14 @@ class AcceleratedGradient(UpdateRule):
             d_grad = (grad - g_prev)[active]
             d_params = (params - y_prev)[active]
             rate = rate[active]
-            grad_change = math.sqrt(float(d_grad @ (d_grad * rate)))
-            step_length = math.sqrt(float(d_params @ (d_params / rate)))
-            if grad_change > 0 and step_length > 0:
-                local = self.safety * step_length / grad_change
-                state["scale"] = min(self.growth * state["scale"], local)
-            else:
-                state["scale"] *= self.growth
+            grad_change = float(d_grad @ (d_grad * rate))
+            curving = float(d_params @ d_grad)
+            steps = state["steps"]
+            if grad_change > 0 and curving > 0:
+                steps.append(self.safety * curving / grad_change)
+                del steps[: -self.memory]
+            ceiling = min(steps, default=math.inf)
+            state["scale"] = min(self.growth * state["scale"], ceiling)
             y_prev[...] = params
         else:
             state["y_prev"] = params.copy()
