@@ -135,6 +135,7 @@ def time_alternating(
     warmup=False,
     clock=time.perf_counter,
     contexts=None,
+    settle_s=0.0,
 ):
     """Time several functions in rounds, rotating their order each round.
 
@@ -163,6 +164,10 @@ def time_alternating(
     contexts : dict of callable, default=None
         Side name to a callable returning a context manager entered around
         each sample of that side (e.g. a thread limit), outside the timing.
+    settle_s : float, default=0.0
+        Idle seconds before each sample, outside the timing: long enough
+        for the thread pools a side leaves spinning (OpenBLAS, OpenMP) to
+        fall asleep, so they do not slow the next side.
 
     Returns
     -------
@@ -179,6 +184,8 @@ def time_alternating(
     results = {}
 
     def sample(name, count):
+        if settle_s > 0:
+            time.sleep(settle_s)
         with (contexts.get(name) or contextlib.nullcontext)():
             start = clock()
             for _ in range(count):
@@ -233,6 +240,7 @@ def compare(
     clock=time.perf_counter,
     context_a=None,
     context_b=None,
+    settle_s=0.0,
 ):
     """Time ``fn_a`` against ``fn_b``, alternating A B B A A B ...
 
@@ -256,6 +264,7 @@ def compare(
         warmup=warmup,
         clock=clock,
         contexts={"a": context_a, "b": context_b},
+        settle_s=settle_s,
     )
     a, b = stats["a"], stats["b"]
     summary = {
@@ -774,6 +783,9 @@ class Bench:
         self.groups = list(groups)
         self.budget_s = 1.0 if quick else 10.0
         self.min_time_s = 0.01 if quick else 0.1
+        # Idle time before each timed fit: the thread pools the other side
+        # left spinning fall asleep first (OpenBLAS's after about 0.1 s).
+        self.settle_s = 0.0 if quick else 0.2
         self.fits = {}
         self.notes = []
         self.results = {}
@@ -851,6 +863,7 @@ class Bench:
             runner(method_b),
             repeat=self.repeat,
             budget_s=self.budget_s if budget_s is None else budget_s,
+            settle_s=self.settle_s,
         )
         self._store_fit(workload, method_a, model_a, stats["times_a"], passes[method_a])
         self._store_fit(workload, method_b, model_b, stats["times_b"], passes[method_b])
@@ -1254,7 +1267,11 @@ class Bench:
                 return LogisticRegression().fit(wl.X_train, wl.y_train)
 
         stats, model_ours, model_lr = compare(
-            ours, lr, repeat=self.repeat, budget_s=self.budget_s
+            ours,
+            lr,
+            repeat=self.repeat,
+            budget_s=self.budget_s,
+            settle_s=self.settle_s,
         )
         acc_ours = float(model_ours.score(wl.X_test, wl.y_test))
         acc_lr = float(model_lr.score(wl.X_test, wl.y_test))
@@ -1358,7 +1375,12 @@ class Bench:
 
                     return epoch
 
-                kwargs = dict(repeat=self.repeat, warmup=True, budget_s=self.budget_s)
+                kwargs = dict(
+                    repeat=self.repeat,
+                    warmup=True,
+                    budget_s=self.budget_s,
+                    settle_s=self.settle_s,
+                )
                 stats, model_ours, model_torch = compare(
                     ours, torch_loop(threads), **kwargs
                 )

@@ -130,10 +130,10 @@ def _gradient_block_inplace(raw_t, y, sample_weight, label_smoothing):
 # in L2 for the elementwise softmax passes.  Measured on 100k x 100 x 10 and
 # 20k x 1000 x 20, float32 and float64: 4 MiB beats 2, 8 and 16 MiB.
 _BLOCK_BYTES = 4 << 20
-# Smaller data (a mini-batch) is shared among the threads down to blocks of
-# this size; below it, handing a block to another thread costs more than
-# the block's work.
-_MIN_BLOCK_BYTES = 256 << 10
+# Smaller data is shared among the threads down to blocks of this size:
+# handing a block to another thread costs tens of microseconds (the worker's
+# wake-up), more than the work on a smaller block saves.
+_MIN_BLOCK_BYTES = 1 << 20
 _MIN_SPARSE_BLOCK_ROWS = 1024
 _EXECUTOR = None
 

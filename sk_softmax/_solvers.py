@@ -47,6 +47,7 @@ __all__ = [
     "lbfgs",
     "SolverResult",
     "single_threaded_blas",
+    "blas_threads",
 ]
 
 
@@ -87,6 +88,20 @@ def single_threaded_blas():
         return
     with blas.limit(limits=1):
         yield n_threads
+
+
+@contextlib.contextmanager
+def blas_threads(n_threads):
+    """Inside :func:`single_threaded_blas`: the BLAS at ``n_threads`` again.
+
+    For code whose only BLAS work is one library's products, such as a
+    mini-batch loop.
+    """
+    if n_threads <= 1 or _BLAS_CONTROLLER is None:
+        yield
+        return
+    with _BLAS_CONTROLLER.limit(limits=n_threads):
+        yield
 
 
 @dataclass
