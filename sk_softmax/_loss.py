@@ -178,21 +178,32 @@ def _row_block(X, start, stop, rows=None):
     )
 
 
+# Below this many multiply-adds (rows x features x classes) OpenBLAS's
+# dgemm is faster on the (rows, n_classes) product too.
+_SMALL_PRODUCT = 1 << 20
+
+
 def _forward(X_block, coef, coef_t, intercept_raw):
-    """``Z^T = W X_block^T + b``, C-contiguous of shape (n_classes, rows)."""
-    if not isinstance(X_block, np.ndarray):
-        raw = X_block @ coef_t
-    elif X_block.dtype == np.float32:
-        # OpenBLAS's sgemm computes the (rows, n_classes) product about a
-        # third faster than the (n_classes, rows) one (dgemm is the other
-        # way round): one transposing copy is the cheaper path.
-        raw = X_block @ coef.T
-    else:
-        # gemm on the block transposed: no copy, output already (K, rows).
+    """``Z^T = W X_block^T + b``, C-contiguous of shape (n_classes, rows).
+
+    ``coef_t`` is ``W^T`` as a C-contiguous array.
+    """
+    if (
+        isinstance(X_block, np.ndarray)
+        and X_block.dtype == np.float64
+        and X_block.size * coef.shape[0] > _SMALL_PRODUCT
+    ):
+        # Large float64 blocks: gemm on the block transposed, no copy,
+        # output already (K, rows).
         raw_t = coef @ X_block.T
         if intercept_raw is not None:
             raw_t += intercept_raw[:, None]
         return raw_t
+    # OpenBLAS's sgemm (and dgemm on small blocks) computes the (rows,
+    # n_classes) product with a C-ordered W^T a third to half faster than
+    # the (n_classes, rows) one: one transposing copy is the cheaper path.
+    # scipy's sparse product wants C-ordered operands too.
+    raw = X_block @ coef_t
     raw_t = np.empty((raw.shape[1], raw.shape[0]), dtype=raw.dtype)
     if intercept_raw is None:
         np.copyto(raw_t, raw.T)
@@ -208,11 +219,9 @@ def _blocks_loss_and_gradient(
     grad_coef = grad_intercept = None
     loss = 0.0
     sparse = not isinstance(X, np.ndarray)
-    coef_t = None
-    if sparse:
-        # scipy wants C-ordered dense operands: transpose W once, not per
-        # block, and accumulate the gradient as (n_features, n_classes).
-        coef_t = np.ascontiguousarray(coef.T)
+    # W^T, C-ordered, once rather than per block (see _forward).  Sparse
+    # blocks accumulate the gradient as (n_features, n_classes).
+    coef_t = np.ascontiguousarray(coef.T)
     weighted = getattr(sample_weight, "ndim", 0) > 0
     for start, stop in blocks:
         X_block = _row_block(X, start, stop, rows)

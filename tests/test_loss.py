@@ -839,3 +839,35 @@ def test_rows_gather_the_mini_batch(monkeypatch, container, n_threads):
     )
     for got_part, ref_part in zip(got, ref, strict=True):
         np.testing.assert_allclose(got_part, ref_part, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("container", [np.asarray, sp.csr_matrix], ids=["dense", "csr"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_mean_and_range_in_one_pass(monkeypatch, container, n_threads):
+    # Blocks and threads give numpy's mean, min and max; rows of zero weight
+    # are left out of the range; NaN and infinity show in it.
+    from sk_softmax import _loss
+
+    monkeypatch.setattr(_loss, "_BLOCK_BYTES", 50 * 8 * 8)
+    monkeypatch.setattr(_loss, "_MIN_BLOCK_BYTES", 1)
+    monkeypatch.setattr(_loss, "_MIN_SPARSE_BLOCK_ROWS", 50)
+    rng = np.random.RandomState(3)
+    dense = rng.standard_normal((300, 8)) * (rng.uniform(size=(300, 8)) < 0.5)
+    dense[7, 2] = 40.0  # the largest value, in a row given zero weight
+    weights = rng.uniform(0.5, 1.5, size=300)
+    weights[7] = 0.0
+    weights /= weights.sum()
+    mean, low, high = _loss._mean_and_range(
+        container(dense), weights, n_threads=n_threads
+    )
+    kept = np.delete(dense, 7, axis=0)
+    np.testing.assert_allclose(mean, weights @ dense, rtol=1e-12)
+    assert low == min(kept.min(), 0.0)
+    assert high == max(kept.max(), 0.0)
+    for bad in (np.nan, np.inf, -np.inf):
+        dense_bad = dense.copy()
+        dense_bad[100, 3] = bad
+        _, low, high = _loss._mean_and_range(
+            container(dense_bad), weights, n_threads=n_threads, mean=False
+        )
+        assert not (np.isfinite(low) and np.isfinite(high))
