@@ -61,18 +61,28 @@ def single_threaded_blas():
     numpy and scipy may each load their own OpenBLAS.  When both pools keep
     threads spinning on the same cores (numpy's in the matrix products,
     scipy's in L-BFGS-B's vector work) they slow each other down by up to an
-    order of magnitude, and a threaded BLAS on the small products of a
-    mini-batch costs more in wake-ups than it saves.  So while fitting every
-    BLAS runs one thread, and the loss parallelizes itself over row blocks
-    of the data with the thread budget yielded here: the largest BLAS pool
-    size found on entry, which respects ``OPENBLAS_NUM_THREADS``,
+    order of magnitude.  So while fitting every BLAS runs one thread, and
+    the full-batch loss parallelizes itself over row blocks of the data
+    with the thread budget yielded here: the largest BLAS pool size found on
+    entry, which respects ``OPENBLAS_NUM_THREADS``,
     ``threadpoolctl.threadpool_limits`` and the limits that joblib's workers
-    set.
+    set.  The mini-batch loop, where numpy's products are the only BLAS
+    work, hands the budget back to the BLAS with :func:`blas_threads`.
 
     Yields
     ------
     n_threads : int
         Threads the objective may use.
+
+    Examples
+    --------
+    >>> from threadpoolctl import threadpool_info
+    >>> from sk_softmax._solvers import single_threaded_blas
+    >>> with single_threaded_blas() as n_threads:
+    ...     pools = [p["num_threads"] for p in threadpool_info()
+    ...              if p["user_api"] == "blas"]
+    >>> set(pools) <= {1}, n_threads >= 1
+    (True, True)
     """
     global _BLAS_CONTROLLER
     if _BLAS_CONTROLLER is None:
@@ -94,8 +104,28 @@ def single_threaded_blas():
 def blas_threads(n_threads):
     """Inside :func:`single_threaded_blas`: the BLAS at ``n_threads`` again.
 
-    For code whose only BLAS work is one library's products, such as a
-    mini-batch loop.
+    For code whose only BLAS work is one library's products, such as the
+    mini-batch loop: no other pool is awake to contend with it, and a
+    mini-batch is too small to share among Python threads.
+
+    Parameters
+    ----------
+    n_threads : int
+        Threads per BLAS pool inside the block; 1 or less changes nothing.
+
+    Examples
+    --------
+    >>> from threadpoolctl import threadpool_info
+    >>> from sk_softmax._solvers import blas_threads, single_threaded_blas
+    >>> def blas_pools():
+    ...     return {p["num_threads"] for p in threadpool_info()
+    ...             if p["user_api"] == "blas"}
+    >>> with single_threaded_blas() as n_threads:
+    ...     with blas_threads(n_threads):
+    ...         inside = blas_pools()
+    ...     after = blas_pools()
+    >>> inside <= {n_threads}, after <= {1}
+    (True, True)
     """
     if n_threads <= 1 or _BLAS_CONTROLLER is None:
         yield
