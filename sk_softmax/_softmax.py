@@ -806,7 +806,8 @@ def _encode_labels(y):
     """
     if y.dtype.kind in "iu" and y.size:
         low, high = int(y.min()), int(y.max())
-        if high - low <= 4 * y.size:
+        limits = np.iinfo(np.intp)
+        if high - low <= 4 * y.size and limits.min <= low and high <= limits.max:
             offsets = y.astype(np.intp) - low
             present = np.bincount(offsets) > 0
             classes = (np.flatnonzero(present) + low).astype(y.dtype)

@@ -908,11 +908,12 @@ def test_partial_fit_uses_momentum_steps_on_each_chunk():
         np.array([3, -2, 3, 7, -2]),
         np.array([200, 5, 5, 1], dtype=np.uint8),
         np.array([10**12, 2, 2, -(10**12)]),
+        np.array([2**64 - 1, 2**64 - 3, 2**64 - 1], dtype=np.uint64),
         np.array([True, False, True]),
         np.array(["b", "a", "b"]),
         np.array([2.0, 0.5, 2.0]),
     ],
-    ids=["int", "uint8", "wide-range", "bool", "str", "float"],
+    ids=["int", "uint8", "wide-range", "uint64-top", "bool", "str", "float"],
 )
 def test_encode_labels_matches_unique(y):
     from sk_softmax._softmax import _encode_labels
