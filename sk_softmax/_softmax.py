@@ -3,7 +3,6 @@
 import math
 import numbers
 import warnings
-from contextlib import nullcontext
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -37,7 +36,6 @@ from ._solvers import (
     Adam,
     Momentum,
     UpdateRule,
-    blas_threads,
     gradient_descent,
     lbfgs,
     single_threaded_blas,
@@ -549,10 +547,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             offset=offset,
             scale=scale,
             fit_intercept=self.fit_intercept,
-            # A mini-batch is too small to share among Python threads (a
-            # hand-off costs tens of microseconds); its products use the
-            # threads of the BLAS instead, see below.
-            n_threads=n_threads if full_batch else 1,
+            n_threads=n_threads,
         )
         if self.solver == "lbfgs":
             result = lbfgs(
@@ -569,32 +564,28 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             state = None
             if partial and warm and type(rule).__name__ == self._rule_name:
                 state = self._state
-            # Mini-batches: the BLAS of the products is the only one at work
-            # (no L-BFGS-B, whose BLAS could contend with it), so it gets the
-            # thread budget back.
-            with nullcontext() if full_batch else blas_threads(n_threads):
-                result = gradient_descent(
-                    objective,
-                    params,
-                    rule=rule,
-                    n_samples=n_samples,
-                    batch_size=batch_size,
-                    learning_rate=learning_rate,
-                    schedule=self.learning_rate,
-                    max_iter=1 if partial else self.max_iter,
-                    tol=self.tol,
-                    n_iter_no_change=self.n_iter_no_change,
-                    rng=rng if self.shuffle else None,
-                    batch_weights=batch_weights,
-                    validation=validation,
-                    verbose=bool(self.verbose),
-                    state=state,
-                    average=not partial,
-                    reference_loss=getattr(self, "_reference_loss", None)
-                    if partial and warm
-                    else None,
-                    first_epoch=self.n_iter_ + 1 if partial and warm else 1,
-                )
+            result = gradient_descent(
+                objective,
+                params,
+                rule=rule,
+                n_samples=n_samples,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                schedule=self.learning_rate,
+                max_iter=1 if partial else self.max_iter,
+                tol=self.tol,
+                n_iter_no_change=self.n_iter_no_change,
+                rng=rng if self.shuffle else None,
+                batch_weights=batch_weights,
+                validation=validation,
+                verbose=bool(self.verbose),
+                state=state,
+                average=not partial,
+                reference_loss=getattr(self, "_reference_loss", None)
+                if partial and warm
+                else None,
+                first_epoch=self.n_iter_ + 1 if partial and warm else 1,
+            )
             self._reference_loss = result.reference_loss
             self._state = result.state
             self._rule_name = type(rule).__name__

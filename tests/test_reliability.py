@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import skops.io as sio
-from hypothesis import Phase, given, settings
+from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
 from sklearn.exceptions import ConvergenceWarning
 
@@ -565,6 +565,10 @@ def _assert_same_optimum(fit_a, fit_b, X, y_a, y_b, sample_weight, columns):
     decrease falls below 64 eps).  float32: the objective is only known to
     ~1e-7, which locates the optimum to about sqrt(1e-7) along weakly curved
     directions, so the objective values and probabilities are compared.
+    L-BFGS stops where float32 no longer resolves a decrease, which on a
+    weakly penalized problem can leave gradients of ~1e-3 (alpha=0.075 and
+    22 samples: parameters ~1e-2 apart, probabilities ~2e-2): hence the
+    probabilities' 5e-2.
     """
     proba_a = fit_a.predict_proba(X)
     proba_b = fit_b.predict_proba(X)[:, columns]
@@ -583,7 +587,7 @@ def _assert_same_optimum(fit_a, fit_b, X, y_a, y_b, sample_weight, columns):
             _objective(fit_a, X, y_a, sample_weight),
             rtol=1e-4,
         )
-        np.testing.assert_allclose(proba_b, proba_a, rtol=0, atol=1e-2)
+        np.testing.assert_allclose(proba_b, proba_a, rtol=0, atol=5e-2)
 
 
 @pytest.mark.parametrize("params", FULL_BATCH.values(), ids=FULL_BATCH.keys())
@@ -597,6 +601,16 @@ def _assert_same_optimum(fit_a, fit_b, X, y_a, y_b, sample_weight, columns):
     weights=st.sampled_from(["none", "positive", "some-zero"]),
     label_smoothing=st.floats(0.0, 0.9),
     alpha=st.floats(0.05, 5.0),
+)
+@example(
+    seed=785,
+    n_samples=22,
+    n_features=4,
+    n_classes=4,
+    dtype=np.float32,
+    weights="some-zero",
+    label_smoothing=0.0,
+    alpha=0.07506034220149285,
 )
 def test_full_batch_fit_does_not_depend_on_sample_order(
     params,

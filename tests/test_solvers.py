@@ -22,7 +22,6 @@ from sk_softmax._solvers import (
     Adam,
     Momentum,
     _batches,
-    blas_threads,
     gradient_descent,
     lbfgs,
     single_threaded_blas,
@@ -744,23 +743,6 @@ def test_single_threaded_blas_respects_a_user_limit():
     with threadpool_limits(limits=1, user_api="blas"):
         with single_threaded_blas() as n_threads:
             assert n_threads == 1
-
-
-def test_blas_threads_gives_the_budget_back_inside_the_limit():
-    # The mini-batch loop runs inside single_threaded_blas with the BLAS at
-    # the thread budget again; leaving it restores the one-thread limit.
-    with threadpool_limits(limits=2, user_api="blas"):
-        if not any(n > 1 for n in _blas_threads().values()):
-            pytest.skip("no BLAS accepts two threads here")
-        with single_threaded_blas() as n_threads:
-            with blas_threads(n_threads):
-                inside = _blas_threads()
-            after = _blas_threads()
-        assert all(n == n_threads for n in inside.values())
-        assert all(n == 1 for n in after.values())
-        with single_threaded_blas():
-            with blas_threads(1):
-                assert all(n == 1 for n in _blas_threads().values())
 
 
 def test_tail_averaging_removes_gradient_noise():
