@@ -608,11 +608,20 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             max(result.validation_scores) if result.validation_scores else None
         )
         self.n_passes_ = result.n_passes
-        if not result.converged and not partial:
+        message = None
+        if not result.converged:
+            message = (
+                f"reached max_iter={self.max_iter} without converging; "
+                "increase max_iter or tol, or scale the features."
+            )
+        elif result.stop_reason is not None and dtype == np.float32:
+            message = (
+                f"{result.stop_reason}: float32 resolves the loss to about 1e-7 "
+                "only; fit on float64 X, or increase tol."
+            )
+        if message is not None and not partial:
             warnings.warn(
-                f"SoftmaxRegression (solver={self.solver!r}) reached max_iter="
-                f"{self.max_iter} without converging; increase max_iter or tol, "
-                "or scale the features.",
+                f"SoftmaxRegression (solver={self.solver!r}) {message}",
                 ConvergenceWarning,
                 stacklevel=3,
             )

@@ -942,3 +942,18 @@ def test_nan_in_validation_rows_is_an_error(random_state):
     )
     with pytest.raises(ValueError, match="Input X contains NaN"):
         clf.fit(X, y)
+
+
+def test_float32_lbfgs_says_when_precision_stops_it():
+    # L-BFGS stops where the float32 loss no longer decreases measurably,
+    # here with the gradient 10x above tol: a ConvergenceWarning says so and
+    # points to float64, which reaches tol on the same problem silently.
+    X, y, sample_weight = _random_problem(785, 22, 4, 4, np.float32, "some-zero")
+    params = dict(solver="lbfgs", alpha=0.075, tol=1e-5, max_iter=5000)
+    with pytest.warns(ConvergenceWarning, match="float32 resolves the loss"):
+        SoftmaxRegression(**params).fit(X, y, sample_weight=sample_weight)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        SoftmaxRegression(**params).fit(
+            X.astype(np.float64), y, sample_weight=sample_weight
+        )
