@@ -599,8 +599,8 @@ def weighted_mean(X, sample_weight):
 def _mean_and_range(X, sample_weight, *, n_threads=1, mean=True):
     """``(weighted mean of the rows, min value, max value)`` in one pass.
 
-    Row blocks are read once from memory, shared among ``n_threads``
-    threads, and each is reduced three ways while in cache.  The range is
+    Row blocks are shared among ``n_threads`` threads; each block gives
+    its weighted column sums, its minimum and its maximum.  The range is
     over rows of positive weight and includes 0 (the implicit entries of a
     sparse X); it is NaN or infinite where X is not finite.  ``mean=False``
     skips the mean (returns None for it).
