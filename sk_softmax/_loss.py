@@ -183,26 +183,34 @@ def _row_block(X, start, stop, rows=None):
 _SMALL_PRODUCT = 1 << 20
 
 
+def _product_by_rows(X_block, n_classes):
+    """Whether the forward product is best computed as ``X_block @ W^T``.
+
+    OpenBLAS's sgemm (and dgemm on small blocks) computes the (rows,
+    n_classes) product with a C-ordered ``W^T`` a third to half faster than
+    the (n_classes, rows) one, even with the transposing copy that follows;
+    scipy's sparse product wants C-ordered operands too.  Large float64
+    blocks are faster as ``W @ X_block^T``.
+    """
+    return not (
+        isinstance(X_block, np.ndarray)
+        and X_block.dtype == np.float64
+        and X_block.size * n_classes > _SMALL_PRODUCT
+    )
+
+
 def _forward(X_block, coef, coef_t, intercept_raw):
     """``Z^T = W X_block^T + b``, C-contiguous of shape (n_classes, rows).
 
-    ``coef_t`` is ``W^T`` as a C-contiguous array.
+    ``coef_t`` is ``W^T`` as a C-contiguous array where
+    :func:`_product_by_rows` holds, None otherwise.
     """
-    if (
-        isinstance(X_block, np.ndarray)
-        and X_block.dtype == np.float64
-        and X_block.size * coef.shape[0] > _SMALL_PRODUCT
-    ):
-        # Large float64 blocks: gemm on the block transposed, no copy,
-        # output already (K, rows).
+    if coef_t is None:
+        # gemm on the block transposed: no copy, output already (K, rows).
         raw_t = coef @ X_block.T
         if intercept_raw is not None:
             raw_t += intercept_raw[:, None]
         return raw_t
-    # OpenBLAS's sgemm (and dgemm on small blocks) computes the (rows,
-    # n_classes) product with a C-ordered W^T a third to half faster than
-    # the (n_classes, rows) one: one transposing copy is the cheaper path.
-    # scipy's sparse product wants C-ordered operands too.
     raw = X_block @ coef_t
     raw_t = np.empty((raw.shape[1], raw.shape[0]), dtype=raw.dtype)
     if intercept_raw is None:
@@ -219,13 +227,16 @@ def _blocks_loss_and_gradient(
     grad_coef = grad_intercept = None
     loss = 0.0
     sparse = not isinstance(X, np.ndarray)
-    # W^T, C-ordered, once rather than per block (see _forward).  Sparse
-    # blocks accumulate the gradient as (n_features, n_classes).
-    coef_t = np.ascontiguousarray(coef.T)
+    # W^T, C-ordered, made once when a block needs it (see _forward).
+    # Sparse blocks accumulate the gradient as (n_features, n_classes).
+    coef_t = None
     weighted = getattr(sample_weight, "ndim", 0) > 0
     for start, stop in blocks:
         X_block = _row_block(X, start, stop, rows)
-        raw_t = _forward(X_block, coef, coef_t, intercept_raw)
+        by_rows = _product_by_rows(X_block, coef.shape[0])
+        if by_rows and coef_t is None:
+            coef_t = np.ascontiguousarray(coef.T)
+        raw_t = _forward(X_block, coef, coef_t if by_rows else None, intercept_raw)
         weight = sample_weight[start:stop] if weighted else sample_weight
         loss += _gradient_block_inplace(raw_t, y[start:stop], weight, label_smoothing)
         if sparse:
