@@ -405,16 +405,34 @@ def _random_problem(seed, n_samples, n_features, n_classes, dtype, weights):
     return X, y, sample_weight
 
 
+def _problems(
+    *,
+    samples=(2, 30),
+    max_classes=4,
+    weights=("none", "positive", "some-zero"),
+    max_smoothing=0.9,
+    alpha=None,
+):
+    """Hypothesis strategies for a random problem and its penalties.
+
+    The arguments of :func:`_random_problem`, plus ``label_smoothing`` and
+    ``alpha`` (by default 0, or 1e-6 to 10).
+    """
+    return dict(
+        seed=st.integers(0, 2**31 - 1),
+        n_samples=st.integers(*samples),
+        n_features=st.integers(1, 5),
+        n_classes=st.integers(2, max_classes),
+        dtype=st.sampled_from([np.float64, np.float32]),
+        weights=st.sampled_from(list(weights)),
+        label_smoothing=st.floats(0.0, max_smoothing),
+        alpha=alpha or st.one_of(st.just(0.0), st.floats(1e-6, 10.0)),
+    )
+
+
 @PROPERTY_SETTINGS
 @given(
-    seed=st.integers(0, 2**31 - 1),
-    n_samples=st.integers(1, 15),
-    n_features=st.integers(1, 5),
-    n_classes=st.integers(2, 5),
-    dtype=st.sampled_from([np.float64, np.float32]),
-    weights=st.sampled_from(["none", "positive", "some-zero"]),
-    label_smoothing=st.floats(0.0, 0.95),
-    alpha=st.one_of(st.just(0.0), st.floats(1e-6, 10.0)),
+    **_problems(samples=(1, 15), max_classes=5, max_smoothing=0.95),
     fit_intercept=st.booleans(),
     sparse=st.booleans(),
 )
@@ -487,14 +505,7 @@ def test_gradient_matches_finite_differences(
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @PROPERTY_SETTINGS
 @given(
-    seed=st.integers(0, 2**31 - 1),
-    n_samples=st.integers(2, 40),
-    n_features=st.integers(1, 5),
-    n_classes=st.integers(2, 5),
-    dtype=st.sampled_from([np.float64, np.float32]),
-    weights=st.sampled_from(["none", "positive", "some-zero"]),
-    label_smoothing=st.floats(0.0, 0.9),
-    alpha=st.one_of(st.just(0.0), st.floats(1e-6, 10.0)),
+    **_problems(samples=(2, 40), max_classes=5),
     solver=st.sampled_from(SOLVERS),
     batch_size=st.sampled_from(["auto", None, 4]),
     test_scale=st.sampled_from([1.0, 1e3, 1e6]),
@@ -592,16 +603,7 @@ def _assert_same_optimum(fit_a, fit_b, X, y_a, y_b, sample_weight, columns):
 
 @pytest.mark.parametrize("params", FULL_BATCH.values(), ids=FULL_BATCH.keys())
 @PROPERTY_SETTINGS
-@given(
-    seed=st.integers(0, 2**31 - 1),
-    n_samples=st.integers(2, 30),
-    n_features=st.integers(1, 5),
-    n_classes=st.integers(2, 4),
-    dtype=st.sampled_from([np.float64, np.float32]),
-    weights=st.sampled_from(["none", "positive", "some-zero"]),
-    label_smoothing=st.floats(0.0, 0.9),
-    alpha=st.floats(0.05, 5.0),
-)
+@given(**_problems(alpha=st.floats(0.05, 5.0)))
 @example(
     seed=785,
     n_samples=22,
@@ -644,14 +646,7 @@ def test_full_batch_fit_does_not_depend_on_sample_order(
 @pytest.mark.parametrize("params", FULL_BATCH.values(), ids=FULL_BATCH.keys())
 @PROPERTY_SETTINGS
 @given(
-    seed=st.integers(0, 2**31 - 1),
-    n_samples=st.integers(2, 30),
-    n_features=st.integers(1, 5),
-    n_classes=st.integers(2, 4),
-    dtype=st.sampled_from([np.float64, np.float32]),
-    weights=st.sampled_from(["none", "positive"]),
-    label_smoothing=st.floats(0.0, 0.9),
-    alpha=st.floats(0.05, 5.0),
+    **_problems(weights=("none", "positive"), alpha=st.floats(0.05, 5.0)),
     string_labels=st.booleans(),
 )
 def test_relabelling_classes_permutes_outputs(
