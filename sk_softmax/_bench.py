@@ -419,6 +419,32 @@ def random_csr(rng, n_samples, n_features, density):
     return X
 
 
+def epoch_floor(X, n_classes, batch_size, seed=0):
+    """What any mini-batch epoch over X must do: gather and two products.
+
+    For each batch of a random permutation: the rows ``X[batch]``, the
+    forward product with a (n_features, n_classes) ``W^T`` and the backward
+    product ``G^T X[batch]``; no softmax, no update.  Its time is a floor for
+    the epoch of any loop built on numpy's BLAS.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_softmax._bench import epoch_floor
+    >>> epoch_floor(np.ones((10, 3)), n_classes=2, batch_size=4)
+    3
+    """
+    order = np.random.default_rng(seed).permutation(X.shape[0])
+    coef_t = np.zeros((X.shape[1], n_classes), dtype=X.dtype)
+    n_batches = 0
+    for start in range(0, X.shape[0], batch_size):
+        X_batch = X[order[start : start + batch_size]]
+        raw = X_batch @ coef_t
+        raw.T @ X_batch
+        n_batches += 1
+    return n_batches
+
+
 def _softmax_rows(Z):
     Z = Z - Z.max(axis=1, keepdims=True)
     np.exp(Z, out=Z)
@@ -1319,8 +1345,9 @@ class Bench:
             reason = f"torch is not importable ({exc}); group skipped"
             self.note(reason)
             return {"skipped": reason, "rows": []}
-        from . import SoftmaxRegression, loss_and_gradient
+        from . import SoftmaxRegression, _solvers, loss_and_gradient
 
+        limiter = getattr(_solvers, "single_threaded_blas", None)
         threads = _numpy_blas_threads(self.results["meta"]["threadpool_info"])
         previous_threads = torch.get_num_threads()
         rows = []
@@ -1375,15 +1402,33 @@ class Bench:
 
                     return epoch
 
+                def floor(X=X, wl=wl):
+                    return epoch_floor(X, wl.n_classes, batch, self.seed)
+
                 kwargs = dict(
                     repeat=self.repeat,
                     warmup=True,
                     budget_s=self.budget_s,
                     settle_s=self.settle_s,
                 )
-                stats, model_ours, model_torch = compare(
-                    ours, torch_loop(threads), **kwargs
-                )
+                # One rotation of ours, torch, and the floor of any such
+                # loop: the gather and the two products alone, with numpy's
+                # BLAS pool as it is and at one thread (the faster counts).
+                fns = {"ours": ours, "torch": torch_loop(threads), "floor": floor}
+                contexts = {}
+                if limiter is not None:
+                    fns["floor_1thread"] = floor
+                    contexts["floor_1thread"] = limiter
+                times, results = time_alternating(fns, contexts=contexts, **kwargs)
+                model_ours, model_torch = results["ours"], results["torch"]
+                floor_time = min(times[k]["time"] for k in fns if k.startswith("floor"))
+                stats = {
+                    "time_a": times["ours"]["time"],
+                    "time_b": times["torch"]["time"],
+                    "ratio": _ratio(times["ours"]["time"], times["torch"]["time"]),
+                    "ratio_best": _ratio(times["ours"]["best"], times["torch"]["best"]),
+                    "pairs": times["rounds"],
+                }
                 stats1, _, _ = compare(ours, torch_loop(1), **kwargs)
                 with torch.no_grad():
                     coef_t = model_torch.weight.numpy().astype(np.float64)
@@ -1404,6 +1449,9 @@ class Bench:
                         "pairs": stats["pairs"],
                         "time_torch_1thread": stats1["time_b"],
                         "ratio_torch_1thread": stats1["ratio"],
+                        "time_floor": floor_time,
+                        "floor_over_torch": _ratio(floor_time, stats["time_b"]),
+                        "ours_over_floor": _ratio(stats["time_a"], floor_time),
                         "us_per_batch_ours": 1e6 * stats["time_a"] / n_batches,
                         "us_per_batch_torch": 1e6 * stats["time_b"] / n_batches,
                         "objective_ours": objective(wl, model_ours),
@@ -1429,6 +1477,8 @@ class Bench:
                 ("ratio", "ratio", ".2f"),
                 ("time_torch_1thread", "torch 1t s", ".3f"),
                 ("ratio_torch_1thread", "ratio 1t", ".2f"),
+                ("time_floor", "floor s", ".3f"),
+                ("floor_over_torch", "floor/torch", ".2f"),
                 ("us_per_batch_ours", "ours us/batch", ".0f"),
                 ("us_per_batch_torch", "torch us/batch", ".0f"),
                 ("objective_ours", "J ours", ".4f"),

@@ -290,6 +290,10 @@ def test_quick_epoch_vs_torch(quick_results):
         pytest.importorskip("torch")  # skipped only when torch is missing
     (row,) = group["rows"]
     _positive(row, "time_ours", "time_torch", "ratio", "ratio_torch_1thread")
+    _positive(row, "time_floor", "floor_over_torch", "ours_over_floor")
+    assert row["floor_over_torch"] == pytest.approx(
+        row["time_floor"] / row["time_torch"]
+    )
     assert row["objective_ours"] > 0 and row["objective_torch"] > 0
 
 
