@@ -528,7 +528,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         param_dtype = np.float64 if self.solver == "lbfgs" else dtype
         params = np.zeros(n_coef + n_classes, dtype=param_dtype)
         if warm:
-            params[:n_coef] = (self.coef_ * scale).ravel()
+            _coef_view(params, n_classes, n_features)[...] = self.coef_ * scale
             if self.fit_intercept:
                 params[n_coef:] = self.intercept_ + self.coef_ @ mean
 
@@ -665,7 +665,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         rate = np.empty_like(params)
         n_classes = params.size - n_coef
         with np.errstate(divide="ignore"):
-            rate[:n_coef] = np.tile(
+            rate[:n_coef] = np.repeat(
                 np.where(lipschitz_coef > 0, 1.0 / lipschitz_coef, 1.0), n_classes
             )
         rate[n_coef:] = 1.0 / lipschitz_intercept if lipschitz_intercept else 0.0
@@ -850,7 +850,7 @@ def _make_objective(
     unscaled = bool(np.all(scale == 1))  # ordinary magnitudes: skip two passes
 
     def objective(params, batch):
-        coef = params[:n_coef].reshape(n_classes, n_features)
+        coef = _coef_view(params, n_classes, n_features)
         if not unscaled:
             coef = coef / scale
         coef = coef.astype(dtype, copy=False)
@@ -883,11 +883,9 @@ def _make_objective(
         )
         grad = np.empty(params.size, dtype=dtype)
         if unscaled:
-            grad[:n_coef] = grad_coef.ravel()
+            np.copyto(_coef_view(grad, n_classes, n_features), grad_coef)
         else:
-            np.divide(
-                grad_coef, scale, out=grad[:n_coef].reshape(n_classes, n_features)
-            )
+            np.divide(grad_coef, scale, out=_coef_view(grad, n_classes, n_features))
         if fit_intercept:
             grad[n_coef:] = grad_intercept
         else:
@@ -897,15 +895,25 @@ def _make_objective(
     return objective
 
 
+def _coef_view(params, n_classes, n_features):
+    """The (n_classes, n_features) coefficients in the solvers' flat parameters.
+
+    The flat vector holds ``W^T`` row by row (feature-major), then the
+    intercept: the view is ``W``, Fortran-ordered, and its transpose is the
+    C-ordered ``W^T`` that the sparse products and the float32 forward
+    product take as it is, with no transposing copy per evaluation.
+    """
+    return params[: n_classes * n_features].reshape(n_features, n_classes).T
+
+
 def _original_parameters(params, n_classes, scale, mean):
     """``(coef, intercept)`` of the model from the solver's flat parameters.
 
     The solvers work on ``[W diag(scale), b']`` with ``b' = b + W mean``
     (``mean`` is zeros without intercept, where ``b'`` stays 0).
     """
-    n_coef = n_classes * scale.size
-    coef = params[:n_coef].reshape(n_classes, scale.size) / scale
-    return coef, params[n_coef:] - coef @ mean
+    coef = np.ascontiguousarray(_coef_view(params, n_classes, scale.size) / scale)
+    return coef, params[coef.size :] - coef @ mean
 
 
 def _validation_scorer(X_val, y_val, w_val, *, n_classes, scale, mean):

@@ -841,6 +841,67 @@ def test_rows_gather_the_mini_batch(monkeypatch, container, n_threads):
         np.testing.assert_allclose(got_part, ref_part, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [False, True], ids=["full", "batch"])
+@pytest.mark.parametrize(
+    "container",
+    [np.asarray, sp.csr_matrix, sp.csc_matrix],
+    ids=["dense", "csr", "csc"],
+)
+def test_fortran_ordered_coef_gives_the_same_result(container, rows, dtype):
+    # The solvers hand the core a Fortran-ordered view of W (their flat
+    # parameters hold W^T): same loss and gradient as for a C-ordered W,
+    # with the gradient in either memory order.
+    rng = np.random.RandomState(13)
+    n, d, K = 300, 25, 4
+    X = container(
+        (rng.standard_normal((n, d)) * (rng.uniform(size=(n, d)) < 0.3)).astype(dtype)
+    )
+    y = rng.randint(K, size=n)
+    coef = rng.standard_normal((K, d)).astype(dtype)
+    intercept = rng.standard_normal(K).astype(dtype)
+    offset = rng.standard_normal(d).astype(dtype)
+    index = rng.permutation(n)[:100] if rows else None
+    y_part = y[index] if rows else y
+    args = (intercept, X, y_part, 1.0 / y_part.size, 0.3, 0.1, offset)
+    ref = _loss_and_gradient(coef, *args, rows=index)
+    got = _loss_and_gradient(np.asfortranarray(coef), *args, rows=index)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    for got_part, ref_part in zip(got, ref, strict=True):
+        np.testing.assert_allclose(got_part, ref_part, rtol=rtol, atol=rtol * 1e-2)
+    assert got[1].flags.c_contiguous or got[1].flags.f_contiguous
+
+
+@pytest.mark.parametrize("container", [np.asarray, sp.csr_matrix], ids=["dense", "csr"])
+def test_public_gradient_is_c_ordered(container):
+    X, y, coef, intercept, _ = _make_problem(n_samples=30, n_features=6)
+    _, grad_coef, _ = loss_and_gradient(coef, intercept, container(X), y, alpha=0.1)
+    assert grad_coef.flags.c_contiguous
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+def test_subtract_outer_in_place(layout, dtype):
+    from sk_softmax._loss import _subtract_outer
+
+    rng = np.random.RandomState(14)
+    base = rng.standard_normal((8, 10)).astype(dtype)
+    matrix = {
+        "C": base[:4].copy(),
+        "F": np.asfortranarray(base[:4]),
+        "strided": base[::2],
+    }[layout]
+    u = rng.standard_normal(4).astype(dtype)
+    v = rng.standard_normal(10).astype(dtype)
+    expected = matrix - np.outer(u, v)
+    before = matrix.__array_interface__["data"][0]
+    _subtract_outer(matrix, u, v)
+    assert matrix.__array_interface__["data"][0] == before
+    np.testing.assert_allclose(
+        matrix, expected, rtol=1e-6 if dtype == np.float32 else 1e-14
+    )
+
+
 @pytest.mark.parametrize("container", [np.asarray, sp.csr_matrix], ids=["dense", "csr"])
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_mean_and_range_in_one_pass(monkeypatch, container, n_threads):
