@@ -5,6 +5,7 @@ import numbers
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
@@ -493,10 +494,15 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # Later partial_fit calls keep the first call's coordinates and
             # step sizes (the optimizer state refers to them).
             mean, scale = self._mean, self._scale
+            feature_major = getattr(self, "_feature_major", False)
         else:
             if not self.fit_intercept:
                 mean = np.zeros(n_features)
             scale = feature_scales(X, weights_normalized, mean, value_range=(low, high))
+            # The layout of the solvers' parameters (see _coef_view): W^T for
+            # sparse X, whose products take W^T; W for dense X, whose
+            # backward product gives W's layout.
+            feature_major = sp.issparse(X)
         # Only the automatic step of sgd (and of custom rules) needs the
         # curvature bound: L-BFGS finds its own steps, Adam's automatic step
         # is a constant, and later partial_fit calls keep the first step.
@@ -517,18 +523,24 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 joint=partial,
             )[:2]
         self._mean, self._scale = mean, scale
+        self._feature_major = feature_major
         offset = mean if self.fit_intercept else None
         validation = None
         if validation_data is not None:
             validation = _validation_scorer(
-                *validation_data, n_classes=n_classes, scale=scale, mean=mean
+                *validation_data,
+                n_classes=n_classes,
+                scale=scale,
+                mean=mean,
+                feature_major=feature_major,
             )
 
         n_coef = n_classes * n_features
         param_dtype = np.float64 if self.solver == "lbfgs" else dtype
         params = np.zeros(n_coef + n_classes, dtype=param_dtype)
         if warm:
-            _coef_view(params, n_classes, n_features)[...] = self.coef_ * scale
+            coef = _coef_view(params, n_classes, n_features, feature_major)
+            coef[...] = self.coef_ * scale
             if self.fit_intercept:
                 params[n_coef:] = self.intercept_ + self.coef_ @ mean
 
@@ -547,6 +559,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             offset=offset,
             scale=scale,
             fit_intercept=self.fit_intercept,
+            feature_major=feature_major,
             n_threads=n_threads,
         )
         if self.solver == "lbfgs":
@@ -559,7 +572,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             )
         else:
             rule, learning_rate = self._rule_and_rate(
-                full_batch and not partial, n_coef, params, partial and warm
+                full_batch and not partial, params, partial and warm, feature_major
             )
             state = None
             if partial and warm and type(rule).__name__ == self._rule_name:
@@ -591,7 +604,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             self._rule_name = type(rule).__name__
             self._learning_rate = learning_rate
 
-        coef, intercept = _original_parameters(result.params, n_classes, scale, mean)
+        coef, intercept = _original_parameters(
+            result.params, n_classes, scale, mean, feature_major
+        )
         self.coef_ = coef.astype(dtype)
         self.intercept_ = intercept.astype(dtype)
         if partial and warm:
@@ -637,7 +652,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             return min(_AUTO_BATCH_SIZE, n_samples)
         return min(self.batch_size, n_samples)
 
-    def _rule_and_rate(self, full_batch, n_coef, params, keep):
+    def _rule_and_rate(self, full_batch, params, keep, feature_major):
         """The update rule and its (per-parameter) learning rate.
 
         The accelerated rule needs a fixed objective: partial_fit, whose
@@ -663,12 +678,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         # coefficients (the penalty differs per scaled feature) and for the
         # intercept.
         rate = np.empty_like(params)
-        n_classes = params.size - n_coef
+        n_classes = self.classes_.size
+        n_features = params.size // n_classes - 1
         with np.errstate(divide="ignore"):
-            rate[:n_coef] = np.repeat(
-                np.where(lipschitz_coef > 0, 1.0 / lipschitz_coef, 1.0), n_classes
+            _coef_view(rate, n_classes, n_features, feature_major)[...] = np.where(
+                lipschitz_coef > 0, 1.0 / lipschitz_coef, 1.0
             )
-        rate[n_coef:] = 1.0 / lipschitz_intercept if lipschitz_intercept else 0.0
+        rate[-n_classes:] = 1.0 / lipschitz_intercept if lipschitz_intercept else 0.0
         if isinstance(rule, Momentum):
             # Heavy ball and Nesterov amplify the step by 1 / (1 - momentum).
             rate *= 1.0 - self.momentum
@@ -827,6 +843,7 @@ def _make_objective(
     offset,
     fit_intercept,
     scale,
+    feature_major=False,
     n_threads=1,
 ):
     """``objective(params, batch) -> (loss, grad)`` over flat ``[W, b']``.
@@ -850,7 +867,7 @@ def _make_objective(
     unscaled = bool(np.all(scale == 1))  # ordinary magnitudes: skip two passes
 
     def objective(params, batch):
-        coef = _coef_view(params, n_classes, n_features)
+        coef = _coef_view(params, n_classes, n_features, feature_major)
         if not unscaled:
             coef = coef / scale
         coef = coef.astype(dtype, copy=False)
@@ -882,10 +899,11 @@ def _make_objective(
             rows=batch,
         )
         grad = np.empty(params.size, dtype=dtype)
+        grad_view = _coef_view(grad, n_classes, n_features, feature_major)
         if unscaled:
-            np.copyto(_coef_view(grad, n_classes, n_features), grad_coef)
+            np.copyto(grad_view, grad_coef)
         else:
-            np.divide(grad_coef, scale, out=_coef_view(grad, n_classes, n_features))
+            np.divide(grad_coef, scale, out=grad_view)
         if fit_intercept:
             grad[n_coef:] = grad_intercept
         else:
@@ -895,28 +913,36 @@ def _make_objective(
     return objective
 
 
-def _coef_view(params, n_classes, n_features):
+def _coef_view(params, n_classes, n_features, feature_major=False):
     """The (n_classes, n_features) coefficients in the solvers' flat parameters.
 
-    The flat vector holds ``W^T`` row by row (feature-major), then the
-    intercept: the view is ``W``, Fortran-ordered, and its transpose is the
-    C-ordered ``W^T`` that the sparse products and the float32 forward
-    product take as it is, with no transposing copy per evaluation.
+    The flat vector holds the coefficients, then the intercept.  Class-major
+    (the default) stores ``W`` row by row: the view is C-ordered, the layout
+    of the dense backward product ``G^T X``.  Feature-major stores ``W^T``
+    row by row: the view is ``W``, Fortran-ordered, and its transpose is the
+    C-ordered ``W^T`` that scipy's sparse products need, so neither the
+    forward nor the backward product of a sparse X copies a transposed
+    ``W`` (two passes over n_classes x n_features a mini-batch).
     """
-    return params[: n_classes * n_features].reshape(n_features, n_classes).T
+    coef = params[: n_classes * n_features]
+    if feature_major:
+        return coef.reshape(n_features, n_classes).T
+    return coef.reshape(n_classes, n_features)
 
 
-def _original_parameters(params, n_classes, scale, mean):
+def _original_parameters(params, n_classes, scale, mean, feature_major=False):
     """``(coef, intercept)`` of the model from the solver's flat parameters.
 
     The solvers work on ``[W diag(scale), b']`` with ``b' = b + W mean``
-    (``mean`` is zeros without intercept, where ``b'`` stays 0).
+    (``mean`` is zeros without intercept, where ``b'`` stays 0), in the
+    layout ``feature_major`` names (see :func:`_coef_view`).
     """
-    coef = np.ascontiguousarray(_coef_view(params, n_classes, scale.size) / scale)
+    coef = _coef_view(params, n_classes, scale.size, feature_major) / scale
+    coef = np.ascontiguousarray(coef)
     return coef, params[coef.size :] - coef @ mean
 
 
-def _validation_scorer(X_val, y_val, w_val, *, n_classes, scale, mean):
+def _validation_scorer(X_val, y_val, w_val, *, n_classes, scale, mean, feature_major):
     """``validation(params) -> (loss, accuracy)`` on the held-out samples.
 
     The loss is the weighted cross-entropy without smoothing or penalty.
@@ -931,7 +957,9 @@ def _validation_scorer(X_val, y_val, w_val, *, n_classes, scale, mean):
     rows = np.arange(y_val.size)
 
     def validation(params):
-        coef, intercept = _original_parameters(params, n_classes, scale, mean)
+        coef, intercept = _original_parameters(
+            params, n_classes, scale, mean, feature_major
+        )
         log_proba = log_softmax(np.asarray(X_val @ coef.T) + intercept)
         loss = -float(log_proba[rows, y_val] @ w_val)
         score = float((log_proba.argmax(axis=1) == y_val) @ w_val)

@@ -38,6 +38,8 @@ import numpy as np
 import scipy.optimize
 from threadpoolctl import ThreadpoolController
 
+from ._loss import _axpy
+
 __all__ = [
     "UpdateRule",
     "Momentum",
@@ -167,7 +169,7 @@ class Momentum(UpdateRule):
         velocity *= self.momentum
         velocity -= grad
         if self.nesterov:
-            params += self.momentum * velocity
+            _axpy(self.momentum, velocity, params)
             params -= grad
         else:
             params += velocity
@@ -199,10 +201,10 @@ class Adam(UpdateRule):
         state["t"] += 1
         t, m, v = state["t"], state["m"], state["v"]
         m *= self.beta_1
-        m += (1 - self.beta_1) * grad
+        _axpy(1 - self.beta_1, grad, m)
         v *= self.beta_2
         grad *= grad
-        v += (1 - self.beta_2) * grad
+        _axpy(1 - self.beta_2, grad, v)
         scale = math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
         denom = np.sqrt(v)
         denom += self.epsilon

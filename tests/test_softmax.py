@@ -282,6 +282,51 @@ def test_sparse_equals_dense(solver, fmt):
     np.testing.assert_allclose(sparse.predict_proba(X_sparse), sparse.predict_proba(X))
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(solver="sgd"),
+        dict(solver="sgd", nesterovs_momentum=False),
+        dict(solver="adam"),
+        dict(solver="sgd", learning_rate_init=0.05, early_stopping=True),
+    ],
+    ids=["nesterov", "heavy-ball", "adam", "early-stopping"],
+)
+def test_sparse_minibatch_follows_the_dense_path(params):
+    # Sparse X puts W^T in the solvers' parameters, dense X puts W there:
+    # the same batches give the same iterates either way.
+    X, y = _standardized("wine")
+    X[np.abs(X) < 0.5] = 0.0
+    common = dict(batch_size=16, max_iter=6, random_state=0, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        dense = SoftmaxRegression(**common).fit(X, y)
+        sparse = SoftmaxRegression(**common).fit(sp.csr_matrix(X), y)
+    _assert_params_close(dense, sparse, rtol=1e-6, atol=1e-8)
+    assert dense.loss_curve_ == pytest.approx(sparse.loss_curve_, rel=1e-9)
+
+
+def test_partial_fit_mixing_sparse_and_dense_chunks():
+    # The layout of the parameters is fixed by the first call: later chunks
+    # of the other kind continue the same optimizer state.
+    X, y = _standardized("wine")
+    X[np.abs(X) < 0.5] = 0.0
+    chunks = np.array_split(np.random.RandomState(0).permutation(y.size), 6)
+    classes = np.unique(y)
+    for first in (sp.csr_matrix, np.asarray):
+        mixed = SoftmaxRegression(random_state=0)
+        dense = SoftmaxRegression(random_state=0)
+        for k, chunk in enumerate(chunks):
+            kind = (
+                first
+                if k % 2 == 0
+                else (np.asarray if first is sp.csr_matrix else sp.csr_matrix)
+            )
+            mixed.partial_fit(kind(X[chunk]), y[chunk], classes=classes)
+            dense.partial_fit(X[chunk], y[chunk], classes=classes)
+        _assert_params_close(dense, mixed, rtol=1e-6, atol=1e-8)
+
+
 def test_sparse_minibatch_fits():
     X, y = _standardized("iris")
     clf = SoftmaxRegression(solver="sgd", batch_size=16, random_state=0).fit(
