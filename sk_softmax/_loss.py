@@ -344,6 +344,9 @@ def _subtract_outer(matrix, u, v):
         matrix -= np.multiply.outer(u, v)
 
 
+_MIN_AXPY_SIZE = 4096
+
+
 def _axpy(a, x, y):
     """``y += a * x`` in place, for a scalar ``a``.
 
@@ -355,16 +358,20 @@ def _axpy(a, x, y):
     --------
     >>> import numpy as np
     >>> from sk_softmax._loss import _axpy
-    >>> y = np.ones(3)
-    >>> _axpy(2.0, np.arange(3.0), y)
-    >>> y
+    >>> y = np.ones(5000)
+    >>> _axpy(2.0, np.arange(5000.0), y)
+    >>> y[:3]
     array([1., 3., 5.])
     """
+    if y.size < _MIN_AXPY_SIZE:
+        # Below this size the BLAS call's own overhead costs more.
+        y += a * x
+        return
     same_order = (x.flags.c_contiguous and y.flags.c_contiguous) or (
         x.flags.f_contiguous and y.flags.f_contiguous
     )
     blas_type = y.dtype in (np.float32, np.float64) and x.dtype == y.dtype
-    if y.size and same_order and blas_type and x.shape == y.shape:
+    if same_order and blas_type and x.shape == y.shape:
         axpy = get_blas_funcs("axpy", (y,))
         axpy(x.ravel(order="K"), y.ravel(order="K"), a=a)
     else:

@@ -206,9 +206,17 @@ class Adam(UpdateRule):
         grad *= grad
         _axpy(1 - self.beta_2, grad, v)
         scale = math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
-        denom = np.sqrt(v)
-        denom += self.epsilon
-        params -= (learning_rate * scale) * m / denom
+        # The step m / (sqrt(v) + epsilon), built in grad's memory (no
+        # longer needed): no temporaries of the size of params.
+        step = grad
+        np.sqrt(v, out=step)
+        step += self.epsilon
+        np.divide(m, step, out=step)
+        if not isinstance(learning_rate, np.ndarray):
+            _axpy(-learning_rate * scale, step, params)
+        else:
+            step *= learning_rate
+            _axpy(-scale, step, params)
 
 
 class AcceleratedGradient(UpdateRule):

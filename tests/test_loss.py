@@ -879,6 +879,29 @@ def test_public_gradient_is_c_ordered(container):
     assert grad_coef.flags.c_contiguous
 
 
+@pytest.mark.parametrize("size", [30, 6000], ids=["small", "large"])
+@pytest.mark.parametrize(
+    "orders", [("C", "C"), ("F", "F"), ("C", "F"), ("F", "C")], ids="-".join
+)
+@pytest.mark.parametrize(
+    "dtypes", [(np.float64,) * 2, (np.float32,) * 2, (np.float32, np.float64)]
+)
+def test_axpy_in_place(dtypes, orders, size):
+    from sk_softmax._loss import _axpy
+
+    rng = np.random.RandomState(15)
+    shape = (3, size // 3)
+    x = np.asarray(rng.standard_normal(shape), dtype=dtypes[0], order=orders[0])
+    y = np.asarray(rng.standard_normal(shape), dtype=dtypes[1], order=orders[1])
+    expected = y + np.float32(0.7) * x if y.dtype == np.float32 else y + 0.7 * x
+    before = y.__array_interface__["data"][0]
+    _axpy(0.7, x, y)
+    assert y.__array_interface__["data"][0] == before
+    # BLAS may fuse the multiply-add: compare with an absolute tolerance too.
+    tol = 1e-6 if y.dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(y, expected, rtol=tol, atol=tol)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("layout", ["C", "F", "strided"])
 def test_subtract_outer_in_place(layout, dtype):
