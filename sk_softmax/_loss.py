@@ -34,6 +34,7 @@ Conventions
 - Every computation stays in the dtype of ``X`` (float32 or float64).
 """
 
+import contextlib
 import numbers
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -42,6 +43,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import eigvalsh, get_blas_funcs
 from scipy.sparse.linalg import LinearOperator, eigsh
+from threadpoolctl import ThreadpoolController
 
 __all__ = ["loss_and_gradient", "log_softmax", "lipschitz_constants", "feature_scales"]
 
@@ -401,6 +403,58 @@ def _per_thread(work, blocks, n_threads):
     return [work(blocks[::n_threads])] + [future.result() for future in futures]
 
 
+_BLAS_CONTROLLER = None
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Run the body with every BLAS pool at one thread; yield the thread budget.
+
+    numpy and scipy may each load their own OpenBLAS.  When both pools keep
+    threads spinning on the same cores (numpy's in the matrix products,
+    scipy's in L-BFGS-B's vector work and in the in-place updates of
+    :func:`_axpy` and :func:`_subtract_outer`) they slow each other down by
+    up to an order of magnitude.  So while fitting, and inside
+    :func:`loss_and_gradient`, every BLAS runs one thread, and the loss
+    parallelizes itself over row blocks of the data with the thread budget
+    yielded here: the largest BLAS pool size found on
+    entry, which respects ``OPENBLAS_NUM_THREADS``,
+    ``threadpoolctl.threadpool_limits`` and the limits that joblib's workers
+    set.  (Giving the budget back to the BLAS in the mini-batch loop, where
+    numpy's products are the only BLAS work, measured no faster, and leaves
+    OpenBLAS threads spinning for about 0.1 s after the fit.)
+
+    Yields
+    ------
+    n_threads : int
+        Threads the objective may use.
+
+    Examples
+    --------
+    >>> from threadpoolctl import threadpool_info
+    >>> from sk_softmax._loss import single_threaded_blas
+    >>> with single_threaded_blas() as n_threads:
+    ...     pools = [p["num_threads"] for p in threadpool_info()
+    ...              if p["user_api"] == "blas"]
+    >>> set(pools) <= {1}, n_threads >= 1
+    (True, True)
+    """
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:
+        # Finding the libraries walks every loaded shared object (about 2 ms
+        # a fit): once per process.  numpy's and scipy's BLAS are loaded by
+        # then, since this package imports both.
+        _BLAS_CONTROLLER = ThreadpoolController().select(user_api="blas")
+    blas = _BLAS_CONTROLLER
+    sizes = [lib.num_threads for lib in blas.lib_controllers]
+    n_threads = max(sizes, default=1)
+    if n_threads <= 1:
+        yield 1
+        return
+    with blas.limit(limits=1):
+        yield n_threads
+
+
 def _as_float_array(X):
     if sp.issparse(X):
         if X.dtype not in (np.float32, np.float64):
@@ -519,9 +573,26 @@ def loss_and_gradient(
         if weight_sum <= 0:
             raise ValueError("sample_weight must have a positive sum.")
         sample_weight = sample_weight / weight_sum
-    loss, grad_coef, grad_intercept = _loss_and_gradient(
-        coef, intercept, X, y, sample_weight, float(alpha), float(label_smoothing)
+    core = partial(
+        _loss_and_gradient,
+        coef,
+        intercept,
+        X,
+        y,
+        sample_weight,
+        float(alpha),
+        float(label_smoothing),
     )
+    if coef.size < _MIN_AXPY_SIZE and _block_rows(X, n_samples, 2) >= n_samples:
+        # Small problems: one row block and no large in-place update, so
+        # numpy's BLAS keeps its threads for the products.
+        loss, grad_coef, grad_intercept = core()
+    else:
+        # As in fit: every BLAS pool at one thread, the rows shared among
+        # threads (scipy's BLAS, which the in-place updates use, would
+        # otherwise leave threads spinning against numpy's).
+        with single_threaded_blas() as n_threads:
+            loss, grad_coef, grad_intercept = core(n_threads=n_threads)
     return dtype.type(loss), np.ascontiguousarray(grad_coef), grad_intercept
 
 

@@ -31,6 +31,7 @@ from ._loss import (
     feature_scales,
     lipschitz_constants,
     log_softmax,
+    single_threaded_blas,
 )
 from ._solvers import (
     AcceleratedGradient,
@@ -39,7 +40,6 @@ from ._solvers import (
     UpdateRule,
     gradient_descent,
     lbfgs,
-    single_threaded_blas,
 )
 
 # Below this many samples, batch_size="auto" trains on the full batch: the

@@ -30,13 +30,11 @@ accelerated full-batch gradient descent with adaptive restart
 (:class:`AcceleratedGradient`).
 """
 
-import contextlib
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.optimize
-from threadpoolctl import ThreadpoolController
 
 from ._loss import _axpy
 
@@ -48,58 +46,7 @@ __all__ = [
     "gradient_descent",
     "lbfgs",
     "SolverResult",
-    "single_threaded_blas",
 ]
-
-
-_BLAS_CONTROLLER = None
-
-
-@contextlib.contextmanager
-def single_threaded_blas():
-    """Run the body with every BLAS pool at one thread; yield the thread budget.
-
-    numpy and scipy may each load their own OpenBLAS.  When both pools keep
-    threads spinning on the same cores (numpy's in the matrix products,
-    scipy's in L-BFGS-B's vector work) they slow each other down by up to an
-    order of magnitude.  So while fitting every BLAS runs one thread, and
-    the full-batch loss parallelizes itself over row blocks of the data
-    with the thread budget yielded here: the largest BLAS pool size found on
-    entry, which respects ``OPENBLAS_NUM_THREADS``,
-    ``threadpoolctl.threadpool_limits`` and the limits that joblib's workers
-    set.  (Giving the budget back to the BLAS in the mini-batch loop, where
-    numpy's products are the only BLAS work, measured no faster, and leaves
-    OpenBLAS threads spinning for about 0.1 s after the fit.)
-
-    Yields
-    ------
-    n_threads : int
-        Threads the objective may use.
-
-    Examples
-    --------
-    >>> from threadpoolctl import threadpool_info
-    >>> from sk_softmax._solvers import single_threaded_blas
-    >>> with single_threaded_blas() as n_threads:
-    ...     pools = [p["num_threads"] for p in threadpool_info()
-    ...              if p["user_api"] == "blas"]
-    >>> set(pools) <= {1}, n_threads >= 1
-    (True, True)
-    """
-    global _BLAS_CONTROLLER
-    if _BLAS_CONTROLLER is None:
-        # Finding the libraries walks every loaded shared object (about 2 ms
-        # a fit): once per process.  numpy's and scipy's BLAS are loaded by
-        # then, since this package imports both.
-        _BLAS_CONTROLLER = ThreadpoolController().select(user_api="blas")
-    blas = _BLAS_CONTROLLER
-    sizes = [lib.num_threads for lib in blas.lib_controllers]
-    n_threads = max(sizes, default=1)
-    if n_threads <= 1:
-        yield 1
-        return
-    with blas.limit(limits=1):
-        yield n_threads
 
 
 @dataclass

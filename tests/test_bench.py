@@ -246,7 +246,7 @@ def test_quick_loss_gradient_rows(quick_results):
     assert {row["workload"] for row in rows} >= {"dense", "dense32", "sparse"}
     for row in rows:
         _positive(row, "time_loss_gradient", "time_products", "ratio")
-        _positive(row, "ratio_public", "ratio_default_call")
+        _positive(row, "ratio_public", "ratio_one_thread")
     assert {row["grad_dtype"] for row in rows if row["dtype"] == "float32"} == {
         "float32"
     }

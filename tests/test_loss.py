@@ -872,6 +872,35 @@ def test_fortran_ordered_coef_gives_the_same_result(container, rows, dtype):
     assert got[1].flags.c_contiguous or got[1].flags.f_contiguous
 
 
+@pytest.mark.parametrize("shape", [(300, 1100, 4), (3000, 60, 3)], ids=["wide", "tall"])
+@pytest.mark.parametrize("container", [np.asarray, sp.csr_matrix], ids=["dense", "csr"])
+def test_public_large_problem_matches_reference(container, shape):
+    # Problems past one row block or with a large W run like fit (BLAS at
+    # one thread, rows over threads, in-place BLAS updates): same numbers.
+    from threadpoolctl import threadpool_info
+
+    n, d, K = shape
+    rng = np.random.RandomState(16)
+    X = rng.standard_normal((n, d)) * (rng.uniform(size=(n, d)) < 0.5)
+    y = rng.randint(K, size=n)
+    coef, intercept = 0.1 * rng.standard_normal((K, d)), rng.standard_normal(K)
+    weights = rng.uniform(0.5, 2.0, size=n)
+    before = [p["num_threads"] for p in threadpool_info()]
+    got = loss_and_gradient(
+        coef,
+        intercept,
+        container(X),
+        y,
+        alpha=0.3,
+        label_smoothing=0.1,
+        sample_weight=weights,
+    )
+    assert [p["num_threads"] for p in threadpool_info()] == before
+    ref = naive_loss_and_gradient(coef, intercept, X, y, 0.3, 0.1, weights)
+    for got_part, ref_part in zip(got, ref, strict=True):
+        np.testing.assert_allclose(got_part, ref_part, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("container", [np.asarray, sp.csr_matrix], ids=["dense", "csr"])
 def test_public_gradient_is_c_ordered(container):
     X, y, coef, intercept, _ = _make_problem(n_samples=30, n_features=6)

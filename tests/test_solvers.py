@@ -16,7 +16,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from sk_softmax._loss import _loss_and_gradient, lipschitz_constants
+from sk_softmax._loss import (
+    _loss_and_gradient,
+    lipschitz_constants,
+    single_threaded_blas,
+)
 from sk_softmax._solvers import (
     AcceleratedGradient,
     Adam,
@@ -24,7 +28,6 @@ from sk_softmax._solvers import (
     _batches,
     gradient_descent,
     lbfgs,
-    single_threaded_blas,
 )
 
 # ---------------------------------------------------------------------------
