@@ -855,10 +855,7 @@ def _curvature_sample(X, sample_weight):
 def _centered_row_norms_sq(X, mean, scale):
     """``||(x_i - mean) / scale||^2`` for every row, in float64."""
     if sp.issparse(X):
-        X = X.tocsr()
-        scaled = X.data / scale[X.indices]
-        cumulative = np.concatenate([[0.0], np.cumsum(np.square(scaled))])
-        sq = cumulative[X.indptr[1:]] - cumulative[X.indptr[:-1]]
+        sq = _sparse_row_sums_sq(X, 1.0 / scale)
         projection = np.asarray(X @ (mean / scale**2)).ravel()
         return np.maximum(sq - 2.0 * projection + np.sum((mean / scale) ** 2), 0.0)
     if np.all(scale == 1):
@@ -876,6 +873,53 @@ def _centered_row_norms_sq(X, mean, scale):
 
 
 _CHUNK_ROWS = 4096
+# Stored entries of a sparse X read at a time (temporaries of ~8 MiB).
+_CHUNK_ENTRIES = 1 << 20
+
+
+def _sparse_row_sums_sq(X, inv_scale):
+    """``sum_j (x_ij * inv_scale_j)^2`` for every row of a sparse X, in float64.
+
+    CSR and CSC are read as they are, a chunk of about ``_CHUNK_ENTRIES``
+    stored entries at a time, so the temporaries stay of the size of a
+    chunk, not of X (other formats are converted to CSR).
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from sk_softmax._loss import _sparse_row_sums_sq
+    >>> X = sp.csc_matrix(np.array([[1.0, 0.0], [0.0, 0.0], [3.0, 4.0]]))
+    >>> _sparse_row_sums_sq(X, np.ones(2))
+    array([ 1.,  0., 25.])
+    """
+    if X.format not in ("csr", "csc"):
+        X = X.tocsr()
+    n_samples = X.shape[0]
+    indptr = X.indptr
+    # Chunk boundaries along the compressed axis (rows of CSR, columns of CSC).
+    marks = np.arange(0, X.nnz, _CHUNK_ENTRIES)
+    bounds = np.unique(
+        np.r_[np.searchsorted(indptr, marks, side="right") - 1, indptr.size - 1]
+    )
+    bounds[0] = 0
+    sq = np.zeros(n_samples)
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        lo, hi = indptr[start], indptr[stop]
+        if hi == lo:
+            continue
+        counts = np.diff(indptr[start : stop + 1])
+        if X.format == "csr":
+            values = X.data[lo:hi] * inv_scale[X.indices[lo:hi]]
+            values *= values
+            filled = np.flatnonzero(counts)
+            sq[start + filled] = np.add.reduceat(
+                values, (indptr[start:stop] - lo)[filled]
+            )
+        else:
+            values = X.data[lo:hi] * np.repeat(inv_scale[start:stop], counts)
+            values *= values
+            sq += np.bincount(X.indices[lo:hi], weights=values, minlength=n_samples)
+    return sq
 
 
 def _largest_weighted_eigenvalue(X, sample_weight, mean, scale):

@@ -766,6 +766,52 @@ def test_lipschitz_mini_batch(kind, fit_intercept):
         assert (L_b, L_int_b) == (L_full, L_int_full)
 
 
+@pytest.mark.parametrize("chunk", [1, 5, 1 << 20])
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+def test_sparse_row_sums_in_chunks(monkeypatch, fmt, chunk):
+    # Any chunk size gives the dense row sums, empty rows and columns included.
+    from sk_softmax import _loss
+
+    monkeypatch.setattr(_loss, "_CHUNK_ENTRIES", chunk)
+    rng = np.random.RandomState(17)
+    dense = rng.standard_normal((40, 12)) * (rng.uniform(size=(40, 12)) < 0.3)
+    dense[[0, 7, 39]] = 0.0
+    dense[:, 3] = 0.0
+    inv_scale = rng.uniform(0.5, 2.0, size=12)
+    got = _loss._sparse_row_sums_sq(sp.csr_matrix(dense).asformat(fmt), inv_scale)
+    np.testing.assert_allclose(got, ((dense * inv_scale) ** 2).sum(axis=1), rtol=1e-13)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+def test_sparse_mini_batch_bound_allocates_chunks_not_x(monkeypatch, fmt):
+    # The per-sample curvature of a sparse X reads it a chunk at a time: the
+    # peak stays well below the size of its stored entries (it used to be
+    # several times that size).
+    import tracemalloc
+
+    from sk_softmax import _loss
+
+    monkeypatch.setattr(_loss, "_CHUNK_ENTRIES", 1 << 16)
+    rng = np.random.default_rng(18)
+    n, d, per_row = 50000, 5000, 40
+    X = sp.csr_matrix(
+        (
+            rng.standard_normal(n * per_row),
+            rng.integers(0, d, size=n * per_row),
+            np.arange(0, n * per_row + 1, per_row),
+        ),
+        shape=(n, d),
+    ).asformat(fmt)
+    weights = np.full(n, 1.0 / n)
+    tracemalloc.start()
+    try:
+        lipschitz_constants(X, weights, alpha=0.1, fit_intercept=True, batch_size=256)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.5 * X.data.nbytes, (peak, X.data.nbytes)
+
+
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
 @pytest.mark.parametrize("container", [np.asarray, sp.csr_matrix], ids=["dense", "csr"])
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
