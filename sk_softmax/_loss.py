@@ -417,12 +417,11 @@ def single_threaded_blas():
     up to an order of magnitude.  So while fitting, and inside
     :func:`loss_and_gradient`, every BLAS runs one thread, and the loss
     parallelizes itself over row blocks of the data with the thread budget
-    yielded here: the largest BLAS pool size found on
-    entry, which respects ``OPENBLAS_NUM_THREADS``,
-    ``threadpoolctl.threadpool_limits`` and the limits that joblib's workers
-    set.  (Giving the budget back to the BLAS in the mini-batch loop, where
-    numpy's products are the only BLAS work, measured no faster, and leaves
-    OpenBLAS threads spinning for about 0.1 s after the fit.)
+    yielded here: the largest BLAS pool size found on entry, which respects
+    ``OPENBLAS_NUM_THREADS``, ``threadpoolctl.threadpool_limits`` and the
+    limits that joblib's workers set.  (Giving the budget back to the BLAS
+    in the mini-batch loop measured no faster, and leaves OpenBLAS threads
+    spinning for about 0.1 s after the fit.)
 
     Yields
     ------
@@ -506,7 +505,11 @@ def loss_and_gradient(
     Notes
     -----
     Computation runs in float32 when ``X`` is float32 and in float64
-    otherwise; the outputs have that dtype.
+    otherwise; the outputs have that dtype.  Past one row block of X (1 MiB)
+    or 4096 coefficients, it runs as inside ``fit``: every BLAS pool at one
+    thread and the rows shared among as many Python threads (see
+    :func:`single_threaded_blas`), so numpy's and scipy's BLAS never compete
+    for the cores.
 
     Examples
     --------

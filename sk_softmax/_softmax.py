@@ -852,7 +852,8 @@ def _make_objective(
     as the scalar ``1/n``); a batch renormalizes its own share so each step
     follows the weighted mean over the batch.
     ``n_threads`` threads share the row blocks of each evaluation.  The
-    coefficients in ``params`` are ``W diag(scale)``.
+    coefficients in ``params`` are ``W diag(scale)``, stored row by row as
+    ``W`` or, with ``feature_major``, as ``W^T`` (see :func:`_coef_view`).
     """
     n_features = X.shape[1]
     n_coef = n_classes * n_features
