@@ -36,6 +36,7 @@ Conventions
 
 import contextlib
 import numbers
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -404,6 +405,13 @@ def _per_thread(work, blocks, n_threads):
 
 
 _BLAS_CONTROLLER = None
+# Fits and loss evaluations may run in several threads at once (a threaded
+# joblib or dask scheduler): the first to enter limits the pools, the last
+# to leave restores them, and all see the budget found by the first.
+_BLAS_LOCK = threading.Lock()
+_BLAS_USERS = 0
+_BLAS_LIMITER = None
+_BLAS_BUDGET = 1
 
 
 @contextlib.contextmanager
@@ -423,6 +431,12 @@ def single_threaded_blas():
     in the mini-batch loop measured no faster, and leaves OpenBLAS threads
     spinning for about 0.1 s after the fit.)
 
+    The limit is shared: nested uses, and uses in several threads at once,
+    keep it until the last one leaves, which restores the pools as the
+    first one found them.  Where the BLAS does not take the limit (OpenBLAS
+    ignores it from a thread other than the main one once the main thread
+    has set a thread count), the budget is one thread.
+
     Yields
     ------
     n_threads : int
@@ -438,20 +452,34 @@ def single_threaded_blas():
     >>> set(pools) <= {1}, n_threads >= 1
     (True, True)
     """
-    global _BLAS_CONTROLLER
-    if _BLAS_CONTROLLER is None:
-        # Finding the libraries walks every loaded shared object (about 2 ms
-        # a fit): once per process.  numpy's and scipy's BLAS are loaded by
-        # then, since this package imports both.
-        _BLAS_CONTROLLER = ThreadpoolController().select(user_api="blas")
-    blas = _BLAS_CONTROLLER
-    sizes = [lib.num_threads for lib in blas.lib_controllers]
-    n_threads = max(sizes, default=1)
-    if n_threads <= 1:
-        yield 1
-        return
-    with blas.limit(limits=1):
+    global _BLAS_CONTROLLER, _BLAS_USERS, _BLAS_LIMITER, _BLAS_BUDGET
+    with _BLAS_LOCK:
+        if _BLAS_CONTROLLER is None:
+            # Finding the libraries walks every loaded shared object (about
+            # 2 ms a fit): once per process.  numpy's and scipy's BLAS are
+            # loaded by then, since this package imports both.
+            _BLAS_CONTROLLER = ThreadpoolController().select(user_api="blas")
+        if _BLAS_USERS == 0:
+            libs = _BLAS_CONTROLLER.lib_controllers
+            _BLAS_BUDGET = max((lib.num_threads for lib in libs), default=1)
+            if _BLAS_BUDGET > 1:
+                _BLAS_LIMITER = _BLAS_CONTROLLER.limit(limits=1)
+                if any(lib.num_threads > 1 for lib in libs):
+                    # OpenBLAS ignores the limit when it is set from a thread
+                    # other than the main one after the main thread has set
+                    # a thread count: the pools keep their threads, so ours
+                    # would only compete with them.
+                    _BLAS_BUDGET = 1
+        _BLAS_USERS += 1
+        n_threads = _BLAS_BUDGET
+    try:
         yield n_threads
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_USERS -= 1
+            if _BLAS_USERS == 0 and _BLAS_LIMITER is not None:
+                _BLAS_LIMITER.restore_original_limits()
+                _BLAS_LIMITER = None
 
 
 def _as_float_array(X):

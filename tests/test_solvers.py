@@ -740,6 +740,104 @@ def test_single_threaded_blas_limits_every_pool_and_restores():
         assert _blas_threads() == before
 
 
+def test_single_threaded_blas_nested_keeps_the_limit_and_budget():
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        if not any(n > 1 for n in before.values()):
+            pytest.skip("no BLAS accepts two threads here")
+        with single_threaded_blas() as outer:
+            with single_threaded_blas() as inner:
+                assert inner == outer == max(before.values())
+            # Leaving the inner use does not lift the outer one's limit.
+            assert all(n == 1 for n in _blas_threads().values())
+        assert _blas_threads() == before
+
+
+def test_single_threaded_blas_shared_by_overlapping_threads():
+    # Four threads inside at once with the main thread: all see one thread
+    # per pool and the same budget; the pools stay limited until the last
+    # use ends, then end as they started.  (The main thread enters first and
+    # leaves last: OpenBLAS takes a thread count set from another thread
+    # only until the main thread sets one.)
+    import threading
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        if not any(n > 1 for n in before.values()):
+            pytest.skip("no BLAS accepts two threads here")
+        barrier = threading.Barrier(4)
+        seen = []
+
+        def use():
+            with single_threaded_blas() as n_threads:
+                barrier.wait()
+                seen.append((n_threads, _blas_threads()))
+                barrier.wait()
+
+        with single_threaded_blas() as budget:
+            threads = [threading.Thread(target=use) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert all(n == 1 for n in _blas_threads().values())
+        assert budget == max(before.values())
+        assert len(seen) == 4
+        for n_threads, pools in seen:
+            assert n_threads == budget
+            assert all(n == 1 for n in pools.values())
+        assert _blas_threads() == before
+
+
+def test_single_threaded_blas_in_a_worker_thread_never_oversubscribes():
+    # From a thread other than the main one, after the main thread set a
+    # thread count, OpenBLAS may ignore the limit: then the budget is one
+    # thread, so the loss adds no threads of its own to the BLAS's.
+    import threading
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        if not any(n > 1 for n in _blas_threads().values()):
+            pytest.skip("no BLAS accepts two threads here")
+        seen = []
+
+        def use():
+            with single_threaded_blas() as n_threads:
+                seen.append((n_threads, _blas_threads()))
+
+        thread = threading.Thread(target=use)
+        thread.start()
+        thread.join()
+        ((n_threads, pools),) = seen
+        assert n_threads == 1 or all(n == 1 for n in pools.values())
+
+
+def test_single_threaded_blas_in_concurrent_threads_restores_the_pools():
+    # Fits in several threads at once (a threaded joblib or dask scheduler)
+    # share one limit: the pools end as they started, and every fit gives
+    # the result it gives alone.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sk_softmax import SoftmaxRegression
+
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((3000, 60))
+    y = rng.randint(3, size=3000)
+
+    def fit(seed):
+        return SoftmaxRegression(
+            solver="sgd", batch_size=64, max_iter=3, random_state=seed
+        ).fit(X, y)
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        alone = [fit(seed).coef_ for seed in range(4)]
+        with ThreadPoolExecutor(4) as pool:
+            together = list(pool.map(fit, list(range(4)) * 3))
+        assert _blas_threads() == before
+    for k, model in enumerate(together):
+        assert_allclose(model.coef_, alone[k % 4], rtol=1e-12, atol=1e-14)
+
+
 def test_single_threaded_blas_respects_a_user_limit():
     # A user (or a joblib worker) that limited BLAS to one thread gets one
     # thread from us too.
