@@ -811,6 +811,7 @@ def test_single_threaded_blas_in_a_worker_thread_never_oversubscribes():
         assert n_threads == 1 or all(n == 1 for n in pools.values())
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_single_threaded_blas_in_concurrent_threads_restores_the_pools():
     # Fits in several threads at once (a threaded joblib or dask scheduler)
     # share one limit: the pools end as they started, and every fit gives
