@@ -266,8 +266,13 @@ def compare(
         contexts={"a": context_a, "b": context_b},
         settle_s=settle_s,
     )
-    a, b = stats["a"], stats["b"]
-    summary = {
+    return _pair_summary(stats, "a", "b"), results["a"], results["b"]
+
+
+def _pair_summary(stats, name_a, name_b):
+    """:func:`compare`'s summary of two sides of :func:`time_alternating`."""
+    a, b = stats[name_a], stats[name_b]
+    return {
         "time_a": a["time"],
         "time_b": b["time"],
         "ratio": _ratio(a["time"], b["time"]),
@@ -278,7 +283,6 @@ def compare(
         "number": [a["number"], b["number"]],
         "pairs": stats["rounds"],
     }
-    return summary, results["a"], results["b"]
 
 
 def peak_memory(fn):
@@ -1423,13 +1427,7 @@ class Bench:
                 times, results = time_alternating(fns, contexts=contexts, **kwargs)
                 model_ours, model_torch = results["ours"], results["torch"]
                 floor_time = min(times[k]["time"] for k in fns if k.startswith("floor"))
-                stats = {
-                    "time_a": times["ours"]["time"],
-                    "time_b": times["torch"]["time"],
-                    "ratio": _ratio(times["ours"]["time"], times["torch"]["time"]),
-                    "ratio_best": _ratio(times["ours"]["best"], times["torch"]["best"]),
-                    "pairs": times["rounds"],
-                }
+                stats = _pair_summary(times, "ours", "torch")
                 stats1, _, _ = compare(ours, torch_loop(1), **kwargs)
                 with torch.no_grad():
                     coef_t = model_torch.weight.numpy().astype(np.float64)

@@ -7,6 +7,7 @@ quadratics, so a failure points at ``_solvers.py`` and nothing above it.
 
 import functools
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -721,98 +722,97 @@ def _blas_threads():
     }
 
 
-def test_single_threaded_blas_limits_every_pool_and_restores():
-    # Start from two threads everywhere so the limit is observable.
+@pytest.fixture
+def two_blas_threads():
+    """Every BLAS pool at two threads, so that a limit is observable."""
     with threadpool_limits(limits=2, user_api="blas"):
         before = _blas_threads()
         if not any(n > 1 for n in before.values()):
             pytest.skip("no BLAS accepts two threads here")
-        with single_threaded_blas() as n_threads:
-            inside = _blas_threads()
-        assert n_threads == max(before.values())
-        assert inside.keys() == before.keys()
-        assert all(n == 1 for n in inside.values())
-        assert _blas_threads() == before
-
-        with pytest.raises(RuntimeError):
-            with single_threaded_blas():
-                raise RuntimeError
-        assert _blas_threads() == before
+        yield before
 
 
-def test_single_threaded_blas_nested_keeps_the_limit_and_budget():
-    with threadpool_limits(limits=2, user_api="blas"):
-        before = _blas_threads()
-        if not any(n > 1 for n in before.values()):
-            pytest.skip("no BLAS accepts two threads here")
-        with single_threaded_blas() as outer:
-            with single_threaded_blas() as inner:
-                assert inner == outer == max(before.values())
-            # Leaving the inner use does not lift the outer one's limit.
-            assert all(n == 1 for n in _blas_threads().values())
-        assert _blas_threads() == before
+def test_single_threaded_blas_limits_every_pool_and_restores(two_blas_threads):
+    before = two_blas_threads
+    with single_threaded_blas() as n_threads:
+        inside = _blas_threads()
+    assert n_threads == max(before.values())
+    assert inside.keys() == before.keys()
+    assert all(n == 1 for n in inside.values())
+    assert _blas_threads() == before
+
+    with pytest.raises(RuntimeError):
+        with single_threaded_blas():
+            raise RuntimeError
+    assert _blas_threads() == before
 
 
-def test_single_threaded_blas_shared_by_overlapping_threads():
+def test_single_threaded_blas_nested_keeps_the_limit_and_budget(two_blas_threads):
+    before = two_blas_threads
+    with single_threaded_blas() as outer:
+        with single_threaded_blas() as inner:
+            assert inner == outer == max(before.values())
+        # Leaving the inner use does not lift the outer one's limit.
+        assert all(n == 1 for n in _blas_threads().values())
+    assert _blas_threads() == before
+
+
+def _in_threads(target, n_threads):
+    threads = [threading.Thread(target=target) for _ in range(n_threads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_single_threaded_blas_shared_by_overlapping_threads(two_blas_threads):
     # Four threads inside at once with the main thread: all see one thread
     # per pool and the same budget; the pools stay limited until the last
     # use ends, then end as they started.  (The main thread enters first and
     # leaves last: OpenBLAS takes a thread count set from another thread
     # only until the main thread sets one.)
-    import threading
+    before = two_blas_threads
+    barrier = threading.Barrier(4)
+    seen = []
 
-    with threadpool_limits(limits=2, user_api="blas"):
-        before = _blas_threads()
-        if not any(n > 1 for n in before.values()):
-            pytest.skip("no BLAS accepts two threads here")
-        barrier = threading.Barrier(4)
-        seen = []
+    def use():
+        with single_threaded_blas() as n_threads:
+            barrier.wait()
+            seen.append((n_threads, _blas_threads()))
+            barrier.wait()
 
-        def use():
-            with single_threaded_blas() as n_threads:
-                barrier.wait()
-                seen.append((n_threads, _blas_threads()))
-                barrier.wait()
-
-        with single_threaded_blas() as budget:
-            threads = [threading.Thread(target=use) for _ in range(4)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            assert all(n == 1 for n in _blas_threads().values())
-        assert budget == max(before.values())
-        assert len(seen) == 4
-        for n_threads, pools in seen:
-            assert n_threads == budget
-            assert all(n == 1 for n in pools.values())
-        assert _blas_threads() == before
+    with single_threaded_blas() as budget:
+        _in_threads(use, 4)
+        assert all(n == 1 for n in _blas_threads().values())
+    assert budget == max(before.values())
+    assert len(seen) == 4
+    for n_threads, pools in seen:
+        assert n_threads == budget
+        assert all(n == 1 for n in pools.values())
+    assert _blas_threads() == before
 
 
-def test_single_threaded_blas_in_a_worker_thread_never_oversubscribes():
+def test_single_threaded_blas_in_a_worker_thread_never_oversubscribes(
+    two_blas_threads,
+):
     # From a thread other than the main one, after the main thread set a
     # thread count, OpenBLAS may ignore the limit: then the budget is one
     # thread, so the loss adds no threads of its own to the BLAS's.
-    import threading
+    seen = []
 
-    with threadpool_limits(limits=2, user_api="blas"):
-        if not any(n > 1 for n in _blas_threads().values()):
-            pytest.skip("no BLAS accepts two threads here")
-        seen = []
+    def use():
+        with single_threaded_blas() as n_threads:
+            seen.append((n_threads, _blas_threads()))
 
-        def use():
-            with single_threaded_blas() as n_threads:
-                seen.append((n_threads, _blas_threads()))
-
-        thread = threading.Thread(target=use)
-        thread.start()
-        thread.join()
-        ((n_threads, pools),) = seen
-        assert n_threads == 1 or all(n == 1 for n in pools.values())
+    _in_threads(use, 1)
+    ((n_threads, pools),) = seen
+    assert n_threads == 1 or all(n == 1 for n in pools.values())
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_single_threaded_blas_in_concurrent_threads_restores_the_pools():
+def test_single_threaded_blas_in_concurrent_threads_restores_the_pools(
+    two_blas_threads,
+):
     # Fits in several threads at once (a threaded joblib or dask scheduler)
     # share one limit: the pools end as they started, and every fit gives
     # the result it gives alone.
@@ -829,12 +829,10 @@ def test_single_threaded_blas_in_concurrent_threads_restores_the_pools():
             solver="sgd", batch_size=64, max_iter=3, random_state=seed
         ).fit(X, y)
 
-    with threadpool_limits(limits=2, user_api="blas"):
-        before = _blas_threads()
-        alone = [fit(seed).coef_ for seed in range(4)]
-        with ThreadPoolExecutor(4) as pool:
-            together = list(pool.map(fit, list(range(4)) * 3))
-        assert _blas_threads() == before
+    alone = [fit(seed).coef_ for seed in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(fit, list(range(4)) * 3))
+    assert _blas_threads() == two_blas_threads
     for k, model in enumerate(together):
         assert_allclose(model.coef_, alone[k % 4], rtol=1e-12, atol=1e-14)
 
