@@ -35,6 +35,7 @@ Conventions
 """
 
 import contextlib
+import math
 import numbers
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -399,9 +400,20 @@ def _per_thread(work, blocks, n_threads):
     if _EXECUTOR is None or _EXECUTOR._max_workers < n_threads - 1:
         _EXECUTOR = ThreadPoolExecutor(max_workers=n_threads - 1)
     futures = [
-        _EXECUTOR.submit(work, blocks[k::n_threads]) for k in range(1, n_threads)
+        _EXECUTOR.submit(_with_errstate, np.geterr(), work, blocks[k::n_threads])
+        for k in range(1, n_threads)
     ]
     return [work(blocks[::n_threads])] + [future.result() for future in futures]
+
+
+def _with_errstate(errstate, work, blocks):
+    """``work(blocks)`` under the caller's floating-point error handling.
+
+    numpy's error state belongs to a thread: the workers take the caller's,
+    so that what ``np.errstate`` silences in the caller stays silent.
+    """
+    with np.errstate(**errstate):
+        return work(blocks)
 
 
 _BLAS_CONTROLLER = None
@@ -530,6 +542,15 @@ def loss_and_gradient(
     grad_intercept : ndarray of shape (n_classes,) or None
         ``dJ/db``.
 
+    Raises
+    ------
+    ValueError
+        On arrays of the wrong shape, labels outside ``0, ..., K-1``, an
+        invalid ``alpha``, ``label_smoothing`` or ``sample_weight``, a NaN or
+        an infinity in ``coef``, ``intercept`` or ``X`` (in scikit-learn's
+        words), and where finite inputs overflow the dtype: the result is
+        never NaN.
+
     Notes
     -----
     Computation runs in float32 when ``X`` is float32 and in float64
@@ -562,6 +583,8 @@ def loss_and_gradient(
         raise ValueError(
             f"coef must have shape (n_classes, {n_features}), got {coef.shape}."
         )
+    if not _all_finite(coef):
+        raise ValueError("coef contains NaN or infinity.")
     n_classes = coef.shape[0]
     if intercept is not None:
         intercept = np.asarray(intercept, dtype=dtype)
@@ -569,15 +592,16 @@ def loss_and_gradient(
             raise ValueError(
                 f"intercept must have shape ({n_classes},), got {intercept.shape}."
             )
+        if not _all_finite(intercept):
+            raise ValueError("intercept contains NaN or infinity.")
     y = np.asarray(y)
     if y.shape != (n_samples,):
         raise ValueError(f"y must have shape ({n_samples},) to match X, got {y.shape}.")
-    if n_samples and (
-        not np.all(np.isfinite(y.astype(float, copy=False)))
-        or not np.all(np.mod(y, 1) == 0)
-        or y.min() < 0
-        or y.max() >= n_classes
-    ):
+    # Integer labels are whole and finite: only their range needs a look.
+    whole = y.dtype.kind in "biu" or (
+        np.all(np.isfinite(y.astype(float, copy=False))) and np.all(np.mod(y, 1) == 0)
+    )
+    if n_samples and (not whole or y.min() < 0 or y.max() >= n_classes):
         raise ValueError(
             f"y must hold class indices in [0, {n_classes - 1}] (n_classes is "
             "coef.shape[0])."
@@ -614,17 +638,46 @@ def loss_and_gradient(
         float(alpha),
         float(label_smoothing),
     )
+    # Non-finite values are reported below, as errors: numpy's warnings about
+    # them would only come first.
     if coef.size < _MIN_AXPY_SIZE and _block_rows(X, n_samples, 2) >= n_samples:
         # Small problems: one row block and no large in-place update, so
         # numpy's BLAS keeps its threads for the products.
-        loss, grad_coef, grad_intercept = core()
+        with np.errstate(all="ignore"):
+            loss, grad_coef, grad_intercept = core()
     else:
         # As in fit: every BLAS pool at one thread, the rows shared among
         # threads (scipy's BLAS, which the in-place updates use, would
         # otherwise leave threads spinning against numpy's).
-        with single_threaded_blas() as n_threads:
+        with single_threaded_blas() as n_threads, np.errstate(all="ignore"):
             loss, grad_coef, grad_intercept = core(n_threads=n_threads)
+    # X's finiteness is read from the result rather than checked up front (a
+    # pass over X): a NaN or infinity in X reaches every entry of its column
+    # of G^T X, whatever G is.
+    if not (math.isfinite(loss) and _all_finite(grad_coef, grad_intercept)):
+        _check_finite_X(X)
+        raise ValueError(
+            f"The loss or its gradient overflowed {dtype.name} although every "
+            "input is finite: the logits W x + b (or alpha ||coef||^2) exceed "
+            "its range. Rescale X or coef, or lower alpha."
+        )
     return dtype.type(loss), np.ascontiguousarray(grad_coef), grad_intercept
+
+
+def _all_finite(*arrays):
+    """Whether every entry of the given arrays (None skipped) is finite."""
+    return all(a is None or bool(np.isfinite(a).all()) for a in arrays)
+
+
+def _check_finite_X(X):
+    """Raise scikit-learn's ValueError for a NaN or an infinity in X."""
+    values = X.data if sp.issparse(X) else X
+    if np.isnan(values).any():
+        raise ValueError("Input X contains NaN.")
+    if not np.isfinite(values).all():
+        raise ValueError(
+            f"Input X contains infinity or a value too large for {X.dtype!r}."
+        )
 
 
 def lipschitz_constants(

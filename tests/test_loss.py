@@ -5,6 +5,8 @@ finite differences, a naive dense reference (explicit smoothed one-hot
 targets, ``scipy.special.log_softmax``), PyTorch autograd, or closed forms.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -518,6 +520,101 @@ def test_bad_sample_weight(bad):
         sw = np.ones(X.shape[0] + 1)
     with pytest.raises(ValueError, match=r"\bsample_weight\b"):
         loss_and_gradient(coef, intercept, X, y, sample_weight=sw)
+
+
+@pytest.mark.parametrize("bad_label", [-1, 4], ids=["negative", "eq_K"])
+@pytest.mark.parametrize("dtype", [np.int8, np.int64, np.uint32])
+def test_integer_y_out_of_range(bad_label, dtype):
+    coef, intercept, X, y = _valid_args()
+    y = y.astype(np.int64)
+    y[3] = bad_label
+    y = y.astype(dtype)  # -1 wraps to the largest value of an unsigned type
+    with pytest.raises(ValueError, match=r"\by\b"):
+        loss_and_gradient(coef, intercept, X, y)
+
+
+def test_boolean_y_is_class_indices():
+    coef, intercept, X, _ = _valid_args()
+    y = np.arange(X.shape[0]) % 2 == 1
+    expected = loss_and_gradient(coef, intercept, X, y.astype(int))
+    result = loss_and_gradient(coef, intercept, X, y)
+    np.testing.assert_allclose(result[0], expected[0], rtol=1e-12)
+    np.testing.assert_allclose(result[1], expected[1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("container", X_CONTAINERS, ids=X_IDS)
+@pytest.mark.parametrize("zero_coef", [False, True], ids=["coef", "zero_coef"])
+def test_non_finite_X(value, container, zero_coef):
+    # An error naming X, as scikit-learn words it, and no numpy warning
+    # first; also where W is zero, so that the forward product can hide it.
+    coef, intercept, X, y = _valid_args()
+    if zero_coef:
+        coef = np.zeros_like(coef)
+    X[4, 1] = value
+    match = "Input X contains NaN" if np.isnan(value) else "Input X contains infinity"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=match):
+            loss_and_gradient(coef, intercept, container(X), y)
+
+
+def test_non_finite_X_in_zero_weight_row():
+    coef, intercept, X, y = _valid_args()
+    X[2, 0] = np.nan
+    sample_weight = np.ones(X.shape[0])
+    sample_weight[2] = 0.0
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        loss_and_gradient(coef, intercept, X, y, sample_weight=sample_weight)
+
+
+@pytest.mark.parametrize("row", [0, -1], ids=["first_block", "last_block"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_non_finite_X_large_without_warnings(row, dtype):
+    # Several row blocks, shared among threads: a block in a worker thread
+    # must not warn either (numpy's error state is per thread).
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40_000, 60)).astype(dtype)
+    y = rng.integers(0, 5, size=X.shape[0])
+    X[row, 7] = np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="Input X contains infinity"):
+            loss_and_gradient(np.ones((5, 60)), np.zeros(5), X, y)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf], ids=["nan", "inf"])
+@pytest.mark.parametrize("where", ["coef", "intercept"])
+def test_non_finite_parameters(value, where):
+    coef, intercept, X, y = _valid_args()
+    if where == "coef":
+        coef[1, 2] = value
+    else:
+        intercept[3] = value
+    with pytest.raises(ValueError, match=rf"^{where} contains NaN or infinity"):
+        loss_and_gradient(coef, intercept, X, y)
+
+
+@pytest.mark.parametrize(
+    "dtype, scale", [(np.float64, 1e160), (np.float32, 1e20)], ids=["f64", "f32"]
+)
+def test_overflow_is_an_error_not_nan(dtype, scale):
+    # Finite inputs whose logits exceed the dtype's range.
+    coef, intercept, X, y = _valid_args()
+    X = (X * scale).astype(dtype)
+    coef = coef * scale
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="overflowed"):
+            loss_and_gradient(coef, intercept, X, y)
+
+
+def test_large_finite_logits_are_not_an_overflow():
+    # Logits near 1e300: log-sum-exp keeps the loss and gradient finite.
+    coef, intercept, X, y = _valid_args()
+    loss, gc, gi = loss_and_gradient(coef * 1e299, intercept, X, y)
+    assert np.isfinite(loss) and loss > 1e298
+    assert np.all(np.isfinite(gc)) and np.all(np.isfinite(gi))
 
 
 @pytest.mark.parametrize("eps", [-0.1, 1.0, 1.5, np.nan])
