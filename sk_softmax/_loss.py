@@ -62,7 +62,9 @@ def log_softmax(raw_prediction):
     -------
     log_proba : ndarray of shape (n_samples, n_classes)
         ``log softmax(z)``, finite wherever ``z`` is finite and the row
-        range does not overflow, even where ``softmax(z)`` underflows to 0.
+        range does not overflow, even where ``softmax(z)`` underflows to 0;
+        ``-inf`` (without a warning) where ``z_k - max(z)`` is below the
+        dtype's range, and where ``z_k = -inf``.
 
     Examples
     --------
@@ -74,10 +76,63 @@ def log_softmax(raw_prediction):
     raw_prediction = np.asarray(raw_prediction)
     if raw_prediction.dtype != np.float32:
         raw_prediction = raw_prediction.astype(np.float64, copy=False)
-    shifted = raw_prediction - raw_prediction.max(axis=1, keepdims=True)
+    with np.errstate(over="ignore"):
+        shifted = raw_prediction - raw_prediction.max(axis=1, keepdims=True)
     sum_exp = np.exp(shifted).sum(axis=1, keepdims=True)
     shifted -= np.log(sum_exp)
     return shifted
+
+
+def _scaled_logits(X, coef, intercept):
+    """Logits ``Z = X W^T + b`` as ``Z' 2^e`` per row, ``Z'`` finite.
+
+    For rows whose logits overflow the dtype: X's rows and ``W`` are scaled
+    by powers of two (exactly) before the product, so that
+    ``|Z'| <= n_features + 1`` whatever the magnitudes.
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+        Finite samples.
+    coef : ndarray of shape (n_classes, n_features)
+        Finite ``W``.
+    intercept : ndarray of shape (n_classes,)
+        Finite ``b``.
+
+    Returns
+    -------
+    scaled : ndarray of shape (n_samples, n_classes)
+        ``Z'``, finite.
+    exponent : ndarray of shape (n_samples,), int
+        ``e``: ``Z = Z' * 2**e`` row by row.
+
+    Examples
+    --------
+    ``z_0 = 2e308`` is beyond float64, ``z_0 - z_1`` too, but not their
+    scaled versions:
+
+    >>> import numpy as np
+    >>> from sk_softmax._loss import _scaled_logits
+    >>> X, coef = np.array([[1e308, 1e308]]), np.array([[1.0, 1.0], [1.0, -1.0]])
+    >>> scaled, exponent = _scaled_logits(X, coef, np.zeros(2))
+    >>> scaled.round(4), int(exponent[0])
+    (array([[0.5563, 0.    ]]), 1025)
+    """
+    rows = np.abs(X).max(axis=1)
+    rows = rows.toarray().ravel() if sp.issparse(rows) else np.asarray(rows).ravel()
+    x_exp = np.frexp(rows)[1]
+    w_exp = np.frexp(np.abs(coef).max(initial=0))[1]
+    b_exp = np.frexp(np.abs(intercept).max(initial=0))[1]
+    if sp.issparse(X):
+        X = sp.diags(np.ldexp(np.ones(1, X.dtype), -x_exp)) @ X
+    else:
+        X = np.ldexp(X, -x_exp[:, None])
+    # |X' W'^T| <= n_features: every entry of X' and W' is at most 1.
+    product = np.asarray(X @ np.ldexp(coef, -w_exp).T)
+    exponent = np.maximum(x_exp + w_exp, b_exp)
+    scaled = np.ldexp(product, (x_exp + w_exp - exponent)[:, None])
+    scaled += np.ldexp(intercept, -exponent[:, None])
+    return scaled, exponent
 
 
 def _gradient_block_inplace(raw_t, y, sample_weight, label_smoothing):

@@ -28,6 +28,7 @@ from ._compat import (
 from ._loss import (
     _loss_and_gradient,
     _mean_and_range,
+    _scaled_logits,
     feature_scales,
     lipschitz_constants,
     log_softmax,
@@ -724,17 +725,39 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             ``z``; with two classes the single column ``z_1 - z_0``
             (positive means ``classes_[1]``).
         """
-        raw = self._raw_prediction(X)
-        if raw.shape[1] == 2:
-            return raw[:, 1] - raw[:, 0]
+        check_is_fitted(self)
+        # z_1 - z_0 from shifted logits: no inf - inf where both overflow.
+        two_classes = self.classes_.size == 2
+        raw = self._raw_prediction(X, shift=two_classes)
+        if two_classes:
+            with np.errstate(over="ignore"):  # +-inf: the difference, rounded
+                return raw[:, 1] - raw[:, 0]
         return raw
 
-    def _raw_prediction(self, X):
+    def _raw_prediction(self, X, shift=True):
+        """``z = X W^T + b``, with no NaN where it overflows the dtype.
+
+        Rows whose logits overflow are recomputed from scaled data (see
+        :func:`~sk_softmax._loss._scaled_logits`): their entries are then
+        the correctly signed infinities, or, with ``shift``, ``z - max(z)``
+        (which leaves softmax and argmax as they are, and is finite but
+        for the classes whose probability underflows to 0).
+        """
         check_is_fitted(self)
         X = self._validate(X, reset=False)
-        raw = X @ self.coef_.T.astype(X.dtype, copy=False)
-        raw = np.asarray(raw)
-        raw += self.intercept_.astype(X.dtype, copy=False)
+        coef = self.coef_.astype(X.dtype, copy=False)
+        intercept = self.intercept_.astype(X.dtype, copy=False)
+        with np.errstate(over="ignore", invalid="ignore"):
+            raw = np.asarray(X @ coef.T)
+            raw += intercept
+            if np.isfinite(raw.sum()):
+                return raw
+            rows = np.flatnonzero(~np.isfinite(raw).all(axis=1))
+            if rows.size:
+                scaled, exponent = _scaled_logits(X[rows], coef, intercept)
+                if shift:
+                    scaled -= scaled.max(axis=1, keepdims=True)
+                raw[rows] = np.ldexp(scaled, exponent[:, None])
         return raw
 
     def predict(self, X):

@@ -22,6 +22,7 @@ import pickle
 import re
 import threading
 import warnings
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -185,6 +186,78 @@ def test_predict_with_logits_near_1e300(solver):
     # Coefficients near 1e300 (a model loaded from elsewhere).
     clf.coef_ = clf.coef_ / np.abs(clf.coef_).max() * 1e300
     _assert_valid_outputs(clf, X / np.abs(X).max())
+
+
+def _rounded(value):
+    """A rational as the nearest float64, +-inf beyond its range."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _exact_logits(clf, X):
+    """``X W^T + b`` in exact rational arithmetic (beyond any float range)."""
+    coef = [[Fraction(float(w)) for w in row] for row in clf.coef_]
+    intercept = [Fraction(float(b)) for b in clf.intercept_]
+    return [
+        [
+            sum(c * Fraction(float(v)) for c, v in zip(row, x, strict=True)) + b
+            for row, b in zip(coef, intercept, strict=True)
+        ]
+        for x in np.asarray(X)
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["dense", "csr"])
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_predict_where_logits_overflow(dtype, n_classes, fmt):
+    """Finite X whose logits exceed the dtype: no NaN, the right class."""
+    X, y = _data(n_classes=n_classes, n_features=3)
+    X = X.astype(dtype)
+    clf = SoftmaxRegression(solver="lbfgs", alpha=0.0).fit(X, y)
+    big = np.finfo(dtype).max
+    X_big = (
+        np.array(
+            [
+                [0.9, -0.9, 0.9],  # terms of both signs near the largest float
+                [0.9, 0.9, 0.9],
+                [-0.9, 0.5, 0.0],
+                [0.0, 0.0, 0.0],  # an ordinary row among them
+            ],
+            dtype=dtype,
+        )
+        * big
+    )
+    X_big[3] = X[0]
+    container = sp.csr_matrix if fmt == "csr" else np.asarray
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        proba = clf.predict_proba(container(X_big))
+        log_proba = clf.predict_log_proba(container(X_big))
+        decision = clf.decision_function(container(X_big))
+        predicted = clf.predict(container(X_big))
+    assert not np.isnan(proba).any() and not np.isnan(log_proba).any()
+    assert not np.isnan(decision).any()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    assert np.all(log_proba <= 0)
+    # Saturated rows: one class takes all the probability.
+    np.testing.assert_array_equal(log_proba[:3].max(axis=1), 0.0)
+    exact = _exact_logits(clf, X_big)
+    best = [max(range(n_classes), key=row.__getitem__) for row in exact]
+    np.testing.assert_array_equal(predicted, clf.classes_[best])
+    np.testing.assert_array_equal(proba[:3].argmax(axis=1), best[:3])
+    # The ordinary row is untouched.
+    np.testing.assert_allclose(proba[3], clf.predict_proba(X[:1])[0], rtol=1e-6)
+    # Decision values: the exact logits, rounded (+-inf beyond the range).
+    if n_classes == 2:
+        expected = [_rounded(row[1] - row[0]) for row in exact]
+    else:
+        expected = [[_rounded(z) for z in row] for row in exact]
+    with np.errstate(over="ignore"):
+        expected = np.array(expected, dtype=np.float64).astype(dtype)
+    np.testing.assert_allclose(decision, expected, rtol=1e-5)
 
 
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
