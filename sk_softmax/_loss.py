@@ -549,14 +549,50 @@ def single_threaded_blas():
                 _BLAS_LIMITER = None
 
 
+def _real_array(values, name, dtype):
+    """``values`` as an ndarray of ``dtype``; complex values are an error."""
+    values = np.asarray(values)
+    if values.dtype.kind == "c":
+        raise ValueError(f"Complex data not supported in {name}.")
+    return values.astype(dtype, copy=False)
+
+
+def _class_indices(y, n_samples, n_classes):
+    """``y`` as intp class indices in ``[0, n_classes)``, or a ValueError."""
+    y = np.asarray(y)
+    if y.shape != (n_samples,):
+        raise ValueError(f"y must have shape ({n_samples},) to match X, got {y.shape}.")
+    if y.dtype.kind not in "biu":
+        # Floats (or objects holding numbers) must be whole; strings, complex
+        # numbers and the like are labels, not indices.
+        try:
+            values = y.astype(np.float64) if y.dtype.kind in "fO" else None
+        except (TypeError, ValueError):
+            values = None
+        if values is None or not (
+            np.all(np.isfinite(values)) and np.all(np.mod(values, 1) == 0)
+        ):
+            y = None
+        else:
+            y = values
+    if y is None or (n_samples and (y.min() < 0 or y.max() >= n_classes)):
+        raise ValueError(
+            f"y must hold class indices in [0, {n_classes - 1}] (n_classes is "
+            "coef.shape[0])."
+        )
+    return y.astype(np.intp, copy=False)
+
+
 def _as_float_array(X):
-    if sp.issparse(X):
-        if X.dtype not in (np.float32, np.float64):
-            X = X.astype(np.float64)
-        return X.tocsr() if X.format not in ("csr", "csc") else X
-    X = np.asarray(X)
+    """X as float32 or float64: an ndarray, or CSR / CSC."""
+    if not sp.issparse(X):
+        X = np.asarray(X)
+    if X.dtype.kind == "c":
+        raise ValueError("Complex data not supported in X.")
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
+    if sp.issparse(X) and X.format not in ("csr", "csc"):
+        X = X.tocsr()
     return X
 
 
@@ -632,36 +668,25 @@ def loss_and_gradient(
     if X.ndim != 2:
         raise ValueError(f"X must be 2-dimensional, got shape {X.shape}.")
     dtype = X.dtype
-    coef = np.asarray(coef, dtype=dtype)
+    coef = _real_array(coef, "coef", dtype)
     n_samples, n_features = X.shape
-    if coef.ndim != 2 or coef.shape[1] != n_features:
+    if coef.ndim != 2 or coef.shape[1] != n_features or not coef.shape[0]:
         raise ValueError(
-            f"coef must have shape (n_classes, {n_features}), got {coef.shape}."
+            f"coef must have shape (n_classes, {n_features}) with n_classes >= 1, "
+            f"got {coef.shape}."
         )
     if not _all_finite(coef):
         raise ValueError("coef contains NaN or infinity.")
     n_classes = coef.shape[0]
     if intercept is not None:
-        intercept = np.asarray(intercept, dtype=dtype)
+        intercept = _real_array(intercept, "intercept", dtype)
         if intercept.shape != (n_classes,):
             raise ValueError(
                 f"intercept must have shape ({n_classes},), got {intercept.shape}."
             )
         if not _all_finite(intercept):
             raise ValueError("intercept contains NaN or infinity.")
-    y = np.asarray(y)
-    if y.shape != (n_samples,):
-        raise ValueError(f"y must have shape ({n_samples},) to match X, got {y.shape}.")
-    # Integer labels are whole and finite: only their range needs a look.
-    whole = y.dtype.kind in "biu" or (
-        np.all(np.isfinite(y.astype(float, copy=False))) and np.all(np.mod(y, 1) == 0)
-    )
-    if n_samples and (not whole or y.min() < 0 or y.max() >= n_classes):
-        raise ValueError(
-            f"y must hold class indices in [0, {n_classes - 1}] (n_classes is "
-            "coef.shape[0])."
-        )
-    y = y.astype(np.intp, copy=False)
+    y = _class_indices(y, n_samples, n_classes)
     if not isinstance(alpha, numbers.Real) or not alpha >= 0:
         raise ValueError(f"alpha must be a non-negative float, got {alpha!r}.")
     if not isinstance(label_smoothing, numbers.Real) or not (0 <= label_smoothing < 1):
@@ -671,7 +696,7 @@ def loss_and_gradient(
             raise ValueError("X has 0 samples; the loss is undefined.")
         sample_weight = 1.0 / n_samples
     else:
-        sample_weight = np.asarray(sample_weight, dtype=dtype)
+        sample_weight = _real_array(sample_weight, "sample_weight", dtype)
         if sample_weight.shape != (n_samples,):
             raise ValueError(
                 f"sample_weight must have shape ({n_samples},), got "

@@ -533,6 +533,57 @@ def test_integer_y_out_of_range(bad_label, dtype):
         loss_and_gradient(coef, intercept, X, y)
 
 
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.array(["0", "1", "2", "3"] * 3 + ["0"]),
+        np.array([0, 1, 2, 3] * 3 + [None], dtype=object),
+        np.array([0, 1, 2, 3] * 3 + [1j]),
+    ],
+    ids=["strings", "object-None", "complex"],
+)
+def test_y_not_class_indices(labels):
+    coef, intercept, X, _ = _valid_args()
+    X = np.vstack([X, X[:3]])
+    with pytest.raises(ValueError, match=r"\by must hold class indices"):
+        loss_and_gradient(coef, intercept, X, labels)
+
+
+def test_object_y_holding_indices():
+    coef, intercept, X, y = _valid_args()
+    expected = loss_and_gradient(coef, intercept, X, y)
+    result = loss_and_gradient(coef, intercept, X, y.astype(object))
+    np.testing.assert_allclose(result[1], expected[1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("where", ["X", "coef", "intercept", "sample_weight"])
+@pytest.mark.parametrize("fmt", ["dense", "csr"])
+def test_complex_input_is_an_error(where, fmt):
+    # numpy would drop the imaginary part with a ComplexWarning only.
+    coef, intercept, X, y = _valid_args()
+    args = {"X": X, "coef": coef, "intercept": intercept}
+    args["sample_weight"] = np.ones(X.shape[0])
+    args[where] = args[where] + 0.5j
+    if fmt == "csr":
+        args["X"] = sp.csr_matrix(args["X"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=rf"Complex data not supported in {where}"):
+            loss_and_gradient(
+                args["coef"],
+                args["intercept"],
+                args["X"],
+                y,
+                sample_weight=args["sample_weight"],
+            )
+
+
+def test_coef_without_classes():
+    _, _, X, y = _valid_args()
+    with pytest.raises(ValueError, match=r"\bcoef\b.*n_classes >= 1"):
+        loss_and_gradient(np.zeros((0, X.shape[1])), np.zeros(0), X, y)
+
+
 def test_boolean_y_is_class_indices():
     coef, intercept, X, _ = _valid_args()
     y = np.arange(X.shape[0]) % 2 == 1
