@@ -153,7 +153,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         sample weight of class ``k``.
     warm_start : bool, default=False
         Start from the previous solution when refitting with the same
-        classes.
+        classes and number of features (otherwise start afresh).
     random_state : int, RandomState instance or None, default=None
         Seeds shuffling and the validation split.
     verbose : int, default=0
@@ -313,7 +313,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 "SoftmaxRegression needs samples of at least 2 classes in the "
                 f"data, but the data contains only one class: {classes[0]!r}."
             )
-        if warm and not np.array_equal(classes, self.classes_):
+        # The previous solution only fits the same classes and features.
+        if warm and (
+            not np.array_equal(classes, self.classes_)
+            or self.coef_.shape[1] != X.shape[1]
+        ):
             warm = False
         self.classes_ = classes
         weights = self._sample_weights(X, y_index, sample_weight)

@@ -403,6 +403,24 @@ def test_warm_start_with_new_classes_starts_fresh():
     np.testing.assert_array_equal(clf.classes_, [0, 1])
 
 
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+@pytest.mark.parametrize("n_features", [3, 6])
+def test_warm_start_with_other_features_starts_fresh(solver, n_features):
+    # The previous coefficients do not fit: the same result as a cold fit,
+    # not a broadcasting error.
+    X, y = _standardized("iris")
+    X_new = np.hstack([X, X[:, :2] ** 2])[:, :n_features]
+    params = dict(solver=solver, random_state=0, max_iter=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warm = SoftmaxRegression(warm_start=True, **params).fit(X, y)
+        warm.fit(X_new, y)
+        cold = SoftmaxRegression(**params).fit(X_new, y)
+    assert warm.coef_.shape == (3, n_features) and warm.n_features_in_ == n_features
+    np.testing.assert_allclose(warm.coef_, cold.coef_, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(warm.intercept_, cold.intercept_, rtol=1e-6, atol=1e-8)
+
+
 @pytest.mark.parametrize("dataset", ["iris", "wine", "breast_cancer"])
 def test_partial_fit_reaches_fit_accuracy(dataset):
     X, y = _standardized(dataset)
