@@ -566,7 +566,7 @@ def _class_indices(y, n_samples, n_classes):
         # Floats (or objects holding numbers) must be whole; strings, complex
         # numbers and the like are labels, not indices.
         try:
-            values = y.astype(np.float64) if y.dtype.kind in "fO" else None
+            values = y.astype(np.float64, copy=False) if y.dtype.kind in "fO" else None
         except (TypeError, ValueError):
             values = None
         if values is None or not (

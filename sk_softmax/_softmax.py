@@ -743,9 +743,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
         Rows whose logits overflow are recomputed from scaled data (see
         :func:`~sk_softmax._loss._scaled_logits`): their entries are then
-        the correctly signed infinities, or, with ``shift``, ``z - max(z)``
-        (which leaves softmax and argmax as they are, and is finite but
-        for the classes whose probability underflows to 0).
+        the logits rounded to the dtype (``+-inf`` beyond its range), or,
+        with ``shift``, ``z - max(z)``, which leaves softmax and argmax as
+        they are and is ``-inf`` only where the probability underflows to 0.
         """
         check_is_fitted(self)
         X = self._validate(X, reset=False)
