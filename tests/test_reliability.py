@@ -209,7 +209,7 @@ def _exact_logits(clf, X):
     ]
 
 
-@pytest.mark.parametrize("fmt", ["dense", "csr"])
+@pytest.mark.parametrize("fmt", ["dense", "csr", "csc"])
 @pytest.mark.parametrize("n_classes", [2, 3])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_predict_where_logits_overflow(dtype, n_classes, fmt):
@@ -231,7 +231,7 @@ def test_predict_where_logits_overflow(dtype, n_classes, fmt):
         * big
     )
     X_big[3] = X[0]
-    container = sp.csr_matrix if fmt == "csr" else np.asarray
+    container = {"dense": np.asarray, "csr": sp.csr_matrix, "csc": sp.csc_matrix}[fmt]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         proba = clf.predict_proba(container(X_big))
