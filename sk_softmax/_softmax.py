@@ -784,7 +784,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """Log-probabilities ``z - logsumexp(z)``.
 
         Exact and finite where ``log(predict_proba(X))`` would underflow to
-        ``-inf``.
+        ``-inf``; ``-inf`` only where a logit lies below the largest by more
+        than the dtype's range.
 
         Parameters
         ----------
