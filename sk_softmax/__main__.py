@@ -10,6 +10,8 @@ import warnings
 
 import numpy as np
 
+from ._bench import bounded, output_file
+
 DATASETS = ("toy", "digits", "iris", "wine", "breast_cancer")
 DEFAULT_DATASETS = ("toy", "digits")
 _TOY_NAME = "toy (3 Gaussians)"
@@ -259,7 +261,7 @@ def add_demo_arguments(parser):
     )
     parser.add_argument(
         "--alpha",
-        type=float,
+        type=bounded(float, 0.0),
         default=1e-3,
         help="L2 strength of SoftmaxRegression; LogisticRegression gets the "
         "equivalent C (default: %(default)g)",
@@ -267,6 +269,7 @@ def add_demo_arguments(parser):
     parser.add_argument(
         "--plot",
         metavar="FILE",
+        type=output_file,
         default=None,
         help="save a figure (needs matplotlib): decision regions for the 2-D toy "
         "problem, training loss curves for the others",
@@ -281,7 +284,7 @@ def add_demo_arguments(parser):
     )
     parser.add_argument(
         "--progress-interval",
-        type=float,
+        type=bounded(float, 0.0),
         default=1.0,
         metavar="SECONDS",
         help="with plain lines, print at most one per SECONDS, and only for fits "
@@ -409,7 +412,12 @@ def demo(args=None):
 
 def main(argv=None):
     """Entry point of ``python -m sk_softmax`` and the ``sk-softmax`` script."""
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="sk-softmax", description=__doc__)
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser(
         "demo",

@@ -36,6 +36,7 @@ set so that the Bayes accuracy is about 0.87.  ``--quick`` uses small
 versions of each (for CI: it asserts nothing about time).
 """
 
+import argparse
 import contextlib
 import inspect
 import json
@@ -81,6 +82,50 @@ BAYES_ACCURACY = 0.87
 # ---------------------------------------------------------------- options
 
 
+def bounded(kind, minimum):
+    """An argparse ``type``: a finite ``kind`` (int or float) of at least ``minimum``.
+
+    Examples
+    --------
+    >>> from sk_softmax._bench import bounded
+    >>> bounded(int, 1)("3")
+    3
+    >>> bounded(float, 0.0)("-1")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be a finite number of at least 0.0, got -1
+    """
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"invalid {kind.__name__} value: {text!r}"
+            ) from None
+        if not math.isfinite(value) or value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number of at least {minimum}, got {text}"
+            )
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def output_file(path):
+    """An argparse ``type``: a file path in an existing folder.
+
+    Checked when the options are read, not after minutes of work.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"folder {folder!r} does not exist")
+    if os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"{path!r} is a folder, not a file")
+    return path
+
+
 def add_arguments(parser):
     """Register the bench options on an argparse (sub)parser."""
     parser.add_argument(
@@ -91,6 +136,7 @@ def add_arguments(parser):
     parser.add_argument(
         "--output",
         default="bench-results.json",
+        type=output_file,
         help="write the results as JSON here (default: %(default)s)",
     )
     parser.add_argument(
@@ -103,11 +149,14 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--repeat",
-        type=int,
+        type=bounded(int, 1),
         default=None,
-        help="alternating repetitions per timing comparison (default 5; 3 quick)",
+        help="alternating repetitions per timing comparison (default 5; 2 with "
+        "--quick)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
+    parser.add_argument(
+        "--seed", type=bounded(int, 0), default=0, help="data seed (default 0)"
+    )
 
 
 def _selected_groups(only):

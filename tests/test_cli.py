@@ -1,4 +1,4 @@
-"""Tests of the demo command line: ``python -m sk_softmax demo``.
+"""Tests of the command line: ``python -m sk_softmax demo`` (and the options of ``bench``).
 
 The data sets are the small ones (iris, wine, breast_cancer, the toy problem),
 so the module runs in a few seconds. Plot tests need matplotlib and are
@@ -230,3 +230,41 @@ def test_python_dash_m_entry_point():
     )
     assert result.returncode == 0
     assert "--dataset" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["demo", "--alpha", "-1"], "--alpha: must be a finite number of at least 0"),
+        (["demo", "--alpha", "nan"], "--alpha: must be a finite number"),
+        (["demo", "--alpha", "abc"], "--alpha: invalid float value"),
+        (["demo", "--progress-interval", "-2"], "--progress-interval: must be"),
+        (["demo", "--plot", "/nonexistent-folder/x.png"], "--plot: folder"),
+        (["bench", "--repeat", "0"], "--repeat: must be a finite number of at least 1"),
+        (["bench", "--seed", "-1"], "--seed: must be"),
+        (["bench", "--output", "/nonexistent-folder/x.json"], "--output: folder"),
+    ],
+)
+def test_bad_options_are_usage_errors(argv, message, capsys):
+    # Rejected when the options are read (exit status 2, argparse's usage
+    # error), not with a traceback after the work.
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_output_that_is_a_folder_is_rejected(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--plot", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    from sk_softmax import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"sk-softmax {__version__}"
