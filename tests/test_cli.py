@@ -1,4 +1,4 @@
-"""Tests of the command line: ``python -m sk_softmax demo`` (and the options of ``bench``).
+"""Tests of the command line: ``python -m sk_softmax demo`` and the options.
 
 The data sets are the small ones (iris, wine, breast_cancer, the toy problem),
 so the module runs in a few seconds. Plot tests need matplotlib and are
