@@ -34,6 +34,7 @@ STYLES = {
     "LR lbfgs": ("C4", "--", "o"),
     "MLP lbfgs": ("C5", "--", "s"),
     "MLP adam": ("C6", "--", "v"),
+    "torch sgd": ("C7", "--", "^"),
 }
 LABELS = {
     "ours lbfgs": 'SoftmaxRegression(solver="lbfgs")',
@@ -43,6 +44,7 @@ LABELS = {
     "LR lbfgs": "LogisticRegression(lbfgs)",
     "MLP lbfgs": "MLPClassifier((), lbfgs)",
     "MLP adam": "MLPClassifier((), adam)",
+    "torch sgd": "PyTorch loop (SGD, momentum 0.9, batch 256)",
 }
 GAP_FLOOR = 1e-14
 

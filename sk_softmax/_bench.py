@@ -22,8 +22,9 @@ the noise of a shared machine hits both sides alike.  The groups:
     One mini-batch epoch (batch 256, momentum 0.9) against the same epoch in
     a PyTorch CPU loop, when torch is importable.
 ``peers``
-    Each solver and peer on each workload: wall time, passes, objective gap
-    to the optimum, test accuracy, peak memory next to the size of X.
+    Each solver and peer on each workload (the PyTorch loop on the dense
+    ones): wall time, passes, objective gap to the optimum, test accuracy,
+    peak memory next to the size of X.
 ``curves``
     Objective gap against wall time, one fit per point (growing
     ``max_iter``), for the figure of the documentation.
@@ -53,6 +54,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.optimize
 import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 GROUPS = (
     "loss_gradient",
@@ -657,7 +659,110 @@ METHODS = (
     "MLP adam",
     "MLP lbfgs",
     "SGDClassifier",
+    # The PyTorch loop of epoch_vs_torch (batch 256, momentum 0.9, lr 0.01),
+    # on dense workloads when torch is importable.
+    "torch sgd",
 )
+
+
+def torch_sgd_epochs(
+    X_t,
+    y_t,
+    n_classes,
+    *,
+    alpha,
+    epochs,
+    batch_size=256,
+    learning_rate=0.01,
+    momentum=0.9,
+    generator=None,
+):
+    """The PyTorch CPU loop a user would write; returns the trained ``nn.Linear``.
+
+    ``nn.Linear`` and ``nn.CrossEntropyLoss`` (the mean over the batch), and
+    ``torch.optim.SGD`` with momentum and ``weight_decay=alpha`` on the
+    weights only: the same objective as ``SoftmaxRegression(alpha=alpha)``.
+    Each epoch draws a permutation and indexes the batches out of ``X_t``.
+    """
+    import torch
+
+    model = torch.nn.Linear(X_t.shape[1], n_classes, dtype=X_t.dtype)
+    optimizer = torch.optim.SGD(
+        [
+            {"params": [model.weight], "weight_decay": alpha},
+            {"params": [model.bias], "weight_decay": 0.0},
+        ],
+        lr=learning_rate,
+        momentum=momentum,
+    )
+    loss_fn = torch.nn.CrossEntropyLoss()
+    for _ in range(epochs):
+        order = torch.randperm(X_t.shape[0], generator=generator)
+        for start in range(0, X_t.shape[0], batch_size):
+            index = order[start : start + batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(X_t[index]), y_t[index])
+            loss.backward()
+            optimizer.step()
+    return model
+
+
+class TorchSGD(ClassifierMixin, BaseEstimator):
+    """:func:`torch_sgd_epochs` as a scikit-learn classifier, for the peers.
+
+    ``max_iter`` epochs, always (a plain loop has no stopping rule); dense
+    X in its own dtype.  The fitted ``coef_`` and ``intercept_`` are those of
+    the ``nn.Linear``.
+    """
+
+    def __init__(
+        self,
+        alpha=0.0,
+        batch_size=256,
+        learning_rate=0.01,
+        momentum=0.9,
+        max_iter=200,
+        random_state=0,
+    ):
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        import torch
+
+        self.classes_, y_index = np.unique(y, return_inverse=True)
+        torch.manual_seed(self.random_state)
+        model = torch_sgd_epochs(
+            torch.from_numpy(np.ascontiguousarray(X)),
+            torch.from_numpy(y_index.astype(np.int64)),
+            self.classes_.size,
+            alpha=self.alpha,
+            epochs=self.max_iter,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            momentum=self.momentum,
+            generator=torch.Generator().manual_seed(self.random_state),
+        )
+        with torch.no_grad():
+            self.coef_ = model.weight.numpy().copy()
+            self.intercept_ = model.bias.numpy().copy()
+        self.n_iter_ = self.max_iter
+        return self
+
+    def predict(self, X):
+        return self.classes_[np.argmax(X @ self.coef_.T + self.intercept_, axis=1)]
+
+
+def _torch_available():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def make_estimator(method, workload, seed=0, max_iter=None):
@@ -711,6 +816,10 @@ def make_estimator(method, workload, seed=0, max_iter=None):
         )
     elif method == "SGDClassifier":
         est = SGDClassifier(loss="log_loss", alpha=alpha, random_state=seed)
+        if cap is not None:
+            est.set_params(max_iter=cap)
+    elif method == "torch sgd":
+        est = TorchSGD(alpha=alpha, random_state=seed)
         if cap is not None:
             est.set_params(max_iter=cap)
     else:
@@ -1435,24 +1544,17 @@ class Bench:
                 def torch_loop(n_threads, wl=wl, X_t=X_t, y_t=y_t, generator=generator):
                     def epoch():
                         torch.set_num_threads(n_threads)
-                        model = torch.nn.Linear(X_t.shape[1], wl.n_classes)
-                        optimizer = torch.optim.SGD(
-                            [
-                                {"params": [model.weight], "weight_decay": wl.alpha},
-                                {"params": [model.bias], "weight_decay": 0.0},
-                            ],
-                            lr=learning_rate,
+                        return torch_sgd_epochs(
+                            X_t,
+                            y_t,
+                            wl.n_classes,
+                            alpha=wl.alpha,
+                            epochs=1,
+                            batch_size=batch,
+                            learning_rate=learning_rate,
                             momentum=0.9,
+                            generator=generator,
                         )
-                        loss_fn = torch.nn.CrossEntropyLoss()
-                        order = torch.randperm(X_t.shape[0], generator=generator)
-                        for start in range(0, X_t.shape[0], batch):
-                            index = order[start : start + batch]
-                            optimizer.zero_grad(set_to_none=True)
-                            loss = loss_fn(model(X_t[index]), y_t[index])
-                            loss.backward()
-                            optimizer.step()
-                        return model
 
                     return epoch
 
@@ -1538,6 +1640,8 @@ class Bench:
 
     def _peer_methods(self, name):
         methods = list(METHODS)
+        if name == "sparse" or not _torch_available():
+            methods.remove("torch sgd")  # dense tensors only
         if name == "sparse" and not self.quick:
             # L-BFGS-B on 1M weights, about a minute a fit: skip the slowest.
             methods.remove("LR lbfgs tol=1e-8")
@@ -1561,6 +1665,8 @@ class Bench:
                 _, peak = peak_memory(
                     lambda est=mem_est, wl=wl: _fit_counted(est, wl.X_train, wl.y_train)
                 )
+                if method.startswith("torch"):
+                    peak = None  # torch's allocator is invisible to tracemalloc
                 n_iter = record["n_iter"]
                 capped_at = None
                 limit = model.get_params().get("max_iter")
@@ -1578,7 +1684,7 @@ class Bench:
                         "objective": j,
                         "gap": relative_gap(j, optimum),
                         "accuracy": float(model.score(wl.X_test, wl.y_test)),
-                        "peak_mb": peak / 2**20,
+                        "peak_mb": None if peak is None else peak / 2**20,
                         "X_mb": x_mb,
                     }
                 )
@@ -1615,6 +1721,9 @@ class Bench:
                 "alpha_mlp / (2 batch) ||W||^2); MLP lbfgs: alpha * n",
                 "SGDClassifier: one-vs-rest, not the softmax objective (no gap); "
                 "passes are epochs per class",
+                "torch sgd: the PyTorch loop of epoch_vs_torch for max_iter epochs "
+                "(no stopping rule), dense workloads; no peak_mb (tracemalloc does "
+                "not see torch's allocator)",
             ],
         }
 
@@ -1630,7 +1739,7 @@ class Bench:
             "LR lbfgs",
             "MLP lbfgs",
             "MLP adam",
-        )
+        ) + (("torch sgd",) if _torch_available() else ())
         limit_s = 0.5 if self.quick else 8.0
         for name in names:
             wl = self.workloads[name]

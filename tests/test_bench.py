@@ -302,9 +302,16 @@ def test_quick_peers_rows(quick_results):
     workloads = {row["workload"] for row in rows}
     assert workloads == {"digits", "dense", "wide", "sparse"}
     methods = {row["method"] for row in rows}
-    assert methods == set(_bench.METHODS)
+    expected = set(_bench.METHODS)
+    if not _bench._torch_available():
+        expected.discard("torch sgd")
+    assert methods == expected
+    torch_rows = [row for row in rows if row["method"] == "torch sgd"]
+    assert {row["workload"] for row in torch_rows} <= {"digits", "dense", "wide"}
     for row in rows:
-        _positive(row, "time", "passes", "peak_mb", "X_mb")
+        _positive(row, "time", "passes", "X_mb")
+        if row["method"] != "torch sgd":  # tracemalloc does not see torch
+            _positive(row, "peak_mb")
         assert 0 <= row["accuracy"] <= 1
         if row["method"] == "SGDClassifier":
             assert row["gap"] is None
@@ -323,3 +330,55 @@ def test_quick_curves(quick_results):
         assert [p["max_iter"] for p in points] == sorted(p["max_iter"] for p in points)
         for point in points:
             assert point["time"] > 0 and point["gap"] > -1e-6
+
+
+# ------------------------------------------------------------- PyTorch peer
+
+
+def test_torch_loop_minimizes_the_same_objective():
+    # One full-batch step without momentum from the initial nn.Linear is a
+    # gradient step on SoftmaxRegression's objective: mean cross-entropy
+    # plus alpha/2 ||W||^2 (weight decay on the weights only).
+    torch = pytest.importorskip("torch")
+    from sk_softmax import loss_and_gradient
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 5))
+    y = rng.integers(0, 3, size=40)
+    X_t, y_t = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
+    alpha, rate = 0.1, 0.5
+    torch.manual_seed(0)
+    start = _bench.torch_sgd_epochs(X_t, y_t, 3, alpha=alpha, epochs=0)
+    torch.manual_seed(0)
+    step = _bench.torch_sgd_epochs(
+        X_t,
+        y_t,
+        3,
+        alpha=alpha,
+        epochs=1,
+        batch_size=40,
+        learning_rate=rate,
+        momentum=0.0,
+    )
+    with torch.no_grad():
+        W0, b0 = start.weight.numpy(), start.bias.numpy()
+        W1, b1 = step.weight.numpy(), step.bias.numpy()
+    _, grad_W, grad_b = loss_and_gradient(W0, b0, X, y, alpha=alpha)
+    np.testing.assert_allclose(W1, W0 - rate * grad_W, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(b1, b0 - rate * grad_b, rtol=1e-10, atol=1e-12)
+
+
+def test_torch_sgd_is_a_classifier():
+    pytest.importorskip("torch")
+    from sklearn.base import clone
+
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((300, 4)).astype(np.float32)
+    y = np.array(["a", "b", "c"])[np.argmax(X[:, :3], axis=1)]
+    est = _bench.TorchSGD(alpha=1e-3, max_iter=20, learning_rate=0.1)
+    assert clone(est).get_params()["max_iter"] == 20
+    est.fit(X, y)
+    assert est.n_iter_ == 20 and est.coef_.shape == (3, 4)
+    assert est.coef_.dtype == np.float32
+    assert set(est.predict(X)) <= {"a", "b", "c"}
+    assert est.score(X, y) > 0.8
