@@ -659,10 +659,16 @@ METHODS = (
     "MLP adam",
     "MLP lbfgs",
     "SGDClassifier",
-    # The PyTorch loop of epoch_vs_torch (batch 256, momentum 0.9, lr 0.01),
-    # on dense workloads when torch is importable.
+    # The PyTorch loop of epoch_vs_torch (EPOCH_BATCH, EPOCH_MOMENTUM,
+    # EPOCH_LEARNING_RATE), on dense workloads when torch is importable.
     "torch sgd",
 )
+
+
+# The mini-batch setting of epoch_vs_torch and of the PyTorch peer.
+EPOCH_BATCH = 256
+EPOCH_LEARNING_RATE = 0.01
+EPOCH_MOMENTUM = 0.9
 
 
 def torch_sgd_epochs(
@@ -672,9 +678,9 @@ def torch_sgd_epochs(
     *,
     alpha,
     epochs,
-    batch_size=256,
-    learning_rate=0.01,
-    momentum=0.9,
+    batch_size=EPOCH_BATCH,
+    learning_rate=EPOCH_LEARNING_RATE,
+    momentum=EPOCH_MOMENTUM,
     generator=None,
 ):
     """The PyTorch CPU loop a user would write; returns the trained ``nn.Linear``.
@@ -718,9 +724,9 @@ class TorchSGD(ClassifierMixin, BaseEstimator):
     def __init__(
         self,
         alpha=0.0,
-        batch_size=256,
-        learning_rate=0.01,
-        momentum=0.9,
+        batch_size=EPOCH_BATCH,
+        learning_rate=EPOCH_LEARNING_RATE,
+        momentum=EPOCH_MOMENTUM,
         max_iter=200,
         random_state=0,
     ):
@@ -1514,8 +1520,7 @@ class Bench:
         threads = _numpy_blas_threads(self.results["meta"]["threadpool_info"])
         previous_threads = torch.get_num_threads()
         rows = []
-        learning_rate = 0.01
-        batch = 256
+        learning_rate, batch = EPOCH_LEARNING_RATE, EPOCH_BATCH
         try:
             for name in ("dense32",) if self.quick else ("dense32", "wide32"):
                 wl = self.workloads[name]
@@ -1531,7 +1536,7 @@ class Bench:
                         solver="sgd",
                         batch_size=batch,
                         max_iter=1,
-                        momentum=0.9,
+                        momentum=EPOCH_MOMENTUM,
                         nesterovs_momentum=False,
                         learning_rate_init=learning_rate,
                         alpha=wl.alpha,
@@ -1552,7 +1557,7 @@ class Bench:
                             epochs=1,
                             batch_size=batch,
                             learning_rate=learning_rate,
-                            momentum=0.9,
+                            momentum=EPOCH_MOMENTUM,
                             generator=generator,
                         )
 
@@ -1615,7 +1620,8 @@ class Bench:
         finally:
             torch.set_num_threads(previous_threads)
         print_table(
-            "epoch_vs_torch: one epoch, batch 256, SGD momentum 0.9, float32 "
+            f"epoch_vs_torch: one epoch, batch {batch}, SGD momentum "
+            f"{EPOCH_MOMENTUM}, float32 "
             f"(ours: fit(max_iter=1), setup included; torch: {threads} threads "
             "as numpy's BLAS, and 1 thread)",
             rows,

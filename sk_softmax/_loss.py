@@ -720,17 +720,17 @@ def loss_and_gradient(
     )
     # Non-finite values are reported below, as errors: numpy's warnings about
     # them would only come first.
-    if coef.size < _MIN_AXPY_SIZE and _block_rows(X, n_samples, 2) >= n_samples:
-        # Small problems: one row block and no large in-place update, so
-        # numpy's BLAS keeps its threads for the products.
-        with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):
+        if coef.size < _MIN_AXPY_SIZE and _block_rows(X, n_samples, 2) >= n_samples:
+            # Small problems: one row block and no large in-place update, so
+            # numpy's BLAS keeps its threads for the products.
             loss, grad_coef, grad_intercept = core()
-    else:
-        # As in fit: every BLAS pool at one thread, the rows shared among
-        # threads (scipy's BLAS, which the in-place updates use, would
-        # otherwise leave threads spinning against numpy's).
-        with single_threaded_blas() as n_threads, np.errstate(all="ignore"):
-            loss, grad_coef, grad_intercept = core(n_threads=n_threads)
+        else:
+            # As in fit: every BLAS pool at one thread, the rows shared among
+            # threads (scipy's BLAS, which the in-place updates use, would
+            # otherwise leave threads spinning against numpy's).
+            with single_threaded_blas() as n_threads:
+                loss, grad_coef, grad_intercept = core(n_threads=n_threads)
     # X's finiteness is read from the result rather than checked up front (a
     # pass over X): a NaN or infinity in X reaches every entry of its column
     # of G^T X, whatever G is.
