@@ -135,6 +135,12 @@ def _scaled_logits(X, coef, intercept):
     return scaled, exponent
 
 
+# |logit| bounds within which exp(z), and the sum of exp over up to 2**20
+# classes, stay finite and normal: exp(+-64) in float32 (range 1e+-38),
+# exp(+-512) in float64 (range 1e+-308).
+_EXP_SAFE = {np.float32: 64.0, np.float64: 512.0}
+
+
 def _gradient_block_inplace(raw_t, y, sample_weight, label_smoothing):
     """Turn the raw prediction into the gradient block G^T, in place.
 
@@ -161,8 +167,14 @@ def _gradient_block_inplace(raw_t, y, sample_weight, label_smoothing):
     true = np.multiply(y, n_samples, dtype=np.intp)
     true += np.arange(n_samples)
     flat = raw_t.reshape(-1)
-    raw_t -= raw_t.max(axis=0)
-    # Per-sample loss on the shifted logits: the shift cancels exactly since
+    # Logits within +-_EXP_SAFE[dtype] need no shift: exp neither overflows
+    # nor underflows to 0 (two reductions instead of a reduction along the
+    # short axis and a broadcast subtraction).  Otherwise shift each sample
+    # by its largest logit.
+    limit = _EXP_SAFE[raw_t.dtype.type]
+    if not (raw_t.max() <= limit and raw_t.min() >= -limit):
+        raw_t -= raw_t.max(axis=0)
+    # Per-sample loss on the (shifted) logits: a shift cancels exactly since
     # the smoothed targets sum to one.
     per_sample = flat.take(true)
     per_sample *= label_smoothing - 1.0
@@ -267,6 +279,18 @@ def _forward(X_block, coef, coef_t, intercept_raw):
     if coef_t is None:
         # gemm on the block transposed: no copy, output already (K, rows).
         raw_t = coef @ X_block.T
+        if intercept_raw is not None:
+            raw_t += intercept_raw[:, None]
+        return raw_t
+    if (
+        isinstance(X_block, np.ndarray)
+        and X_block.dtype == np.float32
+        and X_block.size * coef_t.shape[1] <= _SMALL_PRODUCT
+    ):
+        # Small float32 blocks: sgemm writes the (K, rows) layout directly
+        # about as fast as the (rows, K) one, so the transposing pass goes.
+        raw_t = np.empty((coef_t.shape[1], X_block.shape[0]), dtype=np.float32)
+        np.matmul(X_block, coef_t, out=raw_t.T)
         if intercept_raw is not None:
             raw_t += intercept_raw[:, None]
         return raw_t

@@ -932,7 +932,8 @@ def _make_objective(
             n_threads,
             rows=batch,
         )
-        grad = np.empty(params.size, dtype=dtype)
+        # In the parameters' dtype: float64 for L-BFGS, whatever X's.
+        grad = np.empty(params.size, dtype=params.dtype)
         grad_view = _coef_view(grad, n_classes, n_features, feature_major)
         if unscaled:
             np.copyto(grad_view, grad_coef)

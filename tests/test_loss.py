@@ -452,6 +452,42 @@ def test_huge_logits_finite_and_exact(container, alpha, label_smoothing):
     np.testing.assert_allclose(gi, G.sum(axis=0), rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("scale", [0.5, 0.99, 1.01, 1.5])
+def test_logits_around_the_unshifted_range(dtype, label_smoothing, scale):
+    # Blocks whose logits all lie within +-_EXP_SAFE skip the max shift;
+    # just inside and just outside that bound the results agree with the
+    # float64 reference (float32 exp would overflow from 89 on unshifted).
+    from sk_softmax._loss import _EXP_SAFE
+
+    limit = _EXP_SAFE[dtype]
+    rng = np.random.default_rng(3)
+    X = rng.uniform(-1.0, 1.0, size=(40, 3))
+    X[0] = [1.0, -1.0, 1.0]
+    coef = rng.uniform(-1.0, 1.0, size=(4, 3))
+    coef[0] = [1.0, -1.0, 1.0]
+    coef *= scale * limit / 3.0  # the largest |logit| is scale * limit
+    y = rng.integers(0, 4, size=40)
+    intercept = np.zeros(4)
+    assert np.abs(X @ coef.T).max() == pytest.approx(scale * limit)
+    loss, gc, gi = loss_and_gradient(
+        coef.astype(dtype),
+        intercept.astype(dtype),
+        X.astype(dtype),
+        y,
+        label_smoothing=label_smoothing,
+    )
+    ref = naive_loss_and_gradient(
+        coef.astype(dtype), intercept, X.astype(dtype), y, 0.0, label_smoothing, None
+    )
+    rtol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(loss, ref[0], rtol=rtol)
+    atol = rtol * np.abs(ref[1]).max()
+    np.testing.assert_allclose(gc, ref[1], rtol=rtol, atol=atol)
+    np.testing.assert_allclose(gi, ref[2], rtol=rtol, atol=rtol)
+
+
 # --------------------------------------------------------------------------
 # 5. input validation
 # --------------------------------------------------------------------------
