@@ -28,6 +28,7 @@ __all__ = [
     "check_classification_targets",
     "check_partial_fit_first_call",
     "check_sample_weight",
+    "raise_for_sample_weight",
     "validate_data",
 ]
 
@@ -39,16 +40,26 @@ def check_sample_weight(sample_weight, X, dtype):
     so only its stable part is used and the sign check is done here.
     """
     sample_weight = _check_sample_weight(sample_weight, X, dtype=dtype)
-    if not np.all(np.isfinite(sample_weight)):
+    raise_for_sample_weight(
+        finite=np.all(np.isfinite(sample_weight)),
+        negative=np.any(sample_weight < 0),
+        positive=np.any(sample_weight > 0),
+        size=sample_weight.size,
+    )
+    return sample_weight
+
+
+def raise_for_sample_weight(*, finite, negative, positive, size):
+    """The error for weights that are not all finite, or negative, or all 0."""
+    if not finite:
         raise ValueError("sample_weight must be finite; got NaN or infinity.")
-    if np.any(sample_weight < 0):
+    if negative:
         raise ValueError("Negative values in sample_weight are not allowed.")
-    if sample_weight.size and not np.any(sample_weight > 0):
+    if size and not positive:
         raise ValueError(
             "Sample weights must contain at least one non-zero number; "
             "all sample_weight values are zero."
         )
-    return sample_weight
 
 
 check_partial_fit_first_call = _check_partial_fit_first_call

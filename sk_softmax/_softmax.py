@@ -13,7 +13,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from . import __version__
+from . import __version__, _dask
 from ._compat import (
     Hidden,
     Interval,
@@ -25,6 +25,7 @@ from ._compat import (
     check_sample_weight,
     validate_data,
 )
+from ._dask import is_dask_array
 from ._loss import (
     _loss_and_gradient,
     _mean_and_range,
@@ -292,9 +293,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        X : {array-like, sparse matrix, dask array} of shape (n_samples, n_features)
             Training data.  float32 input trains in float32; C-contiguous
-            float arrays and CSR matrices are used without a copy.
+            float arrays and CSR matrices are used without a copy.  A
+            :class:`dask.array.Array` stays in its chunks (full-batch
+            solvers only; see the user guide).
         y : array-like of shape (n_samples,)
             Class labels (at least two distinct).
         sample_weight : array-like of shape (n_samples,), default=None
@@ -306,8 +309,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             The fitted estimator.
         """
         warm = self.warm_start and hasattr(self, "coef_")
-        X, y = self._validate_X_y(X, y, reset=True)
-        classes, y_index = _encode_labels(y)
+        if is_dask_array(X):
+            X, y, sample_weight = self._check_dask_fit(X, y, sample_weight)
+            classes, y_index = _dask.encode_labels(y)
+        else:
+            X, y = self._validate_X_y(X, y, reset=True)
+            classes, y_index = _encode_labels(y)
         if classes.size < 2:
             raise ValueError(
                 "SoftmaxRegression needs samples of at least 2 classes in the "
@@ -374,6 +381,32 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self._fit(X, y_index, weights, warm=not first_call, partial=True)
         return self
 
+    def _check_dask_fit(self, X, y, sample_weight):
+        """``fit``'s checks for a dask array X (see :mod:`sk_softmax._dask`)."""
+        name = type(self).__name__
+        X, y, sample_weight = _dask.check_fit_input(
+            X, y, sample_weight, estimator_name=name
+        )
+        n_samples = X.shape[0]
+        if self.early_stopping:
+            raise ValueError(
+                f"{name} cannot hold out an early_stopping validation set of a "
+                "dask array; fit with early_stopping=False."
+            )
+        if self.solver != "lbfgs" and self._batch_size(n_samples, False) < n_samples:
+            raise ValueError(
+                f"{name} fits a dask array on the full batch only: use "
+                "solver='lbfgs', or batch_size=None with solver='sgd' or "
+                f"'adam' (got solver={self.solver!r}, batch_size="
+                f"{self.batch_size!r} for {n_samples} samples). For "
+                "mini-batches, call partial_fit on the chunks in turn."
+            )
+        # What validate_data(reset=True) records, without reading X.
+        self.n_features_in_ = X.shape[1]
+        if hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        return X, y, sample_weight
+
     def _validate_X_y(self, X, y, reset):
         y_values = np.asarray(y, dtype=object) if _is_object(y) else None
         if y_values is not None and any(_is_pd_na(v) for v in y_values.ravel()):
@@ -414,11 +447,20 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     def _sample_weights(self, X, y_index, sample_weight):
         """``sample_weight * class_weight[y]``, validated, dtype of X."""
-        weights = check_sample_weight(sample_weight, X, dtype=X.dtype)
+        dask_X = is_dask_array(X)
+        if dask_X:
+            weights = _dask.sample_weights(sample_weight, X)
+        else:
+            weights = check_sample_weight(sample_weight, X, dtype=X.dtype)
         if self.class_weight is not None:
             n_classes = self.classes_.size
             if self.class_weight == "balanced":
-                per_class = np.bincount(y_index, weights=weights, minlength=n_classes)
+                if dask_X:
+                    per_class = _dask.class_totals(y_index, weights, n_classes)
+                else:
+                    per_class = np.bincount(
+                        y_index, weights=weights, minlength=n_classes
+                    )
                 present = per_class > 0
                 factors = np.ones(n_classes)
                 factors[present] = weights.sum() / (present.sum() * per_class[present])
@@ -432,7 +474,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                             f"classes {self.classes_.tolist()}."
                         )
                     factors[matches[0]] = value
-            weights = weights * factors[y_index].astype(X.dtype)
+            factors = factors.astype(X.dtype)
+            weights = weights * (
+                _dask.take(factors, y_index) if dask_X else factors[y_index]
+            )
             if not np.any(weights > 0):
                 raise ValueError(
                     "All sample weights are zero after applying class_weight."
@@ -489,15 +534,25 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         # the finiteness check that validation left out.
         keep = partial and warm
         center = self.fit_intercept and not (self.solver == "lbfgs" and sp.issparse(X))
-        mean, low, high = _mean_and_range(
-            X,
-            weights_normalized,
-            n_threads=n_threads,
-            mean=center and not keep,
-        )
-        if not (math.isfinite(low) and math.isfinite(high)) or not np.all(weights):
-            # (The range skips rows of zero weight: check those too.)
-            assert_all_finite(X, estimator_name=type(self).__name__)
+        dask_X = is_dask_array(X)
+        if dask_X:
+            mean, low, high = _dask.mean_and_range(
+                X,
+                weights_normalized,
+                mean=center and not keep,
+                estimator_name=type(self).__name__,
+            )
+        else:
+            mean, low, high = _mean_and_range(
+                X,
+                weights_normalized,
+                n_threads=n_threads,
+                mean=center and not keep,
+            )
+            finite = math.isfinite(low) and math.isfinite(high)
+            if not finite or not np.all(weights):
+                # (The range skips rows of zero weight: check those too.)
+                assert_all_finite(X, estimator_name=type(self).__name__)
         if validation_data is not None:
             assert_all_finite(validation_data[0], estimator_name=type(self).__name__)
         if keep:
@@ -521,9 +576,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             and self.solver not in ("lbfgs", "adam")
             and not (partial and warm)
         ):
+            # (Full batch for a dask array: the bound reads at most 8192
+            # evenly spaced rows, gathered here.)
             self._lipschitz = lipschitz_constants(
-                X,
-                weights_normalized,
+                *(
+                    _dask.curvature_sample(X, weights_normalized)
+                    if dask_X
+                    else (X, weights_normalized)
+                ),
                 alpha=self.alpha,
                 fit_intercept=self.fit_intercept,
                 batch_size=None if full_batch else batch_size,
@@ -559,7 +619,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             batch_weights = None
         else:
             batch_weights = weights_normalized
-        objective = _make_objective(
+        objective = (_dask.make_objective if dask_X else _make_objective)(
             X,
             y_index,
             batch_weights,
@@ -735,6 +795,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             (positive means ``classes_[1]``).
         """
         check_is_fitted(self)
+        if is_dask_array(X):
+            return self._map_dask("decision_function", X)
         # z_1 - z_0 from shifted logits: no inf - inf where both overflow.
         two_classes = self.classes_.size == 2
         raw = self._raw_prediction(X, shift=two_classes)
@@ -742,6 +804,25 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             with np.errstate(over="ignore"):  # +-inf: the difference, rounded
                 return raw[:, 1] - raw[:, 0]
         return raw
+
+    def _map_dask(self, method, X):
+        """``method`` on each chunk of rows of a dask array X: a dask array."""
+        check_is_fitted(self)
+        n_classes = self.classes_.size
+        one_column = method == "predict" or (
+            method == "decision_function" and n_classes == 2
+        )
+        if method == "predict":
+            dtype = self.classes_.dtype
+        else:
+            dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+        return _dask.map_rows(
+            getattr(self, method),
+            X,
+            self.n_features_in_,
+            n_columns=None if one_column else n_classes,
+            dtype=dtype,
+        )
 
     def _raw_prediction(self, X, shift=True):
         """``z = X W^T + b``, with no NaN where it overflows the dtype.
@@ -782,6 +863,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         y_pred : ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
+        if is_dask_array(X):
+            return self._map_dask("predict", X)
         raw = self._raw_prediction(X)
         return self.classes_[np.argmax(raw, axis=1)]
 
@@ -802,6 +885,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         log_proba : ndarray of shape (n_samples, n_classes)
             Columns ordered as ``classes_``.
         """
+        if is_dask_array(X):
+            return self._map_dask("predict_log_proba", X)
         return log_softmax(self._raw_prediction(X))
 
     def predict_proba(self, X):
@@ -817,6 +902,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_classes)
             Rows sum to one; columns ordered as ``classes_``.
         """
+        if is_dask_array(X):
+            return self._map_dask("predict_proba", X)
         proba = np.exp(self.predict_log_proba(X))
         proba /= proba.sum(axis=1, keepdims=True)
         return proba
@@ -882,8 +969,9 @@ def _make_objective(
     """``objective(params, batch) -> (loss, grad)`` over flat ``[W, b']``.
 
     ``weights`` sum to one over all samples (None: all equal, which travels
-    as the scalar ``1/n``); a batch renormalizes its own share so each step
-    follows the weighted mean over the batch.
+    as the scalar ``1/n``; a scalar: the equal weight of each row when X is
+    one chunk of a larger sample); a batch renormalizes its own share so
+    each step follows the weighted mean over the batch.
     ``n_threads`` threads share the row blocks of each evaluation.  The
     coefficients in ``params`` are ``W diag(scale)``, stored row by row as
     ``W`` or, with ``feature_major``, as ``W^T`` (see :func:`_coef_view`).
@@ -893,8 +981,8 @@ def _make_objective(
     dtype = X.dtype
     if offset is not None:
         offset = offset.astype(dtype)
-    uniform = weights is None
-    if uniform:
+    uniform = weights is None or np.ndim(weights) == 0
+    if weights is None:
         weights = 1.0 / X.shape[0]
 
     scale = scale.astype(dtype)

@@ -1,0 +1,259 @@
+"""Dask arrays: full-batch fitting on data that stays in its chunks.
+
+The full-batch solvers only ever ask for the objective and its gradient at
+some parameters, and both are sums over samples.  For a dask array X each
+chunk of rows computes its share where it lives, through the same objective
+as in-memory data (:func:`sk_softmax._softmax._make_objective`), and the
+shares are added up in a tree: X is persisted once and never gathered; only
+the parameters and gradients (``n_classes x n_features``) and a few vectors
+of length ``n_samples`` travel.  The scheduler is dask's current one: its
+threads, or the workers of a ``dask.distributed`` cluster when a ``Client``
+is active.
+
+dask is imported only when a dask array is passed.
+"""
+
+import math
+
+import numpy as np
+
+from ._compat import (
+    assert_all_finite,
+    check_classification_targets,
+    raise_for_sample_weight,
+)
+from ._loss import _curvature_sample, single_threaded_blas
+
+# Partial sums combined per task of the reduction tree.
+_FAN_IN = 8
+
+
+def is_dask_array(X):
+    """Whether ``X`` is a ``dask.array.Array`` (without importing dask).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_softmax._dask import is_dask_array
+    >>> is_dask_array(np.ones((2, 2)))
+    False
+    """
+    return type(X).__module__.startswith("dask.array") and hasattr(X, "chunks")
+
+
+def check_fit_input(X, y, sample_weight, *, estimator_name):
+    """Validated ``(X, y, sample_weight)`` for fitting on a dask array X.
+
+    X becomes float32 or float64 (other numbers are cast to float64, lazily)
+    with whole rows in every chunk; ``y`` and ``sample_weight`` (dask or
+    in-memory, one value per sample) become dask arrays chunked like X's
+    rows.  The checks that need the data (labels, weights, finiteness) run
+    later, in one pass each.
+    """
+    import dask.array as da
+
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected a 2D dask array for X, got {X.ndim} dimension(s); "
+            "reshape it to (n_samples, n_features)."
+        )
+    if any(math.isnan(size) for size in X.shape):
+        raise ValueError(
+            "X has chunks of unknown size; call X.compute_chunk_sizes() "
+            f"before fitting {estimator_name}."
+        )
+    if X.dtype.kind == "c":
+        raise ValueError(f"Complex data not supported in {estimator_name}.")
+    if X.dtype.kind not in "biuf":
+        raise ValueError(
+            f"dask array X must hold numbers to fit {estimator_name}; got "
+            f"dtype {X.dtype}."
+        )
+    n_samples, n_features = X.shape
+    if n_samples < 1 or n_features < 1:
+        raise ValueError(
+            f"Found array with {n_samples} sample(s) and {n_features} "
+            f"feature(s) while a minimum of 1 is required by {estimator_name}."
+        )
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    X = X.rechunk({1: -1})
+    rows = X.chunks[0]
+
+    def aligned(values, name):
+        if not is_dask_array(values):
+            values = np.asarray(values)
+        if values.ndim != 1 or values.shape[0] != n_samples:
+            raise ValueError(
+                f"{name} must have shape ({n_samples},) to match X; got {values.shape}."
+            )
+        if is_dask_array(values):
+            return values.rechunk((rows,))
+        return da.from_array(values, chunks=(rows,))
+
+    y = aligned(y, "y")
+    if sample_weight is not None:
+        sample_weight = aligned(sample_weight, "sample_weight").astype(X.dtype)
+    return X, y, sample_weight
+
+
+def encode_labels(y):
+    """``(classes, y_index)``: the distinct labels (computed), lazy indices."""
+    import dask.array as da
+
+    classes = da.unique(y).compute()
+    check_classification_targets(classes)
+    return classes, y.map_blocks(_searchsorted_block, classes, dtype=np.intp)
+
+
+def _searchsorted_block(y_block, classes):
+    return np.searchsorted(classes, y_block)
+
+
+def sample_weights(sample_weight, X):
+    """Validated weights as a dask array (all ones when None)."""
+    import dask
+    import dask.array as da
+
+    if sample_weight is None:
+        return da.ones(X.shape[0], dtype=X.dtype, chunks=(X.chunks[0],))
+    finite, negative, positive = dask.compute(
+        da.isfinite(sample_weight).all(),
+        (sample_weight < 0).any(),
+        (sample_weight > 0).any(),
+    )
+    raise_for_sample_weight(
+        finite=finite, negative=negative, positive=positive, size=X.shape[0]
+    )
+    return sample_weight
+
+
+def class_totals(y_index, weights, n_classes):
+    """Total weight of each class, computed."""
+    import dask.array as da
+
+    return da.bincount(y_index, weights=weights, minlength=n_classes).compute()
+
+
+def take(values, y_index):
+    """``values[y_index]`` for a small in-memory ``values``, lazily."""
+    return y_index.map_blocks(_take_block, values, dtype=values.dtype)
+
+
+def _take_block(index_block, values):
+    return values[index_block]
+
+
+def mean_and_range(X, sample_weight, *, mean=True, estimator_name):
+    """``(weighted mean, min, max)`` of X in one computation, as in memory.
+
+    ``sample_weight`` sums to one.  The range is over rows of positive
+    weight and includes 0; non-finite values anywhere in X raise
+    scikit-learn's errors.
+    """
+    import dask
+    import dask.array as da
+
+    kept = da.where(sample_weight[:, None] > 0, X, 0)
+    total = X.T @ sample_weight if mean else None
+    total, low, high, has_nan, has_inf = dask.compute(
+        total,
+        da.minimum(kept.min(), 0),
+        da.maximum(kept.max(), 0),
+        da.isnan(X).any(),
+        da.isinf(X).any(),
+    )
+    if has_nan or has_inf:
+        # scikit-learn's own message, from a stand-in for the bad value.
+        bad = np.array([np.nan if has_nan else np.inf], dtype=X.dtype)
+        assert_all_finite(bad, estimator_name=estimator_name)
+    if mean:
+        total = np.asarray(total, dtype=np.float64)
+    return total, float(low), float(high)
+
+
+def curvature_sample(X, sample_weight):
+    """The rows the curvature bound is estimated on, computed (in memory)."""
+    import dask
+
+    return dask.compute(*_curvature_sample(X, sample_weight))
+
+
+def make_objective(X, y_index, weights, *, alpha, n_threads=1, **options):
+    """``objective(params, None) -> (loss, grad)`` summed over X's chunks.
+
+    The same signature as :func:`sk_softmax._softmax._make_objective`
+    (``n_threads`` is dask's business here); ``weights`` sum to one over
+    all samples, or are None (all equal).  The penalty is added by the first
+    chunk only.  Full batch only: there are no mini-batches of a dask array.
+    """
+    import dask
+
+    # Persisted collections hold their chunks (on a cluster: futures that
+    # keep them on the workers) as long as the objective refers to them.
+    if weights is None:
+        X, y_index = dask.persist(X, y_index)
+        weights = [1.0 / X.shape[0]] * X.numblocks[0]
+    else:
+        X, y_index, weights = dask.persist(X, y_index, weights)
+
+    def objective(params, batch):
+        if batch is not None:
+            raise ValueError("A dask array is fitted on the full batch only.")
+        chunks = zip(
+            X.to_delayed().ravel(),
+            y_index.to_delayed().ravel(),
+            weights if isinstance(weights, list) else weights.to_delayed().ravel(),
+            strict=True,
+        )
+        shared = dask.delayed(params)
+        parts = [
+            dask.delayed(_chunk_objective)(
+                shared, X_c, y_c, w_c, alpha if k == 0 else 0.0, options
+            )
+            for k, (X_c, y_c, w_c) in enumerate(chunks)
+        ]
+        while len(parts) > 1:
+            parts = [
+                dask.delayed(_add)(*parts[k : k + _FAN_IN])
+                for k in range(0, len(parts), _FAN_IN)
+            ]
+        ((loss, grad),) = dask.compute(parts[0])
+        return loss, grad
+
+    return objective
+
+
+def _chunk_objective(params, X, y_index, weights, alpha, options):
+    """One chunk's share of the loss and gradient (runs on a worker)."""
+    from ._softmax import _make_objective
+
+    # Workers may run several chunks at once: one BLAS thread each, and
+    # overflow is reported by the solver, not by numpy warnings.
+    with single_threaded_blas(), np.errstate(all="ignore"):
+        objective = _make_objective(X, y_index, weights, alpha=alpha, **options)
+        return objective(params, None)
+
+
+def _add(*parts):
+    loss = sum(part[0] for part in parts)
+    grad = parts[0][1].copy()
+    for part in parts[1:]:
+        grad += part[1]
+    return loss, grad
+
+
+def map_rows(function, X, n_features, *, n_columns, dtype):
+    """``function`` applied to each chunk of rows of X, lazily.
+
+    ``n_columns`` None means one value per sample (a 1-D result).
+    """
+    if X.ndim != 2 or X.shape[1] != n_features:
+        raise ValueError(
+            f"X has {X.shape[-1] if X.ndim else 0} features, but "
+            f"SoftmaxRegression is expecting {n_features} features as input."
+        )
+    X = X.rechunk({1: -1})
+    if n_columns is None:
+        return X.map_blocks(function, drop_axis=1, dtype=dtype)
+    return X.map_blocks(function, chunks=(X.chunks[0], (n_columns,)), dtype=dtype)

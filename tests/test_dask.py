@@ -1,0 +1,252 @@
+"""Fitting and predicting on dask arrays (the optional ``dask`` extra).
+
+The full-batch solvers compute each gradient as a sum over the chunks of a
+dask array: the fit must equal the in-memory fit on the same data, the
+predictions must stay lazy dask arrays, and bad input must fail with the
+same kind of error as in memory.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris, load_wine
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.preprocessing import StandardScaler
+
+from sk_softmax import SoftmaxRegression
+from sk_softmax._dask import is_dask_array
+
+da = pytest.importorskip("dask.array")
+
+
+def _data(name="wine"):
+    X, y = (load_wine if name == "wine" else load_iris)(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def _fit(params, X, y, **fit_params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return SoftmaxRegression(**params).fit(X, y, **fit_params)
+
+
+def _assert_same_model(a, b, rtol=1e-7):
+    scale = max(np.abs(a.coef_).max(), 1.0)
+    np.testing.assert_allclose(b.coef_, a.coef_, rtol=rtol, atol=rtol * scale)
+    np.testing.assert_allclose(b.intercept_, a.intercept_, rtol=rtol, atol=rtol * scale)
+    assert b.n_iter_ == a.n_iter_
+    np.testing.assert_array_equal(b.classes_, a.classes_)
+    assert b.coef_.dtype == a.coef_.dtype
+
+
+FULL_BATCH = {
+    "lbfgs": dict(solver="lbfgs"),
+    "sgd-full-batch": dict(solver="sgd", batch_size=None, max_iter=40),
+    "adam-full-batch": dict(solver="adam", batch_size=None, max_iter=40),
+    "lbfgs-no-intercept": dict(solver="lbfgs", fit_intercept=False),
+    "lbfgs-smoothing": dict(solver="lbfgs", label_smoothing=0.2, alpha=1e-2),
+    "lbfgs-balanced": dict(solver="lbfgs", class_weight="balanced"),
+    "sgd-class-weight": dict(
+        solver="sgd", batch_size=None, max_iter=40, class_weight={0: 2.0, 2: 0.5}
+    ),
+}
+
+
+@pytest.mark.parametrize("params", FULL_BATCH.values(), ids=FULL_BATCH.keys())
+def test_fit_equals_the_in_memory_fit(params):
+    X, y = _data()
+    memory = _fit(params, X, y)
+    # Uneven row chunks, and columns split (fit puts whole rows together).
+    X_dask = da.from_array(X, chunks=((50, 50, 40, 38), (7, 6)))
+    chunked = _fit(params, X_dask, y)
+    _assert_same_model(memory, chunked)
+    assert chunked.n_features_in_ == X.shape[1]
+    assert not hasattr(chunked, "feature_names_in_")
+
+
+@pytest.mark.parametrize("weights_in_dask", [False, True])
+def test_sample_weight(weights_in_dask):
+    X, y = _data()
+    weights = np.random.default_rng(0).uniform(0.0, 3.0, size=y.size)
+    weights[:20] = 0.0
+    memory = _fit(dict(solver="lbfgs"), X, y, sample_weight=weights)
+    if weights_in_dask:
+        weights = da.from_array(weights, chunks=33)
+    chunked = _fit(
+        dict(solver="lbfgs"),
+        da.from_array(X, chunks=40),
+        da.from_array(y, chunks=70),
+        sample_weight=weights,
+    )
+    _assert_same_model(memory, chunked)
+
+
+def test_float32_and_string_labels():
+    X, y = _data()
+    X = X.astype(np.float32)
+    labels = np.array(["red", "white", "rose"])[y]
+    memory = _fit(dict(solver="lbfgs"), X, labels)
+    chunked = _fit(dict(solver="lbfgs"), da.from_array(X, chunks=60), labels)
+    _assert_same_model(memory, chunked, rtol=1e-5)
+    assert chunked.coef_.dtype == np.float32
+    assert chunked.predict(da.from_array(X, chunks=60)).dtype == labels.dtype
+
+
+def test_integer_X_is_cast_to_float64():
+    X, y = _data()
+    X_int = np.round(10 * X).astype(np.int64)
+    memory = _fit(dict(solver="lbfgs"), X_int, y)
+    chunked = _fit(dict(solver="lbfgs"), da.from_array(X_int, chunks=50), y)
+    _assert_same_model(memory, chunked)
+    assert chunked.coef_.dtype == np.float64
+
+
+def test_warm_start_continues_on_dask_data():
+    X, y = _data()
+    X_dask = da.from_array(X, chunks=45)
+    params = dict(solver="sgd", batch_size=None, max_iter=5, warm_start=True)
+    memory = _fit(params, X, y)
+    chunked = _fit(params, X_dask, y)
+    first = chunked.coef_.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        memory.fit(X, y)
+        chunked.fit(X_dask, y)
+    _assert_same_model(memory, chunked)
+    assert not np.allclose(chunked.coef_, first)
+
+
+@pytest.mark.parametrize("name", ["wine", "binary"])
+def test_predictions_stay_lazy(name):
+    X, y = _data("iris" if name == "binary" else name)
+    if name == "binary":
+        y = (y == 1).astype(int)
+    clf = _fit(dict(solver="lbfgs"), X, y)
+    X_dask = da.from_array(X, chunks=(40, 2))
+    for method in (
+        "decision_function",
+        "predict",
+        "predict_proba",
+        "predict_log_proba",
+    ):
+        lazy = getattr(clf, method)(X_dask)
+        assert is_dask_array(lazy), method
+        expected = getattr(clf, method)(X)
+        assert lazy.shape == expected.shape
+        assert lazy.dtype == expected.dtype
+        np.testing.assert_allclose(lazy.compute(), expected, rtol=1e-12, atol=1e-14)
+    assert clf.score(X_dask, y) == pytest.approx(clf.score(X, y))
+
+
+def test_distributed_cluster():
+    distributed = pytest.importorskip("distributed")
+    X, y = _data()
+    memory = _fit(dict(solver="lbfgs"), X, y)
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=False,
+            dashboard_address=None,
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
+        X_dask = da.from_array(X, chunks=50)
+        chunked = _fit(dict(solver="lbfgs"), X_dask, da.from_array(y, chunks=50))
+        proba = chunked.predict_proba(X_dask).compute()
+    _assert_same_model(memory, chunked)
+    np.testing.assert_allclose(proba, memory.predict_proba(X), rtol=1e-10)
+
+
+# ------------------------------------------------------------------ errors
+
+
+@pytest.mark.parametrize(
+    "params",
+    [dict(), dict(solver="adam"), dict(solver="sgd", batch_size=32)],
+    ids=["default-above-4096", "adam", "sgd-32"],
+)
+def test_mini_batches_are_refused(params):
+    rng = np.random.default_rng(0)
+    # batch_size="auto" means mini-batches above 4096 samples.
+    n = 200 if "batch_size" in params else 5000
+    X = da.from_array(rng.standard_normal((n, 3)), chunks=1000)
+    y = rng.integers(0, 3, size=n)
+    with pytest.raises(ValueError, match="full batch only.*partial_fit"):
+        SoftmaxRegression(**params).fit(X, y)
+
+
+def test_default_estimator_fits_small_dask_data_on_the_full_batch():
+    X, y = _data()
+    clf = _fit(dict(random_state=0), da.from_array(X, chunks=50), y)
+    _assert_same_model(_fit(dict(random_state=0), X, y), clf)
+
+
+def test_early_stopping_is_refused():
+    X, y = _data()
+    with pytest.raises(ValueError, match="early_stopping"):
+        SoftmaxRegression(solver="sgd", batch_size=None, early_stopping=True).fit(
+            da.from_array(X), y
+        )
+
+
+@pytest.mark.parametrize("value, message", [(np.nan, "NaN"), (np.inf, "infinity")])
+def test_non_finite_X(value, message):
+    X, y = _data()
+    X[5, 3] = value
+    with pytest.raises(ValueError, match=f"Input X contains {message}"):
+        SoftmaxRegression(solver="lbfgs").fit(da.from_array(X, chunks=50), y)
+
+
+def test_non_finite_X_in_a_row_of_zero_weight():
+    X, y = _data()
+    X[5, 3] = np.nan
+    weights = np.ones(y.size)
+    weights[5] = 0.0
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        SoftmaxRegression(solver="lbfgs").fit(
+            da.from_array(X, chunks=50), y, sample_weight=weights
+        )
+
+
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        (-1.0, "Negative values in sample_weight"),
+        (np.nan, "sample_weight must be finite"),
+        (0.0, "at least one non-zero"),
+    ],
+)
+def test_bad_sample_weight(weights, message):
+    X, y = _data()
+    sample_weight = np.ones(y.size)
+    sample_weight[3 if weights else slice(None)] = weights
+    with pytest.raises(ValueError, match=message):
+        SoftmaxRegression(solver="lbfgs").fit(
+            da.from_array(X, chunks=50), y, sample_weight=sample_weight
+        )
+
+
+def test_bad_shapes_and_types():
+    X, y = _data()
+    X_dask = da.from_array(X, chunks=50)
+    clf = SoftmaxRegression(solver="lbfgs")
+    with pytest.raises(ValueError, match="y must have shape"):
+        clf.fit(X_dask, y[:-1])
+    with pytest.raises(ValueError, match="sample_weight must have shape"):
+        clf.fit(X_dask, y, sample_weight=np.ones(3))
+    with pytest.raises(ValueError, match="Expected a 2D dask array"):
+        clf.fit(X_dask[:, 0], y)
+    with pytest.raises(ValueError, match="Complex data not supported"):
+        clf.fit(X_dask.astype(np.complex128), y)
+    with pytest.raises(ValueError, match="must hold numbers"):
+        clf.fit(da.from_array(X.astype(str), chunks=50), y)
+    unknown = X_dask[X_dask[:, 0] > 0]
+    with pytest.raises(ValueError, match="compute_chunk_sizes"):
+        clf.fit(unknown, y)
+    with pytest.raises(ValueError, match="Unknown label type"):
+        clf.fit(X_dask, y + 0.5)
+    clf.fit(X_dask, y)
+    with pytest.raises(ValueError, match="X has 5 features, but SoftmaxRegression"):
+        clf.predict(X_dask[:, :5])
