@@ -62,6 +62,12 @@ def check_fit_input(X, y, sample_weight, *, estimator_name):
             "X has chunks of unknown size; call X.compute_chunk_sizes() "
             f"before fitting {estimator_name}."
         )
+    if not isinstance(X._meta, np.ndarray):
+        raise TypeError(
+            f"{estimator_name} fits dask arrays of numpy chunks; got chunks of "
+            f"type {type(X._meta).__name__}. Convert them, e.g. with "
+            "X.map_blocks(np.asarray), or pass the sparse matrix itself."
+        )
     if X.dtype.kind == "c":
         raise ValueError(f"Complex data not supported in {estimator_name}.")
     if X.dtype.kind not in "biuf":

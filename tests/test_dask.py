@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.datasets import load_iris, load_wine
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
@@ -242,6 +243,9 @@ def test_bad_shapes_and_types():
         clf.fit(X_dask.astype(np.complex128), y)
     with pytest.raises(ValueError, match="must hold numbers"):
         clf.fit(da.from_array(X.astype(str), chunks=50), y)
+    sparse_chunks = da.from_array(sp.csr_matrix(X), chunks=(50, 13), asarray=False)
+    with pytest.raises(TypeError, match="numpy chunks; got chunks of type csr"):
+        clf.fit(sparse_chunks, y)
     unknown = X_dask[X_dask[:, 0] > 0]
     with pytest.raises(ValueError, match="compute_chunk_sizes"):
         clf.fit(unknown, y)
