@@ -5,9 +5,17 @@ moved between releases is adapted here so the rest of the package imports
 from one stable spot.
 """
 
+from functools import partial
+
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import _fit_context
+from sklearn.utils._array_api import (
+    _convert_to_numpy,
+    _is_numpy_namespace,
+    get_namespace,
+    get_namespace_and_device,
+)
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from sklearn.utils.multiclass import (
     _check_partial_fit_first_call,
@@ -29,6 +37,7 @@ __all__ = [
     "check_partial_fit_first_call",
     "check_sample_weight",
     "raise_for_sample_weight",
+    "to_numpy_namespace",
     "validate_data",
 ]
 
@@ -80,3 +89,41 @@ def assert_all_finite(X, *, estimator_name):
     # Either checks are off, or the sum overflowed on finite values.
     if not np.all(np.isfinite(values)):
         raise ValueError("Input X contains NaN or infinity.")
+
+
+def to_numpy_namespace(*arrays):
+    """``(arrays, restore)``: array API inputs as numpy arrays, and back.
+
+    Under ``sklearn.set_config(array_api_dispatch=True)`` the inputs may be
+    arrays of another namespace (torch tensors, on any device); each such
+    array becomes a numpy array on the CPU, and ``restore`` returns a
+    numeric result to the namespace and device of the first array.  Without
+    dispatch, or for numpy, lists, pandas, sparse or dask input, the arrays
+    are returned as they are and ``restore`` is the identity.
+    """
+    converted = tuple(_as_numpy(values) for values in arrays)
+    xp, is_array_api, device = get_namespace_and_device(arrays[0])
+    if not is_array_api or _is_numpy_namespace(xp):
+        return converted, _unchanged
+    return converted, partial(_to_namespace, xp=xp, device=device)
+
+
+def _as_numpy(values):
+    # dask arrays stay lazy: the estimator reads them chunk by chunk.
+    if values is None or type(values).__module__.startswith("dask."):
+        return values
+    xp, is_array_api = get_namespace(values)
+    if is_array_api and not _is_numpy_namespace(xp):
+        return _convert_to_numpy(values, xp)
+    return values
+
+
+def _unchanged(result):
+    return result
+
+
+def _to_namespace(result, xp, device):
+    # Labels that are strings or objects have no array API dtype.
+    if result.dtype.kind not in "biuf":
+        return result
+    return xp.asarray(result, device=device)

@@ -23,6 +23,7 @@ from ._compat import (
     check_classification_targets,
     check_partial_fit_first_call,
     check_sample_weight,
+    to_numpy_namespace,
     validate_data,
 )
 from ._dask import is_dask_array
@@ -309,6 +310,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             The fitted estimator.
         """
         warm = self.warm_start and hasattr(self, "coef_")
+        (X, y, sample_weight), _ = to_numpy_namespace(X, y, sample_weight)
         if is_dask_array(X):
             X, y, sample_weight = self._check_dask_fit(X, y, sample_weight)
             classes, y_index = _dask.encode_labels(y)
@@ -361,6 +363,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self : SoftmaxRegression
             The updated estimator.
         """
+        (X, y, classes, sample_weight), _ = to_numpy_namespace(
+            X, y, classes, sample_weight
+        )
         first_call = not hasattr(self, "classes_") or not hasattr(self, "_state")
         if first_call and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
@@ -798,13 +803,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         if is_dask_array(X):
             return self._map_dask("decision_function", X)
+        (X,), restore = to_numpy_namespace(X)
         # z_1 - z_0 from shifted logits: no inf - inf where both overflow.
         two_classes = self.classes_.size == 2
         raw = self._raw_prediction(X, shift=two_classes)
         if two_classes:
             with np.errstate(over="ignore"):  # +-inf: the difference, rounded
-                return raw[:, 1] - raw[:, 0]
-        return raw
+                raw = raw[:, 1] - raw[:, 0]
+        return restore(raw)
 
     def _map_dask(self, method, X):
         """``method`` on each chunk of rows of a dask array X: a dask array."""
@@ -867,8 +873,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """
         if is_dask_array(X):
             return self._map_dask("predict", X)
+        (X,), restore = to_numpy_namespace(X)
         raw = self._raw_prediction(X)
-        return self.classes_[np.argmax(raw, axis=1)]
+        return restore(self.classes_[np.argmax(raw, axis=1)])
 
     def predict_log_proba(self, X):
         """Log-probabilities ``z - logsumexp(z)``.
@@ -890,7 +897,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """
         if is_dask_array(X):
             return self._map_dask("predict_log_proba", X)
-        return log_softmax(self._raw_prediction(X))
+        (X,), restore = to_numpy_namespace(X)
+        return restore(log_softmax(self._raw_prediction(X)))
 
     def predict_proba(self, X):
         """Class probabilities ``softmax(z)``.
@@ -908,9 +916,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """
         if is_dask_array(X):
             return self._map_dask("predict_proba", X)
+        (X,), restore = to_numpy_namespace(X)
         proba = np.exp(self.predict_log_proba(X))
         proba /= proba.sum(axis=1, keepdims=True)
-        return proba
+        return restore(proba)
 
     # ---------------------------------------------------------------- state
 
