@@ -13,6 +13,7 @@ from sklearn.base import _fit_context
 from sklearn.utils._array_api import (
     _convert_to_numpy,
     _is_numpy_namespace,
+    _max_precision_float_dtype,
     get_namespace,
     get_namespace_and_device,
 )
@@ -28,6 +29,9 @@ from sklearn.utils.validation import (
 )
 
 __all__ = [
+    "array_namespace",
+    "max_float_dtype",
+    "to_numpy",
     "Hidden",
     "Interval",
     "StrOptions",
@@ -127,3 +131,26 @@ def _to_namespace(result, xp, device):
     if result.dtype.kind not in "biuf":
         return result
     return xp.asarray(result, device=device)
+
+
+def array_namespace(X):
+    """``(xp, device)`` of an array X of another namespace than numpy.
+
+    None unless ``array_api_dispatch`` is on and X is such an array (dask
+    arrays, which have their own path, excluded).
+    """
+    if type(X).__module__.startswith("dask."):
+        return None
+    xp, is_array_api, device = get_namespace_and_device(X)
+    if not is_array_api or _is_numpy_namespace(xp):
+        return None
+    return xp, device
+
+
+def to_numpy(values):
+    """An array of any array API namespace as a numpy array on the CPU."""
+    xp, _ = get_namespace(values)
+    return _convert_to_numpy(values, xp)
+
+
+max_float_dtype = _max_precision_float_dtype

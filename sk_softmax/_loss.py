@@ -794,6 +794,8 @@ def lipschitz_constants(
     mean=None,
     scale=None,
     joint=None,
+    sample=None,
+    row_norms_sq=None,
 ):
     """Curvature bounds of ``J`` per parameter block, in centered coordinates.
 
@@ -848,6 +850,14 @@ def lipschitz_constants(
         Whether ``mean`` may differ from the weighted mean of ``X`` (then
         the joint bound above applies).  None means: exactly when ``mean``
         is given.
+    sample : tuple of (ndarray, ndarray), default=None
+        The rows ``lambda_max`` is estimated on and their weights, as
+        :func:`_curvature_sample` selects them, already in memory; for data
+        that lives elsewhere (a dask array, a GPU), whose rows this function
+        then never reads (``mean`` must be given, X gives only its shape).
+    row_norms_sq : ndarray of shape (n_samples,), default=None
+        ``||(x_i - mean) / scale||^2`` for every row, computed where X lives
+        (mini-batches only, with ``sample``).
 
     Returns
     -------
@@ -886,17 +896,18 @@ def lipschitz_constants(
     else:
         # alpha/2 ||W||^2 = alpha/2 sum_j (W diag(sigma))_j^2 / sigma_j^2
         penalty = alpha / scale**2
-    largest = _largest_weighted_eigenvalue(
-        *_curvature_sample(X, sample_weight), mean, scale
-    )
+    if sample is None:
+        sample = _curvature_sample(X, sample_weight)
+    largest = _largest_weighted_eigenvalue(*sample, mean, scale)
     if joint and fit_intercept:
         largest += 1.0
     data_term = 0.5 * largest
     if batch_size is not None and batch_size < n_samples and n_samples > 1:
         # Per-sample curvature, with the intercept column: a single sample's
         # centered row is not orthogonal to it.
-        row_norms = _centered_row_norms_sq(X, mean, scale)
-        row_norms += 1.0 if fit_intercept else 0.0
+        if row_norms_sq is None:
+            row_norms_sq = _centered_row_norms_sq(X, mean, scale)
+        row_norms = row_norms_sq + (1.0 if fit_intercept else 0.0)
         data_max = 0.5 * n_samples * float(np.max(sample_weight * row_norms))
         b, n = batch_size, n_samples
         data_term = (n * (b - 1) * data_term + (n - b) * data_max) / (b * (n - 1))

@@ -13,16 +13,18 @@ from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from . import __version__, _dask
+from . import __version__, _array_api, _dask
 from ._compat import (
     Hidden,
     Interval,
     StrOptions,
     _fit_context,
+    array_namespace,
     assert_all_finite,
     check_classification_targets,
     check_partial_fit_first_call,
     check_sample_weight,
+    to_numpy,
     to_numpy_namespace,
     validate_data,
 )
@@ -310,7 +312,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             The fitted estimator.
         """
         warm = self.warm_start and hasattr(self, "coef_")
-        (X, y, sample_weight), _ = to_numpy_namespace(X, y, sample_weight)
+        # Labels and weights are read on the CPU; X stays where it is.
+        (y, sample_weight), _ = to_numpy_namespace(y, sample_weight)
         if is_dask_array(X):
             X, y, sample_weight = self._check_dask_fit(X, y, sample_weight)
             classes, y_index = _dask.encode_labels(y)
@@ -363,9 +366,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self : SoftmaxRegression
             The updated estimator.
         """
-        (X, y, classes, sample_weight), _ = to_numpy_namespace(
-            X, y, classes, sample_weight
-        )
+        (y, classes, sample_weight), _ = to_numpy_namespace(y, classes, sample_weight)
         first_call = not hasattr(self, "classes_") or not hasattr(self, "_state")
         if first_call and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
@@ -440,7 +441,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 X,
                 y,
                 accept_sparse=["csr", "csc"],
-                dtype=[np.float64, np.float32],
+                dtype=_array_api.float_dtypes(X),
                 reset=reset,
                 ensure_all_finite=finite,
             )
@@ -453,10 +454,15 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     def _sample_weights(self, X, y_index, sample_weight):
         """``sample_weight * class_weight[y]``, validated, dtype of X."""
         dask_X = is_dask_array(X)
+        dtype = _host_dtype(X)
         if dask_X:
             weights = _dask.sample_weights(sample_weight, X)
         else:
-            weights = check_sample_weight(sample_weight, X, dtype=X.dtype)
+            # On the CPU, also for X on another device: X gives their number.
+            rows = X if isinstance(X, np.ndarray) or sp.issparse(X) else None
+            if rows is None:
+                rows = np.empty((X.shape[0], 0), dtype=dtype)
+            weights = check_sample_weight(sample_weight, rows, dtype=dtype)
         if self.class_weight is not None:
             n_classes = self.classes_.size
             if self.class_weight == "balanced":
@@ -479,7 +485,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                             f"classes {self.classes_.tolist()}."
                         )
                     factors[matches[0]] = value
-            factors = factors.astype(X.dtype)
+            factors = factors.astype(dtype)
             weights = weights * (
                 _dask.take(factors, y_index) if dask_X else factors[y_index]
             )
@@ -504,7 +510,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     ):
         n_samples, n_features = X.shape
         n_classes = self.classes_.size
-        dtype = X.dtype
+        dtype = _host_dtype(X)
+        device_X = array_namespace(X) is not None
         rng = check_random_state(self.random_state)
 
         validation_data = None
@@ -513,6 +520,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 X, y_index, weights, rng
             )
             n_samples = X.shape[0]
+            if device_X:
+                X_val = to_numpy(X_val)  # the held-out rows, scored on the CPU
             validation_data = (X_val, y_val, w_val)
 
         weight_sum = float(weights.sum())
@@ -540,8 +549,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         keep = partial and warm
         center = self.fit_intercept and not (self.solver == "lbfgs" and sp.issparse(X))
         dask_X = is_dask_array(X)
-        if dask_X:
-            mean, low, high = _dask.mean_and_range(
+        if dask_X or device_X:
+            mean, low, high = (_dask if dask_X else _array_api).mean_and_range(
                 X,
                 weights_normalized,
                 mean=center and not keep,
@@ -581,14 +590,19 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             and self.solver not in ("lbfgs", "adam")
             and not (partial and warm)
         ):
-            # (Full batch for a dask array: the bound reads at most 8192
-            # evenly spaced rows, gathered here.)
+            # Data elsewhere (dask, another device): the bound's sample of at
+            # most 8192 evenly spaced rows comes to memory, and on mini-batches
+            # the rows' norms are computed where the rows are.
+            sample = row_norms_sq = None
+            if dask_X:
+                sample = _dask.curvature_sample(X, weights_normalized)
+            elif device_X:
+                sample = _array_api.curvature_sample(X, weights_normalized)
+                if not full_batch:
+                    row_norms_sq = _array_api.row_norms_sq(X, mean, scale)
             self._lipschitz = lipschitz_constants(
-                *(
-                    _dask.curvature_sample(X, weights_normalized)
-                    if dask_X
-                    else (X, weights_normalized)
-                ),
+                X,
+                weights_normalized,
                 alpha=self.alpha,
                 fit_intercept=self.fit_intercept,
                 batch_size=None if full_batch else batch_size,
@@ -596,6 +610,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 scale=scale,
                 # partial_fit's later chunks have other means.
                 joint=partial,
+                sample=sample,
+                row_norms_sq=row_norms_sq,
             )[:2]
         self._mean, self._scale = mean, scale
         self._feature_major = feature_major
@@ -624,7 +640,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             batch_weights = None
         else:
             batch_weights = weights_normalized
-        objective = (_dask.make_objective if dask_X else _make_objective)(
+        if dask_X:
+            make_objective = _dask.make_objective
+        elif device_X:
+            make_objective = _array_api.make_objective
+        else:
+            make_objective = _make_objective
+        objective = make_objective(
             X,
             y_index,
             batch_weights,
@@ -945,6 +967,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 stacklevel=2,
             )
         super().__setstate__(state)
+
+
+def _host_dtype(X):
+    """The numpy dtype of X's values (X may live on another device)."""
+    if array_namespace(X) is not None:
+        return _array_api.numpy_dtype(X)
+    return X.dtype
 
 
 def _encode_labels(y):

@@ -1,10 +1,12 @@
-"""Inputs of other array namespaces under ``array_api_dispatch=True``.
+"""Arrays of other namespaces under ``array_api_dispatch=True``.
 
 scikit-learn's array API dispatch needs ``SCIPY_ARRAY_API=1`` before scipy is
 imported, which would change scipy for the whole test session: the checks run
-in a fresh interpreter instead.  With dispatch on, torch tensors are accepted
-by every method; the fit runs on numpy (on the CPU), and the predictions come
-back as tensors on the input's device.
+in a fresh interpreter instead.  With dispatch on, X stays in its namespace
+and on its device: the loss and gradient are computed there (the numpy core
+must not run), and every solver reaches the fit it reaches on numpy arrays.
+Namespaces: torch (CPU here; any device in the code) and array_api_strict,
+which rejects anything outside the standard.
 """
 
 import os
@@ -14,28 +16,74 @@ import textwrap
 
 import pytest
 
-pytest.importorskip("torch")
-
-SCRIPT = textwrap.dedent(
+SETUP = textwrap.dedent(
     """
+    import warnings
+
     import numpy as np
     import sklearn
-    import torch
     from sklearn.datasets import make_classification
+    from sklearn.exceptions import ConvergenceWarning
 
+    import sk_softmax._softmax
     from sk_softmax import SoftmaxRegression
 
+    warnings.simplefilter("ignore", ConvergenceWarning)
     X, y = make_classification(
         n_samples=300, n_features=8, n_informative=5, n_classes=3, random_state=0
     )
     weights = np.linspace(0.5, 2.0, y.size)
-    X_t, y_t, w_t = torch.asarray(X), torch.asarray(y), torch.asarray(weights)
-    expected = SoftmaxRegression(solver="lbfgs").fit(X, y, sample_weight=weights)
+    weights[:10] = 0.0
+    SOLVERS = [
+        dict(solver="lbfgs"),
+        dict(solver="lbfgs", fit_intercept=False, class_weight="balanced"),
+        dict(solver="sgd", batch_size=None, max_iter=20, label_smoothing=0.1),
+        dict(solver="sgd", batch_size=32, max_iter=3, random_state=0),
+        dict(solver="adam", batch_size=32, max_iter=3, random_state=0),
+        dict(solver="sgd", batch_size=32, max_iter=3, random_state=0,
+             early_stopping=True),
+    ]
 
+
+    def numpy_core(*args, **kwargs):
+        raise AssertionError("the numpy loss ran on data of another namespace")
+
+
+    def check_fits(to_xp):
+        X_xp, y_xp, w_xp = to_xp(X), to_xp(y), to_xp(weights)
+        for params in SOLVERS:
+            expected = SoftmaxRegression(**params).fit(X, y, sample_weight=weights)
+            core = sk_softmax._softmax._loss_and_gradient
+            sk_softmax._softmax._loss_and_gradient = numpy_core
+            try:
+                with sklearn.config_context(array_api_dispatch=True):
+                    clf = SoftmaxRegression(**params).fit(
+                        X_xp, y_xp, sample_weight=w_xp
+                    )
+            finally:
+                sk_softmax._softmax._loss_and_gradient = core
+            # The same solver on the same numbers, summed in another order.
+            np.testing.assert_allclose(
+                clf.coef_, expected.coef_, rtol=1e-9, atol=1e-12, err_msg=params
+            )
+            np.testing.assert_allclose(
+                clf.intercept_, expected.intercept_, rtol=1e-9, atol=1e-12
+            )
+            assert clf.n_iter_ == expected.n_iter_
+            assert isinstance(clf.coef_, np.ndarray)
+        return clf, expected
+    """
+)
+
+TORCH = textwrap.dedent(
+    """
+    import torch
+
+    check_fits(torch.asarray)
+    X_t, y_t = torch.asarray(X), torch.asarray(y)
+    expected = SoftmaxRegression(solver="lbfgs").fit(X, y)
     with sklearn.config_context(array_api_dispatch=True):
-        clf = SoftmaxRegression(solver="lbfgs").fit(X_t, y_t, sample_weight=w_t)
-        np.testing.assert_allclose(clf.coef_, expected.coef_, rtol=1e-12)
-        assert isinstance(clf.coef_, np.ndarray)
+        clf = SoftmaxRegression(solver="lbfgs").fit(X_t, y_t)
         for method in (
             "predict", "predict_proba", "predict_log_proba", "decision_function"
         ):
@@ -43,7 +91,7 @@ SCRIPT = textwrap.dedent(
             assert isinstance(result, torch.Tensor), method
             assert result.device == X_t.device, method
             np.testing.assert_allclose(
-                result.numpy(), getattr(expected, method)(X), rtol=1e-12
+                result.numpy(), getattr(expected, method)(X), rtol=1e-9, atol=1e-12
             )
         # (scikit-learn computes the accuracy of tensors in float32.)
         assert abs(clf.score(X_t, y_t) - expected.score(X, y)) < 1e-6
@@ -67,23 +115,40 @@ SCRIPT = textwrap.dedent(
         np.testing.assert_array_equal(predicted, reference)
 
         # Bad input still gets scikit-learn's errors.
-        bad = X_t.clone()
-        bad[0, 0] = float("nan")
-        try:
-            SoftmaxRegression().fit(bad, y_t)
-        except ValueError as exc:
-            assert "NaN" in str(exc)
-        else:
-            raise AssertionError("NaN in a tensor was accepted")
+        for value, message in ((float("nan"), "NaN"), (float("inf"), "infinity")):
+            bad = X_t.clone()
+            bad[0, 0] = value
+            try:
+                SoftmaxRegression().fit(bad, y_t)
+            except ValueError as exc:
+                assert message in str(exc), exc
+            else:
+                raise AssertionError(f"{value} in a tensor was accepted")
+    print("ok")
+    """
+)
+
+STRICT = textwrap.dedent(
+    """
+    import array_api_strict
+
+    clf, expected = check_fits(array_api_strict.asarray)
+    X_s = array_api_strict.asarray(X)
+    with sklearn.config_context(array_api_dispatch=True):
+        proba = clf.predict_proba(X_s)
+    assert type(proba).__module__.startswith("array_api_strict")
+    np.testing.assert_allclose(
+        np.asarray(proba), expected.predict_proba(X), rtol=1e-9, atol=1e-12
+    )
     print("ok")
     """
 )
 
 
-def test_torch_tensors_under_array_api_dispatch():
+def _run(script):
     env = dict(os.environ, SCIPY_ARRAY_API="1")
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
+        [sys.executable, "-c", SETUP + script],
         env=env,
         capture_output=True,
         text=True,
@@ -91,3 +156,13 @@ def test_torch_tensors_under_array_api_dispatch():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith("ok")
+
+
+def test_torch_tensors():
+    pytest.importorskip("torch")
+    _run(TORCH)
+
+
+def test_array_api_strict():
+    pytest.importorskip("array_api_strict")
+    _run(STRICT)

@@ -1,0 +1,201 @@
+"""Array API inputs: training where the data lives (a GPU, say).
+
+With ``sklearn.set_config(array_api_dispatch=True)``, X may be an array of
+another namespace than numpy, a torch tensor on a GPU for instance.  The
+solvers keep their parameters in numpy on the CPU and only ever ask for the
+loss and gradient at some parameters, over the full batch or over a batch of
+row indices.  Here each such evaluation sends the parameters (``n_classes x
+n_features`` numbers) and the batch's indices to X's device, computes there
+in X's namespace, and brings back the loss and the gradient: X never leaves
+its device.  Labels and sample weights (one number a sample) are validated
+and encoded on the CPU and sent to the device once.
+
+The math is that of :func:`sk_softmax.loss_and_gradient`, written with the
+array API standard's functions only; the numpy core keeps its
+numpy-specific layout and threading.
+"""
+
+import numpy as np
+
+from ._compat import (
+    array_namespace,
+    assert_all_finite,
+    max_float_dtype,
+    to_numpy,
+)
+from ._loss import _CHUNK_ROWS, _curvature_sample
+
+
+def float_dtypes(X):
+    """The float dtypes X is fitted in: ``[float64, float32]`` of its namespace.
+
+    Only float32 where the device has no float64 (Apple's MPS).
+    """
+    found = array_namespace(X)
+    if found is None:
+        return [np.float64, np.float32]
+    xp, device = found
+    if max_float_dtype(xp, device) == xp.float32:
+        return [xp.float32]
+    return [xp.float64, xp.float32]
+
+
+def numpy_dtype(X):
+    """The numpy dtype matching the float dtype of X."""
+    xp, _ = array_namespace(X)
+    return np.float32 if X.dtype == xp.float32 else np.float64
+
+
+def _on_device(values, X, dtype=None):
+    xp, device = array_namespace(X)
+    return xp.asarray(values, dtype=dtype or X.dtype, device=device)
+
+
+def mean_and_range(X, sample_weight, *, mean=True, estimator_name):
+    """``(weighted mean, min, max)`` of X on its device, as in memory.
+
+    ``sample_weight`` (numpy) sums to one.  The range is over rows of
+    positive weight and includes 0; NaN or infinity anywhere in X raise
+    scikit-learn's errors.
+    """
+    xp, _ = array_namespace(X)
+    weights = _on_device(sample_weight, X)
+    low, high = xp.min(X), xp.max(X)
+    bad = not (bool(xp.isfinite(low)) and bool(xp.isfinite(high)))
+    if bad:
+        # scikit-learn's own message, from a stand-in for the bad value.
+        value = np.nan if bool(xp.any(xp.isnan(X))) else np.inf
+        assert_all_finite(np.array([value]), estimator_name=estimator_name)
+    if not bool(xp.all(weights > 0)):
+        kept = X[weights > 0]
+        low, high = xp.min(kept), xp.max(kept)
+    total = None
+    if mean:
+        total = np.asarray(to_numpy(weights @ X), dtype=np.float64)
+    return total, min(float(low), 0.0), max(float(high), 0.0)
+
+
+def curvature_sample(X, sample_weight):
+    """The rows the curvature bound is estimated on, copied to numpy."""
+    rows, weights = _curvature_sample(X, sample_weight)
+    return to_numpy(rows), weights
+
+
+def row_norms_sq(X, mean, scale):
+    """``||(x_i - mean) / scale||^2`` for every row, on X's device, as numpy."""
+    xp, _ = array_namespace(X)
+    center = _on_device(mean, X)
+    inverse = _on_device(1.0 / scale, X)
+    n_samples = X.shape[0]
+    norms = np.empty(n_samples)
+    for start in range(0, n_samples, _CHUNK_ROWS):
+        stop = min(start + _CHUNK_ROWS, n_samples)
+        chunk = (X[start:stop, :] - center) * inverse
+        norms[start:stop] = to_numpy(xp.sum(chunk * chunk, axis=1))
+    return norms
+
+
+def loss_and_gradient(xp, coef, intercept, X, y, weights, alpha, label_smoothing):
+    """``(loss, grad_coef, grad_intercept)`` in X's namespace, on its device.
+
+    ``y`` holds class indices, ``weights`` sums to one over X's rows (a
+    scalar when equal); ``intercept`` may be None.  Same contract as
+    :func:`sk_softmax._loss._loss_and_gradient`, without offset.
+    """
+    n_classes = coef.shape[0]
+    eps = label_smoothing
+    logits = X @ coef.T
+    if intercept is not None:
+        logits = logits + intercept
+    logits = logits - xp.max(logits, axis=1, keepdims=True)
+    log_sum = xp.log(xp.sum(xp.exp(logits), axis=1))
+    # Each row's true class, as a boolean mask (the standard has no
+    # scatter): the smoothed targets themselves are never formed.
+    classes = xp.arange(n_classes, dtype=y.dtype, device=y.device)
+    true = y[:, None] == classes
+    true_logit = xp.sum(xp.where(true, logits, 0.0), axis=1)
+    per_sample = log_sum - (1.0 - eps) * true_logit
+    if eps:
+        per_sample = per_sample - (eps / n_classes) * xp.sum(logits, axis=1)
+    grad = xp.exp(logits - log_sum[:, None])
+    if eps:
+        grad = grad - eps / n_classes
+    grad = xp.where(true, grad - (1.0 - eps), grad)
+    if isinstance(weights, float):
+        loss = xp.sum(per_sample) * weights
+        grad = grad * weights
+    else:
+        loss = xp.sum(per_sample * weights)
+        grad = grad * weights[:, None]
+    grad_coef = grad.T @ X
+    grad_intercept = xp.sum(grad, axis=0) if intercept is not None else None
+    if alpha:
+        loss = loss + 0.5 * alpha * xp.sum(coef * coef)
+        grad_coef = grad_coef + alpha * coef
+    return loss, grad_coef, grad_intercept
+
+
+def make_objective(
+    X,
+    y_index,
+    weights,
+    *,
+    n_classes,
+    alpha,
+    label_smoothing,
+    offset,
+    fit_intercept,
+    scale,
+    feature_major=False,
+    n_threads=1,
+):
+    """``objective(params, batch) -> (loss, grad)`` computed on X's device.
+
+    The same signature and parameters as
+    :func:`sk_softmax._softmax._make_objective` (``n_threads`` is the
+    device's business), for an X of another array namespace; ``params``,
+    ``batch`` and the returned gradient are numpy arrays on the CPU.
+    """
+    from ._softmax import _coef_view
+
+    xp, device = array_namespace(X)
+    n_samples, n_features = X.shape
+    n_coef = n_classes * n_features
+    y_device = xp.asarray(y_index, device=device)
+    w_device = None if weights is None else _on_device(weights, X)
+    offset_device = None if offset is None else _on_device(offset, X)
+    inverse_scale = 1.0 / scale
+
+    def objective(params, batch):
+        coef = _coef_view(params, n_classes, n_features, feature_major)
+        coef = _on_device(coef * inverse_scale, X)
+        intercept = _on_device(params[n_coef:], X) if fit_intercept else None
+        if batch is None:
+            X_b, y_b = X, y_device
+            w_b = 1.0 / n_samples if w_device is None else w_device
+        else:
+            rows = xp.asarray(batch, device=device)
+            X_b, y_b = xp.take(X, rows, axis=0), xp.take(y_device, rows)
+            if w_device is None:
+                w_b = 1.0 / batch.size
+            else:
+                w_b = xp.take(w_device, rows)
+                total = float(xp.sum(w_b))
+                if total > 0:
+                    w_b = w_b / total
+        if offset_device is not None and intercept is not None:
+            # z = W (x - offset) + b': shift the intercept, not the data.
+            intercept = intercept - coef @ offset_device
+        loss, grad_coef, grad_intercept = loss_and_gradient(
+            xp, coef, intercept, X_b, y_b, w_b, alpha, label_smoothing
+        )
+        if offset_device is not None and grad_intercept is not None:
+            grad_coef = grad_coef - grad_intercept[:, None] * offset_device[None, :]
+        grad = np.empty(params.size, dtype=params.dtype)
+        _coef_view(grad, n_classes, n_features, feature_major)[...] = (
+            to_numpy(grad_coef) * inverse_scale
+        )
+        grad[n_coef:] = to_numpy(grad_intercept) if fit_intercept else 0.0
+        return float(loss), grad
+
+    return objective
