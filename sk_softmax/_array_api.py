@@ -47,6 +47,7 @@ def numpy_dtype(X):
 
 
 def _on_device(values, X, dtype=None):
+    """``values`` (numpy) on X's device, in X's dtype unless told."""
     xp, device = array_namespace(X)
     return xp.asarray(values, dtype=dtype or X.dtype, device=device)
 
@@ -199,3 +200,37 @@ def make_objective(
         return float(loss), grad
 
     return objective
+
+
+def logits(X, coef, intercept):
+    """``X W^T + b`` on X's device, or None unless every entry is finite.
+
+    ``coef`` and ``intercept`` are the fitted numpy arrays.  Where finite
+    inputs overflow, the caller takes the numpy path, which rescales them.
+    """
+    xp, _ = array_namespace(X)
+    raw = X @ _on_device(coef, X).T + _on_device(intercept, X)
+    return raw if bool(xp.all(xp.isfinite(raw))) else None
+
+
+def log_softmax(raw):
+    """Row-wise ``z - logsumexp(z)`` in the namespace of ``raw``."""
+    xp, _ = array_namespace(raw)
+    shifted = raw - xp.max(raw, axis=1, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+
+
+def probabilities(raw):
+    """Row-wise softmax, through :func:`log_softmax`; rows sum to one."""
+    xp, _ = array_namespace(raw)
+    proba = xp.exp(log_softmax(raw))
+    return proba / xp.sum(proba, axis=1, keepdims=True)
+
+
+def labels(raw, classes):
+    """``classes[argmax(raw)]``: on the device, or numpy for string labels."""
+    xp, device = array_namespace(raw)
+    best = xp.argmax(raw, axis=1)
+    if classes.dtype.kind not in "biuf":
+        return classes[to_numpy(best)]
+    return xp.take(xp.asarray(classes, device=device), best)

@@ -825,6 +825,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         if is_dask_array(X):
             return self._map_dask("decision_function", X)
+        X, raw = self._device_logits(X)
+        if raw is not None:
+            return raw[:, 1] - raw[:, 0] if self.classes_.size == 2 else raw
         (X,), restore = to_numpy_namespace(X)
         # z_1 - z_0 from shifted logits: no inf - inf where both overflow.
         two_classes = self.classes_.size == 2
@@ -833,6 +836,19 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             with np.errstate(over="ignore"):  # +-inf: the difference, rounded
                 raw = raw[:, 1] - raw[:, 0]
         return restore(raw)
+
+    def _device_logits(self, X):
+        """``(X, X W^T + b)`` on the device of an X of another namespace.
+
+        X comes back validated; the logits are None for numpy (or list,
+        sparse) input, and where they overflow: the numpy path then takes
+        over on a CPU copy of X.
+        """
+        check_is_fitted(self)
+        if array_namespace(X) is None:
+            return X, None
+        X = self._validate(X, reset=False)
+        return X, _array_api.logits(X, self.coef_, self.intercept_)
 
     def _map_dask(self, method, X):
         """``method`` on each chunk of rows of a dask array X: a dask array."""
@@ -895,6 +911,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """
         if is_dask_array(X):
             return self._map_dask("predict", X)
+        X, raw = self._device_logits(X)
+        if raw is not None:
+            return _array_api.labels(raw, self.classes_)
         (X,), restore = to_numpy_namespace(X)
         raw = self._raw_prediction(X)
         return restore(self.classes_[np.argmax(raw, axis=1)])
@@ -919,6 +938,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """
         if is_dask_array(X):
             return self._map_dask("predict_log_proba", X)
+        X, raw = self._device_logits(X)
+        if raw is not None:
+            return _array_api.log_softmax(raw)
         (X,), restore = to_numpy_namespace(X)
         return restore(log_softmax(self._raw_prediction(X)))
 
@@ -938,6 +960,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """
         if is_dask_array(X):
             return self._map_dask("predict_proba", X)
+        X, raw = self._device_logits(X)
+        if raw is not None:
+            return _array_api.probabilities(raw)
         (X,), restore = to_numpy_namespace(X)
         proba = np.exp(self.predict_log_proba(X))
         proba /= proba.sum(axis=1, keepdims=True)

@@ -82,17 +82,40 @@ TORCH = textwrap.dedent(
     check_fits(torch.asarray)
     X_t, y_t = torch.asarray(X), torch.asarray(y)
     expected = SoftmaxRegression(solver="lbfgs").fit(X, y)
+    METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function")
     with sklearn.config_context(array_api_dispatch=True):
         clf = SoftmaxRegression(solver="lbfgs").fit(X_t, y_t)
-        for method in (
-            "predict", "predict_proba", "predict_log_proba", "decision_function"
-        ):
-            result = getattr(clf, method)(X_t)
+        # Predictions are computed on the device: the numpy path must not run.
+        host = SoftmaxRegression._raw_prediction
+        SoftmaxRegression._raw_prediction = numpy_core
+        try:
+            results = {method: getattr(clf, method)(X_t) for method in METHODS}
+        finally:
+            SoftmaxRegression._raw_prediction = host
+        for method, result in results.items():
             assert isinstance(result, torch.Tensor), method
             assert result.device == X_t.device, method
             np.testing.assert_allclose(
                 result.numpy(), getattr(expected, method)(X), rtol=1e-9, atol=1e-12
             )
+        # Where finite logits overflow, the numpy path rescales them.
+        huge = X[:5] / np.abs(X[:5]).max() * 1e308
+        assert not np.isfinite(huge @ clf.coef_.T).all()
+        for method in METHODS:
+            result = getattr(clf, method)(torch.asarray(huge))
+            assert isinstance(result, torch.Tensor), method
+            np.testing.assert_allclose(
+                result.numpy(), getattr(expected, method)(huge), rtol=1e-9
+            )
+        assert np.isfinite(clf.predict_log_proba(torch.asarray(huge)).numpy()).any()
+        binary = SoftmaxRegression(solver="lbfgs").fit(X_t, y_t == 1)
+        np.testing.assert_allclose(
+            binary.decision_function(X_t).numpy(),
+            SoftmaxRegression(solver="lbfgs").fit(X, y == 1).decision_function(X),
+            rtol=1e-9,
+            atol=1e-12,
+        )
+        assert binary.predict(X_t).dtype == torch.bool
         # (scikit-learn computes the accuracy of tensors in float32.)
         assert abs(clf.score(X_t, y_t) - expected.score(X, y)) < 1e-6
 
