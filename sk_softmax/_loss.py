@@ -1048,7 +1048,7 @@ def _curvature_sample(X, sample_weight):
     total = weights.sum()
     if total <= 0:
         return X, sample_weight
-    return X[::step], weights / total
+    return X[::step, :], weights / total
 
 
 def _centered_row_norms_sq(X, mean, scale):

@@ -77,6 +77,16 @@ SETUP = textwrap.dedent(
             )
             assert clf.n_iter_ == expected.n_iter_
             assert isinstance(clf.coef_, np.ndarray)
+        # Above 8192 rows the curvature bound reads a strided sample, and the
+        # mini-batch bound every row's norm, a chunk of rows at a time.
+        rng = np.random.default_rng(0)
+        X_big = rng.standard_normal((9000, 6))
+        y_big = (X_big[:, :2] @ rng.standard_normal((2, 3))).argmax(axis=1)
+        for params in (dict(max_iter=2, random_state=0), dict(batch_size=None)):
+            reference = SoftmaxRegression(**params).fit(X_big, y_big)
+            with sklearn.config_context(array_api_dispatch=True):
+                big = SoftmaxRegression(**params).fit(to_xp(X_big), to_xp(y_big))
+            np.testing.assert_allclose(big.coef_, reference.coef_, rtol=1e-9)
         return clf, expected
     """
 )
