@@ -46,10 +46,10 @@ def numpy_dtype(X):
     return np.float32 if X.dtype == xp.float32 else np.float64
 
 
-def _on_device(values, X, dtype=None):
-    """``values`` (numpy) on X's device, in X's dtype unless told."""
+def _on_device(values, X):
+    """``values`` (numpy) on X's device, in X's dtype."""
     xp, device = array_namespace(X)
-    return xp.asarray(values, dtype=dtype or X.dtype, device=device)
+    return xp.asarray(values, dtype=X.dtype, device=device)
 
 
 def mean_and_range(X, sample_weight, *, mean=True, estimator_name):
