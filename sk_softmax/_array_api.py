@@ -213,24 +213,23 @@ def logits(X, coef, intercept):
     return raw if bool(xp.all(xp.isfinite(raw))) else None
 
 
-def log_softmax(raw):
-    """Row-wise ``z - logsumexp(z)`` in the namespace of ``raw``."""
-    xp, _ = array_namespace(raw)
-    shifted = raw - xp.max(raw, axis=1, keepdims=True)
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+def predictions(method, raw, classes):
+    """What the estimator's ``method`` returns, from the logits ``raw``.
 
-
-def probabilities(raw):
-    """Row-wise softmax, through :func:`log_softmax`; rows sum to one."""
-    xp, _ = array_namespace(raw)
-    proba = xp.exp(log_softmax(raw))
-    return proba / xp.sum(proba, axis=1, keepdims=True)
-
-
-def labels(raw, classes):
-    """``classes[argmax(raw)]``: on the device, or numpy for string labels."""
+    ``classes`` is the fitted numpy ``classes_``: ``predict`` returns
+    labels on the device, or numpy for string labels (no array API dtype).
+    """
     xp, device = array_namespace(raw)
-    best = xp.argmax(raw, axis=1)
-    if classes.dtype.kind not in "biuf":
-        return classes[to_numpy(best)]
-    return xp.take(xp.asarray(classes, device=device), best)
+    if method == "decision_function":
+        return raw[:, 1] - raw[:, 0] if classes.size == 2 else raw
+    if method == "predict":
+        best = xp.argmax(raw, axis=1)
+        if classes.dtype.kind not in "biuf":
+            return classes[to_numpy(best)]
+        return xp.take(xp.asarray(classes, device=device), best)
+    shifted = raw - xp.max(raw, axis=1, keepdims=True)
+    log_proba = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+    if method == "predict_log_proba":
+        return log_proba
+    proba = xp.exp(log_proba)
+    return proba / xp.sum(proba, axis=1, keepdims=True)

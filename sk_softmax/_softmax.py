@@ -823,11 +823,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             (positive means ``classes_[1]``).
         """
         check_is_fitted(self)
-        if is_dask_array(X):
-            return self._map_dask("decision_function", X)
-        X, raw = self._device_logits(X)
-        if raw is not None:
-            return raw[:, 1] - raw[:, 0] if self.classes_.size == 2 else raw
+        result = self._predict_elsewhere("decision_function", X)
+        if result is not None:
+            return result
         (X,), restore = to_numpy_namespace(X)
         # z_1 - z_0 from shifted logits: no inf - inf where both overflow.
         two_classes = self.classes_.size == 2
@@ -837,18 +835,24 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 raw = raw[:, 1] - raw[:, 0]
         return restore(raw)
 
-    def _device_logits(self, X):
-        """``(X, X W^T + b)`` on the device of an X of another namespace.
+    def _predict_elsewhere(self, method, X):
+        """``method``'s result where X lives, or None for the numpy path.
 
-        X comes back validated; the logits are None for numpy (or list,
-        sparse) input, and where they overflow: the numpy path then takes
-        over on a CPU copy of X.
+        A dask array gives a dask array, computed chunk by chunk; an array
+        of another namespace (array API dispatch) gives the result computed
+        on its device, unless its logits overflow: the numpy path then takes
+        over on a CPU copy of X.  None for numpy, lists, sparse matrices.
         """
         check_is_fitted(self)
+        if is_dask_array(X):
+            return self._map_dask(method, X)
         if array_namespace(X) is None:
-            return X, None
+            return None
         X = self._validate(X, reset=False)
-        return X, _array_api.logits(X, self.coef_, self.intercept_)
+        raw = _array_api.logits(X, self.coef_, self.intercept_)
+        if raw is None:
+            return None
+        return _array_api.predictions(method, raw, self.classes_)
 
     def _map_dask(self, method, X):
         """``method`` on each chunk of rows of a dask array X: a dask array."""
@@ -909,11 +913,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         y_pred : ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
-        if is_dask_array(X):
-            return self._map_dask("predict", X)
-        X, raw = self._device_logits(X)
-        if raw is not None:
-            return _array_api.labels(raw, self.classes_)
+        result = self._predict_elsewhere("predict", X)
+        if result is not None:
+            return result
         (X,), restore = to_numpy_namespace(X)
         raw = self._raw_prediction(X)
         return restore(self.classes_[np.argmax(raw, axis=1)])
@@ -936,11 +938,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         log_proba : ndarray of shape (n_samples, n_classes)
             Columns ordered as ``classes_``.
         """
-        if is_dask_array(X):
-            return self._map_dask("predict_log_proba", X)
-        X, raw = self._device_logits(X)
-        if raw is not None:
-            return _array_api.log_softmax(raw)
+        result = self._predict_elsewhere("predict_log_proba", X)
+        if result is not None:
+            return result
         (X,), restore = to_numpy_namespace(X)
         return restore(log_softmax(self._raw_prediction(X)))
 
@@ -958,11 +958,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_classes)
             Rows sum to one; columns ordered as ``classes_``.
         """
-        if is_dask_array(X):
-            return self._map_dask("predict_proba", X)
-        X, raw = self._device_logits(X)
-        if raw is not None:
-            return _array_api.probabilities(raw)
+        result = self._predict_elsewhere("predict_proba", X)
+        if result is not None:
+            return result
         (X,), restore = to_numpy_namespace(X)
         proba = np.exp(self.predict_log_proba(X))
         proba /= proba.sum(axis=1, keepdims=True)
