@@ -106,20 +106,16 @@ def to_numpy_namespace(*arrays):
     are returned as they are and ``restore`` is the identity.
     """
     converted = tuple(_as_numpy(values) for values in arrays)
-    xp, is_array_api, device = get_namespace_and_device(arrays[0])
-    if not is_array_api or _is_numpy_namespace(xp):
+    found = array_namespace(arrays[0])
+    if found is None:
         return converted, _unchanged
+    xp, device = found
     return converted, partial(_to_namespace, xp=xp, device=device)
 
 
 def _as_numpy(values):
-    # dask arrays stay lazy: the estimator reads them chunk by chunk.
-    if values is None or type(values).__module__.startswith("dask."):
-        return values
-    xp, is_array_api = get_namespace(values)
-    if is_array_api and not _is_numpy_namespace(xp):
-        return _convert_to_numpy(values, xp)
-    return values
+    found = array_namespace(values)
+    return values if found is None else _convert_to_numpy(values, found[0])
 
 
 def _unchanged(result):
@@ -139,7 +135,8 @@ def array_namespace(X):
     None unless ``array_api_dispatch`` is on and X is such an array (dask
     arrays, which have their own path, excluded).
     """
-    if type(X).__module__.startswith("dask."):
+    # numpy itself, and dask arrays, which the estimator reads chunk by chunk.
+    if X is None or isinstance(X, np.ndarray) or type(X).__module__.startswith("dask."):
         return None
     xp, is_array_api, device = get_namespace_and_device(X)
     if not is_array_api or _is_numpy_namespace(xp):
