@@ -4,11 +4,13 @@ With ``sklearn.set_config(array_api_dispatch=True)``, X may be an array of
 another namespace than numpy, a torch tensor on a GPU for instance.  The
 solvers keep their parameters in numpy on the CPU and only ever ask for the
 loss and gradient at some parameters, over the full batch or over a batch of
-row indices.  Here each such evaluation sends the parameters (``n_classes x
-n_features`` numbers) and the batch's indices to X's device, computes there
-in X's namespace, and brings back the loss and the gradient: X never leaves
-its device.  Labels and sample weights (one number a sample) are validated
-and encoded on the CPU and sent to the device once.
+row indices.  :func:`sk_softmax._softmax._make_objective` handles the
+parameters for every kind of X; :func:`device_loss` sends the coefficients
+(``n_classes x n_features`` numbers) and a batch's indices, labels and
+weights to X's device, computes there in X's namespace, and brings back the
+loss and the gradient: X never leaves its device.  Labels and sample weights
+(one number a sample) are validated and encoded on the CPU; those of all
+samples go to the device once, for the full batch.
 
 The math is that of :func:`sk_softmax.loss_and_gradient`, written with the
 array API standard's functions only; the numpy core keeps its
@@ -19,8 +21,8 @@ import numpy as np
 
 from ._compat import (
     array_namespace,
-    assert_all_finite,
     max_float_dtype,
+    raise_not_finite,
     to_numpy,
 )
 from ._loss import _CHUNK_ROWS, _curvature_sample
@@ -64,9 +66,10 @@ def mean_and_range(X, sample_weight, *, mean=True, estimator_name):
     low, high = xp.min(X), xp.max(X)
     bad = not (bool(xp.isfinite(low)) and bool(xp.isfinite(high)))
     if bad:
-        # scikit-learn's own message, from a stand-in for the bad value.
-        value = np.nan if bool(xp.any(xp.isnan(X))) else np.inf
-        assert_all_finite(np.array([value]), estimator_name=estimator_name)
+        has_nan = bool(xp.any(xp.isnan(X)))
+        raise_not_finite(
+            has_nan=has_nan, dtype=numpy_dtype(X), estimator_name=estimator_name
+        )
     if not bool(xp.all(weights > 0)):
         kept = X[weights > 0]
         low, high = xp.min(kept), xp.max(kept)
@@ -122,7 +125,7 @@ def loss_and_gradient(xp, coef, intercept, X, y, weights, alpha, label_smoothing
     if eps:
         grad = grad - eps / n_classes
     grad = xp.where(true, grad - (1.0 - eps), grad)
-    if isinstance(weights, float):
+    if np.ndim(weights) == 0:
         loss = xp.sum(per_sample) * weights
         grad = grad * weights
     else:
@@ -136,70 +139,48 @@ def loss_and_gradient(xp, coef, intercept, X, y, weights, alpha, label_smoothing
     return loss, grad_coef, grad_intercept
 
 
-def make_objective(
-    X,
-    y_index,
-    weights,
-    *,
-    n_classes,
-    alpha,
-    label_smoothing,
-    offset,
-    fit_intercept,
-    scale,
-    feature_major=False,
-    n_threads=1,
-):
-    """``objective(params, batch) -> (loss, grad)`` computed on X's device.
+def device_loss(X, y_index, weights, *, alpha, label_smoothing, offset, n_threads):
+    """``loss(coef, intercept, y, weights, batch)`` computed on X's device.
 
-    The same signature and parameters as
-    :func:`sk_softmax._softmax._make_objective` (``n_threads`` is the
-    device's business), for an X of another array namespace; ``params``,
-    ``batch`` and the returned gradient are numpy arrays on the CPU.
+    What :func:`sk_softmax._softmax._make_objective` calls for an X of
+    another array namespace (the same contract as its in-memory default;
+    ``n_threads`` is the device's business): the numpy coefficients and the
+    batch's row indices, labels and weights go to the device, the loss and
+    the gradient come back as numpy.  The labels and weights of all samples
+    are sent once, for the full batch.
     """
-    from ._softmax import _coef_view
-
     xp, device = array_namespace(X)
-    n_samples, n_features = X.shape
-    n_coef = n_classes * n_features
-    y_device = xp.asarray(y_index, device=device)
-    w_device = None if weights is None else _on_device(weights, X)
-    offset_device = None if offset is None else _on_device(offset, X)
-    inverse_scale = 1.0 / scale
 
-    def objective(params, batch):
-        coef = _coef_view(params, n_classes, n_features, feature_major)
-        coef = _on_device(coef * inverse_scale, X)
-        intercept = _on_device(params[n_coef:], X) if fit_intercept else None
+    def to_device(values, dtype=None):
+        if np.ndim(values) == 0:
+            return values  # a scalar weight
+        return xp.asarray(values, dtype=dtype or X.dtype, device=device)
+
+    all_y = to_device(y_index, dtype=xp.int64)
+    all_weights = to_device(weights)
+    offset = None if offset is None else to_device(offset)
+
+    def loss(coef, intercept, y, weights, batch):
+        coef = to_device(coef)
+        intercept = None if intercept is None else to_device(intercept)
         if batch is None:
-            X_b, y_b = X, y_device
-            w_b = 1.0 / n_samples if w_device is None else w_device
+            X_b, y, weights = X, all_y, all_weights
         else:
-            rows = xp.asarray(batch, device=device)
-            X_b, y_b = xp.take(X, rows, axis=0), xp.take(y_device, rows)
-            if w_device is None:
-                w_b = 1.0 / batch.size
-            else:
-                w_b = xp.take(w_device, rows)
-                total = float(xp.sum(w_b))
-                if total > 0:
-                    w_b = w_b / total
-        if offset_device is not None and intercept is not None:
+            X_b = xp.take(X, xp.asarray(batch, device=device), axis=0)
+            y, weights = to_device(y, dtype=xp.int64), to_device(weights)
+        if offset is not None and intercept is not None:
             # z = W (x - offset) + b': shift the intercept, not the data.
-            intercept = intercept - coef @ offset_device
-        loss, grad_coef, grad_intercept = loss_and_gradient(
-            xp, coef, intercept, X_b, y_b, w_b, alpha, label_smoothing
+            intercept = intercept - coef @ offset
+        value, grad_coef, grad_intercept = loss_and_gradient(
+            xp, coef, intercept, X_b, y, weights, alpha, label_smoothing
         )
-        if offset_device is not None and grad_intercept is not None:
-            grad_coef = grad_coef - grad_intercept[:, None] * offset_device[None, :]
-        grad = np.empty(params.size, dtype=params.dtype)
-        _coef_view(grad, n_classes, n_features, feature_major)[...] = (
-            to_numpy(grad_coef) * inverse_scale
-        )
-        grad[n_coef:] = to_numpy(grad_intercept) if fit_intercept else 0.0
-        return float(loss), grad
+        if offset is not None and grad_intercept is not None:
+            grad_coef = grad_coef - grad_intercept[:, None] * offset[None, :]
+        if grad_intercept is not None:
+            grad_intercept = to_numpy(grad_intercept)
+        return float(value), to_numpy(grad_coef), grad_intercept
 
-    return objective
+    return loss
 
 
 def logits(X, coef, intercept):

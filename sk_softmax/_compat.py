@@ -41,6 +41,7 @@ __all__ = [
     "check_partial_fit_first_call",
     "check_sample_weight",
     "raise_for_sample_weight",
+    "raise_not_finite",
     "to_numpy_namespace",
     "validate_data",
 ]
@@ -76,6 +77,17 @@ def raise_for_sample_weight(*, finite, negative, positive, size):
 
 
 check_partial_fit_first_call = _check_partial_fit_first_call
+
+
+def raise_not_finite(*, has_nan, dtype, estimator_name):
+    """scikit-learn's error for X with NaN (or else infinity), read elsewhere.
+
+    For data checked where it lives (dask chunks, another device): the
+    message comes from scikit-learn's own check, on a stand-in value of X's
+    numpy ``dtype``.
+    """
+    bad = np.array([np.nan if has_nan else np.inf], dtype=dtype)
+    assert_all_finite(bad, estimator_name=estimator_name)
 
 
 def assert_all_finite(X, *, estimator_name):

@@ -18,9 +18,9 @@ import math
 import numpy as np
 
 from ._compat import (
-    assert_all_finite,
     check_classification_targets,
     raise_for_sample_weight,
+    raise_not_finite,
 )
 from ._loss import _curvature_sample, single_threaded_blas
 
@@ -170,9 +170,7 @@ def mean_and_range(X, sample_weight, *, mean=True, estimator_name):
         da.isinf(X).any(),
     )
     if has_nan or has_inf:
-        # scikit-learn's own message, from a stand-in for the bad value.
-        bad = np.array([np.nan if has_nan else np.inf], dtype=X.dtype)
-        assert_all_finite(bad, estimator_name=estimator_name)
+        raise_not_finite(has_nan=has_nan, dtype=X.dtype, estimator_name=estimator_name)
     if mean:
         total = np.asarray(total, dtype=np.float64)
     return total, float(low), float(high)

@@ -459,10 +459,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             weights = _dask.sample_weights(sample_weight, X)
         else:
             # On the CPU, also for X on another device: X gives their number.
-            rows = X if isinstance(X, np.ndarray) or sp.issparse(X) else None
-            if rows is None:
-                rows = np.empty((X.shape[0], 0), dtype=dtype)
-            weights = check_sample_weight(sample_weight, rows, dtype=dtype)
+            reference = X
+            if array_namespace(X) is not None:
+                reference = np.empty((X.shape[0], 0), dtype=dtype)
+            weights = check_sample_weight(sample_weight, reference, dtype=dtype)
         if self.class_weight is not None:
             n_classes = self.classes_.size
             if self.class_weight == "balanced":
@@ -640,12 +640,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             batch_weights = None
         else:
             batch_weights = weights_normalized
-        if dask_X:
-            make_objective = _dask.make_objective
-        elif device_X:
-            make_objective = _array_api.make_objective
-        else:
-            make_objective = _make_objective
+        make_objective = _dask.make_objective if dask_X else _make_objective
         objective = make_objective(
             X,
             y_index,
@@ -658,6 +653,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             fit_intercept=self.fit_intercept,
             feature_major=feature_major,
             n_threads=n_threads,
+            make_loss=_array_api.device_loss if device_X else None,
         )
         if self.solver == "lbfgs":
             result = lbfgs(
@@ -1030,6 +1026,7 @@ def _make_objective(
     scale,
     feature_major=False,
     n_threads=1,
+    make_loss=None,
 ):
     """``objective(params, batch) -> (loss, grad)`` over flat ``[W, b']``.
 
@@ -1040,15 +1037,24 @@ def _make_objective(
     ``n_threads`` threads share the row blocks of each evaluation.  The
     coefficients in ``params`` are ``W diag(scale)``, stored row by row as
     ``W`` or, with ``feature_major``, as ``W^T`` (see :func:`_coef_view`).
+    ``make_loss`` builds the data term where X lives (see
+    :func:`_in_memory_loss`, the default, for its signature).
     """
     n_features = X.shape[1]
     n_coef = n_classes * n_features
-    dtype = X.dtype
-    if offset is not None:
-        offset = offset.astype(dtype)
+    dtype = _host_dtype(X)
     uniform = weights is None or np.ndim(weights) == 0
     if weights is None:
         weights = 1.0 / X.shape[0]
+    loss_of = (make_loss or _in_memory_loss)(
+        X,
+        y_index,
+        weights,
+        alpha=alpha,
+        label_smoothing=label_smoothing,
+        offset=None if offset is None else offset.astype(dtype),
+        n_threads=n_threads,
+    )
 
     scale = scale.astype(dtype)
     unscaled = bool(np.all(scale == 1))  # ordinary magnitudes: skip two passes
@@ -1064,7 +1070,6 @@ def _make_objective(
         if batch is None:
             y_b, w_b = y_index, weights
         else:
-            # The loss gathers the batch's rows of X itself, block by block.
             y_b = y_index[batch]
             if uniform:
                 w_b = 1.0 / batch.size
@@ -1073,18 +1078,7 @@ def _make_objective(
                 total = w_b.sum()
                 if total > 0:
                     w_b = w_b / total
-        loss, grad_coef, grad_intercept = _loss_and_gradient(
-            coef,
-            intercept,
-            X,
-            y_b,
-            w_b,
-            alpha,
-            label_smoothing,
-            offset,
-            n_threads,
-            rows=batch,
-        )
+        loss, grad_coef, grad_intercept = loss_of(coef, intercept, y_b, w_b, batch)
         # In the parameters' dtype: float64 for L-BFGS, whatever X's.
         grad = np.empty(params.size, dtype=params.dtype)
         grad_view = _coef_view(grad, n_classes, n_features, feature_major)
@@ -1099,6 +1093,33 @@ def _make_objective(
         return loss, grad
 
     return objective
+
+
+def _in_memory_loss(X, y_index, weights, *, alpha, label_smoothing, offset, n_threads):
+    """``loss(coef, intercept, y, weights, batch) -> (loss, grad_coef, grad_b)``.
+
+    The data term and its gradient for X in memory: the numpy core, which
+    gathers a batch's rows of X itself, block by block.  ``y`` and
+    ``weights`` are the batch's own (all of them for ``batch=None``);
+    ``y_index`` and ``weights`` here are those of all samples (unused: the
+    objective selects them).
+    """
+
+    def loss(coef, intercept, y, weights, batch):
+        return _loss_and_gradient(
+            coef,
+            intercept,
+            X,
+            y,
+            weights,
+            alpha,
+            label_smoothing,
+            offset,
+            n_threads,
+            rows=batch,
+        )
+
+    return loss
 
 
 def _coef_view(params, n_classes, n_features, feature_major=False):
