@@ -154,7 +154,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     class_weight : dict, "balanced" or None, default=None
         Weights per class, multiplied into ``sample_weight``.
         ``"balanced"`` uses ``S / (n_classes * S_k)`` with ``S_k`` the total
-        sample weight of class ``k``.
+        sample weight of class ``k``; ``partial_fit``, which sees one chunk
+        at a time, refuses it (pass a dict computed over the whole data).
     warm_start : bool, default=False
         Start from the previous solution when refitting with the same
         classes and number of features (otherwise start afresh).
@@ -366,6 +367,16 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self : SoftmaxRegression
             The updated estimator.
         """
+        if isinstance(self.class_weight, str) and self.class_weight == "balanced":
+            # Each call sees one chunk: its class totals are not the data's.
+            raise ValueError(
+                "class_weight='balanced' is not supported by partial_fit, which "
+                "sees one chunk at a time. Compute the weights over the whole "
+                "training set, e.g. with sklearn.utils.class_weight."
+                "compute_class_weight('balanced', classes=classes, y=y) (a large "
+                "enough sample of y will do), and pass them as a dict "
+                "class_weight={label: weight}."
+            )
         (y, classes, sample_weight), _ = to_numpy_namespace(y, classes, sample_weight)
         first_call = not hasattr(self, "classes_") or not hasattr(self, "_state")
         if first_call and classes is None:
@@ -405,7 +416,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 "solver='lbfgs', or batch_size=None with solver='sgd' or "
                 f"'adam' (got solver={self.solver!r}, batch_size="
                 f"{self.batch_size!r} for {n_samples} samples). For "
-                "mini-batches, call partial_fit on the chunks in turn."
+                "mini-batches, call partial_fit on the chunks in turn, as "
+                "dask_ml.wrappers.Incremental does."
             )
         # What validate_data(reset=True) records, without reading X.
         self.n_features_in_ = X.shape[1]

@@ -254,3 +254,132 @@ def test_bad_shapes_and_types():
     clf.fit(X_dask, y)
     with pytest.raises(ValueError, match="X has 5 features, but SoftmaxRegression"):
         clf.predict(X_dask[:, :5])
+
+
+# ---------------------------------------------- dask_ml.wrappers.Incremental
+
+INCREMENTAL = {
+    "sgd": dict(solver="sgd", random_state=0),
+    "adam-smoothing": dict(solver="adam", label_smoothing=0.1, random_state=0),
+    "sgd-batch-16-class-weight": dict(
+        solver="sgd",
+        learning_rate_init=0.05,
+        class_weight={"red": 2.0, "rose": 0.5},
+        batch_size=16,
+        random_state=0,
+    ),
+}
+
+
+def _partial_fits(params, X, y, chunk, classes, order=None, passes=1):
+    """The model that ``partial_fit`` on the row chunks of X, in ``order``, gives."""
+    model = SoftmaxRegression(**params)
+    starts = list(range(0, y.size, chunk))
+    for _ in range(passes):
+        for block in order if order is not None else range(len(starts)):
+            rows = slice(starts[block], starts[block] + chunk)
+            model.partial_fit(X[rows], y[rows], classes=classes)
+    return model
+
+
+@pytest.mark.parametrize("params", INCREMENTAL.values(), ids=INCREMENTAL.keys())
+def test_incremental_trains_on_the_chunks_in_turn(params):
+    # dask_ml's Incremental calls partial_fit on each block of rows, as a
+    # chain of tasks: the model is the one partial_fit on the chunks gives,
+    # and the wrapper's predictions are lazy.
+    wrappers = pytest.importorskip("dask_ml.wrappers")
+    X, y = _data()
+    labels = np.array(["red", "white", "rose"])[y]
+    classes = np.unique(labels)
+    X_dask = da.from_array(X, chunks=(40, -1))
+    y_dask = da.from_array(labels, chunks=40)
+    incremental = wrappers.Incremental(
+        SoftmaxRegression(**params), shuffle_blocks=False, scoring="accuracy"
+    )
+    incremental.fit(X_dask, y_dask, classes=classes)
+    expected = _partial_fits(params, X, labels, 40, classes)
+    model = incremental.estimator_
+    np.testing.assert_allclose(model.coef_, expected.coef_, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(model.intercept_, expected.intercept_, rtol=1e-12)
+    assert model.n_iter_ == expected.n_iter_ == 5
+    np.testing.assert_array_equal(incremental.classes_, classes)
+    # The estimator is not the one passed in (Incremental clones it).
+    assert not hasattr(incremental.estimator, "coef_")
+
+    proba = incremental.predict_proba(X_dask)
+    assert is_dask_array(proba)
+    np.testing.assert_allclose(proba.compute(), expected.predict_proba(X), rtol=1e-12)
+    predicted = incremental.predict(X_dask)
+    assert is_dask_array(predicted)
+    np.testing.assert_array_equal(predicted.compute(), expected.predict(X))
+    assert incremental.score(X_dask, y_dask) == pytest.approx(expected.score(X, labels))
+
+
+def test_incremental_shuffled_blocks_and_more_passes():
+    # Blocks in the order Incremental's random_state draws, and partial_fit on
+    # the wrapper continuing from the fitted model: a second pass over the
+    # chunks is a second epoch of partial_fit.
+    wrappers = pytest.importorskip("dask_ml.wrappers")
+    from sklearn.utils import check_random_state
+
+    X, y = _data()
+    classes = np.unique(y)
+    X_dask = da.from_array(X.astype(np.float32), chunks=(30, -1))
+    y_dask = da.from_array(y, chunks=30)
+    n_blocks = len(X_dask.chunks[0])
+    params = dict(solver="sgd", random_state=0)
+    incremental = wrappers.Incremental(SoftmaxRegression(**params), random_state=7)
+    incremental.fit(X_dask, y_dask, classes=classes)
+    incremental.partial_fit(X_dask, y_dask)
+
+    order = list(range(n_blocks))
+    check_random_state(7).shuffle(order)
+    assert order != sorted(order)
+    expected = _partial_fits(params, X.astype(np.float32), y, 30, classes, order, 2)
+    model = incremental.estimator_
+    assert model.coef_.dtype == np.float32
+    np.testing.assert_allclose(model.coef_, expected.coef_, rtol=1e-6, atol=1e-7)
+    assert model.n_iter_ == expected.n_iter_ == 2 * n_blocks
+
+
+def test_incremental_on_a_distributed_cluster():
+    wrappers = pytest.importorskip("dask_ml.wrappers")
+    distributed = pytest.importorskip("distributed")
+    X, y = _data()
+    classes = np.unique(y)
+    params = dict(solver="adam", random_state=0)
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=False,
+            dashboard_address=None,
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
+        X_dask = da.from_array(X, chunks=(50, -1))
+        incremental = wrappers.Incremental(
+            SoftmaxRegression(**params), shuffle_blocks=False
+        )
+        incremental.fit(X_dask, da.from_array(y, chunks=50), classes=classes)
+        proba = incremental.predict_proba(X_dask).compute()
+    expected = _partial_fits(params, X, y, 50, classes)
+    np.testing.assert_allclose(
+        incremental.estimator_.coef_, expected.coef_, rtol=1e-12, atol=1e-15
+    )
+    np.testing.assert_allclose(proba, expected.predict_proba(X), rtol=1e-12)
+
+
+def test_incremental_errors():
+    wrappers = pytest.importorskip("dask_ml.wrappers")
+    X, y = _data()
+    X_dask, y_dask = da.from_array(X, chunks=(50, -1)), da.from_array(y, chunks=50)
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        wrappers.Incremental(SoftmaxRegression()).fit(X_dask, y_dask)
+    with pytest.raises(ValueError, match=r"y contains labels \[2\] that are not in"):
+        wrappers.Incremental(SoftmaxRegression()).fit(X_dask, y_dask, classes=[0, 1])
+    # L-BFGS has no partial_fit: Incremental says so.
+    with pytest.raises(ValueError, match="does not implement 'partial_fit'"):
+        wrappers.Incremental(SoftmaxRegression(solver="lbfgs")).fit(
+            X_dask, y_dask, classes=np.unique(y)
+        )

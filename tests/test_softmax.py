@@ -759,6 +759,33 @@ def test_partial_fit_unknown_label_raises():
         clf.partial_fit(X, y)
 
 
+def test_partial_fit_refuses_balanced_class_weight():
+    # Balancing by one chunk's class totals would weight each chunk
+    # differently (scikit-learn's SGDClassifier refuses it too).  The
+    # weights computed over the whole data, passed as a dict, weight the
+    # samples as fit's "balanced" does.
+    from sklearn.utils.class_weight import compute_class_weight
+
+    X, y = _standardized("wine")
+    classes = np.unique(y)
+    with pytest.raises(ValueError, match="'balanced' is not supported by partial_fit"):
+        SoftmaxRegression(class_weight="balanced").partial_fit(X, y, classes=classes)
+    factors = compute_class_weight("balanced", classes=classes, y=y)
+    chunks = [slice(0, 60), slice(60, 120), slice(120, None)]
+    weights = dict(zip(classes, factors, strict=True))
+    by_dict = SoftmaxRegression(class_weight=weights, random_state=0)
+    by_weight = SoftmaxRegression(random_state=0)
+    plain = SoftmaxRegression(random_state=0)
+    for rows in chunks:
+        by_dict.partial_fit(X[rows], y[rows], classes=classes)
+        by_weight.partial_fit(
+            X[rows], y[rows], classes=classes, sample_weight=factors[y[rows]]
+        )
+        plain.partial_fit(X[rows], y[rows], classes=classes)
+    np.testing.assert_allclose(by_dict.coef_, by_weight.coef_, rtol=1e-12)
+    assert not np.allclose(by_dict.coef_, plain.coef_, rtol=1e-3)
+
+
 def test_partial_fit_lbfgs_raises():
     # The brief asks for a ValueError naming lbfgs; MLPClassifier's convention
     # (partial_fit hidden by available_if, so AttributeError and
