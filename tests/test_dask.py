@@ -6,6 +6,7 @@ predictions must stay lazy dask arrays, and bad input must fail with the
 same kind of error as in memory.
 """
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -140,10 +141,10 @@ def test_predictions_stay_lazy(name):
     assert clf.score(X_dask, y) == pytest.approx(clf.score(X, y))
 
 
-def test_distributed_cluster():
+@contextlib.contextmanager
+def _local_cluster():
+    """A two-worker ``distributed`` cluster in this process, as the client."""
     distributed = pytest.importorskip("distributed")
-    X, y = _data()
-    memory = _fit(dict(solver="lbfgs"), X, y)
     with (
         distributed.LocalCluster(
             n_workers=2,
@@ -151,8 +152,15 @@ def test_distributed_cluster():
             processes=False,
             dashboard_address=None,
         ) as cluster,
-        distributed.Client(cluster),
+        distributed.Client(cluster) as client,
     ):
+        yield client
+
+
+def test_distributed_cluster():
+    X, y = _data()
+    memory = _fit(dict(solver="lbfgs"), X, y)
+    with _local_cluster():
         X_dask = da.from_array(X, chunks=50)
         chunked = _fit(dict(solver="lbfgs"), X_dask, da.from_array(y, chunks=50))
         proba = chunked.predict_proba(X_dask).compute()
@@ -344,19 +352,10 @@ def test_incremental_shuffled_blocks_and_more_passes():
 
 def test_incremental_on_a_distributed_cluster():
     wrappers = pytest.importorskip("dask_ml.wrappers")
-    distributed = pytest.importorskip("distributed")
     X, y = _data()
     classes = np.unique(y)
     params = dict(solver="adam", random_state=0)
-    with (
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=False,
-            dashboard_address=None,
-        ) as cluster,
-        distributed.Client(cluster),
-    ):
+    with _local_cluster():
         X_dask = da.from_array(X, chunks=(50, -1))
         incremental = wrappers.Incremental(
             SoftmaxRegression(**params), shuffle_blocks=False
