@@ -6,7 +6,8 @@ in a fresh interpreter instead.  With dispatch on, X stays in its namespace
 and on its device: the loss and gradient are computed there (the numpy core
 must not run), and every solver reaches the fit it reaches on numpy arrays.
 Namespaces: torch (CPU here; any device in the code) and array_api_strict,
-which rejects anything outside the standard.
+which rejects anything outside the standard, on its default device and on
+the stand-ins for accelerators it offers.
 """
 
 import os
@@ -184,6 +185,54 @@ STRICT = textwrap.dedent(
 )
 
 
+# array_api_strict's other devices stand in for an accelerator: "device1"
+# refuses any operation that mixes its arrays with the default device's, so
+# every array the fit makes must be made on X's device; "no_float64" has no
+# float64 (as Apple's MPS), so float32 data must train without one.
+STRICT_DEVICES = textwrap.dedent(
+    """
+    import array_api_strict
+
+    device1 = array_api_strict.Device("device1")
+    clf, expected = check_fits(lambda a: array_api_strict.asarray(a, device=device1))
+    X_1 = array_api_strict.asarray(X, device=device1)
+    with sklearn.config_context(array_api_dispatch=True):
+        for method in ("predict", "predict_proba", "decision_function"):
+            result = getattr(clf, method)(X_1)
+            assert result.device == device1, method
+            np.testing.assert_allclose(
+                np.asarray(result.to_device(array_api_strict.Device("CPU_DEVICE"))),
+                getattr(expected, method)(X),
+                rtol=1e-9,
+                atol=1e-12,
+            )
+
+    no_float64 = array_api_strict.Device("no_float64")
+    X32, w32 = X.astype(np.float32), weights.astype(np.float32)
+    X_32, y_32, w_32 = (
+        array_api_strict.asarray(a, device=no_float64) for a in (X32, y, w32)
+    )
+    core = sk_softmax._softmax._loss_and_gradient
+    for params in SOLVERS:
+        reference = SoftmaxRegression(**params).fit(X32, y, sample_weight=w32)
+        sk_softmax._softmax._loss_and_gradient = numpy_core
+        try:
+            with sklearn.config_context(array_api_dispatch=True):
+                clf32 = SoftmaxRegression(**params).fit(X_32, y_32, sample_weight=w_32)
+                proba = clf32.predict_proba(X_32)
+        finally:
+            sk_softmax._softmax._loss_and_gradient = core
+        assert clf32.coef_.dtype == np.float32
+        assert proba.device == no_float64 and proba.dtype == array_api_strict.float32
+        # float32 sums in another order: the same model to float32 precision.
+        np.testing.assert_allclose(
+            clf32.coef_, reference.coef_, rtol=1e-3, atol=1e-4, err_msg=params
+        )
+    print("ok")
+    """
+)
+
+
 NUMPY_NAMESPACE = textwrap.dedent(
     """
     from sklearn.utils.estimator_checks import check_array_api_input
@@ -225,6 +274,11 @@ def test_torch_tensors():
 def test_array_api_strict():
     pytest.importorskip("array_api_strict")
     _run(STRICT)
+
+
+def test_array_api_strict_other_devices():
+    pytest.importorskip("array_api_strict")
+    _run(STRICT_DEVICES)
 
 
 def test_scikit_learn_array_api_check_on_numpy():
