@@ -369,6 +369,18 @@ def test_incremental_on_a_distributed_cluster():
     np.testing.assert_allclose(proba, expected.predict_proba(X), rtol=1e-12)
 
 
+def test_partial_fit_on_a_whole_dask_array_reads_it_into_memory():
+    X, y = _data()
+    classes = np.unique(y)
+    params = dict(solver="sgd", batch_size=32, random_state=0)
+    memory = SoftmaxRegression(**params).partial_fit(X, y, classes=classes)
+    chunked = SoftmaxRegression(**params).partial_fit(
+        da.from_array(X, chunks=50), da.from_array(y, chunks=50), classes=classes
+    )
+    np.testing.assert_array_equal(chunked.coef_, memory.coef_)
+    assert chunked.n_iter_ == memory.n_iter_ == 1
+
+
 def test_incremental_errors():
     wrappers = pytest.importorskip("dask_ml.wrappers")
     X, y = _data()
