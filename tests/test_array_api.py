@@ -5,9 +5,9 @@ imported, which would change scipy for the whole test session: the checks run
 in a fresh interpreter instead.  With dispatch on, X stays in its namespace
 and on its device: the loss and gradient are computed there (the numpy core
 must not run), and every solver reaches the fit it reaches on numpy arrays.
-Namespaces: torch (CPU here; any device in the code) and array_api_strict,
-which rejects anything outside the standard, on its default device and on
-the stand-ins for accelerators it offers.
+Namespaces: torch (on a CUDA GPU where the machine has one, else the CPU)
+and array_api_strict, which rejects anything outside the standard, on its
+default device and on the stand-ins for accelerators it offers.
 """
 
 import os
@@ -96,8 +96,20 @@ TORCH = textwrap.dedent(
     """
     import torch
 
-    check_fits(torch.asarray)
-    X_t, y_t = torch.asarray(X), torch.asarray(y)
+    # A GPU where the machine has one (the same checks), the CPU otherwise.
+    DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+    def on_device(values):
+        return torch.asarray(values, device=DEVICE)
+
+
+    def to_host(tensor):
+        return tensor.cpu().numpy()
+
+
+    check_fits(on_device)
+    X_t, y_t = on_device(X), on_device(y)
     expected = SoftmaxRegression(solver="lbfgs").fit(X, y)
     METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function")
     with sklearn.config_context(array_api_dispatch=True):
@@ -113,21 +125,21 @@ TORCH = textwrap.dedent(
             assert isinstance(result, torch.Tensor), method
             assert result.device == X_t.device, method
             np.testing.assert_allclose(
-                result.numpy(), getattr(expected, method)(X), rtol=1e-9, atol=1e-12
+                to_host(result), getattr(expected, method)(X), rtol=1e-9, atol=1e-12
             )
         # Where finite logits overflow, the numpy path rescales them.
         huge = X[:5] / np.abs(X[:5]).max() * 1e308
         assert not np.isfinite(huge @ clf.coef_.T).all()
         for method in METHODS:
-            result = getattr(clf, method)(torch.asarray(huge))
+            result = getattr(clf, method)(on_device(huge))
             assert isinstance(result, torch.Tensor), method
             np.testing.assert_allclose(
-                result.numpy(), getattr(expected, method)(huge), rtol=1e-9
+                to_host(result), getattr(expected, method)(huge), rtol=1e-9
             )
-        assert np.isfinite(clf.predict_log_proba(torch.asarray(huge)).numpy()).any()
+        assert np.isfinite(to_host(clf.predict_log_proba(on_device(huge)))).any()
         binary = SoftmaxRegression(solver="lbfgs").fit(X_t, y_t == 1)
         np.testing.assert_allclose(
-            binary.decision_function(X_t).numpy(),
+            to_host(binary.decision_function(X_t)),
             SoftmaxRegression(solver="lbfgs").fit(X, y == 1).decision_function(X),
             rtol=1e-9,
             atol=1e-12,
@@ -142,7 +154,7 @@ TORCH = textwrap.dedent(
         assert clf32.predict_proba(X_t.float()).dtype == torch.float32
 
         stream = SoftmaxRegression(batch_size=32, random_state=0)
-        stream.partial_fit(X_t[:150], y_t[:150], classes=torch.arange(3))
+        stream.partial_fit(X_t[:150], y_t[:150], classes=on_device(np.arange(3)))
         stream.partial_fit(X_t[150:], y_t[150:])
         assert stream.n_iter_ == 2
 
