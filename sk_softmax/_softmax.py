@@ -353,7 +353,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            One chunk of training data.
+            One chunk of training data (a dask array is read into memory:
+            :class:`dask_ml.wrappers.Incremental` calls ``partial_fit`` on
+            its chunks in turn instead).
         y : array-like of shape (n_samples,)
             Labels of the chunk; all must be in ``classes``.
         classes : array-like of shape (n_classes,), default=None
@@ -366,6 +368,28 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         -------
         self : SoftmaxRegression
             The updated estimator.
+
+        Raises
+        ------
+        ValueError
+            Without ``classes`` on the first call, for labels outside them,
+            and with ``class_weight="balanced"``, which would balance each
+            chunk by its own class totals (pass a dict computed over the
+            whole data instead).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.datasets import load_iris
+        >>> from sk_softmax import SoftmaxRegression
+        >>> X, y = load_iris(return_X_y=True)
+        >>> order = np.random.RandomState(0).permutation(len(y))
+        >>> clf = SoftmaxRegression(random_state=0)
+        >>> for epoch in range(20):
+        ...     for chunk in np.array_split(order, 3):
+        ...         clf = clf.partial_fit(X[chunk], y[chunk], classes=[0, 1, 2])
+        >>> clf.n_iter_, bool(clf.score(X, y) > 0.9)
+        (60, True)
         """
         if isinstance(self.class_weight, str) and self.class_weight == "balanced":
             # Each call sees one chunk: its class totals are not the data's.
