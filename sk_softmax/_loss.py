@@ -242,11 +242,35 @@ def _row_block(X, start, stop, rows=None):
     if start == 0 and stop == X.shape[0]:
         return X
     lo, hi = X.indptr[start], X.indptr[stop]
-    return sp.csr_matrix(
-        (X.data[lo:hi], X.indices[lo:hi], X.indptr[start : stop + 1] - lo),
-        shape=(stop - start, X.shape[1]),
-        copy=False,
+    return _compressed_view(
+        "csr",
+        X.data[lo:hi],
+        X.indices[lo:hi],
+        X.indptr[start : stop + 1] - lo,
+        (stop - start, X.shape[1]),
     )
+
+
+def _transpose(X):
+    """``X.T``; for CSR X, a CSC view of the same arrays.
+
+    (scipy's transpose would copy them when they are views of a larger X.)
+    """
+    if isinstance(X, np.ndarray) or X.format != "csr":
+        return X.T
+    return _compressed_view("csc", X.data, X.indices, X.indptr, X.shape[::-1])
+
+
+def _compressed_view(fmt, data, indices, indptr, shape):
+    """A CSR or CSC matrix on the given arrays, without copying them.
+
+    The arrays are set after construction: given them, scipy's constructor
+    copies views that are less than half of their base ("pruning"), which
+    would copy X's values and indices block by block at every evaluation.
+    """
+    matrix = (sp.csr_matrix if fmt == "csr" else sp.csc_matrix)(shape, dtype=data.dtype)
+    matrix.data, matrix.indices, matrix.indptr = data, indices, indptr
+    return matrix
 
 
 # Below this many multiply-adds (rows x features x classes) OpenBLAS's
@@ -324,7 +348,7 @@ def _blocks_loss_and_gradient(
         weight = sample_weight[start:stop] if weighted else sample_weight
         loss += _gradient_block_inplace(raw_t, y[start:stop], weight, label_smoothing)
         if sparse:
-            block_grad = X_block.T @ np.ascontiguousarray(raw_t.T)
+            block_grad = _transpose(X_block) @ np.ascontiguousarray(raw_t.T)
         else:
             block_grad = raw_t @ X_block
         # 1^T G as a product: faster than a sum along rows.
@@ -954,7 +978,9 @@ def _mean_and_range(X, sample_weight, *, n_threads=1, mean=True):
         for start, stop in blocks:
             X_block, w_block = _row_block(X, start, stop), weights[start:stop]
             if mean:
-                total += np.asarray(X_block.T @ w_block, dtype=np.float64).ravel()
+                total += np.asarray(
+                    _transpose(X_block) @ w_block, dtype=np.float64
+                ).ravel()
             if not np.all(w_block > 0):
                 X_block = X_block[np.flatnonzero(w_block > 0)]
             values = X_block.data if sp.issparse(X_block) else X_block

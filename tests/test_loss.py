@@ -5,6 +5,7 @@ finite differences, a naive dense reference (explicit smoothed one-hot
 targets, ``scipy.special.log_softmax``), PyTorch autograd, or closed forms.
 """
 
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -971,7 +972,6 @@ def test_sparse_mini_batch_bound_allocates_chunks_not_x(monkeypatch, fmt):
     # The per-sample curvature of a sparse X reads it a chunk at a time: the
     # peak stays well below the size of its stored entries (it used to be
     # several times that size).
-    import tracemalloc
 
     from sk_softmax import _loss
 
@@ -1029,6 +1029,39 @@ def test_row_blocks_and_threads_match_one_block(
     assert _loss._block_rows(X, n, n_threads) == expected_rows
     blocked = _loss._loss_and_gradient(*args, n_threads=n_threads)
     for got, ref in zip(blocked, single, strict=True):
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-14)
+
+
+def test_csr_row_blocks_share_the_arrays_of_X(monkeypatch):
+    # A block of CSR rows is a view: no copy of X's values and column
+    # indices, whatever the block's share of X (scipy's constructor copies
+    # small views), and the loss over blocks allocates far less than them.
+    from sk_softmax import _loss
+
+    rng = np.random.RandomState(13)
+    n, d, K = 4000, 500, 3
+    X = sp.random(n, d, density=0.05, format="csr", random_state=rng)
+    for start, stop in [(0, 100), (100, 1100), (1100, 3000), (3000, 4000)]:
+        block = _loss._row_block(X, start, stop)
+        assert np.shares_memory(block.data, X.data)
+        assert np.shares_memory(block.indices, X.indices)
+        np.testing.assert_array_equal(block.toarray(), X[start:stop].toarray())
+    y = rng.randint(K, size=n)
+    coef, intercept = rng.standard_normal((K, d)), rng.standard_normal(K)
+    monkeypatch.setattr(_loss, "_MIN_SPARSE_BLOCK_ROWS", 500)
+    assert len(_loss._row_blocks(X, n, 2)) == 2
+    expected = _loss._loss_and_gradient(coef, intercept, X, y, 1.0 / n, 0.1, 0.0)
+    tracemalloc.start()
+    try:
+        blocked = _loss._loss_and_gradient(
+            coef, intercept, X, y, 1.0 / n, 0.1, 0.0, n_threads=2
+        )
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # (Copies of the blocks' arrays took 0.75 of them.)
+    assert peak < 0.5 * (X.data.nbytes + X.indices.nbytes), peak
+    for got, ref in zip(blocked, expected, strict=True):
         np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-14)
 
 
