@@ -391,7 +391,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         >>> clf.n_iter_, bool(clf.score(X, y) > 0.9)
         (60, True)
         """
-        if isinstance(self.class_weight, str) and self.class_weight == "balanced":
+        if self.class_weight == "balanced":
             # Each call sees one chunk: its class totals are not the data's.
             raise ValueError(
                 "class_weight='balanced' is not supported by partial_fit, which "
