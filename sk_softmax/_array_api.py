@@ -48,10 +48,10 @@ def numpy_dtype(X):
     return np.float32 if X.dtype == xp.float32 else np.float64
 
 
-def _on_device(values, X):
-    """``values`` (numpy) on X's device, in X's dtype."""
+def _on_device(values, X, dtype=None):
+    """``values`` (numpy) on X's device, in ``dtype`` (default: X's)."""
     xp, device = array_namespace(X)
-    return xp.asarray(values, dtype=X.dtype, device=device)
+    return xp.asarray(values, dtype=X.dtype if dtype is None else dtype, device=device)
 
 
 def mean_and_range(X, sample_weight, *, mean=True, estimator_name):
@@ -152,9 +152,8 @@ def device_loss(X, y_index, weights, *, alpha, label_smoothing, offset, n_thread
     xp, device = array_namespace(X)
 
     def to_device(values, dtype=None):
-        if np.ndim(values) == 0:
-            return values  # a scalar weight
-        return xp.asarray(values, dtype=dtype or X.dtype, device=device)
+        # A scalar (equal weights) stays a Python number.
+        return values if np.ndim(values) == 0 else _on_device(values, X, dtype)
 
     all_y = to_device(y_index, dtype=xp.int64)
     all_weights = to_device(weights)
@@ -166,7 +165,7 @@ def device_loss(X, y_index, weights, *, alpha, label_smoothing, offset, n_thread
         if batch is None:
             X_b, y, weights = X, all_y, all_weights
         else:
-            X_b = xp.take(X, xp.asarray(batch, device=device), axis=0)
+            X_b = xp.take(X, to_device(batch, dtype=xp.int64), axis=0)
             y, weights = to_device(y, dtype=xp.int64), to_device(weights)
         if offset is not None and intercept is not None:
             # z = W (x - offset) + b': shift the intercept, not the data.

@@ -854,7 +854,6 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             ``z``; with two classes the single column ``z_1 - z_0``
             (positive means ``classes_[1]``).
         """
-        check_is_fitted(self)
         result = self._predict_elsewhere("decision_function", X)
         if result is not None:
             return result
@@ -870,6 +869,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     def _predict_elsewhere(self, method, X):
         """``method``'s result where X lives, or None for the numpy path.
 
+        Checks first that the model is fitted (for every predict method).
         A dask array gives a dask array, computed chunk by chunk; an array
         of another namespace (array API dispatch) gives the result computed
         on its device, unless its logits overflow: the numpy path then takes
@@ -888,7 +888,6 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     def _map_dask(self, method, X):
         """``method`` on each chunk of rows of a dask array X: a dask array."""
-        check_is_fitted(self)
         n_classes = self.classes_.size
         one_column = method == "predict" or (
             method == "decision_function" and n_classes == 2
@@ -913,8 +912,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         the logits rounded to the dtype (``+-inf`` beyond its range), or,
         with ``shift``, ``z - max(z)``, which leaves softmax and argmax as
         they are and is ``-inf`` only where the probability underflows to 0.
+        The caller has checked that the model is fitted.
         """
-        check_is_fitted(self)
         X = self._validate(X, reset=False)
         coef = self.coef_.astype(X.dtype, copy=False)
         intercept = self.intercept_.astype(X.dtype, copy=False)
@@ -994,7 +993,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if result is not None:
             return result
         (X,), restore = to_numpy_namespace(X)
-        proba = np.exp(self.predict_log_proba(X))
+        proba = np.exp(log_softmax(self._raw_prediction(X)))
         proba /= proba.sum(axis=1, keepdims=True)
         return restore(proba)
 
