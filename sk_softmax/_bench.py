@@ -187,6 +187,7 @@ def time_alternating(
     clock=time.perf_counter,
     contexts=None,
     settle_s=0.0,
+    rewarm_below_s=0.0,
 ):
     """Time several functions in rounds, rotating their order each round.
 
@@ -219,6 +220,13 @@ def time_alternating(
         Idle seconds before each sample, outside the timing: long enough
         for the thread pools a side leaves spinning (OpenBLAS, OpenMP) to
         fall asleep, so they do not slow the next side.
+    rewarm_below_s : float, default=0.0
+        After the pause, a side whose previous sample took less than this
+        many seconds per call is called once, untimed, right before the
+        timed call.  On some virtual machines the first touch of memory left
+        alone for a fraction of a second costs milliseconds (a digits fit
+        paid 10 to 13 ms after 0.2 s, either side): a fixed cost that
+        would otherwise decide the ratio of short fits.
 
     Returns
     -------
@@ -233,15 +241,20 @@ def time_alternating(
     contexts = contexts or {}
     number = dict.fromkeys(names, 1)
     results = {}
+    per_call = {}
 
     def sample(name, count):
         if settle_s > 0:
             time.sleep(settle_s)
         with (contexts.get(name) or contextlib.nullcontext)():
+            if per_call.get(name, math.inf) < rewarm_below_s:
+                fns[name]()
             start = clock()
             for _ in range(count):
                 results[name] = fns[name]()
-            return clock() - start
+            elapsed = clock() - start
+        per_call[name] = elapsed / count
+        return elapsed
 
     if warmup or min_time_s > 0:
         for name in names:
@@ -292,6 +305,7 @@ def compare(
     context_a=None,
     context_b=None,
     settle_s=0.0,
+    rewarm_below_s=0.0,
 ):
     """Time ``fn_a`` against ``fn_b``, alternating A B B A A B ...
 
@@ -316,6 +330,7 @@ def compare(
         clock=clock,
         contexts={"a": context_a, "b": context_b},
         settle_s=settle_s,
+        rewarm_below_s=rewarm_below_s,
     )
     return _pair_summary(stats, "a", "b"), results["a"], results["b"]
 
@@ -980,6 +995,9 @@ class Bench:
         # Idle time before each timed fit: the thread pools the other side
         # left spinning fall asleep first (OpenBLAS's after about 0.1 s).
         self.settle_s = 0.0 if quick else 0.2
+        # ... after which a fit shorter than this is called once, untimed,
+        # right before its timed call (see time_alternating).
+        self.rewarm_below_s = 0.0 if quick else 0.25
         self.fits = {}
         self.notes = []
         self.results = {}
@@ -1058,6 +1076,7 @@ class Bench:
             repeat=self.repeat,
             budget_s=self.budget_s if budget_s is None else budget_s,
             settle_s=self.settle_s,
+            rewarm_below_s=self.rewarm_below_s,
         )
         self._store_fit(workload, method_a, model_a, stats["times_a"], passes[method_a])
         self._store_fit(workload, method_b, model_b, stats["times_b"], passes[method_b])
@@ -1467,6 +1486,7 @@ class Bench:
             repeat=self.repeat,
             budget_s=self.budget_s,
             settle_s=self.settle_s,
+            rewarm_below_s=self.rewarm_below_s,
         )
         acc_ours = float(model_ours.score(wl.X_test, wl.y_test))
         acc_lr = float(model_lr.score(wl.X_test, wl.y_test))
@@ -1571,6 +1591,7 @@ class Bench:
                     warmup=True,
                     budget_s=self.budget_s,
                     settle_s=self.settle_s,
+                    rewarm_below_s=self.rewarm_below_s,
                 )
                 # One rotation of ours, torch, and the floor of any such
                 # loop: the gather and the two products alone, with numpy's

@@ -122,6 +122,31 @@ def test_compare_enters_context_around_each_sample_of_its_side():
     assert log == ["a", "enter", "b", "exit", "enter", "b", "exit", "a"]
 
 
+def test_short_sides_are_called_once_untimed_before_each_timed_call():
+    clock, log = FakeClock(), []
+
+    def side(name, warm_cost, cold_cost):
+        # Dearer when another side ran last, as after a pause.
+        def fn():
+            clock.now += warm_cost if log and log[-1] == name else cold_cost
+            log.append(name)
+
+        return fn
+
+    fns = {"a": side("a", 1.0, 3.0), "b": side("b", 5.0, 5.0)}
+    stats, _ = _bench.time_alternating(fns, repeat=3, clock=clock, rewarm_below_s=4.0)
+    # a's first sample has no previous time to go by; then a (3 s cold,
+    # 1 s warm) gets an untimed call first, b (5 s, over 4) does not.
+    assert "".join(log) == "abbaaaab"
+    assert stats["a"]["times"] == [3.0, 1.0, 1.0]
+    assert stats["b"]["times"] == [5.0, 5.0, 5.0]
+    clock, log = FakeClock(), []
+    fns = {"a": side("a", 1.0, 3.0), "b": side("b", 5.0, 5.0)}
+    stats, _ = _bench.time_alternating(fns, repeat=3, clock=clock)
+    # Without: a pays the cold cost unless it follows itself (a b, b a, a b).
+    assert "".join(log) == "abbaab" and stats["a"]["times"] == [3.0, 3.0, 1.0]
+
+
 def test_peak_memory_sees_numpy_allocations():
     def allocate():
         return np.ones(2**20)  # 8 MiB
