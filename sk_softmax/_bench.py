@@ -223,10 +223,10 @@ def time_alternating(
     rewarm_below_s : float, default=0.0
         After the pause (if any), a side whose previous sample took less
         than this many seconds per call is called once, untimed, right
-        before the timed call.  On some virtual machines the first touch of memory left
-        alone for a fraction of a second costs milliseconds (a digits fit
-        paid 10 to 13 ms after 0.2 s, either side): a fixed cost that
-        would otherwise decide the ratio of short fits.
+        before the timed call.  On some virtual machines the first touch
+        of memory left alone for a fraction of a second costs milliseconds
+        (a digits fit paid 10 to 13 ms after 0.2 s, either side): a fixed
+        cost that would otherwise decide the ratio of short fits.
 
     Returns
     -------
