@@ -923,6 +923,9 @@ def lipschitz_constants(
     if sample is None:
         sample = _curvature_sample(X, sample_weight)
     largest = _largest_weighted_eigenvalue(*sample, mean, scale)
+    # The sample of a sparse X is a copy of its rows: gone before the row
+    # norms below read X.
+    del sample
     if joint and fit_intercept:
         largest += 1.0
     data_term = 0.5 * largest
@@ -1098,8 +1101,8 @@ def _centered_row_norms_sq(X, mean, scale):
 
 
 _CHUNK_ROWS = 4096
-# Stored entries of a sparse X read at a time (temporaries of ~8 MiB).
-_CHUNK_ENTRIES = 1 << 20
+# Stored entries of a sparse X read at a time (two temporaries of 2 MiB).
+_CHUNK_ENTRIES = 1 << 18
 
 
 def _sparse_row_sums_sq(X, inv_scale):

@@ -358,6 +358,41 @@ def test_sparse_minibatch_fits():
     assert clf.score(X, y) > 0.9
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"solver": "lbfgs", "max_iter": 3},
+        {"solver": "sgd", "max_iter": 1},
+        {"solver": "sgd", "batch_size": None, "max_iter": 3},
+        {"solver": "adam", "max_iter": 1},
+    ],
+    ids=["lbfgs", "sgd", "sgd-full-batch", "adam"],
+)
+@pytest.mark.parametrize("container", ["float64", "float32", "csr"])
+def test_fit_makes_no_copy_of_X(container, params):
+    # C-contiguous float X and CSR X are used as they are: the peak of fit
+    # stays far below the size of X (a copy would reach it).  What fit
+    # allocates is a few vectors of one value per sample (labels, weights),
+    # the row blocks' logits, and at most 8192 sampled rows for the
+    # curvature bound of sgd's automatic step.
+    from sk_softmax._bench import peak_memory
+
+    rng = np.random.default_rng(0)
+    if container == "csr":
+        X = sp.random(20_000, 2000, density=0.05, format="csr", random_state=0)
+        size = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+    else:
+        X = rng.standard_normal((50_000, 100)).astype(container)
+        size = X.nbytes
+    y = rng.integers(5, size=X.shape[0])
+    clf = SoftmaxRegression(random_state=0, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        _, peak = peak_memory(lambda: clf.fit(X, y))
+    assert clf.coef_.shape == (5, X.shape[1])
+    assert peak < 0.5 * size, (peak, size)
+
+
 @pytest.mark.parametrize("solver", list(TIGHT))
 @pytest.mark.parametrize("dataset", ["wine", "breast_cancer"])
 def test_coefficients_sum_to_zero_over_classes(dataset, solver):
