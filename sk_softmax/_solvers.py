@@ -34,8 +34,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.optimize
 
+from ._compat import minimize_lbfgsb
 from ._loss import _axpy
 
 __all__ = [
@@ -480,7 +480,7 @@ def gradient_descent(
 
 
 def lbfgs(objective, params, *, max_iter=100, tol=1e-4, verbose=False):
-    """Full-batch L-BFGS-B (scipy) on the same objective.
+    """Full-batch L-BFGS-B (scipy's, see :func:`~._compat.minimize_lbfgsb`).
 
     Stops when the largest gradient entry is at most ``tol`` (scipy's
     ``gtol``), when the relative decrease of the loss falls below
@@ -513,25 +513,20 @@ def lbfgs(objective, params, *, max_iter=100, tol=1e-4, verbose=False):
         last_loss[0] = float(loss)
         return last_loss[0], np.asarray(grad, dtype=np.float64)
 
-    def callback(*_):
-        # L-BFGS-B's last evaluation before a callback is the accepted iterate;
-        # reading it here works with every scipy's callback signature.
+    def callback():
+        # L-BFGS-B's last evaluation before a callback is the accepted iterate.
         loss_curve.append(last_loss[0])
         if verbose:
             print(f"Iteration {len(loss_curve)}, loss = {loss_curve[-1]:.8f}")
 
-    opt = scipy.optimize.minimize(
+    opt = minimize_lbfgsb(
         fun,
-        np.asarray(params, dtype=np.float64),
-        method="L-BFGS-B",
-        jac=True,
+        params,
+        maxiter=max_iter,
+        maxls=50,
+        gtol=tol,
+        ftol=64 * np.finfo(float).eps,
         callback=callback,
-        options={
-            "maxiter": max_iter,
-            "maxls": 50,
-            "gtol": tol,
-            "ftol": 64 * np.finfo(float).eps,
-        },
     )
     if not np.all(np.isfinite(opt.x)) or not np.isfinite(opt.fun):
         raise ValueError(

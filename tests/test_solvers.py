@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from sk_softmax._compat import minimize_lbfgsb
 from sk_softmax._loss import (
     _loss_and_gradient,
     lipschitz_constants,
@@ -235,6 +236,107 @@ def test_lbfgs_max_iter_not_converged():
     result = lbfgs(objective, np.zeros(3 * (X.shape[1] + 1)), max_iter=3, tol=1e-12)
     assert not result.converged
     assert result.n_iter == 3
+
+
+def _lbfgsb_problems():
+    """(name, fun, x0, options): L-BFGS-B ending in each of its ways."""
+    X, y, sample_weight, alpha = dataset("classif3_weighted")
+    n_params = 3 * (X.shape[1] + 1)
+    softmax = softmax_objective(X, y, 3, alpha=alpha, sample_weight=sample_weight)
+    X32 = X.astype(np.float32)
+    softmax32 = softmax_objective(X32, y, 3, alpha=np.float32(alpha))
+
+    def fun(objective):
+        def f(x):
+            loss, grad = objective(x, None)
+            return float(loss), np.asarray(grad, dtype=np.float64)
+
+        return f
+
+    def rosenbrock(x):
+        value = np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+        grad = np.zeros_like(x)
+        grad[:-1] = -400.0 * x[:-1] * (x[1:] - x[:-1] ** 2) - 2 * (1 - x[:-1])
+        grad[1:] += 200.0 * (x[1:] - x[:-1] ** 2)
+        return value, grad
+
+    def kink(x):
+        # |x|_1 with ftol=0: the line search ends up failing at the kink.
+        return float(np.abs(x).sum()), np.sign(x)
+
+    start = np.zeros(n_params)
+    options = dict(maxiter=1000, gtol=1e-10, ftol=64 * np.finfo(float).eps, maxls=50)
+    cases = [
+        ("converged", fun(softmax), start, dict(options, gtol=1e-6), 0),
+        ("max_iter", fun(softmax), start, dict(options, maxiter=4), 1),
+        ("max_fun", rosenbrock, np.full(6, -1.5), dict(options, maxfun=20), 1),
+        # float32 losses stop decreasing (relative change below ftol) while
+        # the gradient is still above 1e-10: scipy calls that converged.
+        ("stalled", fun(softmax32), start, options, 0),
+        ("line_search_fails", kink, np.ones(3), dict(options, ftol=0.0), 2),
+        (
+            "rosenbrock_maxcor_3",
+            rosenbrock,
+            np.full(6, -1.5),
+            dict(options, maxcor=3),
+            0,
+        ),
+    ]
+    return [pytest.param(*case[1:], id=case[0]) for case in cases]
+
+
+@pytest.mark.parametrize("fun, x0, options, status", _lbfgsb_problems())
+def test_minimize_lbfgsb_follows_scipy_minimize(fun, x0, options, status):
+    # Same evaluation points, iterations and result as scipy.optimize.minimize.
+    import scipy.optimize
+
+    points = {"ours": [], "scipy": []}
+    iterations = {"ours": 0, "scipy": 0}
+
+    def recording(side):
+        def f(x):
+            points[side].append(x.copy())
+            return fun(x)
+
+        return f
+
+    def count(side):
+        iterations[side] += 1
+
+    ours = minimize_lbfgsb(
+        recording("ours"), x0, callback=lambda: count("ours"), **options
+    )
+    theirs = scipy.optimize.minimize(
+        recording("scipy"),
+        x0,
+        method="L-BFGS-B",
+        jac=True,
+        callback=lambda *_: count("scipy"),
+        options=options,
+    )
+    assert len(points["ours"]) == len(points["scipy"]) == ours.nfev == theirs.nfev
+    for mine, reference in zip(points["ours"], points["scipy"], strict=True):
+        assert_array_equal(mine, reference)
+    assert_array_equal(ours.x, theirs.x)
+    assert_array_equal(ours.jac, theirs.jac)
+    assert ours.fun == theirs.fun
+    assert ours.nit == theirs.nit == iterations["ours"] == iterations["scipy"]
+    assert ours.status == theirs.status == status
+
+
+def test_minimize_lbfgsb_does_not_modify_x0_and_passes_copies():
+    x0 = np.full(4, 3.0)
+    seen = []
+
+    def fun(x):
+        seen.append(x)
+        return float(x @ x), 2 * x
+
+    result = minimize_lbfgsb(fun, x0, maxiter=50, gtol=1e-12, ftol=1e-15)
+    assert_array_equal(x0, 3.0)
+    assert_allclose(result.x, 0.0, atol=1e-8)
+    assert len({id(x) for x in seen}) == len(seen)
+    assert not any(np.shares_memory(x, result.x) for x in seen)
 
 
 # ---------------------------------------------------------------------------
