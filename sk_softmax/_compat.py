@@ -201,8 +201,9 @@ def minimize_lbfgsb(
     Parameters
     ----------
     fun : callable
-        ``fun(x) -> (f, g)`` with ``x`` and ``g`` of shape (n,), float64.
-        ``x`` is a copy of the current point, which ``fun`` must not modify.
+        ``fun(x) -> (f, g)`` with ``x`` and ``g`` of shape (n,), float64:
+        ``x`` is a copy of the current point, which ``fun`` must not
+        modify, and ``g`` a new array.
     x0 : ndarray of shape (n,)
         Starting point.
     maxiter, gtol, ftol, maxls, maxcor, maxfun :
@@ -261,11 +262,11 @@ def minimize_lbfgsb(
             task, lsave, isave, dsave, maxls, line_task,
         )  # fmt: skip
         if task[0] == _FG:
-            if last_x is None or not np.array_equal(x, last_x):
+            if last_x is None or not (x == last_x).all():
                 last_x = x.copy()
                 last_f, last_g = fun(last_x)
                 last_f = float(last_f)
-                last_g = np.array(last_g, dtype=np.float64)
+                last_g = np.asarray(last_g, dtype=np.float64)
                 nfev += 1
             f = last_f
             g[:] = last_g
