@@ -324,6 +324,27 @@ def test_minimize_lbfgsb_follows_scipy_minimize(fun, x0, options, status):
     assert ours.status == theirs.status == status
 
 
+def test_minimize_lbfgsb_skips_minimize_on_the_scipy_releases_it_knows(monkeypatch):
+    import scipy
+    import scipy.optimize
+    from sklearn.utils.fixes import parse_version
+
+    version = parse_version(parse_version(scipy.__version__).base_version)
+    known = parse_version("1.15") <= version < parse_version("1.18")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("scipy.optimize.minimize called")
+
+    monkeypatch.setattr(scipy.optimize, "minimize", refuse)
+    fun = lambda x: (float(x @ x), 2 * x)  # noqa: E731
+    if known:
+        result = minimize_lbfgsb(fun, np.ones(3), maxiter=10, gtol=1e-8, ftol=1e-12)
+        assert_allclose(result.x, 0.0, atol=1e-8)
+    else:
+        with pytest.raises(AssertionError, match="minimize called"):
+            minimize_lbfgsb(fun, np.ones(3), maxiter=10, gtol=1e-8, ftol=1e-12)
+
+
 def test_minimize_lbfgsb_does_not_modify_x0_and_passes_copies():
     x0 = np.full(4, 3.0)
     seen = []
