@@ -306,6 +306,48 @@ def test_sparse_lbfgs_takes_the_logistic_regression_path():
 
 
 @pytest.mark.parametrize(
+    "case", ["float64", "float32", "sparse", "max_iter", "weighted_smoothed"]
+)
+def test_lbfgs_fit_equals_the_fit_through_scipy_minimize(case, monkeypatch):
+    # The direct L-BFGS-B driver (scipy 1.15 to 1.17) and the fallback
+    # through scipy.optimize.minimize fit the same model, bit for bit.
+    from sk_softmax import _compat
+
+    X, y = _standardized("wine")
+    params = dict(solver="lbfgs", alpha=1e-3, tol=1e-6)
+    fit_params = {}
+    if case == "float32":
+        X = X.astype(np.float32)
+    elif case == "sparse":
+        X[np.abs(X) < 0.5] = 0.0
+        X = sp.csr_matrix(X)
+    elif case == "max_iter":
+        params["max_iter"] = 3
+    elif case == "weighted_smoothed":
+        params.update(label_smoothing=0.1, class_weight="balanced")
+        fit_params["sample_weight"] = np.random.default_rng(0).uniform(0.5, 2, y.size)
+
+    def fit():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = SoftmaxRegression(**params).fit(X, y, **fit_params)
+        return model, [type(w.message) for w in caught]
+
+    direct, direct_warnings = fit()
+    monkeypatch.setattr(_compat, "_lbfgsb", None)
+    through_minimize, minimize_warnings = fit()
+    np.testing.assert_array_equal(direct.coef_, through_minimize.coef_)
+    np.testing.assert_array_equal(direct.intercept_, through_minimize.intercept_)
+    assert direct.n_iter_ == through_minimize.n_iter_
+    assert direct.n_passes_ == through_minimize.n_passes_
+    assert direct.loss_curve_ == through_minimize.loss_curve_
+    assert direct_warnings == minimize_warnings
+    # max_iter, and a float32 loss that stops decreasing above tol=1e-6.
+    expected = case in ("max_iter", "float32")
+    assert (ConvergenceWarning in direct_warnings) == expected
+
+
+@pytest.mark.parametrize(
     "params",
     [
         dict(solver="sgd"),
