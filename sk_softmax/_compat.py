@@ -179,8 +179,9 @@ if _SETULB_VERSIONS[0] <= _scipy_version < _SETULB_VERSIONS[1]:
 else:  # pragma: no cover - the oldest-dependencies CI job runs this
     _lbfgsb = None
 
-# Task codes of setulb's ``task[0]``: evaluate f and g at x, x is a new
-# iterate, converged; anything else ends the loop.
+# setulb's ``task[0]``: evaluate f and g at x; x is a new iterate;
+# converged; stop (set by the caller, with the reason in ``task[1]``).
+# Any code but the first two ends the loop.
 _FG, _NEW_X, _CONVERGED, _STOP = 3, 1, 4, 5
 _STOP_MAXITER = 504
 _STOP_MAXFUN = 502
@@ -193,8 +194,8 @@ def minimize_lbfgsb(
 
     On scipy 1.15 to 1.17 this runs the loop that ``minimize`` runs around
     scipy's L-BFGS-B step routine, without the per-evaluation bookkeeping of
-    ``minimize``'s function wrapper (about 25 to 55 microseconds an
-    evaluation, a fifth of a float32 digits fit).  The iterates, the
+    ``minimize``'s function wrapper (25 to 55 microseconds an evaluation,
+    about a quarter of a float32 digits fit through ``minimize``).  The iterates, the
     evaluations and the result are those of ``minimize`` (tested).  Other
     scipy releases call ``minimize``.
 
@@ -228,16 +229,15 @@ def minimize_lbfgsb(
     >>> np.round(result.x, 6), result.status
     (array([1., 1., 1.]), 0)
     """
-    options = {"maxiter": maxiter, "gtol": gtol, "ftol": ftol, "maxls": maxls}
-    options.update(maxcor=maxcor, maxfun=maxfun)
     if _lbfgsb is None:  # pragma: no cover - as above
+        options = dict(maxiter=maxiter, gtol=gtol, ftol=ftol, maxls=maxls)
         return scipy.optimize.minimize(
             fun,
             x0,
             method="L-BFGS-B",
             jac=True,
             callback=None if callback is None else lambda *_: callback(),
-            options=options,
+            options=dict(options, maxcor=maxcor, maxfun=maxfun),
         )
     x = np.array(x0, dtype=np.float64)
     n, m = x.size, maxcor
