@@ -239,7 +239,7 @@ def test_lbfgs_max_iter_not_converged():
 
 
 def _lbfgsb_problems():
-    """(name, fun, x0, options): L-BFGS-B ending in each of its ways."""
+    """Cases ``(fun, x0, options, status)``: L-BFGS-B ending in each of its ways."""
     X, y, sample_weight, alpha = dataset("classif3_weighted")
     n_params = 3 * (X.shape[1] + 1)
     softmax = softmax_objective(X, y, 3, alpha=alpha, sample_weight=sample_weight)
