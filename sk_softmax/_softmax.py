@@ -324,7 +324,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if classes.size < 2:
             raise ValueError(
                 "SoftmaxRegression needs samples of at least 2 classes in the "
-                f"data, but the data contains only one class: {classes[0]!r}."
+                f"data, but the data contains only one class: {classes.tolist()[0]!r}."
             )
         # The previous solution only fits the same classes and features.
         if warm and (

@@ -305,7 +305,7 @@ CASES = [
     pytest.param(
         fit(y=np.zeros(N_SAMPLES)),
         ValueError,
-        r"only one class",
+        r"only one class: 0\.0\.$",
         id="fit-y-one-class",
     ),
     pytest.param(
