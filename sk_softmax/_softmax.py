@@ -108,7 +108,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         the full batch.
     batch_size : int, "auto" or None, default="auto"
         Samples per gradient step.  None means the full batch.  ``"auto"``
-        means the full batch up to 4096 samples and 256 above.  Ignored by
+        means, for ``"sgd"``, the full batch up to 4096 samples and 256
+        above; for ``"adam"``, 256 (or all samples, when fewer), like
+        ``MLPClassifier``'s ``min(200, n_samples)``.  Ignored by
         ``"lbfgs"``.  On mini-batches, ``fit`` keeps the mean of the last
         epoch's iterates (tail averaging), which removes most of the
         gradient noise; ``partial_fit`` keeps the last iterate.
@@ -774,9 +776,15 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if self.batch_size is None:
             return n_samples
         if self.batch_size == "auto":
-            # partial_fit sees one chunk of a stream: mini-batches even when
-            # the chunk is small.
-            if n_samples <= _AUTO_FULL_BATCH_MAX and not partial:
+            # partial_fit sees one chunk of a stream, and Adam is a method
+            # for noisy gradients (its normalized steps of ``learning_rate``
+            # are too short to make 200 full-batch steps a fit): mini-batches
+            # even when the data are small.
+            if (
+                n_samples <= _AUTO_FULL_BATCH_MAX
+                and not partial
+                and self.solver != "adam"
+            ):
                 return n_samples
             return min(_AUTO_BATCH_SIZE, n_samples)
         return min(self.batch_size, n_samples)

@@ -567,6 +567,34 @@ def test_random_state_reproducible(solver):
     assert not np.allclose(a.coef_, c.coef_)
 
 
+@pytest.mark.parametrize(
+    "solver, n_samples, same_as",
+    [
+        # "sgd": the full batch (accelerated, exact) up to 4096 samples ...
+        ("sgd", 1000, None),
+        # ... and batches of 256 above.
+        ("sgd", 5000, 256),
+        # "adam": batches of 256 however few the samples.
+        ("adam", 1000, 256),
+        ("adam", 200, None),
+    ],
+)
+def test_auto_batch_size(solver, n_samples, same_as):
+    X, y = make_classification(
+        n_samples=n_samples, n_features=5, n_informative=3, n_classes=3, random_state=0
+    )
+    params = dict(solver=solver, max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        auto = SoftmaxRegression(batch_size="auto", **params).fit(X, y)
+        same = SoftmaxRegression(batch_size=same_as, **params).fit(X, y)
+        other = SoftmaxRegression(batch_size=64 if same_as is None else None, **params)
+        other.fit(X, y)
+    np.testing.assert_array_equal(auto.coef_, same.coef_)
+    np.testing.assert_array_equal(auto.intercept_, same.intercept_)
+    assert not np.allclose(auto.coef_, other.coef_)
+
+
 def test_class_weight_balanced_equals_sample_weight():
     X, y = _standardized("wine")  # classes of 59, 71 and 48 samples
     n, K = y.size, 3
