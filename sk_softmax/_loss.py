@@ -1004,20 +1004,39 @@ def _mean_and_range(X, sample_weight, *, n_threads=1, mean=True):
 _PLAIN_RANGE = (2.0**-16, 2.0**16)
 
 
-def feature_scales(X, sample_weight, mean, *, value_range=None):
+def feature_scales(
+    X,
+    sample_weight,
+    mean,
+    *,
+    value_range=None,
+    standardize=False,
+    alpha=0.0,
+    sample=None,
+):
     """Scale of the coordinates the solvers work in, per feature.
 
     Solvers work on ``W diag(scale)``, with data ``(X - mean) / scale``.
+    Every scale is a power of two, so the change of coordinates is exact.
+
     When ``m``, the largest absolute value of X plus that of the mean (a
-    bound on the largest centered value), lies in [2**-16, 2**16] the
-    scale is 1 and the problem is solved exactly as given (so ``tol`` means
-    what it means for LogisticRegression).  Outside that range, features of
-    1e-150 or 1e150 say, every feature is divided by the power of two just
-    below ``m``: products, squares and curvature bounds then stay finite,
-    and the change of coordinates is exact.  One common factor leaves the
-    conditioning of the problem, and so the solvers' paths, unchanged; a
-    separate factor per feature would not, since it reweights the penalty.
-    Rows of zero weight are ignored, so removing them changes nothing.
+    bound on the largest centered value), lies in [2**-16, 2**16], the
+    scale is 1, or with ``standardize`` the power of two nearest each
+    feature's weighted standard deviation (or ``sqrt(alpha)``, whichever is
+    larger; 1 for a constant feature), estimated on at most 1024 evenly
+    spaced rows.  Outside that
+    range, features of 1e-150 or 1e150 say, every feature is divided by the
+    power of two just below ``m``, so that products, squares and curvature
+    bounds stay finite.  Rows of zero weight are ignored, so removing them
+    changes nothing.
+
+    One common factor leaves the conditioning of the problem unchanged: L-BFGS
+    then follows LogisticRegression's iterates.  Standardized coordinates
+    are what first-order methods need: gradient steps on raw features of
+    very different spreads (a feature in the thousands next to one below 1)
+    crawl along the narrow ones.  The penalty becomes ``alpha / scale_j**2``
+    on coordinate ``j`` (see :func:`lipschitz_constants`), and the optimum
+    is the same.
 
     Parameters
     ----------
@@ -1030,11 +1049,22 @@ def feature_scales(X, sample_weight, mean, *, value_range=None):
     value_range : tuple of (float, float), default=None
         The smallest and largest values of X over rows of positive weight
         (0 included), when already known; computed otherwise.
+    standardize : bool, default=False
+        Scale each feature by the power of two nearest its standard
+        deviation (within the ordinary range of magnitudes only).
+    alpha : float, default=0.0
+        The L2 strength: with ``standardize``, no scale is below
+        ``sqrt(alpha)``, so the penalty on a coordinate, ``alpha /
+        scale**2``, stays within a factor 2 of 1.
+    sample : tuple of (ndarray or sparse matrix, ndarray), default=None
+        Rows of X and their weights (summing to one) to estimate the
+        standard deviations on, already in memory (see
+        :func:`lipschitz_constants`); by default evenly spaced rows of X.
 
     Returns
     -------
     scale : ndarray of shape (n_features,)
-        One power of two, repeated.
+        Powers of two.
 
     Examples
     --------
@@ -1043,8 +1073,11 @@ def feature_scales(X, sample_weight, mean, *, value_range=None):
     >>> X = np.array([[1e-150, 3e-150], [-1e-150, 5e-150]])
     >>> np.log2(feature_scales(X, np.ones(2), np.array([0.0, 4e-150]))).tolist()
     [-496.0, -496.0]
-    >>> feature_scales(np.array([[1.0], [-3.0]]), np.ones(2), np.array([-1.0]))
-    array([1.])
+    >>> X = np.array([[1.0, 900.0], [-3.0, 1100.0]])
+    >>> feature_scales(X, np.full(2, 0.5), X.mean(axis=0))
+    array([1., 1.])
+    >>> feature_scales(X, np.full(2, 0.5), X.mean(axis=0), standardize=True)
+    array([  2., 128.])
     """
     n_features = X.shape[1]
     if value_range is None:
@@ -1054,25 +1087,72 @@ def feature_scales(X, sample_weight, mean, *, value_range=None):
         top = largest + float(np.max(np.abs(mean), initial=0))
     if not np.isfinite(top) or top == 0:
         top = largest
-    if top == 0 or not np.isfinite(top) or _PLAIN_RANGE[0] <= top <= _PLAIN_RANGE[1]:
+    if top == 0 or not np.isfinite(top):
         return np.ones(n_features)
-    return np.full(n_features, np.exp2(np.floor(np.log2(top))))
+    if not _PLAIN_RANGE[0] <= top <= _PLAIN_RANGE[1]:
+        return np.full(n_features, np.exp2(np.floor(np.log2(top))))
+    if not standardize:
+        return np.ones(n_features)
+    if sample is None:
+        sample = _curvature_sample(X, sample_weight)
+    std = _standard_deviations(*_curvature_sample(*sample, _SCALE_ROWS), mean)
+    # A constant feature keeps scale 1: its centered values are rounding
+    # noise of the mean, which a tiny scale would blow up into a signal
+    # (Adam's normalized steps follow any gradient however small).  Below
+    # sqrt(alpha), a scale would make the penalty on the coordinate,
+    # alpha / scale**2, stiffer than the data (about 1 for a standardized
+    # feature), and Adam's steps of learning_rate_init would oscillate
+    # across it; such a feature's coefficient is mostly penalty anyway.
+    exponent = np.zeros(n_features)
+    spread = std > 2.0**-20 * np.abs(mean)
+    floor = math.sqrt(alpha)
+    exponent[spread] = np.clip(
+        np.round(np.log2(np.maximum(std[spread], floor))), -64, 17
+    )
+    return np.exp2(exponent)
+
+
+def _standard_deviations(X, sample_weight, mean):
+    """Weighted standard deviation of each column of X about ``mean``, float64.
+
+    ``sample_weight`` sums to one.  Centered in row chunks of about 2 MiB
+    (dense) or as ``E[x^2] - mean^2`` (sparse, whose means are small next
+    to their spread).
+    """
+    n_samples, n_features = X.shape
+    if sp.issparse(X):
+        squares = X.power(2).T @ sample_weight
+        variance = np.asarray(squares, dtype=np.float64).ravel() - mean**2
+    else:
+        center = mean.astype(X.dtype)
+        weights = sample_weight.astype(X.dtype)
+        rows = max(1, (1 << 21) // max(n_features * X.dtype.itemsize, 1))
+        variance = np.zeros(n_features)
+        for start in range(0, n_samples, rows):
+            chunk = X[start : start + rows] - center
+            chunk *= chunk
+            variance += weights[start : start + rows] @ chunk
+    return np.sqrt(np.maximum(variance, 0.0))
 
 
 # lambda_max is estimated on at most this many evenly spaced rows: the
 # estimate only sets a step size, which the solvers adapt or check.
 _CURVATURE_ROWS = 8192
+# The standard deviations behind standardized coordinates, on at most this
+# many of them: a scale is rounded to a power of two anyway.
+_SCALE_ROWS = 1024
 
 
-def _curvature_sample(X, sample_weight):
-    """Evenly spaced rows of X and their weights, renormalized to sum to one.
+def _curvature_sample(X, sample_weight, max_rows=_CURVATURE_ROWS):
+    """At most ``max_rows`` evenly spaced rows of X and their weights.
 
-    A strided slice: a view of dense X, not a copy.
+    The weights are renormalized to sum to one.  A strided slice: a view of
+    dense X, not a copy.
     """
     n_samples = X.shape[0]
-    if n_samples <= _CURVATURE_ROWS:
+    if n_samples <= max_rows:
         return X, sample_weight
-    step = -(-n_samples // _CURVATURE_ROWS)
+    step = -(-n_samples // max_rows)
     weights = sample_weight[::step]
     total = weights.sum()
     if total <= 0:

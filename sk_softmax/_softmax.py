@@ -137,9 +137,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         iterations.
     tol : float, default=1e-4
         Tolerance.  Full batch and L-BFGS: stop when the largest gradient
-        entry is at most ``tol``.  Mini-batch: stop when the loss (or the
-        validation score with ``early_stopping``) has not improved by at
-        least ``tol`` for ``n_iter_no_change`` consecutive epochs.
+        entry is at most ``tol`` (for ``"sgd"`` and ``"adam"``, the gradient
+        in their standardized coordinates: see Notes).  Mini-batch: stop
+        when the loss (or the validation score with ``early_stopping``) has
+        not improved by at least ``tol`` for ``n_iter_no_change``
+        consecutive epochs.
     n_iter_no_change : int, default=5
         Epochs without improvement tolerated before stopping.
         MLPClassifier waits 10; here the mini-batch result is the mean of an
@@ -204,6 +206,15 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         second-order or coordinate solvers.
     sklearn.neural_network.MLPClassifier : Where the solver parameters come
         from.
+
+    Notes
+    -----
+    ``"sgd"`` and ``"adam"`` work on standardized coordinates: each centered
+    feature divided by the power of two nearest its standard deviation (at
+    least ``sqrt(alpha)``; 1 for a constant feature), its coefficients
+    multiplied by it, so features of any spread train alike.  The change is
+    exact and copies nothing; the objective, and so the optimum, stay those
+    of the features as given.  ``"lbfgs"`` works on the features as given.
 
     Examples
     --------
@@ -573,19 +584,23 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         batch_size = self._batch_size(n_samples, partial)
         full_batch = batch_size >= n_samples or self.solver == "lbfgs"
 
-        # The solvers work in centered (and, for data of extreme magnitude,
-        # scaled) coordinates without touching X:
+        # The solvers work in centered and scaled coordinates without
+        # touching X:
         #     z = (W diag(scale)) ((x - mean) / scale) + b'
         # The intercept absorbs the mean, so its curvature separates from W's.
-        # Not L-BFGS on sparse X: a sparse feature's mean is small next to
-        # its spread (about sqrt(density) of it), so centering changes little
-        # for a quasi-Newton method, and the plain coordinates give exactly
+        # The first-order solvers work on standardized features (see
+        # feature_scales); L-BFGS, which learns the curvature, on the plain
+        # ones (scaled only for data of extreme magnitude), and not centered
+        # for sparse X: a sparse feature's mean is small next to its spread
+        # (about sqrt(density) of it), so centering changes little for a
+        # quasi-Newton method, and the plain coordinates give exactly
         # LogisticRegression's iterates (and so its optimum at a loose tol).
         # partial_fit keeps the first chunk's mean and scale.
         # One pass over X gives its mean and its range, and with the range
         # the finiteness check that validation left out.
         keep = partial and warm
-        center = self.fit_intercept and not (self.solver == "lbfgs" and sp.issparse(X))
+        first_order = self.solver != "lbfgs"
+        center = self.fit_intercept and (first_order or not sp.issparse(X))
         dask_X = is_dask_array(X)
         if dask_X or device_X:
             mean, low, high = (_dask if dask_X else _array_api).mean_and_range(
@@ -607,6 +622,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 assert_all_finite(X, estimator_name=type(self).__name__)
         if validation_data is not None:
             assert_all_finite(validation_data[0], estimator_name=type(self).__name__)
+        # Data elsewhere (dask, another device): the standard deviations and
+        # the curvature bound are estimated on at most 8192 evenly spaced rows
+        # brought to memory once.  In memory, each takes its own (a view of
+        # dense X; a copy of sparse rows, freed before the next).
+        sample = None
         if keep:
             # Later partial_fit calls keep the first call's coordinates and
             # step sizes (the optimizer state refers to them).
@@ -615,7 +635,19 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         else:
             if not center:
                 mean = np.zeros(n_features)
-            scale = feature_scales(X, weights_normalized, mean, value_range=(low, high))
+            if first_order and (dask_X or device_X):
+                sample = (_dask if dask_X else _array_api).curvature_sample(
+                    X, weights_normalized
+                )
+            scale = feature_scales(
+                X,
+                weights_normalized,
+                mean,
+                value_range=(low, high),
+                standardize=first_order,
+                alpha=self.alpha,
+                sample=sample,
+            )
             # The layout of the solvers' parameters (see _coef_view): W^T for
             # sparse X, whose products take W^T; W for dense X, whose
             # backward product gives W's layout.
@@ -626,18 +658,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if (
             self.learning_rate_init == "auto"
             and self.solver not in ("lbfgs", "adam")
-            and not (partial and warm)
+            and not keep
         ):
-            # Data elsewhere (dask, another device): the bound's sample of at
-            # most 8192 evenly spaced rows comes to memory, and on mini-batches
-            # the rows' norms are computed where the rows are.
-            sample = row_norms_sq = None
-            if dask_X:
-                sample = _dask.curvature_sample(X, weights_normalized)
-            elif device_X:
-                sample = _array_api.curvature_sample(X, weights_normalized)
-                if not full_batch:
-                    row_norms_sq = _array_api.row_norms_sq(X, mean, scale)
+            # On mini-batches the rows' norms are computed where the rows are.
+            row_norms_sq = None
+            if device_X and not full_batch:
+                row_norms_sq = _array_api.row_norms_sq(X, mean, scale)
             self._lipschitz = lipschitz_constants(
                 X,
                 weights_normalized,

@@ -15,7 +15,12 @@ from scipy.special import log_softmax as scipy_log_softmax
 from scipy.special import logsumexp
 
 from sk_softmax import loss_and_gradient
-from sk_softmax._loss import _loss_and_gradient, lipschitz_constants, log_softmax
+from sk_softmax._loss import (
+    _loss_and_gradient,
+    feature_scales,
+    lipschitz_constants,
+    log_softmax,
+)
 
 SPARSE_CONTAINERS = [sp.csr_matrix, sp.csc_matrix, sp.csr_array]
 X_CONTAINERS = [np.asarray] + SPARSE_CONTAINERS
@@ -1247,3 +1252,75 @@ def test_mean_and_range_in_one_pass(monkeypatch, container, n_threads):
             container(dense_bad), weights, n_threads=n_threads, mean=False
         )
         assert not (np.isfinite(low) and np.isfinite(high))
+
+
+# ------------------------------------------------------ standardized scales
+
+
+def _weighted_std(X, w, mean):
+    X = X.toarray() if sp.issparse(X) else X
+    return np.sqrt(w @ (X - mean) ** 2)
+
+
+@pytest.mark.parametrize("container", ["dense", "dense32", "csr"])
+def test_standardized_scales_are_powers_of_two_near_the_spread(container):
+    rng = np.random.RandomState(0)
+    n = 300
+    X = rng.randn(n, 6) * np.array([1e-3, 0.1, 1.0, 3.0, 700.0, 5000.0])
+    X[:, 1] = np.where(rng.rand(n) < 0.3, X[:, 1], 0.0)  # sparse-ish column
+    w = rng.rand(n)
+    w /= w.sum()
+    if container == "csr":
+        X = sp.csr_matrix(X)
+    elif container == "dense32":
+        X = X.astype(np.float32)
+    mean = np.asarray(X.T @ w).ravel()
+    std = _weighted_std(X, w, mean)
+    for alpha in (0.0, 1e-4):
+        scale = feature_scales(X, w, mean, standardize=True, alpha=alpha)
+        # The power of two nearest the standard deviation, or sqrt(alpha):
+        # within a factor sqrt(2) of it.
+        np.testing.assert_array_equal(np.log2(scale), np.round(np.log2(scale)))
+        ratio = scale / np.maximum(std, np.sqrt(alpha))
+        assert np.all((ratio >= 2**-0.5 - 1e-6) & (ratio <= 2**0.5 + 1e-6)), ratio
+    assert scale[0] == 2.0**-7  # 1e-2 = sqrt(alpha), not 1e-3
+    # Without standardize, the ordinary range keeps the plain coordinates.
+    np.testing.assert_array_equal(feature_scales(X, w, mean), np.ones(6))
+
+
+def test_standardized_scales_leave_constant_features_and_extremes_alone():
+    rng = np.random.RandomState(0)
+    X = np.c_[rng.randn(50) * 8.0, np.full(50, 0.1), np.zeros(50)]
+    w = np.full(50, 1 / 50)
+    mean = w @ X  # 0.1 up to rounding: the centered column is noise
+    scale = feature_scales(X, w, mean, standardize=True)
+    np.testing.assert_array_equal(scale, [8.0, 1.0, 1.0])
+    # Data of extreme magnitude keep one common power of two.
+    huge = X * 1e150
+    scale = feature_scales(huge, w, w @ huge, standardize=True)
+    assert np.unique(scale).size == 1 and 1e150 < scale[0] < 1e152
+
+
+def test_standardized_scales_ignore_rows_of_zero_weight():
+    rng = np.random.RandomState(0)
+    X = rng.randn(40, 3) * [0.5, 4.0, 60.0]
+    w = np.full(40, 1 / 40)
+    padded = np.r_[X, 1e4 * rng.randn(10, 3)]
+    w_padded = np.r_[w, np.zeros(10)]
+    mean = w @ X
+    np.testing.assert_array_equal(
+        feature_scales(padded, w_padded, mean, standardize=True),
+        feature_scales(X, w, mean, standardize=True),
+    )
+
+
+def test_standardized_scales_from_a_given_sample():
+    # Rows kept elsewhere (dask, a device) come as an in-memory sample; at
+    # most 1024 evenly spaced rows of it are read.
+    rng = np.random.RandomState(0)
+    X = rng.randn(5000, 2) * [2.0, 30.0]
+    w = np.full(5000, 1 / 5000)
+    mean = w @ X
+    sample = (X[::2] * [8.0, 1.0], np.full(2500, 1 / 2500))
+    scale = feature_scales(X, w, mean * [8.0, 1.0], standardize=True, sample=sample)
+    np.testing.assert_array_equal(scale, [16.0, 32.0])

@@ -794,6 +794,37 @@ def test_relabelling_classes_permutes_outputs(
         )
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"solver": "sgd", "batch_size": None},
+        {"solver": "sgd", "batch_size": 16},
+        {"solver": "adam", "batch_size": 16},
+        {"solver": "sgd", "batch_size": 16, "learning_rate_init": 0.01},
+    ],
+    ids=["sgd-full-batch", "sgd-mini-batch", "adam", "sgd-fixed-step"],
+)
+@pytest.mark.parametrize("fmt", ["dense", "csr"])
+@PROPERTY_SETTINGS
+@given(exponents=st.lists(st.integers(-12, 12), min_size=4, max_size=4))
+def test_first_order_solvers_do_not_depend_on_feature_units(params, fmt, exponents):
+    # The first-order solvers work on standardized features: multiplying a
+    # feature by a power of two divides its coefficient by it and changes
+    # nothing else, bit for bit (without penalty, which the units reweight).
+    X, y = _data()
+    units = np.exp2(exponents)
+    fits = []
+    for data in (X, X * units):
+        clf = SoftmaxRegression(alpha=0.0, max_iter=15, random_state=0, **params)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fits.append(clf.fit(sp.csr_matrix(data) if fmt == "csr" else data, y))
+    plain, scaled = fits
+    np.testing.assert_array_equal(scaled.coef_ * units, plain.coef_)
+    np.testing.assert_array_equal(scaled.intercept_, plain.intercept_)
+    np.testing.assert_array_equal(scaled.loss_curve_, plain.loss_curve_)
+
+
 # ============================================================= persistence
 
 

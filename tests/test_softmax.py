@@ -172,6 +172,25 @@ def test_stochastic_solvers_close_to_optimum(dataset, params):
     assert abs(clf.score(X, y) - lr.score(X, y)) <= 0.03
 
 
+def test_default_fit_converges_on_unscaled_features():
+    # Wine's features span 0.1 (hue) to 1000 (proline).  The first-order
+    # solvers work on standardized features, so the default fit converges
+    # as on scaled data; in the raw coordinates 40,000 epochs were not enough.
+    X, y = load_wine(return_X_y=True)
+    alpha = 1e-2
+    lr = _lr_reference(X, y, alpha)
+    W_lr, b_lr = _lr_softmax_params(lr)
+    opt = float(loss_and_gradient(W_lr, b_lr, X, y, alpha=alpha)[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        default = SoftmaxRegression(alpha=alpha).fit(X, y)
+        tight = SoftmaxRegression(alpha=alpha, batch_size=None, tol=1e-8).fit(X, y)
+    assert default.n_iter_ < 100
+    assert abs(_objective(default, X, y, alpha) - opt) <= 1e-4 * opt
+    assert abs(_objective(tight, X, y, alpha) - opt) <= 1e-6 * opt
+    assert default.score(X, y) >= lr.score(X, y) - 0.01
+
+
 # ========================================================= 2. properties
 
 
@@ -980,11 +999,14 @@ def test_learning_rate_init_float_overrides_auto():
     _, grad_coef, grad_intercept = loss_and_gradient(
         np.zeros((K, d)), np.zeros(K), X, y, alpha=fixed.alpha
     )
-    # Steps are taken in the coordinates W diag(scale), where every centered
-    # feature spans about [-1, 1]: W_1 = -lr * dJ/dW(0) / scale^2.
+    # Steps are taken in the coordinates W diag(scale) of standardized
+    # features: W_1 = -lr * dJ/dW(0) / scale^2.
     from sk_softmax._loss import feature_scales
 
-    scale = feature_scales(X, np.full(len(y), 1.0 / len(y)), X.mean(axis=0))
+    weights = np.full(len(y), 1.0 / len(y))
+    scale = feature_scales(
+        X, weights, X.mean(axis=0), standardize=True, alpha=fixed.alpha
+    )
     np.testing.assert_allclose(
         fixed.coef_, -lr * grad_coef / scale**2, rtol=1e-8, atol=1e-14
     )
