@@ -137,8 +137,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         iterations.
     tol : float, default=1e-4
         Tolerance.  Full batch and L-BFGS: stop when the largest gradient
-        entry is at most ``tol`` (for ``"sgd"`` and ``"adam"``, the gradient
-        in their standardized coordinates: see Notes).  Mini-batch: stop
+        entry is at most ``tol`` (for ``"sgd"`` and ``"adam"`` on dense X, the
+        gradient in their standardized coordinates: see Notes).  Mini-batch: stop
         when the loss (or the validation score with ``early_stopping``) has
         not improved by at least ``tol`` for ``n_iter_no_change``
         consecutive epochs.
@@ -209,12 +209,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     Notes
     -----
-    ``"sgd"`` and ``"adam"`` work on standardized coordinates: each centered
-    feature divided by the power of two nearest its standard deviation (at
-    least ``sqrt(alpha)``; 1 for a constant feature), its coefficients
-    multiplied by it, so features of any spread train alike.  The change is
-    exact and copies nothing; the objective, and so the optimum, stay those
-    of the features as given.  ``"lbfgs"`` works on the features as given.
+    On dense X, ``"sgd"`` and ``"adam"`` work on standardized coordinates:
+    each centered feature divided by the power of two nearest its standard
+    deviation (at least ``sqrt(alpha)``; 1 for a constant feature), its
+    coefficients multiplied by it, so features of any spread train alike.
+    The change is exact and copies nothing; the objective, and so the
+    optimum, stay those of the features as given.  ``"lbfgs"``, and every
+    solver on sparse X, work on the features as given.
 
     Examples
     --------
@@ -588,10 +589,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         # touching X:
         #     z = (W diag(scale)) ((x - mean) / scale) + b'
         # The intercept absorbs the mean, so its curvature separates from W's.
-        # The first-order solvers work on standardized features (see
-        # feature_scales); L-BFGS, which learns the curvature, on the plain
-        # ones (scaled only for data of extreme magnitude), and not centered
-        # for sparse X: a sparse feature's mean is small next to its spread
+        # The first-order solvers work on standardized dense features (see
+        # feature_scales).  Not sparse ones: a mini-batch's step would pay
+        # two more passes over the n_classes x n_features coefficients (30%
+        # of an epoch), and the spread of a rare feature needs more rows
+        # than the sample has.  L-BFGS, which learns the curvature, works on
+        # the plain features (scaled only for data of extreme magnitude),
+        # not centered for sparse X: a sparse feature's mean is small next to its spread
         # (about sqrt(density) of it), so centering changes little for a
         # quasi-Newton method, and the plain coordinates give exactly
         # LogisticRegression's iterates (and so its optimum at a loose tol).
@@ -644,7 +648,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 weights_normalized,
                 mean,
                 value_range=(low, high),
-                standardize=first_order,
+                standardize=first_order and not sp.issparse(X),
                 alpha=self.alpha,
                 sample=sample,
             )
