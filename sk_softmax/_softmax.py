@@ -125,7 +125,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         so training cannot diverge and needs no tuning: ``1/L`` per
         parameter block on the full batch, ``(1 - momentum) / L(B)`` on
         mini-batches of size ``B``, and 0.001 for Adam, whose steps are
-        already normalized.
+        already normalized.  A float is a step in the solvers' coordinates,
+        which on dense X are those of standardized features (see Notes).
     momentum : float, default=0.9
         Momentum of ``"sgd"`` on mini-batches, or on the full batch with
         ``nesterovs_momentum=False``.  The accelerated full-batch method
