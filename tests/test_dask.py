@@ -67,6 +67,21 @@ def test_fit_equals_the_in_memory_fit(params):
     assert not hasattr(chunked, "feature_names_in_")
 
 
+@pytest.mark.parametrize("n_samples", [178, 9000])
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_unscaled_features_fit_equals_the_in_memory_fit(solver, n_samples):
+    # The standardized coordinates of sgd and adam come from rows brought to
+    # memory: the same rows as in memory (all of them, or above 8192 the
+    # same strided sample), so the same scales and the same iterates.
+    X, y = load_wine(return_X_y=True)  # features from 0.1 to 1000
+    rows = np.random.default_rng(0).integers(0, len(y), n_samples)
+    X, y = X[rows], y[rows]
+    params = dict(solver=solver, batch_size=None, max_iter=20)
+    memory = _fit(params, X, y)
+    assert np.unique(memory._scale).size > 3
+    _assert_same_model(memory, _fit(params, da.from_array(X, chunks=1000), y))
+
+
 @pytest.mark.parametrize("weights_in_dask", [False, True])
 def test_sample_weight(weights_in_dask):
     X, y = _data()
