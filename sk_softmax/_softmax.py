@@ -374,8 +374,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         y : array-like of shape (n_samples,)
             Labels of the chunk; all must be in ``classes``.
         classes : array-like of shape (n_classes,), default=None
-            Every class of the problem; required on the first call and
-            ignored afterwards.
+            Every class of the problem; required on the first call.  Later
+            calls may pass it again, the same.
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; None means all ones.
 
@@ -387,10 +387,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         Raises
         ------
         ValueError
-            Without ``classes`` on the first call, for labels outside them,
-            and with ``class_weight="balanced"``, which would balance each
-            chunk by its own class totals (pass a dict computed over the
-            whole data instead).
+            Without ``classes`` on the first call, with other ``classes``
+            on a later call, for labels outside them, and with
+            ``class_weight="balanced"``, which would balance each chunk by
+            its own class totals (pass a dict computed over the whole data
+            instead).
 
         Examples
         --------
@@ -423,9 +424,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         X, y = self._validate_X_y(X, y, reset=first_call)
         if first_call:
             self.classes_ = None
-            check_partial_fit_first_call(self, classes)
-            if self.classes_.size < 2:
-                raise ValueError("partial_fit needs at least 2 classes in `classes`.")
+        # Sets classes_ on the first call; later, classes given must be the
+        # same (scikit-learn's check and message).
+        check_partial_fit_first_call(self, classes)
+        if first_call and self.classes_.size < 2:
+            raise ValueError("partial_fit needs at least 2 classes in `classes`.")
         unknown = np.setdiff1d(y, self.classes_)
         if unknown.size:
             raise ValueError(

@@ -883,6 +883,26 @@ def test_partial_fit_unknown_label_raises():
         clf.partial_fit(X, y)
 
 
+@pytest.mark.parametrize("first", ["fit", "partial_fit"])
+def test_partial_fit_with_other_classes_later_raises(first):
+    # scikit-learn's rule (SGDClassifier, MLPClassifier): classes given on a
+    # later call must be those of the model.
+    X, y = _standardized("iris")
+    clf = SoftmaxRegression(max_iter=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if first == "fit":
+            clf.fit(X, y)
+        else:
+            clf.partial_fit(X, y, classes=[0, 1, 2])
+        coef = clf.coef_.copy()
+        with pytest.raises(ValueError, match="not the same as on last call"):
+            clf.partial_fit(X, y, classes=[0, 1, 2, 3])
+        np.testing.assert_array_equal(clf.coef_, coef)
+        np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
+        clf.partial_fit(X, y, classes=[2, 0, 1])  # the same classes: fine
+
+
 def test_partial_fit_refuses_balanced_class_weight():
     # Balancing by one chunk's class totals would weight each chunk
     # differently (scikit-learn's SGDClassifier refuses it too).  The
