@@ -85,6 +85,24 @@ def curvature_sample(X, sample_weight):
     return to_numpy(rows), weights
 
 
+def weighted_std(X, sample_weight, mean):
+    """Weighted standard deviation of each feature, on X's device, as numpy.
+
+    As :func:`sk_softmax._loss.weighted_std`: one pass, a chunk of rows at a
+    time.
+    """
+    xp, _ = array_namespace(X)
+    center = _on_device(mean, X)
+    n_samples = X.shape[0]
+    variance = np.zeros(X.shape[1])
+    for start in range(0, n_samples, _CHUNK_ROWS):
+        stop = min(start + _CHUNK_ROWS, n_samples)
+        chunk = X[start:stop, :] - center
+        weights = _on_device(sample_weight[start:stop], X)
+        variance += np.asarray(to_numpy(weights @ (chunk * chunk)), dtype=np.float64)
+    return np.sqrt(np.maximum(variance, 0.0))
+
+
 def row_norms_sq(X, mean, scale):
     """``||(x_i - mean) / scale||^2`` for every row, on X's device, as numpy."""
     xp, _ = array_namespace(X)

@@ -261,3 +261,13 @@ def map_rows(function, X, n_features, *, n_columns, dtype):
     if n_columns is None:
         return X.map_blocks(function, drop_axis=1, dtype=dtype)
     return X.map_blocks(function, chunks=(X.chunks[0], (n_columns,)), dtype=dtype)
+
+
+def weighted_std(X, sample_weight, mean):
+    """Weighted standard deviation of each feature, computed (in memory).
+
+    As :func:`sk_softmax._loss.weighted_std`: one pass over the chunks.
+    """
+    centered = X - mean.astype(X.dtype)
+    variance = (centered * centered).T @ np.asarray(sample_weight, dtype=X.dtype)
+    return np.sqrt(np.maximum(np.asarray(variance.compute(), dtype=np.float64), 0.0))

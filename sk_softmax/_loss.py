@@ -47,7 +47,13 @@ from scipy.linalg import eigvalsh, get_blas_funcs
 from scipy.sparse.linalg import LinearOperator, eigsh
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["loss_and_gradient", "log_softmax", "lipschitz_constants", "feature_scales"]
+__all__ = [
+    "loss_and_gradient",
+    "log_softmax",
+    "lipschitz_constants",
+    "feature_scales",
+    "weighted_std",
+]
 
 
 def log_softmax(raw_prediction):
@@ -1012,7 +1018,8 @@ def feature_scales(
     value_range=None,
     standardize=False,
     alpha=0.0,
-    sample=None,
+    spread=None,
+    n_threads=1,
 ):
     """Scale of the coordinates the solvers work in, per feature.
 
@@ -1023,12 +1030,10 @@ def feature_scales(
     bound on the largest centered value), lies in [2**-16, 2**16], the
     scale is 1, or with ``standardize`` the power of two nearest each
     feature's weighted standard deviation (or ``sqrt(alpha)``, whichever is
-    larger; 1 for a constant feature), estimated on at most 1024 evenly
-    spaced rows.  Outside that
-    range, features of 1e-150 or 1e150 say, every feature is divided by the
-    power of two just below ``m``, so that products, squares and curvature
-    bounds stay finite.  Rows of zero weight are ignored, so removing them
-    changes nothing.
+    larger; 1 for a constant feature).  Outside that range, features of
+    1e-150 or 1e150 say, every feature is divided by the power of two just
+    below ``m``, so that products, squares and curvature bounds stay finite.
+    Rows of zero weight are ignored, so removing them changes nothing.
 
     One common factor leaves the conditioning of the problem unchanged: L-BFGS
     then follows LogisticRegression's iterates.  Standardized coordinates
@@ -1043,7 +1048,7 @@ def feature_scales(
     X : {ndarray, sparse matrix} of shape (n_samples, n_features)
         Training samples.
     sample_weight : ndarray of shape (n_samples,)
-        Non-negative weights.
+        Non-negative weights, summing to one with ``standardize``.
     mean : ndarray of shape (n_features,)
         The center (zeros without intercept).
     value_range : tuple of (float, float), default=None
@@ -1056,10 +1061,13 @@ def feature_scales(
         The L2 strength: with ``standardize``, no scale is below
         ``sqrt(alpha)``, so the penalty on a coordinate, ``alpha /
         scale**2``, stays within a factor 2 of 1.
-    sample : tuple of (ndarray or sparse matrix, ndarray), default=None
-        Rows of X and their weights (summing to one) to estimate the
-        standard deviations on, already in memory (see
-        :func:`lipschitz_constants`); by default evenly spaced rows of X.
+    spread : callable, default=None
+        ``spread() -> ndarray of shape (n_features,)``, the weighted standard
+        deviations, computed where X lives (a dask cluster, a device);
+        called only when needed.  By default :func:`weighted_std` of X in
+        memory, on ``n_threads`` threads.
+    n_threads : int, default=1
+        Threads sharing the pass over X for the standard deviations.
 
     Returns
     -------
@@ -1093,9 +1101,10 @@ def feature_scales(
         return np.full(n_features, np.exp2(np.floor(np.log2(top))))
     if not standardize:
         return np.ones(n_features)
-    if sample is None:
-        sample = _curvature_sample(X, sample_weight)
-    std = _standard_deviations(*_curvature_sample(*sample, _SCALE_ROWS), mean)
+    if spread is None:
+        std = weighted_std(X, sample_weight, mean, n_threads=n_threads)
+    else:
+        std = np.asarray(spread(), dtype=np.float64)
     # A constant feature keeps scale 1: its centered values are rounding
     # noise of the mean, which a tiny scale would blow up into a signal
     # (Adam's normalized steps follow any gradient however small).  Below
@@ -1104,55 +1113,88 @@ def feature_scales(
     # feature), and Adam's steps of learning_rate_init would oscillate
     # across it; such a feature's coefficient is mostly penalty anyway.
     exponent = np.zeros(n_features)
-    spread = std > 2.0**-20 * np.abs(mean)
+    spread_out = std > 2.0**-20 * np.abs(mean)
     floor = math.sqrt(alpha)
-    exponent[spread] = np.clip(
-        np.round(np.log2(np.maximum(std[spread], floor))), -64, 17
+    exponent[spread_out] = np.clip(
+        np.round(np.log2(np.maximum(std[spread_out], floor))), -64, 17
     )
     return np.exp2(exponent)
 
 
-def _standard_deviations(X, sample_weight, mean):
-    """Weighted standard deviation of each column of X about ``mean``, float64.
+def weighted_std(X, sample_weight, mean, *, n_threads=1):
+    """Weighted standard deviation of each feature of X about ``mean``, float64.
 
-    ``sample_weight`` sums to one.  Centered in row chunks of about 2 MiB
-    (dense) or as ``E[x^2] - mean^2`` (sparse, whose means are small next
-    to their spread).
+    One pass over every row of X (a sample would miss the rare values of a
+    mostly constant feature, and so underestimate its spread), in row blocks
+    shared among ``n_threads`` threads.  Dense blocks are centered in chunks
+    of about 2 MiB, in the dtype of X; a sparse X gives ``E[x^2] - mean^2``
+    (a sparse feature's mean is small next to its spread), reading a chunk
+    of stored entries at a time.
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+        Finite samples.
+    sample_weight : ndarray of shape (n_samples,)
+        Non-negative weights summing to one.
+    mean : ndarray of shape (n_features,)
+        The center.
+    n_threads : int, default=1
+        Threads sharing the rows of a dense X.
+
+    Returns
+    -------
+    std : ndarray of shape (n_features,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_softmax._loss import weighted_std
+    >>> X = np.array([[0.0, 10.0], [2.0, 10.0], [4.0, 10.0]])
+    >>> weighted_std(X, np.array([0.25, 0.5, 0.25]), np.array([2.0, 10.0]))
+    array([1.41421356, 0.        ])
     """
     n_samples, n_features = X.shape
+    weights = np.broadcast_to(sample_weight, (n_samples,))
     if sp.issparse(X):
-        squares = X.power(2).T @ sample_weight
-        variance = np.asarray(squares, dtype=np.float64).ravel() - mean**2
-    else:
-        center = mean.astype(X.dtype)
-        weights = sample_weight.astype(X.dtype)
-        rows = max(1, (1 << 21) // max(n_features * X.dtype.itemsize, 1))
-        variance = np.zeros(n_features)
-        for start in range(0, n_samples, rows):
-            chunk = X[start : start + rows] - center
-            chunk *= chunk
-            variance += weights[start : start + rows] @ chunk
-    return np.sqrt(np.maximum(variance, 0.0))
+        # Column sums of squares: the row sums of X^T, each sample's entries
+        # scaled by the root of its weight.
+        squares = _sparse_row_sums_sq(
+            _transpose(X), np.sqrt(weights.astype(np.float64))
+        )
+        return np.sqrt(np.maximum(squares - mean**2, 0.0))
+    center = mean.astype(X.dtype)
+    weights = weights.astype(X.dtype)
+    rows = max(1, (1 << 21) // max(n_features * X.dtype.itemsize, 1))
+
+    def work(blocks):
+        total = np.zeros(n_features)
+        for start, stop in blocks:
+            for lo in range(start, stop, rows):
+                hi = min(lo + rows, stop)
+                chunk = X[lo:hi] - center
+                chunk *= chunk
+                total += weights[lo:hi] @ chunk
+        return total
+
+    parts = _per_thread(work, _row_blocks(X, n_samples, n_threads), n_threads)
+    return np.sqrt(np.maximum(sum(parts), 0.0))
 
 
 # lambda_max is estimated on at most this many evenly spaced rows: the
 # estimate only sets a step size, which the solvers adapt or check.
 _CURVATURE_ROWS = 8192
-# The standard deviations behind standardized coordinates, on at most this
-# many of them: a scale is rounded to a power of two anyway.
-_SCALE_ROWS = 1024
 
 
-def _curvature_sample(X, sample_weight, max_rows=_CURVATURE_ROWS):
-    """At most ``max_rows`` evenly spaced rows of X and their weights.
+def _curvature_sample(X, sample_weight):
+    """Evenly spaced rows of X and their weights, renormalized to sum to one.
 
-    The weights are renormalized to sum to one.  A strided slice: a view of
-    dense X, not a copy.
+    A strided slice: a view of dense X, not a copy.
     """
     n_samples = X.shape[0]
-    if n_samples <= max_rows:
+    if n_samples <= _CURVATURE_ROWS:
         return X, sample_weight
-    step = -(-n_samples // max_rows)
+    step = -(-n_samples // _CURVATURE_ROWS)
     weights = sample_weight[::step]
     total = weights.sum()
     if total <= 0:

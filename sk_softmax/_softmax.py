@@ -596,16 +596,16 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         # The first-order solvers work on standardized dense features (see
         # feature_scales).  Not sparse ones: a mini-batch's step would pay
         # two more passes over the n_classes x n_features coefficients (30%
-        # of an epoch), and the spread of a rare feature needs more rows
-        # than the sample has.  L-BFGS, which learns the curvature, works on
-        # the plain features (scaled only for data of extreme magnitude),
-        # not centered for sparse X: a sparse feature's mean is small next to its spread
-        # (about sqrt(density) of it), so centering changes little for a
-        # quasi-Newton method, and the plain coordinates give exactly
-        # LogisticRegression's iterates (and so its optimum at a loose tol).
-        # partial_fit keeps the first chunk's mean and scale.
-        # One pass over X gives its mean and its range, and with the range
-        # the finiteness check that validation left out.
+        # of an epoch on the sparse benchmark problem).  L-BFGS, which
+        # learns the curvature, works on the plain features (scaled only for
+        # data of extreme magnitude), not centered for sparse X: a sparse
+        # feature's mean is small next to its spread (about sqrt(density) of
+        # it), so centering changes little for a quasi-Newton method, and the
+        # plain coordinates give exactly LogisticRegression's iterates (and
+        # so its optimum at a loose tol).  partial_fit keeps the first
+        # chunk's mean and scale.  One pass over X gives its mean and its
+        # range, and with the range the finiteness check that validation
+        # left out; the standard deviations take one more.
         keep = partial and warm
         first_order = self.solver != "lbfgs"
         center = self.fit_intercept and (first_order or not sp.issparse(X))
@@ -630,11 +630,6 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 assert_all_finite(X, estimator_name=type(self).__name__)
         if validation_data is not None:
             assert_all_finite(validation_data[0], estimator_name=type(self).__name__)
-        # Data elsewhere (dask, another device): the standard deviations and
-        # the curvature bound are estimated on at most 8192 evenly spaced rows
-        # brought to memory once.  In memory, each takes its own (a view of
-        # dense X; a copy of sparse rows, freed before the next).
-        sample = None
         if keep:
             # Later partial_fit calls keep the first call's coordinates and
             # step sizes (the optimizer state refers to them).
@@ -643,10 +638,15 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         else:
             if not center:
                 mean = np.zeros(n_features)
-            if first_order and (dask_X or device_X):
-                sample = (_dask if dask_X else _array_api).curvature_sample(
-                    X, weights_normalized
-                )
+            # Data elsewhere (dask, another device): the standard deviations
+            # are computed where X lives.
+            spread = None
+            if dask_X or device_X:
+                where = _dask if dask_X else _array_api
+
+                def spread():
+                    return where.weighted_std(X, weights_normalized, mean)
+
             scale = feature_scales(
                 X,
                 weights_normalized,
@@ -654,7 +654,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 value_range=(low, high),
                 standardize=first_order and not sp.issparse(X),
                 alpha=self.alpha,
-                sample=sample,
+                spread=spread,
+                n_threads=n_threads,
             )
             # The layout of the solvers' parameters (see _coef_view): W^T for
             # sparse X, whose products take W^T; W for dense X, whose
@@ -668,10 +669,16 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             and self.solver not in ("lbfgs", "adam")
             and not keep
         ):
-            # On mini-batches the rows' norms are computed where the rows are.
-            row_norms_sq = None
-            if device_X and not full_batch:
-                row_norms_sq = _array_api.row_norms_sq(X, mean, scale)
+            # Data elsewhere (dask, another device): the bound's sample of at
+            # most 8192 evenly spaced rows comes to memory, and on mini-batches
+            # the rows' norms are computed where the rows are.
+            sample = row_norms_sq = None
+            if dask_X:
+                sample = _dask.curvature_sample(X, weights_normalized)
+            elif device_X:
+                sample = _array_api.curvature_sample(X, weights_normalized)
+                if not full_batch:
+                    row_norms_sq = _array_api.row_norms_sq(X, mean, scale)
             self._lipschitz = lipschitz_constants(
                 X,
                 weights_normalized,
@@ -1135,12 +1142,21 @@ def _make_objective(
 
     scale = scale.astype(dtype)
     unscaled = bool(np.all(scale == 1))  # ordinary magnitudes: skip two passes
+    # W = W' / scale, in X's dtype and the parameters' layout, into the same
+    # buffer at every call (fresh pages for n_classes x n_features numbers
+    # at every mini-batch would cost more than the division).
+    coef_buffer = None
+    if not unscaled:
+        coef_buffer = _coef_view(
+            np.empty(n_coef, dtype=dtype), n_classes, n_features, feature_major
+        )
 
     def objective(params, batch):
         coef = _coef_view(params, n_classes, n_features, feature_major)
-        if not unscaled:
-            coef = coef / scale
-        coef = coef.astype(dtype, copy=False)
+        if unscaled:
+            coef = coef.astype(dtype, copy=False)
+        else:
+            coef = np.divide(coef, scale, out=coef_buffer)
         intercept = None
         if fit_intercept:
             intercept = params[n_coef:].astype(dtype, copy=False)

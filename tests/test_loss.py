@@ -1314,13 +1314,46 @@ def test_standardized_scales_ignore_rows_of_zero_weight():
     )
 
 
-def test_standardized_scales_from_a_given_sample():
-    # Rows kept elsewhere (dask, a device) come as an in-memory sample; at
-    # most 1024 evenly spaced rows of it are read.
+def test_standardized_scales_from_given_spreads():
+    # Data kept elsewhere (dask, a device) give their spreads as a callable,
+    # called only in the ordinary range of magnitudes.
     rng = np.random.RandomState(0)
-    X = rng.randn(5000, 2) * [2.0, 30.0]
-    w = np.full(5000, 1 / 5000)
+    X = rng.randn(500, 2) * [2.0, 30.0]
+    w = np.full(500, 1 / 500)
+    calls = []
+
+    def spread():
+        calls.append(1)
+        return np.array([16.0, 1.0])
+
+    scale = feature_scales(X, w, w @ X, standardize=True, spread=spread)
+    np.testing.assert_array_equal(scale, [16.0, 1.0])
+    feature_scales(X * 1e100, w, w @ X * 1e100, standardize=True, spread=spread)
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("container", ["dense", "dense32", "csr", "csc"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_weighted_std_reads_every_row(monkeypatch, container, n_threads):
+    # A feature that is constant but for one row: a sample of the rows would
+    # miss its spread.
+    from sk_softmax import _loss
+
+    monkeypatch.setattr(_loss, "_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(_loss, "_MIN_BLOCK_BYTES", 4096)
+    rng = np.random.RandomState(0)
+    X = rng.randn(3000, 5) * [1.0, 1e-3, 10.0, 1.0, 1.0]
+    X[:, 3] = 0.0
+    X[1234, 3] = 40.0
+    X[:, 4] *= rng.rand(3000) < 0.2
+    w = rng.rand(3000)
+    w /= w.sum()
     mean = w @ X
-    sample = (X[::2] * [8.0, 1.0], np.full(2500, 1 / 2500))
-    scale = feature_scales(X, w, mean * [8.0, 1.0], standardize=True, sample=sample)
-    np.testing.assert_array_equal(scale, [16.0, 32.0])
+    expected = np.sqrt(w @ (X - mean) ** 2)
+    if container == "dense32":
+        X = X.astype(np.float32)
+    elif container != "dense":
+        X = sp.csr_matrix(X).asformat(container)
+    got = _loss.weighted_std(X, w, mean, n_threads=n_threads)
+    rtol = 1e-5 if container == "dense32" else 1e-10
+    np.testing.assert_allclose(got, expected, rtol=rtol)
