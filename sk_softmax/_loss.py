@@ -1059,8 +1059,8 @@ def feature_scales(
         deviation (within the ordinary range of magnitudes only).
     alpha : float, default=0.0
         The L2 strength: with ``standardize``, no scale is below
-        ``sqrt(alpha)``, so the penalty on a coordinate, ``alpha /
-        scale**2``, stays within a factor 2 of 1.
+        ``sqrt(alpha)`` (to the nearest power of two), so the penalty on a
+        coordinate, ``alpha / scale**2``, is at most 2.
     spread : callable, default=None
         ``spread() -> ndarray of shape (n_features,)``, the weighted standard
         deviations, computed where X lives (a dask cluster, a device);
@@ -1127,7 +1127,8 @@ def weighted_std(X, sample_weight, mean, *, n_threads=1):
     One pass over every row of X (a sample would miss the rare values of a
     mostly constant feature, and so underestimate its spread), in row blocks
     shared among ``n_threads`` threads.  Dense blocks are centered in chunks
-    of about 2 MiB, in the dtype of X; a sparse X gives ``E[x^2] - mean^2``
+    of about 512 KiB, in the dtype of X and one buffer per thread; a sparse
+    X gives ``E[x^2] - mean^2``
     (a sparse feature's mean is small next to its spread), reading a chunk
     of stored entries at a time.
 
@@ -1165,14 +1166,15 @@ def weighted_std(X, sample_weight, mean, *, n_threads=1):
         return np.sqrt(np.maximum(squares - mean**2, 0.0))
     center = mean.astype(X.dtype)
     weights = weights.astype(X.dtype)
-    rows = max(1, (1 << 21) // max(n_features * X.dtype.itemsize, 1))
+    rows = max(1, (1 << 19) // max(n_features * X.dtype.itemsize, 1))
 
     def work(blocks):
         total = np.zeros(n_features)
+        buffer = np.empty((rows, n_features), dtype=X.dtype)
         for start, stop in blocks:
             for lo in range(start, stop, rows):
                 hi = min(lo + rows, stop)
-                chunk = X[lo:hi] - center
+                chunk = np.subtract(X[lo:hi], center, out=buffer[: hi - lo])
                 chunk *= chunk
                 total += weights[lo:hi] @ chunk
         return total

@@ -818,7 +818,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             return n_samples
         if self.batch_size == "auto":
             # partial_fit sees one chunk of a stream, and Adam is a method
-            # for noisy gradients (its normalized steps of ``learning_rate``
+            # for noisy gradients (its normalized steps of learning_rate_init
             # are too short to make 200 full-batch steps a fit): mini-batches
             # even when the data are small.
             if (
@@ -1143,8 +1143,8 @@ def _make_objective(
     scale = scale.astype(dtype)
     unscaled = bool(np.all(scale == 1))  # ordinary magnitudes: skip two passes
     # W = W' / scale, in X's dtype and the parameters' layout, into the same
-    # buffer at every call (fresh pages for n_classes x n_features numbers
-    # at every mini-batch would cost more than the division).
+    # buffer at every call: the per-batch path allocates nothing it can
+    # reuse.
     coef_buffer = None
     if not unscaled:
         coef_buffer = _coef_view(
