@@ -80,8 +80,8 @@ SETUP = textwrap.dedent(
             assert isinstance(clf.coef_, np.ndarray)
         # Above 8192 rows the curvature bound reads a strided sample, and the
         # mini-batch bound every row's norm, a chunk of rows at a time; the
-        # features' spreads, which set the solvers' coordinates, come from
-        # that sample too.
+        # features' spreads, which set the solvers' coordinates, are read
+        # on the device too.
         rng = np.random.default_rng(0)
         X_big = rng.standard_normal((9000, 6)) * [0.1, 1.0, 30.0, 1.0, 3.0, 0.5]
         y_big = (X_big[:, :2] @ rng.standard_normal((2, 3))).argmax(axis=1)

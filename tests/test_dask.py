@@ -70,9 +70,10 @@ def test_fit_equals_the_in_memory_fit(params):
 @pytest.mark.parametrize("n_samples", [178, 9000])
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
 def test_unscaled_features_fit_equals_the_in_memory_fit(solver, n_samples):
-    # The standardized coordinates of sgd and adam come from rows brought to
-    # memory: the same rows as in memory (all of them, or above 8192 the
-    # same strided sample), so the same scales and the same iterates.
+    # The standardized coordinates of sgd and adam come from the features'
+    # spreads, computed over the chunks: the same scales as in memory, and
+    # the same iterates (above 8192 rows, the curvature bound's strided
+    # sample is brought to memory too).
     X, y = load_wine(return_X_y=True)  # features from 0.1 to 1000
     rows = np.random.default_rng(0).integers(0, len(y), n_samples)
     X, y = X[rows], y[rows]
