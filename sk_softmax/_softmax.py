@@ -52,6 +52,10 @@ from ._solvers import (
 _AUTO_FULL_BATCH_MAX = 4096
 _AUTO_BATCH_SIZE = 256
 _ADAM_AUTO_LEARNING_RATE = 1e-3
+# Scales that Momentum takes as per-parameter steps (1 / scale**2 stays
+# within float32's range times any sensible learning rate); data of extreme
+# magnitude has its common factor outside.
+_FOLD_RANGE = (2.0**-60, 2.0**17)
 
 
 _PD_NA_MESSAGE = (
@@ -593,21 +597,25 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         # touching X:
         #     z = (W diag(scale)) ((x - mean) / scale) + b'
         # The intercept absorbs the mean, so its curvature separates from W's.
-        # The first-order solvers work on standardized dense features (see
-        # feature_scales).  Not sparse ones: a mini-batch's step would pay
-        # two more passes over the n_classes x n_features coefficients (30%
-        # of an epoch on the sparse benchmark problem).  L-BFGS, which
-        # learns the curvature, works on the plain features (scaled only for
-        # data of extreme magnitude), not centered for sparse X: a sparse
-        # feature's mean is small next to its spread (about sqrt(density) of
-        # it), so centering changes little for a quasi-Newton method, and the
-        # plain coordinates give exactly LogisticRegression's iterates (and
-        # so its optimum at a loose tol).  partial_fit keeps the first
-        # chunk's mean and scale.  One pass over X gives its mean and its
-        # range, and with the range the finiteness check that validation
-        # left out; the standard deviations take one more.
+        # The first-order solvers work on standardized features (see
+        # feature_scales), except Adam on sparse X: its automatic step is a
+        # constant, not a curvature bound, and a standardized sparse feature
+        # takes values of about 1 / sqrt(density) where it is not zero, so
+        # that step would be far too long for very sparse data; Adam's
+        # normalized steps already adapt to the features' units.  L-BFGS,
+        # which learns the curvature, works on the plain features (scaled
+        # only for data of extreme magnitude), not centered for sparse X: a
+        # sparse feature's mean is small next to its spread (about
+        # sqrt(density) of it), so centering changes little for a
+        # quasi-Newton method, and the plain coordinates give exactly
+        # LogisticRegression's iterates (and so its optimum at a loose tol).
+        # partial_fit keeps the first chunk's mean and scale.  One pass over
+        # X gives its mean and its range, and with the range the finiteness
+        # check that validation left out; the standard deviations take one
+        # more.
         keep = partial and warm
         first_order = self.solver != "lbfgs"
+        rule = self._update_rule(full_batch and not partial) if first_order else None
         center = self.fit_intercept and (first_order or not sp.issparse(X))
         dask_X = is_dask_array(X)
         if dask_X or device_X:
@@ -635,6 +643,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # step sizes (the optimizer state refers to them).
             mean, scale = self._mean, self._scale
             feature_major = getattr(self, "_feature_major", False)
+            folded = getattr(self, "_folded_scale", None)
         else:
             if not center:
                 mean = np.zeros(n_features)
@@ -652,7 +661,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 weights_normalized,
                 mean,
                 value_range=(low, high),
-                standardize=first_order and not sp.issparse(X),
+                standardize=first_order
+                and not (self.solver == "adam" and sp.issparse(X)),
                 alpha=self.alpha,
                 spread=spread,
                 n_threads=n_threads,
@@ -692,7 +702,27 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 sample=sample,
                 row_norms_sq=row_norms_sq,
             )[:2]
-        self._mean, self._scale = mean, scale
+        if not keep:
+            # Momentum's update is linear in its step: the standardized
+            # coordinates become per-parameter steps, learning_rate / scale**2
+            # on each feature's coefficients, and the solver works on the
+            # plain coefficients.  The iterates are the same, bit for bit
+            # (powers of two), and a mini-batch no longer pays two passes over
+            # the coefficients to change coordinates (30% of an epoch on the
+            # sparse benchmark problem).  The other rules see the coordinates:
+            # Adam's step is not linear in the gradient, and the accelerated
+            # rule's restart test measures them.  Data of extreme magnitude
+            # keeps its common factor in the coordinates (its steps would
+            # leave the floating-point range).
+            folded = None
+            if (
+                isinstance(rule, Momentum)
+                and not isinstance(self.solver, UpdateRule)
+                and not np.all(scale == 1)
+                and np.all((scale >= _FOLD_RANGE[0]) & (scale <= _FOLD_RANGE[1]))
+            ):
+                folded, scale = scale, np.ones(n_features)
+        self._mean, self._scale, self._folded_scale = mean, scale, folded
         self._feature_major = feature_major
         offset = mean if center else None
         validation = None
@@ -743,9 +773,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 verbose=bool(self.verbose),
             )
         else:
-            rule, learning_rate = self._rule_and_rate(
-                full_batch and not partial, params, partial and warm, feature_major
-            )
+            learning_rate = self._learning_rate_of(rule, params, keep, feature_major)
+            preconditioner = None
+            if folded is not None:
+                preconditioner = np.ones_like(params)
+                _coef_view(preconditioner, n_classes, n_features, feature_major)[
+                    ...
+                ] = folded**-2.0
             state = None
             if partial and warm and type(rule).__name__ == self._rule_name:
                 state = self._state
@@ -770,6 +804,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 if partial and warm
                 else None,
                 first_epoch=self.n_iter_ + 1 if partial and warm else 1,
+                preconditioner=preconditioner,
             )
             self._reference_loss = result.reference_loss
             self._state = result.state
@@ -830,27 +865,34 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             return min(_AUTO_BATCH_SIZE, n_samples)
         return min(self.batch_size, n_samples)
 
-    def _rule_and_rate(self, full_batch, params, keep, feature_major):
-        """The update rule and its (per-parameter) learning rate.
+    def _update_rule(self, full_batch):
+        """The update rule of a first-order solver.
 
         The accelerated rule needs a fixed objective: partial_fit, whose
         chunks change, passes ``full_batch=False``.
         """
         solver = self.solver
         if isinstance(solver, UpdateRule):
-            rule = solver  # a custom rule (hidden from users, for tests)
-        elif solver == "adam":
-            rule = Adam()
-        elif full_batch and self.nesterovs_momentum:
-            rule = AcceleratedGradient()
-        else:
-            rule = Momentum(self.momentum, self.nesterovs_momentum)
-        if keep:
-            return rule, self._learning_rate
-        if self.learning_rate_init != "auto":
-            return rule, float(self.learning_rate_init)
+            return solver  # a custom rule (hidden from users, for tests)
         if solver == "adam":
-            return rule, _ADAM_AUTO_LEARNING_RATE
+            return Adam()
+        if full_batch and self.nesterovs_momentum:
+            return AcceleratedGradient()
+        return Momentum(self.momentum, self.nesterovs_momentum)
+
+    def _learning_rate_of(self, rule, params, keep, feature_major):
+        """The (per-parameter) learning rate of ``rule``.
+
+        In the standardized coordinates, also where they are folded into the
+        steps (``gradient_descent`` then multiplies it by its
+        ``preconditioner``).
+        """
+        if keep:
+            return self._learning_rate
+        if self.learning_rate_init != "auto":
+            return float(self.learning_rate_init)
+        if self.solver == "adam":
+            return _ADAM_AUTO_LEARNING_RATE
         lipschitz_coef, lipschitz_intercept = self._lipschitz
         # One step per parameter: 1 / (curvature bound) for each feature's
         # coefficients (the penalty differs per scaled feature) and for the
@@ -866,7 +908,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if isinstance(rule, Momentum):
             # Heavy ball and Nesterov amplify the step by 1 / (1 - momentum).
             rate *= 1.0 - self.momentum
-        return rule, rate
+        return rate
 
     def _split_validation(self, X, y_index, weights, rng):
         n_val = int(round(self.validation_fraction * X.shape[0]))

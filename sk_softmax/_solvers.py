@@ -312,6 +312,7 @@ def gradient_descent(
     average=False,
     reference_loss=None,
     first_epoch=1,
+    preconditioner=None,
 ):
     """Minimize ``objective`` by (mini-)batch gradient steps of ``rule``.
 
@@ -364,6 +365,14 @@ def gradient_descent(
         mean of each epoch's iterates instead of the last one (tail
         averaging), which removes most of the gradient noise from the
         result at no extra passes.
+    preconditioner : ndarray of shape (n_params,) or None, default=None
+        Per-parameter factors of the step: the rule is given
+        ``learning_rate * preconditioner``, while the schedules act on
+        ``learning_rate`` alone.  For a rule linear in its step (plain
+        gradient descent, momentum) this is the same descent in the
+        coordinates ``params / sqrt(preconditioner)``, where the gradient
+        is ``grad * sqrt(preconditioner)``: the full-batch test against
+        ``tol`` takes that one.
 
     Returns
     -------
@@ -380,6 +389,9 @@ def gradient_descent(
     if state is None:
         state = rule.init(params)
     base_rate = learning_rate
+    root_preconditioner = None
+    if preconditioner is not None and stop_on_gradient:
+        root_preconditioner = np.sqrt(preconditioner)
     loss_curve, val_scores, val_losses = [], [], []
     best_loss, best_score, no_improvement = np.inf, -np.inf, 0
     best_params = None
@@ -388,6 +400,9 @@ def gradient_descent(
     for epoch in range(1, max_iter + 1):
         if schedule == "invscaling":
             learning_rate = base_rate / ((first_epoch + epoch - 1) ** power_t)
+        step_rate = learning_rate
+        if preconditioner is not None:
+            step_rate = learning_rate * preconditioner
         epoch_loss = 0.0
         grad_norm = np.inf
         if average:
@@ -404,10 +419,14 @@ def gradient_descent(
             else:
                 epoch_loss += loss * batch.size / n_samples
             if stop_on_gradient:
-                grad_norm = float(np.max(np.abs(grad))) if grad.size else 0.0
+                # In the coordinates of the steps (see preconditioner).
+                scaled = (
+                    grad if root_preconditioner is None else grad * root_preconditioner
+                )
+                grad_norm = float(np.max(np.abs(scaled))) if grad.size else 0.0
                 if grad_norm <= tol:
                     break
-            rule.step(params, grad, state, learning_rate)
+            rule.step(params, grad, state, step_rate)
             if average:
                 params_sum += params
                 n_steps += 1

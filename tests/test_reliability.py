@@ -34,6 +34,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 import sk_softmax
 from sk_softmax import SoftmaxRegression, loss_and_gradient
+from sk_softmax._solvers import Momentum
 
 SOLVERS = ["sgd", "adam", "lbfgs"]
 # Exact full-batch solvers: their result is the optimum, up to rounding.
@@ -825,17 +826,76 @@ def test_first_order_solvers_do_not_depend_on_feature_units(params, exponents):
     np.testing.assert_array_equal(scaled.loss_curve_, plain.loss_curve_)
 
 
+def _standardizing_scale(clf):
+    """The per-feature scales of a fit: in its coordinates or in its steps."""
+    folded = clf._folded_scale
+    return clf._scale if folded is None else folded
+
+
+@pytest.mark.parametrize("batch_size", [None, 16])
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
-def test_sparse_features_keep_their_units(solver):
-    # Sparse X is not standardized (a mini-batch step would pay two passes
-    # over the coefficients): the solvers' coordinates are the plain ones.
+def test_sparse_features_are_standardized_for_sgd_only(solver, batch_size):
+    # sgd's automatic step is a curvature bound in whatever coordinates it
+    # works in, so sparse features are standardized for it as dense ones
+    # are; Adam's constant step would be too long on standardized very
+    # sparse features, and it keeps their units.
     X, y = _data()
-    X = sp.csr_matrix(X * [1e-3, 1.0, 10.0, 300.0])
-    clf = SoftmaxRegression(solver=solver, max_iter=2, random_state=0)
+    units = np.array([2.0**-4, 1.0, 2.0**3, 2.0**8])
+    X = sp.csr_matrix(X * units)
+    clf = SoftmaxRegression(
+        solver=solver, batch_size=batch_size, max_iter=2, random_state=0
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(X, y)
-    np.testing.assert_array_equal(clf._scale, 1.0)
+    if solver == "adam":
+        np.testing.assert_array_equal(_standardizing_scale(clf), 1.0)
+    else:
+        # The powers of two nearest the spreads (those of X without units
+        # lie between 0.8 and 1.3 here).
+        np.testing.assert_array_equal(_standardizing_scale(clf), units)
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+@pytest.mark.parametrize(
+    "batch_size, nesterov",
+    [(16, True), (16, False), (None, False)],
+    ids=["mini-batch-nesterov", "mini-batch-heavy-ball", "full-batch-heavy-ball"],
+)
+@pytest.mark.parametrize("learning_rate_init", ["auto", 0.05])
+def test_momentum_takes_the_standardized_coordinates_as_steps(
+    sparse, batch_size, nesterov, learning_rate_init
+):
+    # "sgd" with momentum folds the scales into per-parameter steps and works
+    # on the plain coefficients; the same rule given as a custom rule works
+    # in the scaled coordinates.  Powers of two: the same fit, bit for bit,
+    # down to the full-batch stopping test (tol is loose enough to stop).
+    X, y = _data(n_samples=90)
+    X = X * np.array([2.0**-5, 1.0, 2.0**3, 2.0**9])
+    if sparse:
+        X = sp.csr_matrix(X)
+    params = dict(
+        batch_size=batch_size,
+        max_iter=6 if batch_size else 300,
+        tol=1e-3,
+        random_state=0,
+        learning_rate_init=learning_rate_init,
+        momentum=0.9,
+        nesterovs_momentum=nesterov,
+    )
+    fits = []
+    for solver in ("sgd", Momentum(momentum=0.9, nesterov=nesterov)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fits.append(SoftmaxRegression(solver=solver, **params).fit(X, y))
+    folded, scaled = fits
+    np.testing.assert_array_equal(folded._scale, 1.0)
+    np.testing.assert_array_equal(folded._folded_scale, scaled._scale)
+    assert scaled._folded_scale is None
+    assert np.unique(scaled._scale).size == 4
+    np.testing.assert_array_equal(folded.coef_, scaled.coef_)
+    np.testing.assert_array_equal(folded.intercept_, scaled.intercept_)
+    np.testing.assert_array_equal(folded.loss_curve_, scaled.loss_curve_)
 
 
 # ============================================================= persistence

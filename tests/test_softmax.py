@@ -191,6 +191,24 @@ def test_default_fit_converges_on_unscaled_features():
     assert default.score(X, y) >= lr.score(X, y) - 0.01
 
 
+@pytest.mark.parametrize("batch_size", ["auto", 32, None])
+def test_sparse_unscaled_features_fit_as_dense_ones(batch_size):
+    # Sparse X gets the same standardized coordinates with solver="sgd":
+    # the fit on CSR wine follows the dense one (the same batches, other
+    # summation orders) and converges as fast.
+    X, y = load_wine(return_X_y=True)
+    params = dict(alpha=1e-2, batch_size=batch_size, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        dense = SoftmaxRegression(**params).fit(X, y)
+        sparse = SoftmaxRegression(**params).fit(sp.csr_matrix(X), y)
+    assert dense.n_iter_ < 100
+    assert sparse.n_iter_ == dense.n_iter_
+    np.testing.assert_array_equal(sparse._scale, dense._scale)
+    np.testing.assert_allclose(sparse.coef_, dense.coef_, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(sparse.intercept_, dense.intercept_, rtol=1e-6)
+
+
 # ========================================================= 2. properties
 
 
