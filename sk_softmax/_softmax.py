@@ -130,7 +130,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         parameter block on the full batch, ``(1 - momentum) / L(B)`` on
         mini-batches of size ``B``, and 0.001 for Adam, whose steps are
         already normalized.  A float is a step in the solvers' coordinates,
-        which on dense X are those of standardized features (see Notes).
+        which are those of standardized features (see Notes).
     momentum : float, default=0.9
         Momentum of ``"sgd"`` on mini-batches, or on the full batch with
         ``nesterovs_momentum=False``.  The accelerated full-batch method
@@ -142,8 +142,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         iterations.
     tol : float, default=1e-4
         Tolerance.  Full batch and L-BFGS: stop when the largest gradient
-        entry is at most ``tol`` (for ``"sgd"`` and ``"adam"`` on dense X, the
-        gradient in their standardized coordinates: see Notes).  Mini-batch: stop
+        entry is at most ``tol`` (for ``"sgd"`` and ``"adam"``, the gradient
+        in their standardized coordinates: see Notes).  Mini-batch: stop
         when the loss (or the validation score with ``early_stopping``) has
         not improved by at least ``tol`` for ``n_iter_no_change``
         consecutive epochs.
@@ -214,13 +214,15 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     Notes
     -----
-    On dense X, ``"sgd"`` and ``"adam"`` work on standardized coordinates:
-    each centered feature divided by the power of two nearest its standard
-    deviation (at least ``sqrt(alpha)``; 1 for a constant feature), its
-    coefficients multiplied by it, so features of any spread train alike.
-    The change is exact and copies nothing; the objective, and so the
-    optimum, stay those of the features as given.  ``"lbfgs"``, and every
-    solver on sparse X, work on the features as given.
+    ``"sgd"`` and ``"adam"`` work on standardized coordinates: each centered
+    feature divided by the power of two nearest its standard deviation (at
+    least ``sqrt(alpha)``; 1 for a constant feature), its coefficients
+    multiplied by it, so features of any spread train alike, dense or
+    sparse.  The change is exact and copies nothing; the objective, and so
+    the optimum, stay those of the features as given.  ``"lbfgs"`` works on
+    the features as given, and so does ``"adam"`` on sparse X, whose
+    standardized values (about ``1 / sqrt(density)`` where not zero) would
+    make its constant step too long.
 
     Examples
     --------
