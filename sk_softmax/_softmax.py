@@ -778,10 +778,21 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             learning_rate = self._learning_rate_of(rule, params, keep, feature_major)
             preconditioner = None
             if folded is not None:
-                preconditioner = np.ones_like(params)
-                _coef_view(preconditioner, n_classes, n_features, feature_major)[
-                    ...
-                ] = folded**-2.0
+                factors = np.ones_like(params)
+                _coef_view(factors, n_classes, n_features, feature_major)[...] = (
+                    folded**-2.0
+                )
+                # (Later partial_fit calls keep the folded steps.)
+                if not keep and isinstance(learning_rate, np.ndarray):
+                    learning_rate *= factors
+                elif not keep:
+                    learning_rate = learning_rate * factors
+                # The loop reads the factors only in the full-batch gradient
+                # test and at the adaptive schedule's floor; otherwise they
+                # need not stay in memory.
+                if batch_size >= n_samples or self.learning_rate == "adaptive":
+                    preconditioner = factors
+                del factors
             state = None
             if partial and warm and type(rule).__name__ == self._rule_name:
                 state = self._state
@@ -885,9 +896,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     def _learning_rate_of(self, rule, params, keep, feature_major):
         """The (per-parameter) learning rate of ``rule``.
 
-        In the standardized coordinates, also where they are folded into the
-        steps (``gradient_descent`` then multiplies it by its
-        ``preconditioner``).
+        In the standardized coordinates (see :func:`feature_scales`); fit
+        folds the scales in where momentum takes them as steps.
         """
         if keep:
             return self._learning_rate

@@ -267,6 +267,13 @@ class AcceleratedGradient(UpdateRule):
         g_prev[...] = grad
 
 
+def _largest_step(learning_rate, preconditioner):
+    """The largest step in the coordinates of ``preconditioner``."""
+    if preconditioner is None:
+        return float(np.max(learning_rate))
+    return float(np.max(learning_rate / preconditioner))
+
+
 def _batches(n_samples, batch_size, rng):
     """Index arrays (or None for the full batch) for one epoch."""
     if batch_size >= n_samples:
@@ -366,13 +373,13 @@ def gradient_descent(
         averaging), which removes most of the gradient noise from the
         result at no extra passes.
     preconditioner : ndarray of shape (n_params,) or None, default=None
-        Per-parameter factors of the step: the rule is given
-        ``learning_rate * preconditioner``, while the schedules act on
-        ``learning_rate`` alone.  For a rule linear in its step (plain
-        gradient descent, momentum) this is the same descent in the
-        coordinates ``params / sqrt(preconditioner)``, where the gradient
-        is ``grad * sqrt(preconditioner)``: the full-batch test against
-        ``tol`` takes that one.
+        Per-parameter factors already folded into ``learning_rate``.  For a
+        rule linear in its step (plain gradient descent, momentum), steps of
+        ``learning_rate`` are the descent with steps ``learning_rate /
+        preconditioner`` in the coordinates ``params / sqrt(preconditioner)``,
+        where the gradient is ``grad * sqrt(preconditioner)``; the full-batch
+        test against ``tol`` and the floor of the ``"adaptive"`` schedule
+        read the gradient and the step in those coordinates.
 
     Returns
     -------
@@ -400,9 +407,6 @@ def gradient_descent(
     for epoch in range(1, max_iter + 1):
         if schedule == "invscaling":
             learning_rate = base_rate / ((first_epoch + epoch - 1) ** power_t)
-        step_rate = learning_rate
-        if preconditioner is not None:
-            step_rate = learning_rate * preconditioner
         epoch_loss = 0.0
         grad_norm = np.inf
         if average:
@@ -426,7 +430,7 @@ def gradient_descent(
                 grad_norm = float(np.max(np.abs(scaled))) if grad.size else 0.0
                 if grad_norm <= tol:
                     break
-            rule.step(params, grad, state, step_rate)
+            rule.step(params, grad, state, learning_rate)
             if average:
                 params_sum += params
                 n_steps += 1
@@ -471,7 +475,10 @@ def gradient_descent(
         if no_improvement > n_iter_no_change and (
             validation is not None or not stop_on_gradient
         ):
-            if schedule == "adaptive" and np.max(learning_rate) > 1e-6:
+            if (
+                schedule == "adaptive"
+                and _largest_step(learning_rate, preconditioner) > 1e-6
+            ):
                 learning_rate = learning_rate / 5.0
                 no_improvement = 0
                 if verbose:

@@ -898,6 +898,33 @@ def test_momentum_takes_the_standardized_coordinates_as_steps(
     np.testing.assert_array_equal(folded.loss_curve_, scaled.loss_curve_)
 
 
+def test_adaptive_schedule_floor_is_read_in_the_scaled_coordinates():
+    # The "adaptive" schedule stops once the step falls below 1e-6; with the
+    # scales folded into the steps it reads the step in the standardized
+    # coordinates, where a float learning_rate_init is given: one reduction
+    # (3e-6 -> 6e-7), then a stop, as for the rule in those coordinates.
+    X, y = _data(n_samples=90)
+    X = X * np.array([2.0**-5, 1.0, 2.0**3, 2.0**9])
+    params = dict(
+        batch_size=16,
+        learning_rate="adaptive",
+        learning_rate_init=3e-6,
+        n_iter_no_change=1,
+        tol=10.0,  # no epoch improves by that much
+        max_iter=50,
+        random_state=0,
+    )
+    fits = [
+        SoftmaxRegression(solver=solver, **params).fit(X, y)
+        for solver in ("sgd", Momentum(momentum=0.9, nesterov=True))
+    ]
+    folded, scaled = fits
+    assert folded._folded_scale is not None
+    assert scaled.n_iter_ == 5
+    assert folded.n_iter_ == scaled.n_iter_
+    np.testing.assert_array_equal(folded.coef_, scaled.coef_)
+
+
 # ============================================================= persistence
 
 
