@@ -710,8 +710,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # on each feature's coefficients, and the solver works on the
             # plain coefficients.  The iterates are the same, bit for bit
             # (powers of two), and a mini-batch no longer pays two passes over
-            # the coefficients to change coordinates (30% of an epoch on the
-            # sparse benchmark problem).  The other rules see the coordinates:
+            # the coefficients to change coordinates (a third more per epoch
+            # on the sparse benchmark problem).  The other rules see the coordinates:
             # Adam's step is not linear in the gradient, and the accelerated
             # rule's restart test measures them.  Data of extreme magnitude
             # keeps its common factor in the coordinates (its steps would
