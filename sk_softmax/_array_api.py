@@ -85,11 +85,11 @@ def curvature_sample(X, sample_weight):
     return to_numpy(rows), weights
 
 
-def weighted_std(X, sample_weight, mean):
+def weighted_std(X, sample_weight, mean, unit=1.0):
     """Weighted standard deviation of each feature, on X's device, as numpy.
 
     As :func:`sk_softmax._loss.weighted_std`: one pass, a chunk of rows at a
-    time.
+    time, in units of ``unit``.
     """
     xp, _ = array_namespace(X)
     center = _on_device(mean, X)
@@ -97,7 +97,7 @@ def weighted_std(X, sample_weight, mean):
     variance = np.zeros(X.shape[1])
     for start in range(0, n_samples, _CHUNK_ROWS):
         stop = min(start + _CHUNK_ROWS, n_samples)
-        chunk = X[start:stop, :] - center
+        chunk = (X[start:stop, :] - center) * (1.0 / unit)
         weights = _on_device(sample_weight[start:stop], X)
         variance += np.asarray(to_numpy(weights @ (chunk * chunk)), dtype=np.float64)
     return np.sqrt(np.maximum(variance, 0.0))

@@ -263,11 +263,12 @@ def map_rows(function, X, n_features, *, n_columns, dtype):
     return X.map_blocks(function, chunks=(X.chunks[0], (n_columns,)), dtype=dtype)
 
 
-def weighted_std(X, sample_weight, mean):
+def weighted_std(X, sample_weight, mean, unit=1.0):
     """Weighted standard deviation of each feature, computed (in memory).
 
-    As :func:`sk_softmax._loss.weighted_std`: one pass over the chunks.
+    As :func:`sk_softmax._loss.weighted_std`: one pass over the chunks, in
+    units of ``unit``.
     """
-    centered = X - mean.astype(X.dtype)
+    centered = (X - mean.astype(X.dtype)) * (1.0 / unit)
     variance = (centered * centered).T @ np.asarray(sample_weight, dtype=X.dtype)
     return np.sqrt(np.maximum(np.asarray(variance.compute(), dtype=np.float64), 0.0))

@@ -1026,14 +1026,17 @@ def feature_scales(
     Solvers work on ``W diag(scale)``, with data ``(X - mean) / scale``.
     Every scale is a power of two, so the change of coordinates is exact.
 
-    When ``m``, the largest absolute value of X plus that of the mean (a
-    bound on the largest centered value), lies in [2**-16, 2**16], the
-    scale is 1, or with ``standardize`` the power of two nearest each
-    feature's weighted standard deviation (or ``sqrt(alpha)``, whichever is
-    larger; 1 for a constant feature).  Outside that range, features of
-    1e-150 or 1e150 say, every feature is divided by the power of two just
-    below ``m``, so that products, squares and curvature bounds stay finite.
-    Rows of zero weight are ignored, so removing them changes nothing.
+    With ``standardize``, the scale of each feature is the power of two
+    nearest its weighted standard deviation (or ``sqrt(alpha)``, whichever
+    is larger), whatever the magnitude of the data.  Without it, the scale
+    is 1 when ``m``, the largest absolute value of X plus that of the mean
+    (a bound on the largest centered value), lies in [2**-16, 2**16];
+    outside that range, features of 1e-150 or 1e150 say, every feature is
+    divided by the power of two just below ``m``, so that products, squares
+    and curvature bounds stay finite.  That common factor is also the scale
+    of a constant feature, and the unit in which the standard deviations
+    are computed.  Rows of zero weight are ignored, so removing them changes
+    nothing.
 
     One common factor leaves the conditioning of the problem unchanged: L-BFGS
     then follows LogisticRegression's iterates.  Standardized coordinates
@@ -1062,10 +1065,11 @@ def feature_scales(
         ``sqrt(alpha)`` (to the nearest power of two), so the penalty on a
         coordinate, ``alpha / scale**2``, is at most 2.
     spread : callable, default=None
-        ``spread() -> ndarray of shape (n_features,)``, the weighted standard
-        deviations, computed where X lives (a dask cluster, a device);
-        called only when needed.  By default :func:`weighted_std` of X in
-        memory, on ``n_threads`` threads.
+        ``spread(unit) -> ndarray of shape (n_features,)``, the weighted
+        standard deviations of ``X / unit`` (``unit`` a power of two),
+        computed where X lives (a dask cluster, a device); called only with
+        ``standardize``.  By default :func:`weighted_std` of X in memory, on
+        ``n_threads`` threads.
     n_threads : int, default=1
         Threads sharing the pass over X for the standard deviations.
 
@@ -1097,40 +1101,51 @@ def feature_scales(
         top = largest
     if top == 0 or not np.isfinite(top):
         return np.ones(n_features)
+    # The common factor of data of extreme magnitude; the standard
+    # deviations are computed in its units, so that their squares stay
+    # finite.
+    unit = 1.0
     if not _PLAIN_RANGE[0] <= top <= _PLAIN_RANGE[1]:
-        return np.full(n_features, np.exp2(np.floor(np.log2(top))))
+        unit = float(np.exp2(np.floor(np.log2(top))))
     if not standardize:
-        return np.ones(n_features)
+        return np.full(n_features, unit)
     if spread is None:
-        std = weighted_std(X, sample_weight, mean, n_threads=n_threads)
+        std = weighted_std(X, sample_weight, mean, unit=unit, n_threads=n_threads)
     else:
-        std = np.asarray(spread(), dtype=np.float64)
-    # A constant feature keeps scale 1: its centered values are rounding
-    # noise of the mean, which a tiny scale would blow up into a signal
-    # (Adam's normalized steps follow any gradient however small).  Below
-    # sqrt(alpha), a scale would make the penalty on the coordinate,
+        std = np.asarray(spread(unit), dtype=np.float64)
+    # A constant feature keeps the common factor: its centered values are
+    # rounding noise of the mean, which a tiny scale would blow up into a
+    # signal (Adam's normalized steps follow any gradient however small).
+    # Below sqrt(alpha), a scale would make the penalty on the coordinate,
     # alpha / scale**2, stiffer than the data (about 1 for a standardized
     # feature), and Adam's steps of learning_rate_init would oscillate
     # across it; such a feature's coefficient is mostly penalty anyway.
-    exponent = np.zeros(n_features)
-    spread_out = std > 2.0**-20 * np.abs(mean)
-    floor = math.sqrt(alpha)
+    # Every scale stays a normal number of X's precision.
+    exponent = np.zeros(n_features)  # of scale / unit
+    spread_out = std > 2.0**-20 * np.abs(mean) / unit
+    floor = math.sqrt(alpha) / unit
     exponent[spread_out] = np.clip(
         np.round(np.log2(np.maximum(std[spread_out], floor))), -64, 17
     )
-    return np.exp2(exponent)
+    info = np.finfo(np.float32 if str(X.dtype).endswith("float32") else np.float64)
+    exponent = np.clip(
+        exponent, info.minexp + 1 - np.log2(unit), info.maxexp - 2 - np.log2(unit)
+    )
+    return unit * np.exp2(exponent)
 
 
-def weighted_std(X, sample_weight, mean, *, n_threads=1):
+def weighted_std(X, sample_weight, mean, *, unit=1.0, n_threads=1):
     """Weighted standard deviation of each feature of X about ``mean``, float64.
 
     One pass over every row of X (a sample would miss the rare values of a
     mostly constant feature, and so underestimate its spread), in row blocks
     shared among ``n_threads`` threads.  Dense blocks are centered in chunks
-    of about 512 KiB, in the dtype of X and one buffer per thread; a sparse
-    X gives ``E[x^2] - mean^2``
-    (a sparse feature's mean is small next to its spread), reading a chunk
-    of stored entries at a time.
+    of about 512 KiB, in the dtype of X and one buffer per thread.  A sparse
+    X, read a chunk of stored entries at a time, gives ``E[x^2] - mean^2`` in
+    float64: for a feature almost constant next to its mean ``m`` the
+    cancellation leaves an error of about ``1e-8 |m|`` in the result, below
+    the ``2**-20 |m|`` under which :func:`feature_scales` treats a feature
+    as constant.
 
     Parameters
     ----------
@@ -1140,12 +1155,16 @@ def weighted_std(X, sample_weight, mean, *, n_threads=1):
         Non-negative weights summing to one.
     mean : ndarray of shape (n_features,)
         The center.
+    unit : float, default=1.0
+        A power of two: the deviations are those of ``X / unit``, whose
+        squares stay finite for data of extreme magnitude.
     n_threads : int, default=1
         Threads sharing the rows of a dense X.
 
     Returns
     -------
     std : ndarray of shape (n_features,)
+        In units of ``unit``.
 
     Examples
     --------
@@ -1161,9 +1180,9 @@ def weighted_std(X, sample_weight, mean, *, n_threads=1):
         # Column sums of squares: the row sums of X^T, each sample's entries
         # scaled by the root of its weight.
         squares = _sparse_row_sums_sq(
-            _transpose(X), np.sqrt(weights.astype(np.float64))
+            _transpose(X), np.sqrt(weights.astype(np.float64)) / unit
         )
-        return np.sqrt(np.maximum(squares - mean**2, 0.0))
+        return np.sqrt(np.maximum(squares - (mean / unit) ** 2, 0.0))
     center = mean.astype(X.dtype)
     weights = weights.astype(X.dtype)
     rows = max(1, (1 << 19) // max(n_features * X.dtype.itemsize, 1))
@@ -1175,6 +1194,8 @@ def weighted_std(X, sample_weight, mean, *, n_threads=1):
             for lo in range(start, stop, rows):
                 hi = min(lo + rows, stop)
                 chunk = np.subtract(X[lo:hi], center, out=buffer[: hi - lo])
+                if unit != 1.0:
+                    chunk *= 1.0 / unit
                 chunk *= chunk
                 total += weights[lo:hi] @ chunk
         return total

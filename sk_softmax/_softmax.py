@@ -52,9 +52,8 @@ from ._solvers import (
 _AUTO_FULL_BATCH_MAX = 4096
 _AUTO_BATCH_SIZE = 256
 _ADAM_AUTO_LEARNING_RATE = 1e-3
-# Scales that Momentum takes as per-parameter steps (1 / scale**2 stays
-# within float32's range times any sensible learning rate); data of extreme
-# magnitude has its common factor outside.
+# Scales that Momentum takes as per-parameter steps: 1 / scale**2 stays
+# within float32's range times any sensible learning rate.
 _FOLD_RANGE = (2.0**-60, 2.0**17)
 
 
@@ -655,8 +654,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             if dask_X or device_X:
                 where = _dask if dask_X else _array_api
 
-                def spread():
-                    return where.weighted_std(X, weights_normalized, mean)
+                def spread(unit):
+                    return where.weighted_std(X, weights_normalized, mean, unit)
 
             scale = feature_scales(
                 X,
@@ -711,11 +710,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # plain coefficients.  The iterates are the same, bit for bit
             # (powers of two), and a mini-batch no longer pays two passes over
             # the coefficients to change coordinates (a third more per epoch
-            # on the sparse benchmark problem).  The other rules see the coordinates:
-            # Adam's step is not linear in the gradient, and the accelerated
-            # rule's restart test measures them.  Data of extreme magnitude
-            # keeps its common factor in the coordinates (its steps would
-            # leave the floating-point range).
+            # on the sparse benchmark problem).  The other rules see the
+            # coordinates: Adam's step is not linear in the gradient, and the
+            # accelerated rule's restart test measures them.  Scales far from
+            # 1 (data of extreme magnitude) stay in the coordinates too: as
+            # steps, 1 / scale**2 would leave the floating-point range.
             folded = None
             if (
                 isinstance(rule, Momentum)

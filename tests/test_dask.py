@@ -67,16 +67,18 @@ def test_fit_equals_the_in_memory_fit(params):
     assert not hasattr(chunked, "feature_names_in_")
 
 
+@pytest.mark.parametrize("magnitude", [1.0, 2.0**40], ids=["wine", "wine-2**40"])
 @pytest.mark.parametrize("n_samples", [178, 9000])
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
-def test_unscaled_features_fit_equals_the_in_memory_fit(solver, n_samples):
+def test_unscaled_features_fit_equals_the_in_memory_fit(solver, n_samples, magnitude):
     # The standardized coordinates of sgd and adam come from the features'
-    # spreads, computed over the chunks: the same scales as in memory, and
-    # the same iterates (above 8192 rows, the curvature bound's strided
-    # sample is brought to memory too).
+    # spreads, computed over the chunks (past 2**16 in the units of a common
+    # power of two): the same scales as in memory, and the same iterates
+    # (above 8192 rows, the curvature bound's strided sample is brought to
+    # memory too).
     X, y = load_wine(return_X_y=True)  # features from 0.1 to 1000
     rows = np.random.default_rng(0).integers(0, len(y), n_samples)
-    X, y = X[rows], y[rows]
+    X, y = X[rows] * magnitude, y[rows]
     params = dict(solver=solver, batch_size=None, max_iter=20)
     memory = _fit(params, X, y)
     assert np.unique(memory._scale).size > 3

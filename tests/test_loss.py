@@ -1295,10 +1295,16 @@ def test_standardized_scales_leave_constant_features_and_extremes_alone():
     mean = w @ X  # 0.1 up to rounding: the centered column is noise
     scale = feature_scales(X, w, mean, standardize=True)
     np.testing.assert_array_equal(scale, [8.0, 1.0, 1.0])
-    # Data of extreme magnitude keep one common power of two.
-    huge = X * 1e150
-    scale = feature_scales(huge, w, w @ huge, standardize=True)
-    assert np.unique(scale).size == 1 and 1e150 < scale[0] < 1e152
+    # Data of extreme magnitude are standardized too, their spreads computed
+    # in the units of one common power of two, which constant features keep;
+    # without standardize every feature has that common power of two.
+    for exponent in (500, -500, 20):
+        extreme = X * 2.0**exponent
+        mean = w @ extreme
+        unit = 2.0 ** np.floor(np.log2(np.abs(extreme).max() + np.abs(mean).max()))
+        scale = feature_scales(extreme, w, mean, standardize=True)
+        np.testing.assert_array_equal(scale, [8.0 * 2.0**exponent, unit, unit])
+        np.testing.assert_array_equal(feature_scales(extreme, w, mean), unit)
 
 
 def test_standardized_scales_ignore_rows_of_zero_weight():
@@ -1316,20 +1322,25 @@ def test_standardized_scales_ignore_rows_of_zero_weight():
 
 def test_standardized_scales_from_given_spreads():
     # Data kept elsewhere (dask, a device) give their spreads as a callable,
-    # called only in the ordinary range of magnitudes.
+    # called only to standardize.
     rng = np.random.RandomState(0)
     X = rng.randn(500, 2) * [2.0, 30.0]
     w = np.full(500, 1 / 500)
-    calls = []
+    units = []
 
-    def spread():
-        calls.append(1)
+    def spread(unit):
+        units.append(unit)
         return np.array([16.0, 1.0])
 
     scale = feature_scales(X, w, w @ X, standardize=True, spread=spread)
     np.testing.assert_array_equal(scale, [16.0, 1.0])
-    feature_scales(X * 1e100, w, w @ X * 1e100, standardize=True, spread=spread)
-    assert len(calls) == 1
+    feature_scales(X, w, w @ X, spread=spread)  # not called
+    # Data of extreme magnitude: the spreads come in their common unit.
+    huge = X * 2.0**300
+    scale = feature_scales(huge, w, w @ huge, standardize=True, spread=spread)
+    assert units[0] == 1.0 and units[1] > 2.0**300
+    np.testing.assert_array_equal(scale, units[1] * np.array([16.0, 1.0]))
+    assert len(units) == 2
 
 
 @pytest.mark.parametrize("container", ["dense", "dense32", "csr", "csc"])
