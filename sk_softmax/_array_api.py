@@ -14,13 +14,16 @@ samples go to the device once, for the full batch.
 
 The math is that of :func:`sk_softmax.loss_and_gradient`, written with the
 array API standard's functions only; the numpy core keeps its
-numpy-specific layout and threading.
+numpy-specific layout and threading.  After the fit, the fitted arrays go
+to X's namespace and device (:func:`converter_to`), as scikit-learn keeps
+them; ``classes_`` and the solver's state stay numpy.
 """
 
 import numpy as np
 
 from ._compat import (
     array_namespace,
+    host_array,
     max_float_dtype,
     raise_not_finite,
     to_numpy,
@@ -52,6 +55,24 @@ def _on_device(values, X, dtype=None):
     """``values`` (numpy) on X's device, in ``dtype`` (default: X's)."""
     xp, device = array_namespace(X)
     return xp.asarray(values, dtype=X.dtype if dtype is None else dtype, device=device)
+
+
+def converter_to(X):
+    """``convert(values)``: an array (numpy or not) moved to X's namespace and device.
+
+    For the fitted arrays of a model trained on X; float64 becomes float32
+    where the device has no float64.
+    """
+    xp, device = array_namespace(X)
+    narrow = max_float_dtype(xp, device) == xp.float32
+
+    def convert(values):
+        values = host_array(values)
+        if narrow and values.dtype == np.float64:
+            values = values.astype(np.float32)
+        return xp.asarray(values, device=device)
+
+    return convert
 
 
 def mean_and_range(X, sample_weight, *, mean=True, estimator_name):
@@ -163,39 +184,52 @@ def device_loss(X, y_index, weights, *, alpha, label_smoothing, offset, n_thread
     What :func:`sk_softmax._softmax._make_objective` calls for an X of
     another array namespace (the same contract as its in-memory default;
     ``n_threads`` is the device's business): the numpy coefficients and the
-    batch's row indices, labels and weights go to the device, the loss and
-    the gradient come back as numpy.  The labels and weights of all samples
-    are sent once, for the full batch.
+    batch's row indices go to the device, the loss and the gradient come
+    back as numpy, in one transfer.  The labels and weights of all samples
+    are sent once: a batch takes its labels there, by its indices, and only
+    unequal weights (renormalized over the batch by the caller) travel with
+    each batch.  Every transfer waits for the device, so a mini-batch step
+    makes as few as it can.
     """
     xp, device = array_namespace(X)
 
-    def to_device(values, dtype=None):
+    def to_device(values, dtype=X.dtype):
         # A scalar (equal weights) stays a Python number.
-        return values if np.ndim(values) == 0 else _on_device(values, X, dtype)
+        if np.ndim(values) == 0:
+            return values
+        return xp.asarray(values, dtype=dtype, device=device)
 
     all_y = to_device(y_index, dtype=xp.int64)
     all_weights = to_device(weights)
     offset = None if offset is None else to_device(offset)
 
     def loss(coef, intercept, y, weights, batch):
+        n_coef = coef.size
         coef = to_device(coef)
         intercept = None if intercept is None else to_device(intercept)
         if batch is None:
             X_b, y, weights = X, all_y, all_weights
         else:
-            X_b = xp.take(X, to_device(batch, dtype=xp.int64), axis=0)
-            y, weights = to_device(y, dtype=xp.int64), to_device(weights)
+            rows = to_device(batch, dtype=xp.int64)
+            X_b, y = xp.take(X, rows, axis=0), xp.take(all_y, rows)
+            weights = to_device(weights)
         if offset is not None and intercept is not None:
             # z = W (x - offset) + b': shift the intercept, not the data.
             intercept = intercept - coef @ offset
         value, grad_coef, grad_intercept = loss_and_gradient(
             xp, coef, intercept, X_b, y, weights, alpha, label_smoothing
         )
-        if offset is not None and grad_intercept is not None:
-            grad_coef = grad_coef - grad_intercept[:, None] * offset[None, :]
+        parts = [xp.reshape(value, (1,))]
         if grad_intercept is not None:
-            grad_intercept = to_numpy(grad_intercept)
-        return float(value), to_numpy(grad_coef), grad_intercept
+            if offset is not None:
+                grad_coef = grad_coef - grad_intercept[:, None] * offset[None, :]
+            parts.append(grad_intercept)
+        parts.append(xp.reshape(grad_coef, (-1,)))
+        # One transfer back: [loss, grad_intercept, grad_coef].
+        host = to_numpy(xp.concat(parts), xp)
+        start = host.size - n_coef
+        grad_intercept = None if grad_intercept is None else host[1:start]
+        return float(host[0]), host[start:].reshape(coef.shape), grad_intercept
 
     return loss
 
@@ -203,7 +237,8 @@ def device_loss(X, y_index, weights, *, alpha, label_smoothing, offset, n_thread
 def logits(X, coef, intercept):
     """``X W^T + b`` on X's device, or None unless every entry is finite.
 
-    ``coef`` and ``intercept`` are the fitted numpy arrays.  Where finite
+    ``coef`` and ``intercept`` are the fitted arrays (on X's device after a
+    fit there, numpy after a fit on numpy).  Where finite
     inputs overflow, the caller takes the numpy path, which rescales them.
     """
     xp, _ = array_namespace(X)

@@ -28,6 +28,14 @@ the noise of a shared machine hits both sides alike.  The groups:
 ``curves``
     Objective gap against wall time, one fit per point (growing
     ``max_iter``), for the figure of the documentation.
+``device``
+    The same estimator on torch tensors on an accelerator (``--device``,
+    CUDA by default), under ``array_api_dispatch=True``: one loss+gradient
+    against the two products there, L-BFGS against the same fit on the
+    host and ``LogisticRegression``, and one mini-batch epoch against the
+    PyTorch loop on the same device.  Skipped, with the reason, without
+    such a device or without ``SCIPY_ARRAY_API=1`` (which scikit-learn's
+    dispatch needs before scipy is imported).
 
 Workloads are generated on the fly from a seed: digits, dense 100k x 100
 (10 classes, float64 and float32), wide 20k x 1000 (20 classes) and sparse
@@ -64,6 +72,7 @@ GROUPS = (
     "epoch_vs_torch",
     "peers",
     "curves",
+    "device",
 )
 
 # Targets of the design (docs: Performance).
@@ -158,6 +167,12 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--seed", type=bounded(int, 0), default=0, help="data seed (default 0)"
+    )
+    parser.add_argument(
+        "--device",
+        default="cuda",
+        help="torch device of the 'device' group (default: %(default)s; "
+        "'cpu' runs its code on the CPU)",
     )
 
 
@@ -642,14 +657,16 @@ def model_coef(model):
 def objective(workload, model):
     """``J`` of a fitted model on the float64 training data, or None."""
     from . import loss_and_gradient
+    from ._compat import host_array
 
     params = model_coef(model)
     if params is None:
         return None
-    coef, intercept = params
+    # (The arrays of a model fitted on a device are there too.)
+    coef, intercept = (host_array(a).astype(np.float64) for a in params)
     loss = loss_and_gradient(
-        np.asarray(coef, dtype=np.float64),
-        np.asarray(intercept, dtype=np.float64),
+        coef,
+        intercept,
         workload.X_train64,
         workload.y_train,
         alpha=workload.alpha,
@@ -698,16 +715,17 @@ def torch_sgd_epochs(
     momentum=EPOCH_MOMENTUM,
     generator=None,
 ):
-    """The PyTorch CPU loop a user would write; returns the trained ``nn.Linear``.
+    """The PyTorch loop a user would write; returns the trained ``nn.Linear``.
 
     ``nn.Linear`` and ``nn.CrossEntropyLoss`` (the mean over the batch), and
     ``torch.optim.SGD`` with momentum and ``weight_decay=alpha`` on the
     weights only: the same objective as ``SoftmaxRegression(alpha=alpha)``.
-    Each epoch draws a permutation and indexes the batches out of ``X_t``.
+    Each epoch draws a permutation and indexes the batches out of ``X_t``,
+    on its device (``generator`` must be on that device too).
     """
     import torch
 
-    model = torch.nn.Linear(X_t.shape[1], n_classes, dtype=X_t.dtype)
+    model = torch.nn.Linear(X_t.shape[1], n_classes, dtype=X_t.dtype, device=X_t.device)
     optimizer = torch.optim.SGD(
         [
             {"params": [model.weight], "weight_decay": alpha},
@@ -718,7 +736,7 @@ def torch_sgd_epochs(
     )
     loss_fn = torch.nn.CrossEntropyLoss()
     for _ in range(epochs):
-        order = torch.randperm(X_t.shape[0], generator=generator)
+        order = torch.randperm(X_t.shape[0], generator=generator, device=X_t.device)
         for start in range(0, X_t.shape[0], batch_size):
             index = order[start : start + batch_size]
             optimizer.zero_grad(set_to_none=True)
@@ -726,6 +744,26 @@ def torch_sgd_epochs(
             loss.backward()
             optimizer.step()
     return model
+
+
+def epoch_estimator(alpha, seed):
+    """``SoftmaxRegression`` for one epoch of the PyTorch loop's SGD.
+
+    Batch ``EPOCH_BATCH``, heavy-ball momentum ``EPOCH_MOMENTUM`` and step
+    ``EPOCH_LEARNING_RATE``, as in :func:`torch_sgd_epochs`.
+    """
+    from . import SoftmaxRegression
+
+    return SoftmaxRegression(
+        solver="sgd",
+        batch_size=EPOCH_BATCH,
+        max_iter=1,
+        momentum=EPOCH_MOMENTUM,
+        nesterovs_momentum=False,
+        learning_rate_init=EPOCH_LEARNING_RATE,
+        alpha=alpha,
+        random_state=seed,
+    )
 
 
 class TorchSGD(ClassifierMixin, BaseEstimator):
@@ -985,8 +1023,11 @@ def _numpy_blas_threads(info):
 class Bench:
     """Runs the selected groups on the workloads; collects rows for JSON."""
 
-    def __init__(self, *, quick=False, repeat=None, seed=0, groups=GROUPS):
+    def __init__(
+        self, *, quick=False, repeat=None, seed=0, groups=GROUPS, device="cuda"
+    ):
         self.quick = quick
+        self.device = device
         self.repeat = repeat if repeat is not None else (2 if quick else 5)
         self.seed = seed
         self.groups = list(groups)
@@ -1534,7 +1575,7 @@ class Bench:
             reason = f"torch is not importable ({exc}); group skipped"
             self.note(reason)
             return {"skipped": reason, "rows": []}
-        from . import SoftmaxRegression, _loss, loss_and_gradient
+        from . import _loss, loss_and_gradient
 
         limiter = getattr(_loss, "single_threaded_blas", None)
         threads = _numpy_blas_threads(self.results["meta"]["threadpool_info"])
@@ -1552,16 +1593,7 @@ class Bench:
                 generator = torch.Generator().manual_seed(self.seed)
 
                 def ours(wl=wl, X=X, y=y):
-                    est = SoftmaxRegression(
-                        solver="sgd",
-                        batch_size=batch,
-                        max_iter=1,
-                        momentum=EPOCH_MOMENTUM,
-                        nesterovs_momentum=False,
-                        learning_rate_init=learning_rate,
-                        alpha=wl.alpha,
-                        random_state=self.seed,
-                    )
+                    est = epoch_estimator(wl.alpha, self.seed)
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         return est.fit(X, y)
@@ -1820,6 +1852,219 @@ class Bench:
         )
         return {"curves": curves}
 
+    def _device_setup(self):
+        """``(torch, sync)`` for the device group, or the reason to skip it."""
+        try:
+            import torch
+        except ImportError as exc:  # pragma: no cover - torch is optional
+            return None, f"torch is not importable ({exc})"
+        import sklearn
+
+        try:
+            device = torch.device(self.device)
+            torch.empty(1, device=device)
+        except (RuntimeError, AssertionError) as exc:
+            return None, f"no torch device {self.device!r} here ({exc})"
+        try:
+            with sklearn.config_context(array_api_dispatch=True):
+                pass
+        except (ImportError, RuntimeError) as exc:
+            return None, (
+                "scikit-learn's array API dispatch is off: start the bench with "
+                f"SCIPY_ARRAY_API=1 ({exc})"
+            )
+        module = getattr(torch, device.type, None)
+        sync = getattr(module, "synchronize", None) or (lambda: None)
+        return (torch, sync), None
+
+    def group_device(self):
+        """(g) the same fits on torch tensors on a device (array API dispatch)."""
+        found, reason = self._device_setup()
+        if found is None:
+            reason = f"{reason}; group skipped"
+            self.note(reason)
+            return {"skipped": reason, "rows": []}
+        torch, sync = found
+        import sklearn
+
+        from . import _array_api, loss_and_gradient
+
+        device = torch.device(self.device)
+        names = ("dense32",) if self.quick else ("dense", "dense32", "wide32")
+        # (Apple's MPS has no float64.)
+        names = [n for n in names if n.endswith("32") or device.type != "mps"]
+        kwargs = dict(
+            repeat=self.repeat,
+            warmup=True,
+            budget_s=self.budget_s,
+            settle_s=self.settle_s,
+            rewarm_below_s=self.rewarm_below_s,
+        )
+        batch = EPOCH_BATCH
+        rows = []
+        for name in names:
+            wl = self.workloads[name]
+            X, y = wl.X_train, wl.y_train
+            n, d = X.shape
+            X_d = torch.asarray(X, device=device)
+            y_d = torch.asarray(y.astype(np.int64), device=device)
+            rng = np.random.default_rng(self.seed)
+            coef = (0.01 * rng.standard_normal((wl.n_classes, d))).astype(X.dtype)
+            intercept = np.zeros(wl.n_classes, dtype=X.dtype)
+            coef_d = torch.asarray(coef, device=device)
+            G_d = torch.rand((n, wl.n_classes), dtype=X_d.dtype, device=device)
+
+            with sklearn.config_context(array_api_dispatch=True):
+                evaluate = _array_api.device_loss(
+                    X_d,
+                    y,
+                    1.0 / n,
+                    alpha=wl.alpha,
+                    label_smoothing=0.0,
+                    offset=None,
+                    n_threads=1,
+                )
+
+            # (a) What a solver's evaluation costs there, numpy coefficients
+            # in, numpy gradient out, against the two products alone.
+            def ours_loss(evaluate=evaluate, coef=coef, intercept=intercept):
+                with sklearn.config_context(array_api_dispatch=True):
+                    return evaluate(coef, intercept, None, None, None)
+
+            def products(X_d=X_d, coef_d=coef_d, G_d=G_d):
+                result = (X_d @ coef_d.T, G_d.T @ X_d)
+                sync()
+                return result
+
+            stats_loss, _, _ = compare(
+                ours_loss,
+                products,
+                repeat=self.repeat,
+                min_time_s=self.min_time_s,
+                budget_s=self.budget_s,
+            )
+
+            # (b) L-BFGS on the device, on the host, and LogisticRegression.
+            def fit_on(X_fit, y_fit, estimator):
+                def fit():
+                    with sklearn.config_context(array_api_dispatch=True):
+                        return _fit_counted(estimator(), X_fit, y_fit)[0]
+
+                return fit
+
+            def ours_lbfgs(wl=wl):
+                return make_estimator("ours lbfgs", wl, self.seed)
+
+            def lr_lbfgs(wl=wl):
+                return make_estimator("LR lbfgs", wl, self.seed)
+
+            times, fits = time_alternating(
+                {
+                    "device": fit_on(X_d, y_d, ours_lbfgs),
+                    "host": fit_on(X, y, ours_lbfgs),
+                    "lr": fit_on(X, y, lr_lbfgs),
+                },
+                **kwargs,
+            )
+
+            # (c) One mini-batch epoch against the PyTorch loop, both there.
+            def ours_epoch(wl=wl, X_d=X_d, y_d=y_d):
+                est = epoch_estimator(wl.alpha, self.seed)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    with sklearn.config_context(array_api_dispatch=True):
+                        return est.fit(X_d, y_d)
+
+            generator = torch.Generator(device=device).manual_seed(self.seed)
+
+            def torch_epoch(wl=wl, X_d=X_d, y_d=y_d, generator=generator):
+                model = torch_sgd_epochs(
+                    X_d,
+                    y_d,
+                    wl.n_classes,
+                    alpha=wl.alpha,
+                    epochs=1,
+                    batch_size=batch,
+                    generator=generator,
+                )
+                sync()
+                return model
+
+            stats_epoch, epoch_ours, epoch_torch = compare(
+                ours_epoch, torch_epoch, **kwargs
+            )
+            with torch.no_grad():
+                coef_t = epoch_torch.weight.cpu().numpy().astype(np.float64)
+                intercept_t = epoch_torch.bias.cpu().numpy().astype(np.float64)
+            j_torch = float(
+                loss_and_gradient(coef_t, intercept_t, wl.X_train64, y, alpha=wl.alpha)[
+                    0
+                ]
+            )
+            j = {side: objective(wl, fits[side]) for side in ("device", "host", "lr")}
+            rows.append(
+                {
+                    "workload": name,
+                    "dtype": wl.dtype,
+                    "device": str(device),
+                    "time_loss_gradient": stats_loss["time_a"],
+                    "time_products": stats_loss["time_b"],
+                    "ratio_loss_gradient": stats_loss["ratio"],
+                    "time_lbfgs_device": times["device"]["time"],
+                    "time_lbfgs_host": times["host"]["time"],
+                    "time_lr": times["lr"]["time"],
+                    "device_over_host": _ratio(
+                        times["device"]["time"], times["host"]["time"]
+                    ),
+                    "device_over_lr": _ratio(
+                        times["device"]["time"], times["lr"]["time"]
+                    ),
+                    "gap_device_host": (j["device"] - j["host"]) / abs(j["host"]),
+                    "gap_device_lr": (j["device"] - j["lr"]) / abs(j["lr"]),
+                    "n_iter_device": int(np.max(fits["device"].n_iter_)),
+                    "n_iter_host": int(np.max(fits["host"].n_iter_)),
+                    "time_epoch_ours": stats_epoch["time_a"],
+                    "time_epoch_torch": stats_epoch["time_b"],
+                    "ratio_epoch": stats_epoch["ratio"],
+                    "us_per_batch_ours": 1e6
+                    * stats_epoch["time_a"]
+                    / math.ceil(n / batch),
+                    "us_per_batch_torch": 1e6
+                    * stats_epoch["time_b"]
+                    / math.ceil(n / batch),
+                    "objective_epoch_ours": objective(wl, epoch_ours),
+                    "objective_epoch_torch": j_torch,
+                    "torch_version": torch.__version__,
+                }
+            )
+            del X_d, y_d, G_d, coef_d
+        print_table(
+            f"device: torch tensors on {device} under array_api_dispatch "
+            "(loss+grad: numpy coefficients in, numpy gradient out, vs the two "
+            "products there; L-BFGS at tol 1e-4 there, on the host, and "
+            f"LogisticRegression on the host; one epoch, batch {batch}, SGD "
+            f"momentum {EPOCH_MOMENTUM}, vs the PyTorch loop there)",
+            rows,
+            [
+                ("workload", "workload", ""),
+                ("dtype", "dtype", ""),
+                ("time_loss_gradient", "loss+grad ms", ".2f", 1e3),
+                ("time_products", "2 products ms", ".2f", 1e3),
+                ("ratio_loss_gradient", "ratio", ".2f"),
+                ("time_lbfgs_device", "lbfgs dev s", ".3f"),
+                ("time_lbfgs_host", "lbfgs host s", ".3f"),
+                ("time_lr", "LR s", ".3f"),
+                ("device_over_lr", "dev/LR", ".2f"),
+                ("gap_device_host", "(J_dev-J_host)/J", ".1e"),
+                ("time_epoch_ours", "epoch s", ".3f"),
+                ("time_epoch_torch", "torch epoch s", ".3f"),
+                ("ratio_epoch", "ratio", ".2f"),
+                ("us_per_batch_ours", "ours us/batch", ".0f"),
+                ("us_per_batch_torch", "torch us/batch", ".0f"),
+            ],
+        )
+        return {"rows": rows, "device": str(device), "batch_size": batch}
+
 
 def _grid(limit):
     """1, 2, 3, 5, 8, 13, ... up to ``limit`` (about x1.6 a step)."""
@@ -1868,6 +2113,7 @@ def run(args):
         repeat=getattr(args, "repeat", None),
         seed=getattr(args, "seed", 0),
         groups=groups,
+        device=getattr(args, "device", "cuda"),
     )
     results = bench.run()
     output = args.output or "bench-results.json"

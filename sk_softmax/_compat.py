@@ -31,8 +31,24 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+try:  # vendored by recent scikit-learn; an optional dependency of older ones
+    from sklearn.externals import array_api_compat
+except ImportError:  # pragma: no cover - the oldest-dependencies CI job runs this
+    try:
+        import array_api_compat
+    except ImportError:  # no array API dispatch: every array is numpy
+        array_api_compat = None
+
+try:  # scikit-learn >= 1.9
+    from sklearn.utils._array_api import check_same_namespace as _same_namespace
+except ImportError:  # pragma: no cover - the oldest-dependencies CI job runs this
+    _same_namespace = None
+
 __all__ = [
     "array_namespace",
+    "check_same_namespace",
+    "host_array",
+    "is_array",
     "max_float_dtype",
     "minimize_lbfgsb",
     "to_numpy",
@@ -160,9 +176,42 @@ def array_namespace(X):
     return xp, device
 
 
-def to_numpy(values):
-    """An array of any array API namespace as a numpy array on the CPU."""
-    xp, _ = get_namespace(values)
+def host_array(values):
+    """``values``, an array of any namespace and device, as numpy on the CPU.
+
+    Whatever ``array_api_dispatch`` is set to: for the fitted arrays of a
+    model trained on a device.
+    """
+    if isinstance(values, np.ndarray) or array_api_compat is None:
+        return np.asarray(values)
+    return _convert_to_numpy(values, array_api_compat.array_namespace(values))
+
+
+def is_array(values):
+    """Whether ``values`` is an array of any namespace (not a scalar)."""
+    if isinstance(values, np.generic):
+        return False
+    if array_api_compat is None:
+        return isinstance(values, np.ndarray)
+    return array_api_compat.is_array_api_obj(values)
+
+
+def check_same_namespace(X, estimator, *, method):
+    """scikit-learn's error when X is not where the model's ``coef_`` lives.
+
+    Under ``array_api_dispatch`` only (scikit-learn >= 1.9; older releases
+    have no such check, and the numpy path then copies ``coef_`` to the
+    CPU).  The message tells how to move the model with
+    ``sklearn.utils._array_api.move_estimator_to``.
+    """
+    if _same_namespace is not None:
+        _same_namespace(X, estimator, attribute="coef_", method=method)
+
+
+def to_numpy(values, xp=None):
+    """An array of any array API namespace (``xp``, if known) as numpy, on the CPU."""
+    if xp is None:
+        xp, _ = get_namespace(values)
     return _convert_to_numpy(values, xp)
 
 

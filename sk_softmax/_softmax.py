@@ -1,12 +1,13 @@
 """SoftmaxRegression: the estimator around the loss and the solvers."""
 
+import copy
 import math
 import numbers
 import warnings
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
@@ -23,7 +24,10 @@ from ._compat import (
     assert_all_finite,
     check_classification_targets,
     check_partial_fit_first_call,
+    check_same_namespace,
     check_sample_weight,
+    host_array,
+    is_array,
     to_numpy,
     to_numpy_namespace,
     validate_data,
@@ -555,6 +559,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         return weights
 
     def _fit(self, X, y_index, weights, *, warm, partial):
+        # The solvers run on the CPU: a model kept on a device comes back
+        # first, and goes to X's namespace and device after, as scikit-learn
+        # keeps the fitted arrays of array API inputs.
+        self._move_arrays(host_array)
         # Extreme feature scales can overflow intermediate values (a stiff
         # penalty, Adam's squared gradients); the solvers check every epoch
         # for non-finite losses and parameters and raise a clear error, so
@@ -563,6 +571,31 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             self._fit_single_threaded_blas(
                 X, y_index, weights, warm=warm, partial=partial, n_threads=n_threads
             )
+        if array_namespace(X) is not None:
+            self._move_arrays(_array_api.converter_to(X))
+
+    def _move_arrays(self, convert):
+        """Pass every fitted array but ``classes_`` through ``convert``, in place.
+
+        ``classes_`` stays numpy (labels may be strings), and so does the
+        solver's state, which only the CPU reads.
+        """
+        for name, value in list(vars(self).items()):
+            if name != "classes_" and is_array(value):
+                setattr(self, name, convert(value))
+
+    def __sklearn_array_api_convert__(self, converter):
+        """A copy of the model whose fitted arrays went through ``converter``.
+
+        What ``sklearn.utils._array_api.move_estimator_to(model, xp,
+        device)`` calls (scikit-learn >= 1.9): ``classes_`` and the solver's
+        state stay numpy, as after a fit on arrays of that namespace.
+        """
+        moved = clone(self)
+        for name, value in vars(self).items():
+            setattr(moved, name, value if is_array(value) else copy.deepcopy(value))
+        moved._move_arrays(converter)
+        return moved
 
     def _fit_single_threaded_blas(
         self, X, y_index, weights, *, warm, partial, n_threads
@@ -980,6 +1013,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         if is_dask_array(X):
             return self._map_dask(method, X)
+        check_same_namespace(X, self, method=method)
         if array_namespace(X) is None:
             return None
         X = self._validate(X, reset=False)
@@ -1017,8 +1051,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         The caller has checked that the model is fitted.
         """
         X = self._validate(X, reset=False)
-        coef = self.coef_.astype(X.dtype, copy=False)
-        intercept = self.intercept_.astype(X.dtype, copy=False)
+        # (A model fitted on a device predicts numpy X from a CPU copy.)
+        coef = host_array(self.coef_).astype(X.dtype, copy=False)
+        intercept = host_array(self.intercept_).astype(X.dtype, copy=False)
         with np.errstate(over="ignore", invalid="ignore"):
             raw = np.asarray(X @ coef.T)
             raw += intercept
@@ -1104,6 +1139,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
+        tags.array_api_support = True
         return tags
 
     def __getstate__(self):

@@ -9,6 +9,9 @@ asserts anything about speed.
 import contextlib
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -320,6 +323,44 @@ def test_quick_epoch_vs_torch(quick_results):
         row["time_floor"] / row["time_torch"]
     )
     assert row["objective_ours"] > 0 and row["objective_torch"] > 0
+
+
+def test_quick_device_group(quick_results):
+    group = quick_results["groups"]["device"]
+    if "skipped" in group:
+        # No torch, no such device, or dispatch off (pytest runs without
+        # SCIPY_ARRAY_API): the reason says which.
+        reason = group["skipped"]
+        assert "torch" in reason or "SCIPY_ARRAY_API" in reason, reason
+        assert group["rows"] == []
+    else:
+        assert group["rows"]
+
+
+def test_device_group_on_cpu_tensors(tmp_path):
+    # The device group's code, on torch's CPU (where no GPU is at hand):
+    # a fresh interpreter, as dispatch needs SCIPY_ARRAY_API before scipy.
+    pytest.importorskip("torch")
+    output = tmp_path / "device.json"
+    env = dict(os.environ, SCIPY_ARRAY_API="1")
+    command = [sys.executable, "-m", "sk_softmax", "bench", "--quick"]
+    command += ["--only", "device", "--device", "cpu", "--output", str(output)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    group = json.loads(output.read_text())["groups"]["device"]
+    if "skipped" in group:
+        assert "SCIPY_ARRAY_API" in group["skipped"]  # scipy or numpy too old
+        pytest.skip(group["skipped"])
+    (row,) = group["rows"]
+    assert row["device"] == "cpu" and row["workload"] == "dense32"
+    _positive(row, "time_loss_gradient", "time_products", "ratio_loss_gradient")
+    _positive(row, "time_lbfgs_device", "time_lbfgs_host", "time_lr")
+    _positive(row, "time_epoch_ours", "time_epoch_torch", "ratio_epoch")
+    # The same L-BFGS iterates there and here, to rounding.
+    assert row["n_iter_device"] == row["n_iter_host"]
+    assert abs(row["gap_device_host"]) < 1e-6
+    assert abs(row["gap_device_lr"]) < 1e-3
+    assert row["objective_epoch_ours"] > 0 and row["objective_epoch_torch"] > 0
 
 
 def test_quick_peers_rows(quick_results):
