@@ -138,12 +138,16 @@ def row_norms_sq(X, mean, scale):
     return norms
 
 
-def loss_and_gradient(xp, coef, intercept, X, y, weights, alpha, label_smoothing):
-    """``(loss, grad_coef, grad_intercept)`` in X's namespace, on its device.
+def loss_and_gradient(xp, coef, intercept, X, y, weights, label_smoothing, classes):
+    """``(loss, grad_coef, grad_intercept)`` of the data term, on X's device.
 
     ``y`` holds class indices, ``weights`` sums to one over X's rows (a
-    scalar when equal); ``intercept`` may be None.  Same contract as
-    :func:`sk_softmax._loss._loss_and_gradient`, without offset.
+    scalar when equal); ``intercept`` may be None; ``classes`` is
+    ``arange(n_classes)`` on the device, in ``y``'s dtype.  The math of
+    :func:`sk_softmax._loss._loss_and_gradient`, without offset or penalty
+    (the caller adds it where the coefficients are, on the CPU), in as few
+    operations as the standard allows: on an accelerator each is a kernel
+    launch, which costs more than its work at mini-batch sizes.
     """
     n_classes = coef.shape[0]
     eps = label_smoothing
@@ -151,16 +155,16 @@ def loss_and_gradient(xp, coef, intercept, X, y, weights, alpha, label_smoothing
     if intercept is not None:
         logits = logits + intercept
     logits = logits - xp.max(logits, axis=1, keepdims=True)
-    log_sum = xp.log(xp.sum(xp.exp(logits), axis=1))
+    exp = xp.exp(logits)
+    total = xp.sum(exp, axis=1)
     # Each row's true class, as a boolean mask (the standard has no
     # scatter): the smoothed targets themselves are never formed.
-    classes = xp.arange(n_classes, dtype=y.dtype, device=y.device)
     true = y[:, None] == classes
     true_logit = xp.sum(xp.where(true, logits, 0.0), axis=1)
-    per_sample = log_sum - (1.0 - eps) * true_logit
+    per_sample = xp.log(total) - (true_logit if not eps else (1.0 - eps) * true_logit)
     if eps:
         per_sample = per_sample - (eps / n_classes) * xp.sum(logits, axis=1)
-    grad = xp.exp(logits - log_sum[:, None])
+    grad = exp / total[:, None]
     if eps:
         grad = grad - eps / n_classes
     grad = xp.where(true, grad - (1.0 - eps), grad)
@@ -172,9 +176,6 @@ def loss_and_gradient(xp, coef, intercept, X, y, weights, alpha, label_smoothing
         grad = grad * weights[:, None]
     grad_coef = grad.T @ X
     grad_intercept = xp.sum(grad, axis=0) if intercept is not None else None
-    if alpha:
-        loss = loss + 0.5 * alpha * xp.sum(coef * coef)
-        grad_coef = grad_coef + alpha * coef
     return loss, grad_coef, grad_intercept
 
 
@@ -202,10 +203,13 @@ def device_loss(X, y_index, weights, *, alpha, label_smoothing, offset, n_thread
     all_y = to_device(y_index, dtype=xp.int64)
     all_weights = to_device(weights)
     offset = None if offset is None else to_device(offset)
+    arange = {}  # n_classes -> arange(n_classes) on the device
 
     def loss(coef, intercept, y, weights, batch):
-        n_coef = coef.size
-        coef = to_device(coef)
+        n_classes, n_coef = coef.shape[0], coef.size
+        if n_classes not in arange:
+            arange[n_classes] = xp.arange(n_classes, dtype=xp.int64, device=device)
+        coef_host, coef = coef, to_device(coef)
         intercept = None if intercept is None else to_device(intercept)
         if batch is None:
             X_b, y, weights = X, all_y, all_weights
@@ -217,7 +221,7 @@ def device_loss(X, y_index, weights, *, alpha, label_smoothing, offset, n_thread
             # z = W (x - offset) + b': shift the intercept, not the data.
             intercept = intercept - coef @ offset
         value, grad_coef, grad_intercept = loss_and_gradient(
-            xp, coef, intercept, X_b, y, weights, alpha, label_smoothing
+            xp, coef, intercept, X_b, y, weights, label_smoothing, arange[n_classes]
         )
         parts = [xp.reshape(value, (1,))]
         if grad_intercept is not None:
@@ -229,7 +233,12 @@ def device_loss(X, y_index, weights, *, alpha, label_smoothing, offset, n_thread
         host = to_numpy(xp.concat(parts), xp)
         start = host.size - n_coef
         grad_intercept = None if grad_intercept is None else host[1:start]
-        return float(host[0]), host[start:].reshape(coef.shape), grad_intercept
+        value, grad_coef = float(host[0]), host[start:].reshape(coef_host.shape)
+        if alpha:
+            # The penalty, on the CPU: its coefficients are already there.
+            value += 0.5 * alpha * float(np.vdot(coef_host, coef_host))
+            grad_coef += alpha * coef_host
+        return value, grad_coef, grad_intercept
 
     return loss
 
