@@ -391,6 +391,6 @@ def test_scikit_learn_array_api_checks():
         word: int(n) for n, word in re.findall(r"(\d+) (passed|skipped)", summary)
     }
     if not counts.get("passed"):
-        # (scikit-learn < 1.7 needs array_api_compat installed for any.)
+        # (Older scikit-learn releases need array_api_compat installed.)
         pytest.skip(f"scikit-learn ran none of its array API checks: {summary}")
     assert counts["passed"] >= 4, summary  # numpy, at least, for each estimator
