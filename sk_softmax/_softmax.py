@@ -179,9 +179,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-        Class labels.
+        Class labels (numpy, whatever X was).
     coef_ : ndarray of shape (n_classes, n_features)
-        ``W``, also for two classes.
+        ``W``, also for two classes.  After a fit on an array of another
+        namespace under ``array_api_dispatch`` (a torch tensor on a GPU,
+        say), an array of that namespace on X's device, as ``intercept_``.
     intercept_ : ndarray of shape (n_classes,)
         ``b`` (zeros when ``fit_intercept=False``).
     n_iter_ : int
@@ -325,7 +327,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             Training data.  float32 input trains in float32; C-contiguous
             float arrays and CSR matrices are used without a copy.  A
             :class:`dask.array.Array` stays in its chunks (full-batch
-            solvers only; see the user guide).
+            solvers only; see the user guide).  Under
+            ``array_api_dispatch``, an array of another namespace (a torch
+            tensor, say) stays on its device, where the losses and
+            gradients are computed.
         y : array-like of shape (n_samples,)
             Class labels (at least two distinct).
         sample_weight : array-like of shape (n_samples,), default=None
