@@ -6,11 +6,12 @@ solvers keep their parameters in numpy on the CPU and only ever ask for the
 loss and gradient at some parameters, over the full batch or over a batch of
 row indices.  :func:`sk_softmax._softmax._make_objective` handles the
 parameters for every kind of X; :func:`device_loss` sends the coefficients
-(``n_classes x n_features`` numbers) and a batch's indices, labels and
-weights to X's device, computes there in X's namespace, and brings back the
-loss and the gradient: X never leaves its device.  Labels and sample weights
-(one number a sample) are validated and encoded on the CPU; those of all
-samples go to the device once, for the full batch.
+(``n_classes x n_features`` numbers) and a batch's row indices to X's
+device, computes the data term there in X's namespace, and brings back the
+loss and the gradient in one transfer (the L2 penalty is added on the CPU):
+X never leaves its device.  Labels and sample weights (one number a sample)
+are validated and encoded on the CPU; those of all samples go to the device
+once, and a batch takes its labels there.
 
 The math is that of :func:`sk_softmax.loss_and_gradient`, written with the
 array API standard's functions only; the numpy core keeps its
