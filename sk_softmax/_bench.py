@@ -18,6 +18,9 @@ the noise of a shared machine hits both sides alike.  The groups:
 ``defaults``
     ``SoftmaxRegression()`` against ``LogisticRegression()``: test accuracy
     and wall time.
+``predict``
+    ``predict_proba``, ``predict_log_proba`` and ``predict`` of the L-BFGS
+    model against those of ``LogisticRegression`` on the test rows.
 ``epoch_vs_torch``
     One mini-batch epoch (batch 256, momentum 0.9) against the same epoch in
     a PyTorch CPU loop, when torch is importable.
@@ -58,6 +61,7 @@ import time
 import tracemalloc
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import scipy.optimize
@@ -69,6 +73,7 @@ GROUPS = (
     "lbfgs_vs_lr",
     "sgd_passes",
     "defaults",
+    "predict",
     "epoch_vs_torch",
     "peers",
     "curves",
@@ -530,13 +535,6 @@ def epoch_floor(X, n_classes, batch_size, seed=0):
     return n_batches
 
 
-def _softmax_rows(Z):
-    Z = Z - Z.max(axis=1, keepdims=True)
-    np.exp(Z, out=Z)
-    Z /= Z.sum(axis=1, keepdims=True)
-    return Z
-
-
 def teacher_labels(rng, X, n_classes, bayes_accuracy=BAYES_ACCURACY):
     """Labels sampled from the softmax of a random linear teacher.
 
@@ -544,12 +542,14 @@ def teacher_labels(rng, X, n_classes, bayes_accuracy=BAYES_ACCURACY):
     bisection on a subsample so that the Bayes accuracy ``E[max_k p_k(x)]``
     is ``bayes_accuracy``.  Returns ``(y, bayes_accuracy_estimate)``.
     """
+    from ._loss import softmax
+
     W = rng.standard_normal((n_classes, X.shape[1]))
     logits = np.asarray(X @ W.T)
     sub = logits[: min(4000, logits.shape[0])]
 
     def bayes(scale):
-        return float(_softmax_rows(scale * sub).max(axis=1).mean())
+        return float(softmax(scale * sub, copy=False).max(axis=1).mean())
 
     low, high = -8.0, 4.0  # log10 of the scale
     for _ in range(40):
@@ -1566,6 +1566,63 @@ class Bench:
             ],
         )
         return {"rows": [row]}
+
+    def group_predict(self):
+        """Prediction on the test rows: ours against LogisticRegression's."""
+        methods = ("predict_proba", "predict_log_proba", "predict")
+        rows = []
+        for name in ("digits", "dense", "dense32", "wide", "wide32", "sparse"):
+            wl = self.workloads[name]
+            ours = self.fit_once(wl, "ours lbfgs")["model"]
+            lr = self.fit_once(wl, "LR lbfgs")["model"]
+            # Idle first: BLAS threads still spinning after a fit would slow
+            # whichever side comes first.
+            time.sleep(self.settle_s)
+            for method in methods:
+                stats, results = time_alternating(
+                    {
+                        "ours": partial(getattr(ours, method), wl.X_test),
+                        "lr": partial(getattr(lr, method), wl.X_test),
+                    },
+                    repeat=self.repeat,
+                    min_time_s=self.min_time_s,
+                    budget_s=self.budget_s,
+                )
+                if method == "predict":
+                    agree = float(np.mean(results["ours"] == results["lr"]))
+                else:
+                    # Both models sit at the same optimum (lbfgs_vs_lr).
+                    agree = float(np.max(np.abs(results["ours"] - results["lr"])))
+                rows.append(
+                    {
+                        "workload": name,
+                        "dtype": wl.dtype,
+                        "method": method,
+                        "n_samples": int(wl.X_test.shape[0]),
+                        "time_ours": stats["ours"]["time"],
+                        "time_lr": stats["lr"]["time"],
+                        "ratio": _ratio(stats["ours"]["time"], stats["lr"]["time"]),
+                        "rounds": stats["rounds"],
+                        "agreement": agree,
+                    }
+                )
+        print_table(
+            "predict: the L-BFGS models' predictions on the test rows, ours vs "
+            "LogisticRegression (agreement: largest difference, or the share "
+            "of equal labels)",
+            rows,
+            [
+                ("workload", "workload", ""),
+                ("dtype", "dtype", ""),
+                ("method", "method", ""),
+                ("n_samples", "rows", "d"),
+                ("time_ours", "ours ms", ".3f", 1e3),
+                ("time_lr", "LR ms", ".3f", 1e3),
+                ("ratio", "ratio", ".2f"),
+                ("agreement", "agreement", ".1e"),
+            ],
+        )
+        return {"rows": rows}
 
     def group_epoch_vs_torch(self):
         """(e) one mini-batch epoch (256, momentum 0.9) vs a PyTorch loop."""

@@ -41,6 +41,7 @@ from ._loss import (
     lipschitz_constants,
     log_softmax,
     single_threaded_blas,
+    softmax,
 )
 from ._solvers import (
     AcceleratedGradient,
@@ -1135,9 +1136,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if result is not None:
             return result
         (X,), restore = to_numpy_namespace(X)
-        proba = np.exp(log_softmax(self._raw_prediction(X)))
-        proba /= proba.sum(axis=1, keepdims=True)
-        return restore(proba)
+        return restore(softmax(self._raw_prediction(X), copy=False))
 
     # ---------------------------------------------------------------- state
 

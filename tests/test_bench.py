@@ -312,6 +312,23 @@ def test_quick_defaults_row(quick_results):
     )
 
 
+def test_quick_predict_rows(quick_results):
+    rows = quick_results["groups"]["predict"]["rows"]
+    assert {(row["workload"], row["method"]) for row in rows} == {
+        (workload, method)
+        for workload in ("digits", "dense", "dense32", "wide", "wide32", "sparse")
+        for method in ("predict_proba", "predict_log_proba", "predict")
+    }
+    for row in rows:
+        _positive(row, "time_ours", "time_lr", "ratio", "n_samples")
+        # The two models sit at the same optimum: close probabilities,
+        # nearly the same labels.
+        if row["method"] == "predict":
+            assert row["agreement"] >= 0.95, row
+        elif row["method"] == "predict_proba":
+            assert row["agreement"] < 0.05, row
+
+
 def test_quick_epoch_vs_torch(quick_results):
     group = quick_results["groups"]["epoch_vs_torch"]
     if "skipped" in group:

@@ -13,6 +13,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.special import log_softmax as scipy_log_softmax
 from scipy.special import logsumexp
+from scipy.special import softmax as scipy_softmax
 
 from sk_softmax import loss_and_gradient
 from sk_softmax._loss import (
@@ -20,6 +21,7 @@ from sk_softmax._loss import (
     feature_scales,
     lipschitz_constants,
     log_softmax,
+    softmax,
 )
 
 SPARSE_CONTAINERS = [sp.csr_matrix, sp.csc_matrix, sp.csr_array]
@@ -729,11 +731,14 @@ def test_bad_alpha(alpha):
 # --------------------------------------------------------------------------
 
 
+# Logits near 0 take the path without a shift; moved by 1000 (beyond
+# exp's safe range in both dtypes), the path that shifts each row by its max.
+@pytest.mark.parametrize("offset", [0.0, 1000.0], ids=["unshifted", "shifted"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n_classes", [1, 2, 5])
-def test_log_softmax_matches_scipy(n_classes, dtype):
+def test_log_softmax_matches_scipy(n_classes, dtype, offset):
     rng = np.random.RandomState(10)
-    Z = (rng.normal(scale=20.0, size=(40, n_classes))).astype(dtype)
+    Z = (rng.normal(scale=20.0, size=(40, n_classes)) + offset).astype(dtype)
     Z_before = Z.copy()
     out = log_softmax(Z)
     assert out.shape == Z.shape
@@ -754,6 +759,57 @@ def test_log_softmax_underflow_is_finite():
     np.testing.assert_array_equal(out[1], [-1000.0, 0.0])
     np.testing.assert_array_equal(out[2], [0.0, -2e300])
     assert np.all(np.isfinite(out))
+
+
+@pytest.mark.parametrize("offset", [0.0, 1000.0], ids=["unshifted", "shifted"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_classes", [1, 2, 5])
+def test_softmax_matches_scipy(n_classes, dtype, offset):
+    rng = np.random.RandomState(12)
+    Z = (rng.normal(scale=20.0, size=(40, n_classes)) + offset).astype(dtype)
+    Z_before = Z.copy()
+    out = softmax(Z)
+    assert out.dtype == dtype
+    rtol, atol = (1e-12, 1e-15) if dtype == np.float64 else (1e-5, 1e-7)
+    np.testing.assert_allclose(
+        out, scipy_softmax(Z.astype(np.float64), axis=1), rtol=rtol, atol=atol
+    )
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=10 * rtol)
+    np.testing.assert_array_equal(Z, Z_before)  # copy=True: input untouched
+    # copy=False: the result is the input, overwritten.
+    in_place = softmax(Z, copy=False)
+    assert in_place is Z
+    np.testing.assert_array_equal(in_place, out)
+
+
+def test_softmax_extreme_logits():
+    big = np.finfo(np.float64).max
+    Z = np.array(
+        [
+            [0.0, 1000.0],
+            [-1000.0, 0.0],
+            [1e300, -1e300],
+            [-np.inf, 0.0],
+            [7.0, 7.0],
+            [-big, big],  # z - max(z) overflows to -inf
+        ]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = softmax(Z)
+    np.testing.assert_array_equal(
+        out, [[0, 1], [0, 1], [1, 0], [0, 1], [0.5, 0.5], [0, 1]]
+    )
+    # The same rows in float32, where exp overflows past 88.
+    out32 = softmax(Z[[0, 1, 3, 4]].astype(np.float32))
+    assert out32.dtype == np.float32
+    np.testing.assert_array_equal(out32, [[0, 1], [0, 1], [0, 1], [0.5, 0.5]])
+
+
+def test_softmax_integer_input():
+    out = softmax([[0, 0], [0, 1000]])
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, [[0.5, 0.5], [0.0, 1.0]])
 
 
 def test_log_softmax_integer_input():
