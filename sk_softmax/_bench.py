@@ -1619,7 +1619,7 @@ class Bench:
                 ("time_ours", "ours ms", ".3f", 1e3),
                 ("time_lr", "LR ms", ".3f", 1e3),
                 ("ratio", "ratio", ".2f"),
-                ("agreement", "agreement", ".1e"),
+                ("agreement", "agreement", ".4g"),
             ],
         )
         return {"rows": rows}
