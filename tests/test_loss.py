@@ -733,12 +733,25 @@ def test_bad_alpha(alpha):
 
 # Logits near 0 take the path without a shift; moved by 1000 (beyond
 # exp's safe range in both dtypes), the path that shifts each row by its max.
-@pytest.mark.parametrize("offset", [0.0, 1000.0], ids=["unshifted", "shifted"])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("n_classes", [1, 2, 5])
+logit_cases = pytest.mark.parametrize(
+    "n_classes, dtype, offset",
+    [
+        (n_classes, dtype, offset)
+        for n_classes in (1, 2, 5)
+        for dtype in (np.float64, np.float32)
+        for offset in (0.0, 1000.0)
+    ],
+)
+
+
+def _logits(n_classes, dtype, offset, seed):
+    rng = np.random.RandomState(seed)
+    return (rng.normal(scale=20.0, size=(40, n_classes)) + offset).astype(dtype)
+
+
+@logit_cases
 def test_log_softmax_matches_scipy(n_classes, dtype, offset):
-    rng = np.random.RandomState(10)
-    Z = (rng.normal(scale=20.0, size=(40, n_classes)) + offset).astype(dtype)
+    Z = _logits(n_classes, dtype, offset, seed=10)
     Z_before = Z.copy()
     out = log_softmax(Z)
     assert out.shape == Z.shape
@@ -761,12 +774,9 @@ def test_log_softmax_underflow_is_finite():
     assert np.all(np.isfinite(out))
 
 
-@pytest.mark.parametrize("offset", [0.0, 1000.0], ids=["unshifted", "shifted"])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("n_classes", [1, 2, 5])
+@logit_cases
 def test_softmax_matches_scipy(n_classes, dtype, offset):
-    rng = np.random.RandomState(12)
-    Z = (rng.normal(scale=20.0, size=(40, n_classes)) + offset).astype(dtype)
+    Z = _logits(n_classes, dtype, offset, seed=12)
     Z_before = Z.copy()
     out = softmax(Z)
     assert out.dtype == dtype
