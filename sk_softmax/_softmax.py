@@ -326,7 +326,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         ----------
         X : {array-like, sparse matrix, dask array} of shape (n_samples, n_features)
             Training data.  float32 input trains in float32; C-contiguous
-            float arrays and CSR matrices are used without a copy.  A
+            float arrays and CSR matrices are used without a copy.  Other
+            layouts are copied at most once: into C order (CSR) where the
+            solver gathers mini-batches of rows, and for strided views.  A
             :class:`dask.array.Array` stays in its chunks (full-batch
             solvers only; see the user guide).  Under
             ``array_api_dispatch``, an array of another namespace (a torch
@@ -349,7 +351,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             X, y, sample_weight = self._check_dask_fit(X, y, sample_weight)
             classes, y_index = _dask.encode_labels(y)
         else:
-            X, y = self._validate_X_y(X, y, reset=True)
+            X, y = self._validate_X_y(
+                X, y, reset=True, rows=self._reads_rows(X, partial=False)
+            )
             classes, y_index = _encode_labels(y)
         if classes.size < 2:
             raise ValueError(
@@ -436,7 +440,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         first_call = not hasattr(self, "classes_") or not hasattr(self, "_state")
         if first_call and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
-        X, y = self._validate_X_y(X, y, reset=first_call)
+        X, y = self._validate_X_y(
+            X, y, reset=first_call, rows=self._reads_rows(X, partial=True)
+        )
         if first_call:
             self.classes_ = None
         # Sets classes_ on the first call; later, classes given must be the
@@ -482,12 +488,42 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             del self.feature_names_in_
         return X, y, sample_weight
 
-    def _validate_X_y(self, X, y, reset):
+    def _reads_rows(self, X, *, partial):
+        """Whether fitting X (not yet validated) gathers mini-batches of rows."""
+        if self.solver == "lbfgs":
+            return False
+        shape = getattr(X, "shape", None)
+        try:
+            n_samples = shape[0] if shape else len(X)
+        except TypeError:
+            return False  # validation will say what is wrong with X
+        return self._batch_size(n_samples, partial) < n_samples
+
+    def _validate_X_y(self, X, y, reset, rows=False):
+        """X and y for fitting, X in a layout the solver reads fast.
+
+        With ``rows`` (mini-batches gather rows of X), a dense X comes out
+        C-ordered and a sparse one CSR: numpy's ``take`` copies all of a
+        dense X that is not C-contiguous before it gathers a single row (a
+        Fortran-ordered pandas DataFrame made every batch a copy of X),
+        and scipy's row indexing of CSC is several times slower than of CSR.
+        Full-batch products read a Fortran-ordered X (or CSC) as fast as a
+        C-ordered one (or CSR): only a strided view, which BLAS would copy
+        block by block at every evaluation, is copied.  Either way X is
+        copied at most once, and not at all when it is already C-ordered
+        float32 or float64 (or CSR).
+        """
         y_values = np.asarray(y, dtype=object) if _is_object(y) else None
         if y_values is not None and any(_is_pd_na(v) for v in y_values.ravel()):
             raise ValueError(_PD_NA_MESSAGE)
         # X's finiteness is checked in the first pass of fitting.
-        X, y = self._validate(X, y, reset=reset, finite=False)
+        X, y = self._validate(X, y, reset=reset, finite=False, rows=rows)
+        if (
+            isinstance(X, np.ndarray)
+            and not X.flags.c_contiguous
+            and not X.flags.f_contiguous
+        ):
+            X = np.ascontiguousarray(X)  # a strided view: validation kept it
         if y.dtype == object:
             is_string = np.fromiter((isinstance(v, str) for v in y), bool, y.size)
             if is_string.any() and not is_string.all():
@@ -502,14 +538,18 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             check_classification_targets(y)
         return X, y
 
-    def _validate(self, X, y="no_validation", *, reset, finite=True):
-        """``validate_data`` with the estimator's accepted formats and dtypes."""
+    def _validate(self, X, y="no_validation", *, reset, finite=True, rows=False):
+        """``validate_data`` with the estimator's accepted formats and dtypes.
+
+        ``rows``: C-ordered dense X, CSR sparse X (see :meth:`_validate_X_y`).
+        """
         try:
             return validate_data(
                 self,
                 X,
                 y,
-                accept_sparse=["csr", "csc"],
+                accept_sparse="csr" if rows else ["csr", "csc"],
+                order="C" if rows else None,
                 dtype=_array_api.float_dtypes(X),
                 reset=reset,
                 ensure_all_finite=finite,

@@ -495,6 +495,107 @@ def test_fit_makes_no_copy_of_X(container, params):
     assert peak < 0.5 * size, (peak, size)
 
 
+def _layouts(X):
+    """X as a Fortran-ordered array, two strided views, and CSC."""
+    wide = np.repeat(X, 2, axis=1)[:, ::2]
+    tall = np.repeat(X, 2, axis=0)[::2]
+    return {
+        "fortran": np.asfortranarray(X),
+        "strided-columns": wide,
+        "strided-rows": tall,
+        "csc": sp.csc_matrix(X),
+    }
+
+
+@pytest.mark.parametrize(
+    "params, mini_batch",
+    [
+        ({"solver": "sgd", "batch_size": 32}, True),
+        ({"solver": "adam", "batch_size": 32}, True),
+        ({"solver": "sgd", "batch_size": None}, False),
+        ({"solver": "lbfgs"}, False),
+    ],
+    ids=["sgd", "adam", "sgd-full-batch", "lbfgs"],
+)
+@pytest.mark.parametrize("layout", list(_layouts(np.zeros((1, 1)))))
+def test_solvers_read_X_in_a_fast_layout(monkeypatch, layout, params, mini_batch):
+    # Mini-batches gather rows: the solver must read a C-ordered X (numpy's
+    # take copies all of any other dense X at every batch) or CSR (scipy's
+    # row indexing of CSC is several times slower).  Full-batch products
+    # read Fortran order and CSC as they are; only a strided view is copied.
+    import sk_softmax._softmax as module
+
+    X, y = _standardized("wine")
+    given = _layouts(X)[layout]
+    seen = []
+    make_objective = module._make_objective
+
+    def spy(X, *args, **kwargs):
+        seen.append(X)
+        return make_objective(X, *args, **kwargs)
+
+    monkeypatch.setattr(module, "_make_objective", spy)
+    clf = SoftmaxRegression(random_state=0, max_iter=5, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(given, y)
+    (used,) = seen
+    if sp.issparse(given):
+        assert used.format == ("csr" if mini_batch else "csc")
+        assert mini_batch or used.data is given.data
+    else:
+        assert isinstance(used, np.ndarray)
+        if mini_batch or not given.flags.f_contiguous:
+            assert used.flags.c_contiguous
+        else:
+            assert used is given
+    # The same model as from C-ordered X, step by step.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reference = clone(clf).fit(np.ascontiguousarray(X), y)
+    _assert_params_close(clf, reference, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("container", ["fortran", "fortran-int", "csc"])
+def test_mini_batch_fit_copies_X_at_most_once(container):
+    # A new layout (and a new dtype with it) in one copy of X.
+    from sk_softmax._bench import peak_memory
+
+    rng = np.random.default_rng(0)
+    if container == "csc":
+        X = sp.random(20_000, 2000, density=0.05, format="csc", random_state=0)
+        size = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+    else:
+        dtype = np.int64 if container == "fortran-int" else np.float64
+        X = np.asfortranarray(rng.integers(-3, 4, (50_000, 100)).astype(dtype))
+        size = X.nbytes
+    y = rng.integers(5, size=X.shape[0])
+    clf = SoftmaxRegression(solver="sgd", batch_size=256, max_iter=1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        _, peak = peak_memory(lambda: clf.fit(X, y))
+    assert size < peak < 1.5 * size, (peak, size)
+
+
+def test_partial_fit_reads_chunks_in_a_fast_layout(monkeypatch):
+    import sk_softmax._softmax as module
+
+    X, y = _standardized("wine")
+    seen = []
+    make_objective = module._make_objective
+
+    def spy(X, *args, **kwargs):
+        seen.append(X)
+        return make_objective(X, *args, **kwargs)
+
+    monkeypatch.setattr(module, "_make_objective", spy)
+    clf = SoftmaxRegression(batch_size=16, random_state=0)
+    for layout in (np.asfortranarray, sp.csc_matrix, np.asfortranarray):
+        clf.partial_fit(layout(X), y, classes=np.unique(y))
+    assert [getattr(X, "format", "dense") for X in seen] == ["dense", "csr", "dense"]
+    assert seen[0].flags.c_contiguous and seen[2].flags.c_contiguous
+
+
 @pytest.mark.parametrize("solver", list(TIGHT))
 @pytest.mark.parametrize("dataset", ["wine", "breast_cancer"])
 def test_coefficients_sum_to_zero_over_classes(dataset, solver):
