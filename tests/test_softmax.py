@@ -495,6 +495,22 @@ def test_fit_makes_no_copy_of_X(container, params):
     assert peak < 0.5 * size, (peak, size)
 
 
+@pytest.fixture
+def objective_inputs(monkeypatch):
+    """The X of every objective that fit and partial_fit make, in order."""
+    import sk_softmax._softmax as module
+
+    seen = []
+    make_objective = module._make_objective
+
+    def spy(X, *args, **kwargs):
+        seen.append(X)
+        return make_objective(X, *args, **kwargs)
+
+    monkeypatch.setattr(module, "_make_objective", spy)
+    return seen
+
+
 def _layouts(X):
     """X as a Fortran-ordered array, two strided views, and CSC."""
     wide = np.repeat(X, 2, axis=1)[:, ::2]
@@ -518,28 +534,18 @@ def _layouts(X):
     ids=["sgd", "adam", "sgd-full-batch", "lbfgs"],
 )
 @pytest.mark.parametrize("layout", list(_layouts(np.zeros((1, 1)))))
-def test_solvers_read_X_in_a_fast_layout(monkeypatch, layout, params, mini_batch):
+def test_solvers_read_X_in_a_fast_layout(objective_inputs, layout, params, mini_batch):
     # Mini-batches gather rows: the solver must read a C-ordered X (numpy's
     # take copies all of any other dense X at every batch) or CSR (scipy's
     # row indexing of CSC is several times slower).  Full-batch products
     # read Fortran order and CSC as they are; only a strided view is copied.
-    import sk_softmax._softmax as module
-
     X, y = _standardized("wine")
     given = _layouts(X)[layout]
-    seen = []
-    make_objective = module._make_objective
-
-    def spy(X, *args, **kwargs):
-        seen.append(X)
-        return make_objective(X, *args, **kwargs)
-
-    monkeypatch.setattr(module, "_make_objective", spy)
     clf = SoftmaxRegression(random_state=0, max_iter=5, **params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(given, y)
-    (used,) = seen
+    (used,) = objective_inputs
     if sp.issparse(given):
         assert used.format == ("csr" if mini_batch else "csc")
         assert mini_batch or used.data is given.data
@@ -577,18 +583,9 @@ def test_mini_batch_fit_copies_X_at_most_once(container):
     assert size < peak < 1.5 * size, (peak, size)
 
 
-def test_partial_fit_reads_chunks_in_a_fast_layout(monkeypatch):
-    import sk_softmax._softmax as module
-
+def test_partial_fit_reads_chunks_in_a_fast_layout(objective_inputs):
     X, y = _standardized("wine")
-    seen = []
-    make_objective = module._make_objective
-
-    def spy(X, *args, **kwargs):
-        seen.append(X)
-        return make_objective(X, *args, **kwargs)
-
-    monkeypatch.setattr(module, "_make_objective", spy)
+    seen = objective_inputs
     clf = SoftmaxRegression(batch_size=16, random_state=0)
     for layout in (np.asfortranarray, sp.csc_matrix, np.asfortranarray):
         clf.partial_fit(layout(X), y, classes=np.unique(y))
