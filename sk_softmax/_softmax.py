@@ -504,9 +504,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
         With ``rows`` (mini-batches gather rows of X), a dense X comes out
         C-ordered and a sparse one CSR: numpy's ``take`` copies all of a
-        dense X that is not C-contiguous before it gathers a single row (a
-        Fortran-ordered pandas DataFrame made every batch a copy of X),
-        and scipy's row indexing of CSC is several times slower than of CSR.
+        dense X that is not C-contiguous (the Fortran-ordered values of a
+        pandas DataFrame, say) before it gathers a single row, and scipy's
+        row indexing of CSC is several times slower than of CSR.
         Full-batch products read a Fortran-ordered X (or CSC) as fast as a
         C-ordered one (or CSR): only a strided view, which BLAS would copy
         block by block at every evaluation, is copied.  Either way X is
