@@ -473,7 +473,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 f"{name} cannot hold out an early_stopping validation set of a "
                 "dask array; fit with early_stopping=False."
             )
-        if self.solver != "lbfgs" and self._batch_size(n_samples, False) < n_samples:
+        if self._mini_batches(n_samples, partial=False):
             raise ValueError(
                 f"{name} fits a dask array on the full batch only: use "
                 "solver='lbfgs', or batch_size=None with solver='sgd' or "
@@ -490,14 +490,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     def _reads_rows(self, X, *, partial):
         """Whether fitting X (not yet validated) gathers mini-batches of rows."""
-        if self.solver == "lbfgs":
-            return False
         shape = getattr(X, "shape", None)
         try:
             n_samples = shape[0] if shape else len(X)
         except TypeError:
             return False  # validation will say what is wrong with X
-        return self._batch_size(n_samples, partial) < n_samples
+        return self._mini_batches(n_samples, partial=partial)
 
     def _validate_X_y(self, X, y, reset, rows=False):
         """X and y for fitting, X in a layout the solver reads fast.
@@ -671,7 +669,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         weights_normalized = weights / weight_sum
 
         batch_size = self._batch_size(n_samples, partial)
-        full_batch = batch_size >= n_samples or self.solver == "lbfgs"
+        full_batch = not self._mini_batches(n_samples, partial=partial)
 
         # The solvers work in centered and scaled coordinates without
         # touching X:
@@ -938,6 +936,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=3,
             )
+
+    def _mini_batches(self, n_samples, *, partial):
+        """Whether the solver steps on mini-batches of ``n_samples`` rows."""
+        if self.solver == "lbfgs":
+            return False
+        return self._batch_size(n_samples, partial) < n_samples
 
     def _batch_size(self, n_samples, partial):
         if self.batch_size is None:
