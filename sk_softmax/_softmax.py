@@ -437,7 +437,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 "class_weight={label: weight}."
             )
         (y, classes, sample_weight), _ = to_numpy_namespace(y, classes, sample_weight)
-        first_call = not hasattr(self, "classes_") or not hasattr(self, "_state")
+        first_call = not hasattr(self, "classes_")
         if first_call and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
         X, y = self._validate_X_y(
@@ -691,9 +691,19 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         # X gives its mean and its range, and with the range the finiteness
         # check that validation left out; the standard deviations take one
         # more.
-        keep = partial and warm
         first_order = self.solver != "lbfgs"
         rule = self._update_rule(full_batch and not partial) if first_order else None
+        # A later partial_fit call resumes the previous call's optimizer:
+        # coordinates, steps and state.  After a fit by another rule (the
+        # accelerated full-batch one, whose step 1/L would be far too long
+        # for momentum on a chunk's mini-batches, or L-BFGS), it starts a
+        # new one from the fitted coefficients.
+        keep = (
+            partial
+            and warm
+            and rule is not None
+            and getattr(self, "_rule_name", None) == type(rule).__name__
+        )
         center = self.fit_intercept and (first_order or not sp.issparse(X))
         dask_X = is_dask_array(X)
         if dask_X or device_X:
@@ -717,8 +727,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if validation_data is not None:
             assert_all_finite(validation_data[0], estimator_name=type(self).__name__)
         if keep:
-            # Later partial_fit calls keep the first call's coordinates and
-            # step sizes (the optimizer state refers to them).
+            # partial_fit resuming an optimizer keeps its coordinates and
+            # step sizes (its state refers to them).
             mean, scale = self._mean, self._scale
             feature_major = getattr(self, "_feature_major", False)
             folded = getattr(self, "_folded_scale", None)
@@ -751,7 +761,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             feature_major = sp.issparse(X)
         # Only the automatic step of sgd (and of custom rules) needs the
         # curvature bound: L-BFGS finds its own steps, Adam's automatic step
-        # is a constant, and later partial_fit calls keep the first step.
+        # is a constant, and a resumed optimizer keeps its step.
         if (
             self.learning_rate_init == "auto"
             and self.solver not in ("lbfgs", "adam")
@@ -850,6 +860,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 tol=self.tol,
                 verbose=bool(self.verbose),
             )
+            # No first-order optimizer for a later partial_fit to resume.
+            self._rule_name = self._state = self._learning_rate = None
         else:
             learning_rate = self._learning_rate_of(rule, params, keep, feature_major)
             preconditioner = None
@@ -869,9 +881,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 if batch_size >= n_samples or self.learning_rate == "adaptive":
                     preconditioner = factors
                 del factors
-            state = None
-            if partial and warm and type(rule).__name__ == self._rule_name:
-                state = self._state
+            state = self._state if keep else None
             result = gradient_descent(
                 objective,
                 params,

@@ -1301,6 +1301,38 @@ def test_partial_fit_uses_momentum_steps_on_each_chunk():
     assert clf.n_iter_ == 2
 
 
+def _training_objective(clf, X, y):
+    return loss_and_gradient(clf.coef_, clf.intercept_, X, y, alpha=clf.alpha)[0]
+
+
+@pytest.mark.parametrize(
+    "first", [dict(), dict(batch_size=None), dict(solver="lbfgs")], ids=str
+)
+def test_partial_fit_after_fit_keeps_the_fitted_model(first):
+    # A fit by another rule than partial_fit's momentum on mini-batches (the
+    # accelerated full-batch rule, which 3000 samples get by default, or
+    # L-BFGS) leaves no optimizer a chunk's momentum steps can resume: its
+    # step 1/L is ten times too long for them.  partial_fit must start a new
+    # one from the fitted coefficients, without asking for classes again.
+    X, y = make_classification(
+        n_samples=3000, n_features=10, n_informative=5, n_classes=3, random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = SoftmaxRegression(random_state=0, **first).fit(X, y)
+    before = _training_objective(clf, X, y)
+    chunk = np.random.RandomState(0).permutation(y.size)[:300]
+    clf.set_params(solver="sgd").partial_fit(X[chunk], y[chunk])
+    after = _training_objective(clf, X, y)
+    assert clf.n_iter_ > 1  # continued, not restarted
+    # One epoch on a tenth of the training data moves a fitted model little
+    # (the bug made the objective 23% worse).
+    assert after <= 1.01 * before
+    # The step is the one a first partial_fit call takes on that chunk.
+    fresh = clone(clf).partial_fit(X[chunk], y[chunk], classes=[0, 1, 2])
+    np.testing.assert_allclose(clf._learning_rate, fresh._learning_rate, rtol=1e-12)
+
+
 @pytest.mark.parametrize(
     "y",
     [
