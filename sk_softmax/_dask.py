@@ -84,11 +84,20 @@ def check_fit_input(X, y, sample_weight, *, estimator_name):
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
     X = X.rechunk({1: -1})
-    rows = X.chunks[0]
+    # Chunks of no rows (a boolean mask's, say) merge into their neighbours:
+    # a reduction over an empty chunk has no identity (min, max) in dask.
+    rows = tuple(size for size in X.chunks[0] if size)
+    if len(rows) < len(X.chunks[0]):
+        X = X.rechunk({0: rows})
 
     def aligned(values, name):
         if not is_dask_array(values):
             values = np.asarray(values)
+        elif any(math.isnan(size) for size in values.shape):
+            raise ValueError(
+                f"{name} has chunks of unknown size; call "
+                f"{name}.compute_chunk_sizes() before fitting {estimator_name}."
+            )
         if values.ndim != 1 or values.shape[0] != n_samples:
             raise ValueError(
                 f"{name} must have shape ({n_samples},) to match X; got {values.shape}."
@@ -258,9 +267,15 @@ def map_rows(function, X, n_features, *, n_columns, dtype):
             f"SoftmaxRegression is expecting {n_features} features as input."
         )
     X = X.rechunk({1: -1})
+    empty = np.empty((0,) if n_columns is None else (0, n_columns), dtype=dtype)
+
+    def on_block(block):
+        # A chunk of no rows (a boolean mask's, say): validation refuses it.
+        return empty if block.shape[0] == 0 else function(block)
+
     if n_columns is None:
-        return X.map_blocks(function, drop_axis=1, dtype=dtype)
-    return X.map_blocks(function, chunks=(X.chunks[0], (n_columns,)), dtype=dtype)
+        return X.map_blocks(on_block, drop_axis=1, dtype=dtype)
+    return X.map_blocks(on_block, chunks=(X.chunks[0], (n_columns,)), dtype=dtype)
 
 
 def weighted_std(X, sample_weight, mean, unit=1.0):

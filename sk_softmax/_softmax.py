@@ -667,6 +667,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 "split); use a different random_state or more data."
             )
         weights_normalized = weights / weight_sum
+        if is_dask_array(weights_normalized):
+            # Computed once: the passes below are separate graphs, in which
+            # dask would optimize (and on a cluster, submit) the same lazy
+            # weights differently each time.
+            weights_normalized = weights_normalized.persist()
 
         batch_size = self._batch_size(n_samples, partial)
         full_batch = not self._mini_batches(n_samples, partial=partial)

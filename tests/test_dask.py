@@ -7,6 +7,7 @@ same kind of error as in memory.
 """
 
 import contextlib
+import logging
 import warnings
 
 import numpy as np
@@ -159,6 +160,33 @@ def test_predictions_stay_lazy(name):
     assert clf.score(X_dask, y) == pytest.approx(clf.score(X, y))
 
 
+def test_chunks_of_no_rows():
+    # Masking by rows (then compute_chunk_sizes) leaves chunks of no rows,
+    # on which fit's reductions and the per-chunk predictions failed.
+    X, y = _data()
+    keep = np.ones(y.size, dtype=bool)
+    keep[40:80] = False
+    mask = da.from_array(keep, chunks=40)
+    X_dask = da.from_array(X, chunks=(40, 13))[mask]
+    y_dask = da.from_array(y, chunks=40)[mask]
+    X_dask.compute_chunk_sizes()
+    y_dask.compute_chunk_sizes()
+    assert 0 in X_dask.chunks[0]
+    params = dict(solver="lbfgs")
+    _assert_same_model(_fit(params, X[keep], y[keep]), _fit(params, X_dask, y_dask))
+    clf = _fit(params, X, y)
+    for method in ("decision_function", "predict", "predict_proba"):
+        np.testing.assert_allclose(
+            getattr(clf, method)(X_dask).compute(),
+            getattr(clf, method)(X[keep]),
+            rtol=1e-12,
+        )
+    # Unknown chunk sizes: the empty chunks are only seen when computing.
+    unknown = da.from_array(X, chunks=(40, 13))[mask]
+    assert np.isnan(unknown.shape[0])
+    np.testing.assert_array_equal(clf.predict(unknown).compute(), clf.predict(X[keep]))
+
+
 @contextlib.contextmanager
 def _local_cluster():
     """A two-worker ``distributed`` cluster in this process, as the client."""
@@ -184,6 +212,19 @@ def test_distributed_cluster():
         proba = chunked.predict_proba(X_dask).compute()
     _assert_same_model(memory, chunked)
     np.testing.assert_allclose(proba, memory.predict_proba(X), rtol=1e-10)
+
+
+def test_distributed_cluster_with_weights(caplog):
+    # Lazy weights, computed in several graphs, were submitted with
+    # differently optimized tasks under one key, which the scheduler
+    # reports ("can cause failures and deadlocks").
+    X, y = _data()
+    params = dict(solver="lbfgs", class_weight="balanced")
+    memory = _fit(params, X, y)
+    with caplog.at_level(logging.WARNING, logger="distributed"), _local_cluster():
+        chunked = _fit(params, da.from_array(X, chunks=50), y)
+    _assert_same_model(memory, chunked)
+    assert not [r for r in caplog.records if "run_spec" in r.getMessage()]
 
 
 # ------------------------------------------------------------------ errors
@@ -275,6 +316,12 @@ def test_bad_shapes_and_types():
     unknown = X_dask[X_dask[:, 0] > 0]
     with pytest.raises(ValueError, match="compute_chunk_sizes"):
         clf.fit(unknown, y)
+    for name in ("y", "sample_weight"):
+        values = da.from_array(np.c_[y, np.ones_like(y)], chunks=50)
+        values = values[values[:, 1] > 0][:, 0]  # chunk sizes unknown
+        fit_params = {"y": values} if name == "y" else {"y": y, "sample_weight": values}
+        with pytest.raises(ValueError, match=f"{name}.compute_chunk_sizes"):
+            clf.fit(X_dask, **fit_params)
     with pytest.raises(ValueError, match="Unknown label type"):
         clf.fit(X_dask, y + 0.5)
     clf.fit(X_dask, y)
