@@ -541,6 +541,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
         ``rows``: C-ordered dense X, CSR sparse X (see :meth:`_validate_X_y`).
         """
+        if getattr(X, "requires_grad", False):
+            # A tensor of an autograd graph (torch): the model is not part
+            # of it, and its data cannot go to numpy without leaving it.
+            X = X.detach()
         try:
             return validate_data(
                 self,

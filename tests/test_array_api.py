@@ -242,6 +242,21 @@ TORCH = textwrap.dedent(
         reference = SoftmaxRegression(solver="lbfgs").fit(X, labels).predict(X)
         np.testing.assert_array_equal(predicted, reference)
 
+        # A tensor of an autograd graph (features from a network, say):
+        # the model fits and predicts its values, outside the graph.
+        X_g = X_t.clone().requires_grad_(True)
+        for params in (dict(solver="lbfgs"), dict(batch_size=32, max_iter=2)):
+            graph = SoftmaxRegression(random_state=0, **params).fit(X_g, y_t)
+            plain = SoftmaxRegression(random_state=0, **params).fit(X_t, y_t)
+            assert not graph.coef_.requires_grad
+            np.testing.assert_array_equal(to_host(graph.coef_), to_host(plain.coef_))
+            proba = graph.predict_proba(X_g)
+            assert not proba.requires_grad
+            expected_proba = to_host(plain.predict_proba(X_t))
+            np.testing.assert_array_equal(to_host(proba), expected_proba)
+        graph.partial_fit(X_g, y_t)
+        assert X_g.grad is None
+
         # Bad input still gets scikit-learn's errors.
         for value, message in ((float("nan"), "NaN"), (float("inf"), "infinity")):
             bad = X_t.clone()
