@@ -1104,8 +1104,12 @@ def feature_scales(
     divided by the power of two just below ``m``, so that products, squares
     and curvature bounds stay finite.  That common factor is also the scale
     of a constant feature, and the unit in which the standard deviations
-    are computed.  Rows of zero weight are ignored, so removing them changes
-    nothing.
+    are computed.  No scale of data below that range is finer than
+    ``sqrt(alpha)`` (to the nearest power of two), with or without
+    ``standardize``: the penalty on a coordinate, ``alpha / scale**2``,
+    stays at most about 2, where it would otherwise dwarf the curvature of
+    the data (and of the intercept) by up to 1e296.  Rows of zero weight are
+    ignored, so removing them changes nothing.
 
     One common factor leaves the conditioning of the problem unchanged: L-BFGS
     then follows LogisticRegression's iterates.  Standardized coordinates
@@ -1130,9 +1134,10 @@ def feature_scales(
         Scale each feature by the power of two nearest its standard
         deviation (within the ordinary range of magnitudes only).
     alpha : float, default=0.0
-        The L2 strength: with ``standardize``, no scale is below
-        ``sqrt(alpha)`` (to the nearest power of two), so the penalty on a
-        coordinate, ``alpha / scale**2``, is at most 2.
+        The L2 strength: with ``standardize`` (or for data below the
+        ordinary range), no scale is below ``sqrt(alpha)`` (to the nearest
+        power of two), so the penalty on a coordinate, ``alpha /
+        scale**2``, is at most 2.
     spread : callable, default=None
         ``spread(unit) -> ndarray of shape (n_features,)``, the weighted
         standard deviations of ``X / unit`` (``unit`` a power of two),
@@ -1176,7 +1181,16 @@ def feature_scales(
     unit = 1.0
     if not _PLAIN_RANGE[0] <= top <= _PLAIN_RANGE[1]:
         unit = float(np.exp2(np.floor(np.log2(top))))
+    # No coordinate of tiny data is finer than sqrt(alpha): the penalty on
+    # it, alpha / scale**2, would dwarf the data's curvature (at most about
+    # 1 in those units) by as much as 1e296 for data of 1e-150, and no
+    # solver could then move the intercept, whose curvature is the data's.
+    floor_exponent = -np.inf
+    if alpha > 0:
+        floor_exponent = round(math.log2(math.sqrt(alpha) / unit))
     if not standardize:
+        if unit < 1.0 and floor_exponent > 0:
+            unit *= 2.0**floor_exponent
         return np.full(n_features, unit)
     if spread is None:
         std = weighted_std(X, sample_weight, mean, unit=unit, n_threads=n_threads)
@@ -1192,10 +1206,8 @@ def feature_scales(
     # Every scale stays a normal number of X's precision.
     exponent = np.zeros(n_features)  # of scale / unit
     spread_out = std > 2.0**-20 * np.abs(mean) / unit
-    floor = math.sqrt(alpha) / unit
-    exponent[spread_out] = np.clip(
-        np.round(np.log2(np.maximum(std[spread_out], floor))), -64, 17
-    )
+    exponent[spread_out] = np.clip(np.round(np.log2(std[spread_out])), -64, 17)
+    exponent = np.maximum(exponent, floor_exponent)
     info = np.finfo(np.float32 if str(X.dtype).endswith("float32") else np.float64)
     exponent = np.clip(
         exponent, info.minexp + 1 - np.log2(unit), info.maxexp - 2 - np.log2(unit)
@@ -1298,7 +1310,8 @@ def _centered_row_norms_sq(X, mean, scale):
     """``||(x_i - mean) / scale||^2`` for every row, in float64."""
     if sp.issparse(X):
         sq = _sparse_row_sums_sq(X, 1.0 / scale)
-        projection = np.asarray(X @ (mean / scale**2)).ravel()
+        # (mean / scale) / scale: scale**2 underflows below 1e-154.
+        projection = np.asarray(X @ (mean / scale / scale)).ravel()
         return np.maximum(sq - 2.0 * projection + np.sum((mean / scale) ** 2), 0.0)
     if np.all(scale == 1):
         # Ordinary magnitudes: one pass in the dtype of X, no float64 copy.

@@ -167,6 +167,48 @@ def test_huge_feature_scale_still_learns(params, fmt):
     )
 
 
+@pytest.mark.parametrize("fmt", ["dense", "csr"])
+@pytest.mark.parametrize("scale", [1e-20, 1e-150])
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_tiny_feature_scale_still_learns(solver, scale, fmt):
+    """Features x 1e-20 with the default alpha: the intercept does the work.
+
+    The penalty pins W near 0, so the optimum is the intercept of the class
+    frequencies, which LogisticRegression finds.  The coordinates of tiny
+    data must not make the penalty stiff (L-BFGS returned the starting
+    point without a warning, Adam diverged).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = _data()
+    keep = (y != 2) | (np.arange(y.size) < 30)  # unequal classes: 20, 20, 10
+    X, y = X[keep] * scale, y[keep]
+    if fmt == "csr":
+        X = sp.csr_matrix(X)
+    alpha = 1e-4
+    reference = LogisticRegression(C=1 / (alpha * y.size), tol=1e-10).fit(X, y)
+    reference.alpha, reference.label_smoothing = alpha, 0.0
+    optimum = _objective(reference, X, y)
+    assert optimum < math.log(3) - 0.04  # the all-zero model is far off
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = SoftmaxRegression(solver=solver, alpha=alpha, random_state=0).fit(X, y)
+    # Adam's 200 steps of 0.001 are too short to reach an intercept of
+    # about 0.7 on 50 samples (one full batch): near, not at, the optimum.
+    assert _objective(clf, X, y) - optimum <= (2e-2 if solver == "adam" else 1e-6)
+
+
+def test_tiny_sparse_features_on_mini_batches_without_penalty():
+    # Scales of 1e-200 square to 0: the mini-batch step came out NaN.
+    X, y = _data(n_samples=300)
+    plain = SoftmaxRegression(alpha=0.0, batch_size=16, random_state=0).fit(X, y)
+    tiny = SoftmaxRegression(alpha=0.0, batch_size=16, random_state=0)
+    tiny.fit(sp.csr_matrix(X * 1e-200), y)
+    _assert_valid_outputs(tiny, sp.csr_matrix(X * 1e-200))
+    assert tiny.score(X * 1e-200, y) >= plain.score(X, y) - 0.02
+
+
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_fit_with_features_near_1e300(solver):
     """Logits near 1e300 during training: finite fit or a clear error."""
