@@ -57,6 +57,10 @@ from ._solvers import (
 _AUTO_FULL_BATCH_MAX = 4096
 _AUTO_BATCH_SIZE = 256
 _ADAM_AUTO_LEARNING_RATE = 1e-3
+# L-BFGS on a float64 objective stops where the loss no longer decreases
+# measurably with the largest gradient entry at about 1e-8 (rounding, for
+# a tol below that); a stop with the gradient above this is no optimum.
+_FLOAT64_STOP_GRADIENT = 1e-6
 # Scales that Momentum takes as per-parameter steps: 1 / scale**2 stays
 # within float32's range times any sensible learning rate.
 _FOLD_RANGE = (2.0**-60, 2.0**17)
@@ -948,6 +952,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             message = (
                 f"{result.stop_reason}: float32 resolves the loss to about 1e-7 "
                 "only; fit on float64 X, or increase tol."
+            )
+        elif result.stop_reason is not None and result.largest_gradient > max(
+            self.tol, _FLOAT64_STOP_GRADIENT
+        ):
+            message = (
+                f"{result.stop_reason}: the problem may be badly conditioned; "
+                "scale the features (e.g. with StandardScaler), or increase tol."
             )
         if message is not None and not partial:
             warnings.warn(

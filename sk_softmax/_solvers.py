@@ -66,8 +66,10 @@ class SolverResult:
     learning_rate: float | np.ndarray | None = None
     reference_loss: float | None = None
     # L-BFGS: set when it stopped before max_iter because the loss no longer
-    # decreased measurably while the gradient was still above tol.
+    # decreased measurably while the gradient was still above tol, and the
+    # largest gradient entry at the end.
     stop_reason: str | None = None
+    largest_gradient: float | None = None
 
 
 class UpdateRule:
@@ -581,4 +583,5 @@ def lbfgs(objective, params, *, max_iter=100, tol=1e-4, verbose=False):
         best_loss=float(opt.fun),
         n_passes=int(opt.nfev),
         stop_reason=stop_reason,
+        largest_gradient=largest,
     )

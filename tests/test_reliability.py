@@ -1225,6 +1225,40 @@ def test_nan_in_validation_rows_is_an_error(random_state):
         clf.fit(X, y)
 
 
+@pytest.mark.parametrize(
+    "largest, tol, warns",
+    [(0.24, 1e-4, True), (1e-8, 1e-10, False), (5e-5, 1e-4, False)],
+)
+def test_float64_lbfgs_says_when_it_stops_far_from_tol(
+    monkeypatch, largest, tol, warns
+):
+    # L-BFGS-B stops where the loss no longer decreases measurably (or its
+    # line search fails).  In float64 that is the optimum up to rounding,
+    # with the gradient near 1e-8 for a tol below it: silent.  A stop with
+    # the gradient far above tol (a badly conditioned problem) is no
+    # optimum, and the user must hear of it.
+    from scipy.optimize import OptimizeResult
+
+    import sk_softmax._solvers as solvers
+
+    def stops_at_once(fun, x0, **options):
+        loss, _ = fun(x0)
+        jac = np.zeros_like(x0)
+        jac[0] = largest
+        return OptimizeResult(x=x0, fun=loss, jac=jac, status=2, nit=1, nfev=1)
+
+    monkeypatch.setattr(solvers, "minimize_lbfgsb", stops_at_once)
+    X, y = _data()
+    clf = SoftmaxRegression(solver="lbfgs", tol=tol)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf.fit(X, y)
+    messages = [str(w.message) for w in caught if w.category is ConvergenceWarning]
+    assert bool(messages) == warns, messages
+    if warns:
+        assert "badly conditioned" in messages[0], messages
+
+
 def test_float32_lbfgs_says_when_precision_stops_it():
     # L-BFGS stops where the float32 loss no longer decreases measurably,
     # here with the gradient 10x above tol: a ConvergenceWarning says so and
