@@ -847,14 +847,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
         # Equal weights travel as a scalar: cheaper on every batch.
         if np.all(weights_normalized == weights_normalized[0]):
-            batch_weights = None
+            objective_weights = None
         else:
-            batch_weights = weights_normalized
+            objective_weights = weights_normalized
         make_objective = _dask.make_objective if dask_X else _make_objective
         objective = make_objective(
             X,
             y_index,
-            batch_weights,
+            objective_weights,
             n_classes=n_classes,
             alpha=float(self.alpha),
             label_smoothing=float(self.label_smoothing),
@@ -907,7 +907,6 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 tol=self.tol,
                 n_iter_no_change=self.n_iter_no_change,
                 rng=rng if self.shuffle else None,
-                batch_weights=batch_weights,
                 validation=validation,
                 verbose=bool(self.verbose),
                 state=state,
@@ -1283,8 +1282,12 @@ def _make_objective(
 
     ``weights`` sum to one over all samples (None: all equal, which travels
     as the scalar ``1/n``; a scalar: the equal weight of each row when X is
-    one chunk of a larger sample); a batch renormalizes its own share so
-    each step follows the weighted mean over the batch.
+    one chunk of a larger sample).  A batch of ``B`` of the ``n`` rows
+    weighs its rows ``n / B`` times their weights: its loss and gradient
+    are unbiased estimates of the full ones, whose optimum the steps then
+    approach (a batch that renormalized its own weights would count a row
+    of weight 10 like any other in a batch of one, and less than 10 of them
+    in small batches).
     ``n_threads`` threads share the row blocks of each evaluation.  The
     coefficients in ``params`` are ``W diag(scale)``, stored row by row as
     ``W`` or, with ``feature_major``, as ``W^T`` (see :func:`_coef_view`).
@@ -1334,10 +1337,7 @@ def _make_objective(
             if uniform:
                 w_b = 1.0 / batch.size
             else:
-                w_b = weights[batch]
-                total = w_b.sum()
-                if total > 0:
-                    w_b = w_b / total
+                w_b = weights[batch] * (weights.shape[0] / batch.size)
         loss, grad_coef, grad_intercept = loss_of(coef, intercept, y_b, w_b, batch)
         # In the parameters' dtype: float64 for L-BFGS, whatever X's.
         grad = np.empty(params.size, dtype=params.dtype)

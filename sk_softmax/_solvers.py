@@ -314,7 +314,6 @@ def gradient_descent(
     tol=1e-4,
     n_iter_no_change=10,
     rng=None,
-    batch_weights=None,
     validation=None,
     verbose=False,
     state=None,
@@ -353,8 +352,6 @@ def gradient_descent(
         Epochs without improvement before stopping (mini-batch).
     rng : numpy.random.RandomState or None, default=None
         Shuffles the samples each epoch when given.
-    batch_weights : ndarray of shape (n_samples,) or None, default=None
-        Normalized sample weights, to average the epoch loss over batches.
     validation : callable or None, default=None
         ``validation(params) -> (loss, score)``; enables early stopping on
         the score.
@@ -418,10 +415,11 @@ def gradient_descent(
             loss, grad = objective(params, batch)
             if reference_loss is None:
                 reference_loss = float(loss)
+            # A batch's loss estimates the full loss (see
+            # sk_softmax._softmax._make_objective): over an epoch, the
+            # batches' shares add up to it.
             if batch is None:
                 epoch_loss = loss
-            elif batch_weights is not None:
-                epoch_loss += loss * float(batch_weights[batch].sum())
             else:
                 epoch_loss += loss * batch.size / n_samples
             if stop_on_gradient:

@@ -1301,6 +1301,39 @@ def test_partial_fit_uses_momentum_steps_on_each_chunk():
     assert clf.n_iter_ == 2
 
 
+@pytest.mark.parametrize("weights", ["sample_weight", "class_weight"])
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_mini_batches_follow_the_weighted_objective(solver, weights):
+    # Weights are part of the objective, not of each batch: a batch that
+    # renormalized its own weights counted a row of weight 10 like any other
+    # in a batch of one, and pulled small batches towards the unweighted
+    # optimum.  Class 0 weighted 10x: its mean probability must be the
+    # weighted optimum's (0.67), not near the unweighted one's (0.33).
+    X, y = make_classification(
+        1000,
+        5,
+        n_informative=3,
+        n_redundant=0,
+        n_classes=3,
+        class_sep=0.5,
+        random_state=0,
+    )
+    X = StandardScaler().fit_transform(X)
+    fit_params, params = {}, dict(alpha=1e-3, random_state=0)
+    if weights == "sample_weight":
+        fit_params["sample_weight"] = np.where(y == 0, 10.0, 1.0)
+    else:
+        params["class_weight"] = {0: 10.0}
+    optimum = SoftmaxRegression(solver="lbfgs", **params).fit(X, y, **fit_params)
+    expected = optimum.predict_proba(X)[:, 0].mean()
+    assert expected > 0.6
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = SoftmaxRegression(solver=solver, batch_size=2, max_iter=10, **params)
+        clf.fit(X, y, **fit_params)
+    assert clf.predict_proba(X)[:, 0].mean() == pytest.approx(expected, abs=0.02)
+
+
 def _training_objective(clf, X, y):
     return loss_and_gradient(clf.coef_, clf.intercept_, X, y, alpha=clf.alpha)[0]
 

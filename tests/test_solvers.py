@@ -40,8 +40,9 @@ from sk_softmax._solvers import (
 def softmax_objective(X, y, n_classes, *, alpha, sample_weight=None, offset=None):
     """``objective(params, batch)`` over ``[W.ravel(), b]`` with an intercept.
 
-    ``sample_weight`` (raw, not normalized) or None; a batch renormalizes its
-    share of the weights, as the estimator does.
+    ``sample_weight`` (raw, not normalized) or None; a batch of ``B`` rows
+    weighs them ``n / B`` times their normalized weights, as the estimator
+    does (an unbiased estimate of the full objective).
     """
     n_samples, n_features = X.shape
     n_coef = n_classes * n_features
@@ -56,7 +57,8 @@ def softmax_objective(X, y, n_classes, *, alpha, sample_weight=None, offset=None
         if batch is None:
             X_b, y_b, w_b = X, y, weights
         else:
-            X_b, y_b, w_b = X[batch], y[batch], weights[batch] / weights[batch].sum()
+            X_b, y_b = X[batch], y[batch]
+            w_b = weights[batch] * (n_samples / batch.size)
         loss, grad_coef, grad_intercept = _loss_and_gradient(
             coef, intercept, X_b, y_b, w_b, alpha, 0.0, offset
         )
@@ -813,7 +815,6 @@ def test_batches_cover_every_sample_once_per_epoch():
 
 def test_minibatch_epoch_loss_is_weighted_mean_of_batch_losses():
     X, y, sample_weight, alpha = dataset("classif3_weighted")
-    weights = sample_weight / sample_weight.sum()
     objective = softmax_objective(X, y, 3, alpha=alpha, sample_weight=sample_weight)
     params0 = 0.1 * np.random.RandomState(0).standard_normal(3 * (X.shape[1] + 1))
     # A zero step keeps params fixed: the epoch loss must be the full loss.
@@ -826,7 +827,6 @@ def test_minibatch_epoch_loss_is_weighted_mean_of_batch_losses():
         learning_rate=0.0,
         max_iter=2,
         rng=np.random.RandomState(0),
-        batch_weights=weights,
     )
     full_loss = objective(params0, None)[0]
     assert_allclose(result.loss_curve, [full_loss, full_loss], rtol=1e-12)
