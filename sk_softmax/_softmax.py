@@ -592,14 +592,24 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 factors[present] = weights.sum() / (present.sum() * per_class[present])
             else:
                 factors = np.ones(n_classes)
+                weighted = np.zeros(n_classes, dtype=bool)
+                unknown = []
                 for label, value in self.class_weight.items():
                     matches = np.flatnonzero(self.classes_ == label)
                     if matches.size == 0:
-                        raise ValueError(
-                            f"class_weight has label {label!r}, which is not in "
-                            f"classes {self.classes_.tolist()}."
-                        )
-                    factors[matches[0]] = value
+                        unknown.append(label)
+                    else:
+                        factors[matches[0]] = value
+                        weighted[matches[0]] = True
+                # Labels absent from the data (a cross-validation fold without
+                # a rare class) are ignored, as in scikit-learn, unless some
+                # class has no weight: then they are likely misspelt.
+                if unknown and not weighted.all():
+                    raise ValueError(
+                        f"class_weight has labels {unknown!r}, which are not in "
+                        f"classes {self.classes_.tolist()}, and no weight for "
+                        f"classes {self.classes_[~weighted].tolist()}."
+                    )
             factors = factors.astype(dtype)
             weights = weights * (
                 _dask.take(factors, y_index) if dask_X else factors[y_index]

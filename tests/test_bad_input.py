@@ -435,7 +435,8 @@ CASES = [
     pytest.param(
         fit(class_weight={7: 2.0}),
         ValueError,
-        r"class_weight has label 7, which is not in classes",
+        r"class_weight has labels \[7\], which are not in classes \[0, 1, 2\], "
+        r"and no weight for classes \[0, 1, 2\]",
         id="param-class_weight-unknown-label",
     ),
     # --- predict before fit

@@ -753,6 +753,31 @@ def test_auto_batch_size(solver, n_samples, same_as):
     assert not np.allclose(auto.coef_, other.coef_)
 
 
+def test_class_weight_for_a_class_absent_from_the_data_is_ignored():
+    # A cross-validation fold may lack a rare class: a dict that weighs
+    # every class present (and more) fits, as in scikit-learn.
+    from sklearn.model_selection import KFold, cross_val_score
+
+    X, y = _standardized("iris")
+    class_weight = {0: 1.0, 1: 2.0, 2: 1.0}
+    two = y < 2
+    clf = SoftmaxRegression(solver="lbfgs", class_weight=class_weight).fit(
+        X[two], y[two]
+    )
+    reference = SoftmaxRegression(solver="lbfgs").fit(
+        X[two], y[two], sample_weight=np.where(y[two] == 1, 2.0, 1.0)
+    )
+    np.testing.assert_allclose(clf.coef_, reference.coef_, rtol=1e-10)
+    # Unshuffled folds of iris each miss one class.
+    scores = cross_val_score(
+        SoftmaxRegression(solver="lbfgs", class_weight=class_weight), X, y, cv=KFold(3)
+    )
+    assert scores.shape == (3,)
+    # A label that is no class while a class has no weight: likely misspelt.
+    with pytest.raises(ValueError, match=r"labels \[7\].*no weight for classes \[1\]"):
+        SoftmaxRegression(class_weight={0: 1.0, 7: 2.0}).fit(X[two], y[two])
+
+
 def test_class_weight_balanced_equals_sample_weight():
     X, y = _standardized("wine")  # classes of 59, 71 and 48 samples
     n, K = y.size, 3
