@@ -721,11 +721,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         # accelerated full-batch one, whose step 1/L would be far too long
         # for momentum on a chunk's mini-batches, or L-BFGS), it starts a
         # new one from the fitted coefficients.
+        # So does a change of fit_intercept, which changes the coordinates.
         keep = (
             partial
             and warm
             and rule is not None
             and getattr(self, "_rule_name", None) == type(rule).__name__
+            and getattr(self, "_intercept_fitted", None) == self.fit_intercept
         )
         center = self.fit_intercept and (first_order or not sp.issparse(X))
         dask_X = is_dask_array(X)
@@ -885,6 +887,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             )
             # No first-order optimizer for a later partial_fit to resume.
             self._rule_name = self._state = self._learning_rate = None
+            self._intercept_fitted = None
         else:
             learning_rate = self._learning_rate_of(rule, params, keep, feature_major)
             preconditioner = None
@@ -930,6 +933,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             self._reference_loss = result.reference_loss
             self._state = result.state
             self._rule_name = type(rule).__name__
+            self._intercept_fitted = self.fit_intercept
             self._learning_rate = learning_rate
 
         coef, intercept = _original_parameters(

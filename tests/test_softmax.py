@@ -1359,6 +1359,21 @@ def test_mini_batches_follow_the_weighted_objective(solver, weights):
     assert clf.predict_proba(X)[:, 0].mean() == pytest.approx(expected, abs=0.02)
 
 
+def test_partial_fit_after_changing_fit_intercept():
+    # The optimizer's coordinates and steps depend on fit_intercept: a change
+    # starts a new one from the current coefficients.
+    X, y = load_iris(return_X_y=True)
+    clf = SoftmaxRegression(random_state=0).partial_fit(X, y, classes=[0, 1, 2])
+    clf.set_params(fit_intercept=False).partial_fit(X, y)
+    np.testing.assert_array_equal(clf.intercept_, 0.0)
+    clf = SoftmaxRegression(fit_intercept=False, random_state=0)
+    clf.partial_fit(X, y, classes=[0, 1, 2])
+    clf.set_params(fit_intercept=True)
+    for _ in range(5):
+        clf.partial_fit(X + 5.0, y)
+    assert np.abs(clf.intercept_).max() > 0.1  # its step was kept at 0
+
+
 def _training_objective(clf, X, y):
     return loss_and_gradient(clf.coef_, clf.intercept_, X, y, alpha=clf.alpha)[0]
 
