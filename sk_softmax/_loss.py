@@ -680,6 +680,27 @@ def _real_array(values, name, dtype):
     return values.astype(dtype, copy=False)
 
 
+def summable_weights(weights):
+    """Finite non-negative ``weights``, divided by their largest if their sum overflows.
+
+    The objective is a weighted mean, which a common factor leaves
+    unchanged; dividing by the sum of weights near the largest float would
+    make every weight 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_softmax._loss import summable_weights
+    >>> summable_weights(np.array([1e308, 1e308, 5e307])).tolist()
+    [1.0, 1.0, 0.5]
+    """
+    with np.errstate(over="ignore"):
+        total = weights.sum()
+    if np.isfinite(total):
+        return weights
+    return weights / weights.max()
+
+
 def _class_indices(y, n_samples, n_classes):
     """``y`` as intp class indices in ``[0, n_classes)``, or a ValueError."""
     y = np.asarray(y)
@@ -827,6 +848,7 @@ def loss_and_gradient(
             )
         if not np.all(np.isfinite(sample_weight)) or np.any(sample_weight < 0):
             raise ValueError("sample_weight must be finite and non-negative.")
+        sample_weight = summable_weights(sample_weight)
         weight_sum = sample_weight.sum()
         if weight_sum <= 0:
             raise ValueError("sample_weight must have a positive sum.")

@@ -42,6 +42,7 @@ from ._loss import (
     log_softmax,
     single_threaded_blas,
     softmax,
+    summable_weights,
 )
 from ._solvers import (
     AcceleratedGradient,
@@ -578,6 +579,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             if array_namespace(X) is not None:
                 reference = np.empty((X.shape[0], 0), dtype=dtype)
             weights = check_sample_weight(sample_weight, reference, dtype=dtype)
+            weights = summable_weights(weights)
         if self.class_weight is not None:
             n_classes = self.classes_.size
             if self.class_weight == "balanced":

@@ -209,6 +209,37 @@ def test_tiny_sparse_features_on_mini_batches_without_penalty():
     assert tiny.score(X * 1e-200, y) >= plain.score(X, y) - 0.02
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_weights_whose_sum_overflows(dtype):
+    # The objective is a weighted mean: weights near the largest float, whose
+    # sum overflows, weigh as much as ones (dividing by the infinite sum made
+    # every weight 0: a zero loss, or a different model).
+    X, y = _data()
+    X = X.astype(dtype)
+    huge = np.full(y.size, np.finfo(dtype).max / 4, dtype=dtype)
+    coef = np.random.RandomState(0).randn(3, X.shape[1]).astype(dtype)
+    intercept = np.zeros(3, dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        weighted = loss_and_gradient(coef, intercept, X, y, sample_weight=huge)
+    for value, expected in zip(
+        weighted, loss_and_gradient(coef, intercept, X, y), strict=True
+    ):
+        np.testing.assert_allclose(value, expected, rtol=1e-6)
+    for params in (
+        dict(solver="lbfgs"),
+        dict(solver="sgd", batch_size=None),
+        dict(solver="sgd", batch_size=8),
+        dict(solver="adam", batch_size=8),
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            plain = SoftmaxRegression(random_state=0, **params).fit(X, y)
+            clf = SoftmaxRegression(random_state=0, **params)
+            clf.fit(X, y, sample_weight=huge)
+        np.testing.assert_allclose(clf.coef_, plain.coef_, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_fit_with_features_near_1e300(solver):
     """Logits near 1e300 during training: finite fit or a clear error."""
