@@ -1379,23 +1379,34 @@ def _sparse_row_sums_sq(X, inv_scale):
         np.r_[np.searchsorted(indptr, marks, side="right") - 1, indptr.size - 1]
     )
     bounds[0] = 0
+    # Entries stored twice for one (row, column) add up: their sum is squared.
+    canonical = X.has_canonical_format
     sq = np.zeros(n_samples)
     for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
         lo, hi = indptr[start], indptr[stop]
         if hi == lo:
             continue
-        counts = np.diff(indptr[start : stop + 1])
+        data, indices = X.data[lo:hi], X.indices[lo:hi]
+        chunk_indptr = indptr[start : stop + 1] - lo
+        if not canonical:
+            if X.format == "csr":
+                shape = (stop - start, X.shape[1])
+            else:
+                shape = (X.shape[0], stop - start)
+            chunk = _compressed_view(X.format, data, indices, chunk_indptr, shape)
+            chunk = chunk.copy()
+            chunk.sum_duplicates()
+            data, indices, chunk_indptr = chunk.data, chunk.indices, chunk.indptr
+        counts = np.diff(chunk_indptr)
         if X.format == "csr":
-            values = X.data[lo:hi] * inv_scale[X.indices[lo:hi]]
+            values = data * inv_scale[indices]
             values *= values
             filled = np.flatnonzero(counts)
-            sq[start + filled] = np.add.reduceat(
-                values, (indptr[start:stop] - lo)[filled]
-            )
+            sq[start + filled] = np.add.reduceat(values, chunk_indptr[:-1][filled])
         else:
-            values = X.data[lo:hi] * np.repeat(inv_scale[start:stop], counts)
+            values = data * np.repeat(inv_scale[start:stop], counts)
             values *= values
-            sq += np.bincount(X.indices[lo:hi], weights=values, minlength=n_samples)
+            sq += np.bincount(indices, weights=values, minlength=n_samples)
     return sq
 
 
