@@ -734,7 +734,12 @@ def _as_float_array(X):
     if X.dtype.kind == "c":
         raise ValueError("Complex data not supported in X.")
     if X.dtype not in (np.float32, np.float64):
-        X = X.astype(np.float64)
+        try:
+            X = X.astype(np.float64)
+        except (TypeError, ValueError) as exc:  # pd.NA, strings, objects
+            raise ValueError(
+                f"X must hold numbers without missing values (pd.NA); {exc}"
+            ) from exc
     if sp.issparse(X) and X.format not in ("csr", "csc"):
         X = X.tocsr()
     return X
@@ -831,8 +836,12 @@ def loss_and_gradient(
         if not _all_finite(intercept):
             raise ValueError("intercept contains NaN or infinity.")
     y = _class_indices(y, n_samples, n_classes)
-    if not isinstance(alpha, numbers.Real) or not alpha >= 0:
-        raise ValueError(f"alpha must be a non-negative float, got {alpha!r}.")
+    if (
+        isinstance(alpha, bool)
+        or not isinstance(alpha, numbers.Real)
+        or not 0 <= alpha < math.inf
+    ):
+        raise ValueError(f"alpha must be a finite non-negative float, got {alpha!r}.")
     if not isinstance(label_smoothing, numbers.Real) or not (0 <= label_smoothing < 1):
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}.")
     if sample_weight is None:

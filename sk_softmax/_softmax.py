@@ -530,6 +530,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if y.dtype == object:
             is_string = np.fromiter((isinstance(v, str) for v in y), bool, y.size)
             if is_string.any() and not is_string.all():
+                if any(v is None for v in y):
+                    raise ValueError(
+                        "y contains None: every sample needs a label (drop the "
+                        "unlabelled samples first)."
+                    )
                 raise ValueError("Mix of label input types (string and number) in y.")
         # Integer labels are always "binary" or "multiclass": scikit-learn's
         # check (two sorts of y) can then only warn that more than half of

@@ -327,6 +327,12 @@ CASES = [
         id="fit-y-mixed-string-first",
     ),
     pytest.param(
+        fit(y=np.array(["a", None] * (N_SAMPLES // 2), dtype=object)),
+        ValueError,
+        r"y contains None: every sample needs a label",
+        id="fit-y-string-and-none",
+    ),
+    pytest.param(
         fit(y=np.c_[Y, Y]),
         ValueError,
         r"y should be a 1d array, got an array of shape \(30, 2\)",

@@ -720,11 +720,20 @@ def test_bad_label_smoothing(eps):
         loss_and_gradient(coef, intercept, X, y, label_smoothing=eps)
 
 
-@pytest.mark.parametrize("alpha", [-1e-3, -1.0, np.nan])
+@pytest.mark.parametrize("alpha", [-1e-3, -1.0, np.nan, np.inf, True, "0.1"])
 def test_bad_alpha(alpha):
     coef, intercept, X, y = _valid_args()
     with pytest.raises(ValueError, match=r"\balpha\b"):
         loss_and_gradient(coef, intercept, X, y, alpha=alpha)
+
+
+def test_x_with_missing_values():
+    pd = pytest.importorskip("pandas")
+    coef, intercept, X, y = _valid_args()
+    frame = pd.DataFrame(X).astype("Float64")
+    frame.iloc[0, 0] = pd.NA
+    with pytest.raises(ValueError, match=r"X must hold numbers without missing"):
+        loss_and_gradient(coef, intercept, frame, y)
 
 
 # --------------------------------------------------------------------------
