@@ -673,7 +673,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         n_classes = self.classes_.size
         dtype = _host_dtype(X)
         device_X = array_namespace(X) is not None
-        rng = check_random_state(self.random_state)
+        # partial_fit draws its shuffles from one generator across calls (as
+        # MLPClassifier does): reseeded at each call, every chunk of a given
+        # size would be shuffled alike.
+        rng = getattr(self, "_shuffle_rng", None) if partial and warm else None
+        if rng is None:
+            rng = check_random_state(self.random_state)
 
         validation_data = None
         if self.early_stopping and not partial:
@@ -941,6 +946,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             self._state = result.state
             self._rule_name = type(rule).__name__
             self._intercept_fitted = self.fit_intercept
+            self._shuffle_rng = rng
             self._learning_rate = learning_rate
 
         coef, intercept = _original_parameters(

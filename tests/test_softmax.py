@@ -1374,6 +1374,35 @@ def test_partial_fit_after_changing_fit_intercept():
     assert np.abs(clf.intercept_).max() > 0.1  # its step was kept at 0
 
 
+def test_partial_fit_shuffles_each_call_anew(monkeypatch):
+    # One generator across calls: chunks of the same size get different
+    # orders, and the same calls with the same seed reproduce them.
+    from sk_softmax import _solvers
+
+    orders = []
+    batches = _solvers._batches
+
+    def recorded(n_samples, batch_size, rng):
+        for batch in batches(n_samples, batch_size, rng):
+            orders.append(batch)
+            yield batch
+
+    monkeypatch.setattr(_solvers, "_batches", recorded)
+    X, y = _standardized("iris")
+    runs = []
+    for _ in range(2):
+        orders.clear()
+        clf = SoftmaxRegression(batch_size=16, random_state=0)
+        for _ in range(3):
+            clf.partial_fit(X[:100], y[:100], classes=[0, 1, 2])
+        runs.append([order.copy() for order in orders])
+    per_call = len(runs[0]) // 3
+    first, second = runs[0][:per_call], runs[0][per_call : 2 * per_call]
+    assert not all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    for a, b in zip(runs[0], runs[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def _training_objective(clf, X, y):
     return loss_and_gradient(clf.coef_, clf.intercept_, X, y, alpha=clf.alpha)[0]
 
