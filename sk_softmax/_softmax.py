@@ -1230,7 +1230,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes)
-            Rows sum to one; columns ordered as ``classes_``.
+            Rows sum to one; columns ordered as ``classes_``.  float32 for
+            float32 X (whatever the model was fitted on), float64 otherwise.
         """
         result = self._predict_elsewhere("predict_proba", X)
         if result is not None:
