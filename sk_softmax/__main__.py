@@ -40,7 +40,8 @@ def _equivalent_C(alpha, n_samples, n_classes):
     """``C`` of LogisticRegression with the optimum of ``alpha`` (no smoothing).
 
     ``C = 1 / (alpha n)`` for more than two classes; ``2 / (alpha n)`` for two,
-    where the two softmax rows share the penalty (``W[1] = -W[0]``).
+    where the two softmax rows share the penalty (``W[1] = -W[0]``).  (With
+    sample weights, ``n`` would be their sum; the demo has none.)
     """
     return (2.0 if n_classes == 2 else 1.0) / (alpha * n_samples)
 

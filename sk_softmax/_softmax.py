@@ -100,7 +100,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     ``label_smoothing=0`` both minimize the same objective when
     ``C = 1 / (alpha * n_samples)`` (more than two classes) and
     ``C = 2 / (alpha * n_samples)`` (two classes, because the two softmax
-    rows share the penalty: ``W[1] = -W[0]`` at the optimum).
+    rows share the penalty: ``W[1] = -W[0]`` at the optimum); with
+    ``sample_weight``, ``n_samples`` becomes the sum of the weights.
 
     Parameters
     ----------
@@ -152,7 +153,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     tol : float, default=1e-4
         Tolerance.  Full batch and L-BFGS: stop when the largest gradient
         entry is at most ``tol`` (for ``"sgd"`` and ``"adam"``, the gradient
-        in their standardized coordinates: see Notes).  Mini-batch: stop
+        in their standardized coordinates; for ``"lbfgs"`` on dense X with
+        an intercept, in centered ones, where a coefficient's entry lacks
+        the intercept's entry times the feature's mean: see Notes).  In
+        float64, L-BFGS also stops where the loss no longer decreases
+        measurably, with the gradient near 1e-8: a smaller ``tol`` is not
+        reached, silently.  Mini-batch: stop
         when the loss (or the validation score with ``early_stopping``) has
         not improved by at least ``tol`` for ``n_iter_no_change``
         consecutive epochs.
@@ -231,9 +237,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     multiplied by it, so features of any spread train alike, dense or
     sparse.  The change is exact and copies nothing; the objective, and so
     the optimum, stay those of the features as given.  ``"lbfgs"`` works on
-    the features as given, and so does ``"adam"`` on sparse X, whose
-    standardized values (about ``1 / sqrt(density)`` where not zero) would
-    make its constant step too long.
+    the features as given, centered when X is dense and there is an
+    intercept.  ``"adam"`` on sparse X works on centered, unscaled
+    features: standardized values of about ``1 / sqrt(density)`` where not
+    zero would make its constant step too long.
 
     Examples
     --------

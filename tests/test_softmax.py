@@ -86,12 +86,18 @@ TIGHT = {
 }
 
 
-def _lr_reference(X, y, alpha):
-    """LogisticRegression at the optimum equivalent to SoftmaxRegression(alpha)."""
-    n_samples = X.shape[0]
+def _lr_reference(X, y, alpha, sample_weight=None):
+    """LogisticRegression at the optimum equivalent to SoftmaxRegression(alpha).
+
+    ``C = 1 / (alpha S)`` (``2 / (alpha S)`` for two classes), with ``S`` the
+    sum of the sample weights: ``n_samples`` without weights.
+    """
+    total = X.shape[0] if sample_weight is None else sample_weight.sum()
     n_classes = np.unique(y).size
-    C = (1.0 if n_classes > 2 else 2.0) / (alpha * n_samples)
-    return LogisticRegression(C=C, tol=1e-10, max_iter=10000).fit(X, y)
+    C = (1.0 if n_classes > 2 else 2.0) / (alpha * total)
+    return LogisticRegression(C=C, tol=1e-10, max_iter=10000).fit(
+        X, y, sample_weight=sample_weight
+    )
 
 
 def _lr_softmax_params(lr):
@@ -142,6 +148,22 @@ def test_exact_solvers_match_logistic_regression(dataset, solver):
     W_lr, b_lr = _lr_softmax_params(lr)
     opt = float(loss_and_gradient(W_lr, b_lr, X, y, alpha=alpha)[0])
     assert _objective(clf, X, y, alpha) == pytest.approx(opt, rel=1e-8)
+
+
+@pytest.mark.parametrize("dataset", ["iris", "binary"])
+def test_weighted_fit_matches_logistic_regression_at_c_of_the_weight_sum(dataset):
+    # With sample weights, LogisticRegression's C maps to alpha through the
+    # sum of the weights, not the number of samples.
+    X, y = _standardized("iris")
+    if dataset == "binary":
+        y = (y == 1).astype(int)
+    weights = np.random.RandomState(0).uniform(0.2, 3.0, size=y.size)
+    alpha = 1e-2
+    lr = _lr_reference(X, y, alpha, sample_weight=weights)
+    clf = SoftmaxRegression(alpha=alpha, solver="lbfgs", tol=1e-10).fit(
+        X, y, sample_weight=weights
+    )
+    np.testing.assert_allclose(clf.predict_proba(X), lr.predict_proba(X), atol=1e-6)
 
 
 @pytest.mark.parametrize(
