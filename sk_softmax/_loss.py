@@ -1106,7 +1106,8 @@ def _mean_and_range(X, sample_weight, *, n_threads=1, mean=True):
     return total, float(low), float(high)
 
 
-# Data whose largest centered value lies in this range is solved as given.
+# Data whose largest centered value lies in this range is solved as given
+# (see feature_scales).
 _PLAIN_RANGE = (2.0**-16, 2.0**16)
 
 
@@ -1120,6 +1121,7 @@ def feature_scales(
     alpha=0.0,
     spread=None,
     n_threads=1,
+    plain_range=_PLAIN_RANGE,
 ):
     """Scale of the coordinates the solvers work in, per feature.
 
@@ -1130,8 +1132,8 @@ def feature_scales(
     nearest its weighted standard deviation (or ``sqrt(alpha)``, whichever
     is larger), whatever the magnitude of the data.  Without it, the scale
     is 1 when ``m``, the largest absolute value of X plus that of the mean
-    (a bound on the largest centered value), lies in [2**-16, 2**16];
-    outside that range, features of 1e-150 or 1e150 say, every feature is
+    (a bound on the largest centered value), lies in ``plain_range``;
+    outside it, features of 1e-150 or 1e150 say, every feature is
     divided by the power of two just below ``m``, so that products, squares
     and curvature bounds stay finite.  That common factor is also the scale
     of a constant feature, and the unit in which the standard deviations
@@ -1164,6 +1166,11 @@ def feature_scales(
     standardize : bool, default=False
         Scale each feature by the power of two nearest its standard
         deviation (within the ordinary range of magnitudes only).
+    plain_range : tuple of (float, float), default=(2**-16, 2**16)
+        The ordinary range of ``m``.  A common factor leaves the
+        conditioning among the coefficients unchanged, but not between them
+        and the intercept, which it does not scale: L-BFGS, which needs no
+        curvature bound, takes a wider range.
     alpha : float, default=0.0
         The L2 strength: with ``standardize`` (or for data below the
         ordinary range), no scale is below ``sqrt(alpha)`` (to the nearest
@@ -1210,7 +1217,7 @@ def feature_scales(
     # deviations are computed in its units, so that their squares stay
     # finite.
     unit = 1.0
-    if not _PLAIN_RANGE[0] <= top <= _PLAIN_RANGE[1]:
+    if not plain_range[0] <= top <= plain_range[1]:
         unit = float(np.exp2(np.floor(np.log2(top))))
     # No coordinate of tiny data is finer than sqrt(alpha): the penalty on
     # it, alpha / scale**2, would dwarf the data's curvature (at most about

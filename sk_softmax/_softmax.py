@@ -34,6 +34,7 @@ from ._compat import (
 )
 from ._dask import is_dask_array
 from ._loss import (
+    _PLAIN_RANGE,
     _loss_and_gradient,
     _mean_and_range,
     _scaled_logits,
@@ -58,6 +59,14 @@ from ._solvers import (
 _AUTO_FULL_BATCH_MAX = 4096
 _AUTO_BATCH_SIZE = 256
 _ADAM_AUTO_LEARNING_RATE = 1e-3
+# L-BFGS works on the features as given up to these magnitudes (the
+# first-order solvers to 2**16, see feature_scales): dividing a column of
+# incomes near 60,000 and the other features by 2**16, and not the
+# intercept, made the problem a trillion times worse conditioned.  Beyond
+# them the coefficients of float32 data, or their squares, could overflow.
+_LBFGS_PLAIN_RANGE = (2.0**-32, 2.0**32)
+# An epoch loss this much above the zero model's (relative) is a failed fit.
+_WORSE_THAN_START = 1e-2
 # L-BFGS on a float64 objective stops where the loss no longer decreases
 # measurably with the largest gradient entry at about 1e-8 (rounding, for
 # a tol below that); a stop with the gradient above this is no optimum.
@@ -143,8 +152,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         which are those of standardized features (see Notes).
     momentum : float, default=0.9
         Momentum of ``"sgd"`` on mini-batches, or on the full batch with
-        ``nesterovs_momentum=False``.  The accelerated full-batch method
-        sets its own momentum sequence.
+        ``nesterovs_momentum=False``, in [0, 1) (at 1 nothing would ever
+        decay, and the automatic step, ``(1 - momentum) / L``, would be 0).
+        The accelerated full-batch method sets its own momentum sequence.
     nesterovs_momentum : bool, default=True
         Use Nesterov's momentum (``"sgd"`` only).
     max_iter : int, default=200
@@ -168,9 +178,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         epoch's iterates, which settles as soon as the loss plateaus, so
         fewer epochs of waiting suffice.
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the training data (stratified),
-        stop when its accuracy stops improving, and keep the best
-        parameters.
+        Hold out ``validation_fraction`` of the training data (stratified
+        where every class can be), stop when its accuracy stops improving,
+        and keep the best parameters.  ``"sgd"`` and ``"adam"`` only:
+        ``"lbfgs"`` ignores it and trains on all the data, as in
+        ``MLPClassifier``.
     validation_fraction : float, default=0.1
         Fraction held out for early stopping, in (0, 1).
     shuffle : bool, default=True
@@ -271,7 +283,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             Interval(numbers.Real, 0, None, closed="neither"),
             StrOptions({"auto"}),
         ],
-        "momentum": [Interval(numbers.Real, 0, 1, closed="both")],
+        "momentum": [Interval(numbers.Real, 0, 1, closed="left")],
         "nesterovs_momentum": ["boolean"],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
@@ -480,7 +492,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             X, y, sample_weight, estimator_name=name
         )
         n_samples = X.shape[0]
-        if self.early_stopping:
+        if self._holds_out_validation():
             raise ValueError(
                 f"{name} cannot hold out an early_stopping validation set of a "
                 "dask array; fit with early_stopping=False."
@@ -688,7 +700,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             rng = check_random_state(self.random_state)
 
         validation_data = None
-        if self.early_stopping and not partial:
+        if self._holds_out_validation() and not partial:
             X, X_val, y_index, y_val, weights, w_val = self._split_validation(
                 X, y_index, weights, rng
             )
@@ -798,6 +810,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 alpha=self.alpha,
                 spread=spread,
                 n_threads=n_threads,
+                plain_range=_PLAIN_RANGE if first_order else _LBFGS_PLAIN_RANGE,
             )
             # The layout of the solvers' parameters (see _coef_view): W^T for
             # sparse X, whose products take W^T; W for dense X, whose
@@ -897,11 +910,16 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             make_loss=_array_api.device_loss if device_X else None,
         )
         if self.solver == "lbfgs":
+            # Data beyond the ordinary magnitudes are divided by a power of
+            # two (see feature_scales), which divides the coefficients'
+            # gradient by it too: tol applies to the gradient of the
+            # coefficients as given (a column of incomes near 60,000 made it
+            # 65,536 times looser, and L-BFGS stopped at the start).
             result = lbfgs(
                 objective,
                 params,
                 max_iter=self.max_iter,
-                tol=self.tol,
+                tol=self.tol / max(1.0, float(np.max(scale, initial=1.0))),
                 verbose=bool(self.verbose),
             )
             # No first-order optimizer for a later partial_fit to resume.
@@ -976,7 +994,24 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         )
         self.n_passes_ = result.n_passes
         message = None
-        if not result.converged:
+        # From zero coefficients every batch's loss is the same, log(K): a
+        # last epoch above it means the steps made things worse, short of
+        # the divergence the loop reports (100 times that loss).
+        start = result.reference_loss
+        if (
+            self.solver != "lbfgs"
+            and not warm
+            and result.loss_curve
+            and result.loss_curve[-1] > (1.0 + _WORSE_THAN_START) * start
+        ):
+            rate = float(np.max(learning_rate))
+            message = (
+                f"ended with a training loss of {result.loss_curve[-1]:.4g}, "
+                f"above the {start:.4g} of its starting point: the learning "
+                f"rate {rate:.3g} is too large; lower learning_rate_init, or "
+                "use learning_rate_init='auto'."
+            )
+        elif not result.converged:
             message = (
                 f"reached max_iter={self.max_iter} without converging; "
                 "increase max_iter or tol, or scale the features."
@@ -1067,9 +1102,20 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             rate *= 1.0 - self.momentum
         return rate
 
+    def _holds_out_validation(self):
+        """Whether fit holds out a validation set (first-order solvers only)."""
+        return self.early_stopping and self.solver != "lbfgs"
+
     def _split_validation(self, X, y_index, weights, rng):
-        n_val = int(round(self.validation_fraction * X.shape[0]))
-        stratify = y_index if n_val >= self.classes_.size else None
+        # Stratified where it can be: every class in both parts (train_test_split
+        # holds out ceil(validation_fraction * n) samples) and twice at least.
+        n_samples = X.shape[0]
+        n_val = math.ceil(self.validation_fraction * n_samples)
+        counts = np.bincount(y_index)
+        counts = counts[counts > 0]
+        stratify = None
+        if min(n_val, n_samples - n_val) >= counts.size and counts.min() >= 2:
+            stratify = y_index
         try:
             return train_test_split(
                 X,

@@ -426,6 +426,7 @@ CASES = [
     _param("learning_rate_init", 0.0),
     _param("learning_rate_init", -1e-3),
     _param("momentum", 1.5),
+    _param("momentum", 1.0),
     _param("nesterovs_momentum", 1, TypeError),
     _param("max_iter", 0),
     _param("tol", -1e-4),

@@ -24,6 +24,7 @@ from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.datasets import (
     load_breast_cancer,
+    load_digits,
     load_iris,
     load_wine,
     make_blobs,
@@ -1032,6 +1033,79 @@ def test_early_stopping_attributes(params):
     assert clf.best_validation_score_ == max(clf.validation_scores_)
     assert clf.best_validation_score_ > 0.9
     assert clf.n_iter_ <= 100
+
+
+def test_early_stopping_is_ignored_by_lbfgs():
+    # As in MLPClassifier: L-BFGS trains on all the data (the split was made
+    # and thrown away, so the model saw 90% of it).
+    X, y = _standardized("wine")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf = SoftmaxRegression(solver="lbfgs", early_stopping=True).fit(X, y)
+    plain = SoftmaxRegression(solver="lbfgs").fit(X, y)
+    np.testing.assert_array_equal(clf.coef_, plain.coef_)
+    assert clf.validation_scores_ is None
+
+
+@pytest.mark.parametrize(
+    "n_samples, fraction, stratified",
+    [(25, 0.1, True), (30, 0.05, False), (31, 0.2, False)],
+    ids=["ceil-3-of-25", "too-few-held-out", "class-of-one"],
+)
+def test_early_stopping_split_stratifies_where_it_can(n_samples, fraction, stratified):
+    # train_test_split holds out ceil(fraction * n): 3 of 25 is one sample
+    # per class.  Where stratifying is impossible (fewer held out than
+    # classes, a class of one sample) the split is plain, not an error.
+    y = np.arange(n_samples) % 3
+    if n_samples == 31:
+        y[-1] = 3  # a class of one sample
+    X = np.random.RandomState(0).randn(n_samples, 2) + y[:, None]
+    clf = SoftmaxRegression(
+        batch_size=4, early_stopping=True, validation_fraction=fraction, max_iter=3
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.set_params(random_state=0).fit(X, y)
+    y_index = np.searchsorted(clf.classes_, y)
+    split = clf._split_validation(
+        X, y_index, np.ones(n_samples), np.random.RandomState(0)
+    )
+    held_out = split[3]
+    assert held_out.size == int(np.ceil(fraction * n_samples))
+    if stratified:
+        assert np.array_equal(np.sort(held_out), [0, 1, 2])
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(solver="sgd", batch_size=64, learning_rate_init=100.0),
+        dict(solver="adam", batch_size=None, learning_rate_init=10.0),
+    ],
+    ids=["sgd", "adam-full-batch"],
+)
+def test_a_step_that_makes_the_loss_worse_is_reported(params):
+    # Short of the divergence that raises (100 times the starting loss),
+    # these steps ended far above log(K), the loss of the starting point,
+    # and reported convergence.
+    X, y = load_digits(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    with pytest.warns(ConvergenceWarning, match="learning rate .* is too large"):
+        clf = SoftmaxRegression(random_state=0, **params).fit(X, y)
+    assert clf.loss_curve_[-1] > np.log(10)
+
+
+def test_lbfgs_on_a_feature_of_large_values_reaches_tol():
+    # A constant column of 1e6 is absorbed by the intercept.  Dividing every
+    # feature by 2**20 (and not the intercept) stopped L-BFGS far from the
+    # optimum, silently: tol was tested on gradients shrunk by that factor.
+    X, y = _standardized("wine")
+    plain = SoftmaxRegression(solver="lbfgs").fit(X, y)
+    with_column = np.c_[X, np.full(y.size, 1e6)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = SoftmaxRegression(solver="lbfgs").fit(with_column, y)
+    assert _objective(clf, with_column, y, 1e-4) <= _objective(plain, X, y, 1e-4) + 1e-7
 
 
 @pytest.mark.parametrize("solver", list(SOLVER_PARAMS))
