@@ -222,7 +222,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Feature names, when X had string column names.
     loss_curve_ : list of float
-        Training objective after each epoch (iteration for L-BFGS).
+        Training objective of each epoch, as ``MLPClassifier`` records it:
+        on the full batch, at the start of the epoch's step; on
+        mini-batches, the mean of the batches' losses, each before its
+        step.  For L-BFGS, after each iteration (none when the starting
+        point already meets ``tol``).
     best_loss_ : float
         Lowest training objective, or lowest validation loss with early
         stopping (the parameters kept are those of the best validation
