@@ -65,8 +65,9 @@ _ADAM_AUTO_LEARNING_RATE = 1e-3
 # intercept, made the problem a trillion times worse conditioned.  Beyond
 # them the coefficients of float32 data, or their squares, could overflow.
 _LBFGS_PLAIN_RANGE = (2.0**-32, 2.0**32)
-# An epoch loss this much above the zero model's (relative) is a failed fit.
-_WORSE_THAN_START = 1e-2
+# A last epoch's loss this much above the zero model's (relative), with a
+# step set by hand, is a failed fit.
+_WORSE_THAN_START = 0.1
 # L-BFGS on a float64 objective stops where the loss no longer decreases
 # measurably with the largest gradient entry at about 1e-8 (rounding, for
 # a tol below that); a stop with the gradient above this is no optimum.
@@ -998,12 +999,16 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         )
         self.n_passes_ = result.n_passes
         message = None
-        # From zero coefficients every batch's loss is the same, log(K): a
-        # last epoch above it means the steps made things worse, short of
-        # the divergence the loop reports (100 times that loss).
-        start = result.reference_loss
+        # The zero coefficients a fit starts from have the objective log(K),
+        # whatever the weights: a last epoch well above it means that a step
+        # set by hand made things worse, short of the divergence the loop
+        # reports (100 times the first batch's loss).  (The automatic step
+        # is safe; on data with little to learn its noise alone can leave an
+        # epoch's mean loss a little above log(K).)
+        start = math.log(n_classes)
         if (
             self.solver != "lbfgs"
+            and self.learning_rate_init != "auto"
             and not warm
             and result.loss_curve
             and result.loss_curve[-1] > (1.0 + _WORSE_THAN_START) * start

@@ -1095,6 +1095,18 @@ def test_a_step_that_makes_the_loss_worse_is_reported(params):
     assert clf.loss_curve_[-1] > np.log(10)
 
 
+@pytest.mark.parametrize("alpha", [1e-4, 10.0, 1000.0])
+def test_the_automatic_step_is_not_reported_on_data_with_nothing_to_learn(alpha):
+    # Pure noise: the optimum is near the starting point, and the noise of
+    # mini-batch steps leaves the epoch's mean loss a little above log(K).
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(2000, 5), np.arange(2000) % 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = SoftmaxRegression(alpha=alpha, batch_size=32, random_state=0).fit(X, y)
+    assert clf.loss_curve_[-1] < 1.1 * np.log(3)
+
+
 def test_lbfgs_on_a_feature_of_large_values_reaches_tol():
     # A constant column of 1e6 is absorbed by the intercept.  Dividing every
     # feature by 2**20 (and not the intercept) stopped L-BFGS far from the
