@@ -1225,10 +1225,10 @@ def feature_scales(
     # solver could then move the intercept, whose curvature is the data's.
     floor_exponent = -np.inf
     if alpha > 0:
-        floor_exponent = round(math.log2(math.sqrt(alpha) / unit))
+        floor_exponent = round(0.5 * math.log2(alpha) - math.log2(unit))
     if not standardize:
         if unit < 1.0 and floor_exponent > 0:
-            unit *= 2.0**floor_exponent
+            unit = math.ldexp(unit, floor_exponent)  # about sqrt(alpha)
         return np.full(n_features, unit)
     if spread is None:
         std = weighted_std(X, sample_weight, mean, unit=unit, n_threads=n_threads)

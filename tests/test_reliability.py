@@ -199,6 +199,16 @@ def test_tiny_feature_scale_still_learns(solver, scale, fmt):
     assert _objective(clf, X, y) - optimum <= (2e-2 if solver == "adam" else 1e-6)
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_tiny_features_under_a_huge_penalty(solver):
+    # sqrt(alpha) / (the data's power of two) is beyond float64 here: the
+    # coordinates' floor is worked out in powers of two.
+    X, y = _data()
+    _fit_finite_or_clear_error(
+        SoftmaxRegression(solver=solver, alpha=1e300, random_state=0), X * 1e-300, y
+    )
+
+
 def test_tiny_sparse_features_on_mini_batches_without_penalty():
     # Scales of 1e-200 square to 0: the mini-batch step came out NaN.
     X, y = _data(n_samples=300)
