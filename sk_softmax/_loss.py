@@ -680,7 +680,7 @@ def _real_array(values, name, dtype):
     return values.astype(dtype, copy=False)
 
 
-def summable_weights(weights):
+def _summable_weights(weights):
     """Finite non-negative ``weights``, divided by their largest if their sum overflows.
 
     The objective is a weighted mean, which a common factor leaves
@@ -690,8 +690,8 @@ def summable_weights(weights):
     Examples
     --------
     >>> import numpy as np
-    >>> from sk_softmax._loss import summable_weights
-    >>> summable_weights(np.array([1e308, 1e308, 5e307])).tolist()
+    >>> from sk_softmax._loss import _summable_weights
+    >>> _summable_weights(np.array([1e308, 1e308, 5e307])).tolist()
     [1.0, 1.0, 0.5]
     """
     with np.errstate(over="ignore"):
@@ -857,7 +857,7 @@ def loss_and_gradient(
             )
         if not np.all(np.isfinite(sample_weight)) or np.any(sample_weight < 0):
             raise ValueError("sample_weight must be finite and non-negative.")
-        sample_weight = summable_weights(sample_weight)
+        sample_weight = _summable_weights(sample_weight)
         weight_sum = sample_weight.sum()
         if weight_sum <= 0:
             raise ValueError("sample_weight must have a positive sum.")

@@ -38,12 +38,12 @@ from ._loss import (
     _loss_and_gradient,
     _mean_and_range,
     _scaled_logits,
+    _summable_weights,
     feature_scales,
     lipschitz_constants,
     log_softmax,
     single_threaded_blas,
     softmax,
-    summable_weights,
 )
 from ._solvers import (
     AcceleratedGradient,
@@ -608,7 +608,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             if array_namespace(X) is not None:
                 reference = np.empty((X.shape[0], 0), dtype=dtype)
             weights = check_sample_weight(sample_weight, reference, dtype=dtype)
-            weights = summable_weights(weights)
+            weights = _summable_weights(weights)
         if self.class_weight is not None:
             n_classes = self.classes_.size
             if self.class_weight == "balanced":
@@ -697,12 +697,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         n_classes = self.classes_.size
         dtype = _host_dtype(X)
         device_X = array_namespace(X) is not None
-        # partial_fit draws its shuffles from one generator across calls (as
-        # MLPClassifier does): reseeded at each call, every chunk of a given
-        # size would be shuffled alike.
-        rng = getattr(self, "_shuffle_rng", None) if partial and warm else None
-        if rng is None:
-            rng = check_random_state(self.random_state)
+        rng = check_random_state(self.random_state)
 
         validation_data = None
         if self._holds_out_validation() and not partial:
@@ -789,7 +784,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             assert_all_finite(validation_data[0], estimator_name=type(self).__name__)
         if keep:
             # partial_fit resuming an optimizer keeps its coordinates and
-            # step sizes (its state refers to them).
+            # step sizes (its state refers to them), and draws its shuffles
+            # from the same generator (as MLPClassifier does): reseeded at
+            # each call, every chunk of a given size would be shuffled alike.
+            rng = self._shuffle_rng
             mean, scale = self._mean, self._scale
             feature_major = getattr(self, "_feature_major", False)
             folded = getattr(self, "_folded_scale", None)
@@ -1013,12 +1011,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             and result.loss_curve
             and result.loss_curve[-1] > (1.0 + _WORSE_THAN_START) * start
         ):
-            rate = float(np.max(learning_rate))
             message = (
                 f"ended with a training loss of {result.loss_curve[-1]:.4g}, "
-                f"above the {start:.4g} of its starting point: the learning "
-                f"rate {rate:.3g} is too large; lower learning_rate_init, or "
-                "use learning_rate_init='auto'."
+                f"above the {start:.4g} of its starting point: "
+                f"learning_rate_init={self.learning_rate_init:g} is too large; "
+                "lower it, or use learning_rate_init='auto'."
             )
         elif not result.converged:
             message = (

@@ -1090,7 +1090,7 @@ def test_a_step_that_makes_the_loss_worse_is_reported(params):
     # and reported convergence.
     X, y = load_digits(return_X_y=True)
     X = StandardScaler().fit_transform(X)
-    with pytest.warns(ConvergenceWarning, match="learning rate .* is too large"):
+    with pytest.warns(ConvergenceWarning, match="learning_rate_init=.* is too large"):
         clf = SoftmaxRegression(random_state=0, **params).fit(X, y)
     assert clf.loss_curve_[-1] > np.log(10)
 
