@@ -189,7 +189,7 @@ def device_loss(X, y_index, weights, *, alpha, label_smoothing, offset, n_thread
     batch's row indices go to the device, the loss and the gradient come
     back as numpy, in one transfer.  The labels and weights of all samples
     are sent once: a batch takes its labels there, by its indices, and only
-    unequal weights (renormalized over the batch by the caller) travel with
+    unequal weights (scaled for the batch by the caller) travel with
     each batch.  Every transfer waits for the device, so a mini-batch step
     makes as few as it can.
     """
