@@ -37,12 +37,14 @@ Conventions
 import contextlib
 import math
 import numbers
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
+import threadpoolctl
 from scipy.linalg import eigvalsh, get_blas_funcs
 from scipy.sparse.linalg import LinearOperator, eigsh
 from threadpoolctl import ThreadpoolController
@@ -600,8 +602,47 @@ _BLAS_CONTROLLER = None
 # to leave restores them, and all see the budget found by the first.
 _BLAS_LOCK = threading.Lock()
 _BLAS_USERS = 0
-_BLAS_LIMITER = None
 _BLAS_BUDGET = 1
+# The pools' sizes before the limit, while it holds (None otherwise).  Still
+# set on entry, they were left limited (a fork while another thread was
+# fitting, an interrupt during the restore): they are restored first.
+_BLAS_ORIGINAL = None
+
+
+def _release_blas_control():
+    """Let other threads set OpenBLAS's pool size again.
+
+    threadpoolctl (>= 3.8) lets one thread at a time set the size of a
+    process-wide OpenBLAS pool: the first to set it, until it releases it
+    (its ``with threadpool_limits()`` block does so on exit) or dies; the
+    calls of other threads do nothing.  The limit and its restore may come
+    from different threads (the first fit to enter, the last to leave), so
+    each releases the control it took.  Control held by another thread (a
+    user's ``with threadpool_limits()`` block) stays with it.
+    """
+    ownership = getattr(threadpoolctl, "CONTROLLING_THREAD_OWNERSHIP", None)
+    if getattr(ownership, "count", 0) > 0:
+        return  # this thread's own with-block keeps it until its end
+    controller = getattr(threadpoolctl, "OpenBLASController", None)
+    clear = getattr(controller, "clear_controlling_thread", None)
+    if clear is not None:
+        clear()  # only where this thread holds it
+
+
+def _set_blas_threads(counts):
+    """Set each BLAS pool of the controller to its count, and release control."""
+    try:
+        for lib, count in zip(_BLAS_CONTROLLER.lib_controllers, counts, strict=True):
+            lib.set_num_threads(count)
+    finally:
+        _release_blas_control()
+
+
+def _available_cpus():
+    """CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return os.cpu_count() or 1
 
 
 @contextlib.contextmanager
@@ -617,15 +658,16 @@ def single_threaded_blas():
     parallelizes itself over row blocks of the data with the thread budget
     yielded here: the largest BLAS pool size found on entry, which respects
     ``OPENBLAS_NUM_THREADS``, ``threadpoolctl.threadpool_limits`` and the
-    limits that joblib's workers set.  (Giving the budget back to the BLAS
-    in the mini-batch loop measured no faster, and leaves OpenBLAS threads
-    spinning for about 0.1 s after the fit.)
+    limits that joblib's workers set, and at most the CPUs the process may
+    use.  (Giving the budget back to the BLAS in the mini-batch loop
+    measured no faster, and leaves OpenBLAS threads spinning for about 0.1 s
+    after the fit.)
 
     The limit is shared: nested uses, and uses in several threads at once,
     keep it until the last one leaves, which restores the pools as the
-    first one found them.  Where the BLAS does not take the limit (OpenBLAS
-    ignores it from a thread other than the main one once the main thread
-    has set a thread count), the budget is one thread.
+    first one found them.  Where the pools cannot be limited (another
+    thread holds threadpoolctl's control of OpenBLAS, see
+    :func:`_release_blas_control`), the budget is one thread.
 
     Yields
     ------
@@ -642,7 +684,7 @@ def single_threaded_blas():
     >>> set(pools) <= {1}, n_threads >= 1
     (True, True)
     """
-    global _BLAS_CONTROLLER, _BLAS_USERS, _BLAS_LIMITER, _BLAS_BUDGET
+    global _BLAS_CONTROLLER, _BLAS_USERS, _BLAS_BUDGET, _BLAS_ORIGINAL
     with _BLAS_LOCK:
         if _BLAS_CONTROLLER is None:
             # Finding the libraries walks every loaded shared object (about
@@ -650,15 +692,18 @@ def single_threaded_blas():
             # loaded by then, since this package imports both.
             _BLAS_CONTROLLER = ThreadpoolController().select(user_api="blas")
         if _BLAS_USERS == 0:
+            if _BLAS_ORIGINAL is not None:
+                _set_blas_threads(_BLAS_ORIGINAL)
+                _BLAS_ORIGINAL = None
             libs = _BLAS_CONTROLLER.lib_controllers
-            _BLAS_BUDGET = max((lib.num_threads for lib in libs), default=1)
-            if _BLAS_BUDGET > 1:
-                _BLAS_LIMITER = _BLAS_CONTROLLER.limit(limits=1)
+            counts = [lib.num_threads for lib in libs]
+            _BLAS_BUDGET = min(max(counts, default=1), _available_cpus())
+            if max(counts, default=1) > 1:
+                _BLAS_ORIGINAL = counts
+                _set_blas_threads([1] * len(libs))
                 if any(lib.num_threads > 1 for lib in libs):
-                    # OpenBLAS ignores the limit when it is set from a thread
-                    # other than the main one after the main thread has set
-                    # a thread count: the pools keep their threads, so ours
-                    # would only compete with them.
+                    # Not limited (see above): the pools keep their threads,
+                    # so ours would only compete with them.
                     _BLAS_BUDGET = 1
         _BLAS_USERS += 1
         n_threads = _BLAS_BUDGET
@@ -667,9 +712,28 @@ def single_threaded_blas():
     finally:
         with _BLAS_LOCK:
             _BLAS_USERS -= 1
-            if _BLAS_USERS == 0 and _BLAS_LIMITER is not None:
-                _BLAS_LIMITER.restore_original_limits()
-                _BLAS_LIMITER = None
+            if _BLAS_USERS == 0 and _BLAS_ORIGINAL is not None:
+                _set_blas_threads(_BLAS_ORIGINAL)
+                _BLAS_ORIGINAL = None
+
+
+def _reset_after_fork():
+    """In a forked child: no worker threads, no fit inside the limit.
+
+    The child inherits the executor's record of worker threads that it does
+    not have (a block handed to them would never be computed), the lock
+    possibly held, and the count of fits running in the parent's other
+    threads.  Pools a parent's fit left limited are restored on the next
+    entry (see ``_BLAS_ORIGINAL``).
+    """
+    global _EXECUTOR, _BLAS_LOCK, _BLAS_USERS
+    _EXECUTOR = None
+    _BLAS_LOCK = threading.Lock()
+    _BLAS_USERS = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _real_array(values, name, dtype):

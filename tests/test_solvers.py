@@ -7,6 +7,7 @@ quadratics, so a failure points at ``_solvers.py`` and nothing above it.
 
 import functools
 import math
+import os
 import threading
 
 import numpy as np
@@ -17,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from sk_softmax import _loss, loss_and_gradient
 from sk_softmax._compat import minimize_lbfgsb
 from sk_softmax._loss import (
     _loss_and_gradient,
@@ -891,9 +893,9 @@ def _in_threads(target, n_threads):
 def test_single_threaded_blas_shared_by_overlapping_threads(two_blas_threads):
     # Four threads inside at once with the main thread: all see one thread
     # per pool and the same budget; the pools stay limited until the last
-    # use ends, then end as they started.  (The main thread enters first and
-    # leaves last: OpenBLAS takes a thread count set from another thread
-    # only until the main thread sets one.)
+    # use ends, then end as they started.  (Inside the fixture's
+    # threadpool_limits block the main thread holds threadpoolctl's control
+    # of OpenBLAS: it enters first and leaves last.)
     before = two_blas_threads
     barrier = threading.Barrier(4)
     seen = []
@@ -918,9 +920,10 @@ def test_single_threaded_blas_shared_by_overlapping_threads(two_blas_threads):
 def test_single_threaded_blas_in_a_worker_thread_never_oversubscribes(
     two_blas_threads,
 ):
-    # From a thread other than the main one, after the main thread set a
-    # thread count, OpenBLAS may ignore the limit: then the budget is one
-    # thread, so the loss adds no threads of its own to the BLAS's.
+    # While another thread holds threadpoolctl's control of OpenBLAS (here
+    # the main thread, inside the fixture's threadpool_limits block), a
+    # limit set from this one does nothing: then the budget is one thread,
+    # so the loss adds no threads of its own to the BLAS's.
     seen = []
 
     def use():
@@ -966,6 +969,135 @@ def test_single_threaded_blas_respects_a_user_limit():
     with threadpool_limits(limits=1, user_api="blas"):
         with single_threaded_blas() as n_threads:
             assert n_threads == 1
+
+
+def _default_blas_threads():
+    """The pools as the process has them, skipping where none has two threads."""
+    before = _blas_threads()
+    if not any(n > 1 for n in before.values()):
+        pytest.skip("no BLAS pool has two threads here")
+    return before
+
+
+def test_single_threaded_blas_restored_by_another_thread_than_the_limiting_one():
+    # The first use (thread A) limits the pools, the last to leave (thread B)
+    # restores them while A, a pool worker say, lives on.  threadpoolctl lets
+    # one thread at a time set OpenBLAS's size: each use releases the control
+    # it took, or B's restore would do nothing and leave every pool at one
+    # thread for the rest of the process.
+    before = _default_blas_threads()
+    a_inside, b_inside, a_left, release_a = (threading.Event() for _ in range(4))
+    seen = {}
+
+    def a():
+        with single_threaded_blas():
+            a_inside.set()
+            b_inside.wait()
+        a_left.set()
+        release_a.wait()
+
+    def b():
+        a_inside.wait()
+        with single_threaded_blas():
+            b_inside.set()
+            a_left.wait()
+            seen["inside"] = _blas_threads()
+
+    thread_a, thread_b = threading.Thread(target=a), threading.Thread(target=b)
+    thread_a.start()
+    thread_b.start()
+    thread_b.join()
+    try:
+        assert all(n == 1 for n in seen["inside"].values())
+        assert _blas_threads() == before
+        # Neither thread keeps the control: a user's limit in the main
+        # thread takes effect, and so does a later use in another thread.
+        with threadpool_limits(limits=1, user_api="blas"):
+            assert all(n == 1 for n in _blas_threads().values())
+        assert _blas_threads() == before
+        _in_threads(lambda: seen.update(worker=_inside_blas_threads()), 1)
+        assert all(n == 1 for n in seen["worker"].values())
+    finally:
+        release_a.set()
+        thread_a.join()
+    assert _blas_threads() == before
+
+
+def _inside_blas_threads():
+    with single_threaded_blas():
+        return _blas_threads()
+
+
+def test_single_threaded_blas_budget_at_most_the_cpus():
+    # A BLAS limit above the number of CPUs (threadpool_limits(64)) would
+    # otherwise become as many threads of the loss on as few cores.
+    cpus = _loss._available_cpus()
+    with threadpool_limits(limits=cpus + 3, user_api="blas"):
+        if max(_blas_threads().values(), default=1) <= cpus:
+            pytest.skip("the BLAS caps its pool at the number of CPUs here")
+        with single_threaded_blas() as n_threads:
+            assert n_threads <= cpus
+
+
+def _child_loss(queue, X, y):
+    coef, intercept = np.zeros((3, X.shape[1])), np.zeros(3)
+    with single_threaded_blas():
+        inside = _blas_threads()
+    loss = loss_and_gradient(coef, intercept, X, y)[0]
+    queue.put((float(loss), inside, _blas_threads(), _loss._BLAS_USERS))
+
+
+def _forked(X, y):
+    """``_child_loss`` in a forked child: its queue's item."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_child_loss, args=(queue, X, y))
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung")
+    assert child.exitcode == 0
+    return queue.get(timeout=10)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
+def test_forked_child_computes_without_the_parents_threads():
+    # The child of a process that has used the loss's threads has neither
+    # its worker threads nor, when it forks while another of its threads is
+    # inside the BLAS limit, that fit: it must compute, not wait forever for
+    # them, and leave its pools as the parent had them before.
+    before = _default_blas_threads()
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((8000, 40))  # past one row block: threads
+    y = rng.randint(3, size=8000)
+    expected = float(loss_and_gradient(np.zeros((3, 40)), np.zeros(3), X, y)[0])
+
+    inside, leave = threading.Event(), threading.Event()
+
+    def fitting():
+        with single_threaded_blas():
+            inside.set()
+            leave.wait()
+
+    thread = threading.Thread(target=fitting)
+    thread.start()
+    inside.wait()
+    try:
+        during = _forked(X, y)
+    finally:
+        leave.set()
+        thread.join()
+    after = _forked(X, y)
+    for loss, child_inside, child_after, child_users in (during, after):
+        assert loss == pytest.approx(expected, rel=1e-12)
+        assert all(n == 1 for n in child_inside.values())
+        assert child_after == before
+        assert child_users == 0
+    assert _blas_threads() == before
 
 
 def test_tail_averaging_removes_gradient_noise():
