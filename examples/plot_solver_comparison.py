@@ -89,9 +89,10 @@ def make_ours(params, max_iter):
 # %%
 # Loss curves
 # -----------
-# ``loss_curve_`` records the training objective after each epoch (each
-# iteration for L-BFGS). On mini-batches it is the average of the batch losses
-# seen during the epoch, measured while the parameters move. The dashed line
+# ``loss_curve_`` records the training objective once per epoch (per
+# iteration for L-BFGS): on the full batch, at the parameters the epoch's step
+# starts from; on mini-batches, the average of the batch losses seen during
+# the epoch, measured while the parameters move. The dashed line
 # is the objective that :class:`~sklearn.linear_model.LogisticRegression`
 # reaches at its default tolerance.
 with single_thread():

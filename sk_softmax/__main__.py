@@ -3,6 +3,7 @@
 import argparse
 import contextlib
 import io
+import math
 import re
 import sys
 import time
@@ -41,8 +42,17 @@ def _equivalent_C(alpha, n_samples, n_classes):
 
     ``C = 1 / (alpha n)`` for more than two classes; ``2 / (alpha n)`` for two,
     where the two softmax rows share the penalty (``W[1] = -W[0]``).  (With
-    sample weights, ``n`` would be their sum; the demo has none.)
+    sample weights, ``n`` would be their sum; the demo has none.)  No
+    penalty, ``alpha = 0``, is ``C = inf``.
+
+    Examples
+    --------
+    >>> from sk_softmax.__main__ import _equivalent_C
+    >>> [_equivalent_C(alpha, 50, k) for alpha, k in [(0.01, 3), (0.01, 2), (0, 3)]]
+    [2.0, 4.0, inf]
     """
+    if alpha == 0:
+        return math.inf
     return (2.0 if n_classes == 2 else 1.0) / (alpha * n_samples)
 
 
@@ -415,7 +425,9 @@ def main(argv=None):
     """Entry point of ``python -m sk_softmax`` and the ``sk-softmax`` script."""
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="sk-softmax", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="sk-softmax", description=__doc__.replace("``", "")
+    )
     parser.add_argument(
         "--version", action="version", version=f"%(prog)s {__version__}"
     )

@@ -147,7 +147,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         Initial step size.  ``"auto"`` derives it from a bound ``L`` on the
         curvature of the loss (see :func:`~sk_softmax._loss.lipschitz_constants`),
         so training cannot diverge and needs no tuning: ``1/L`` per
-        parameter block on the full batch, ``(1 - momentum) / L(B)`` on
+        parameter block on the full batch (``(1 - momentum) / L`` with
+        ``nesterovs_momentum=False``), ``(1 - momentum) / L(B)`` on
         mini-batches of size ``B``, and 0.001 for Adam, whose steps are
         already normalized.  A float is a step in the solvers' coordinates,
         which are those of standardized features (see Notes).
@@ -162,17 +163,18 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         Maximum number of epochs (passes over the data), or L-BFGS
         iterations.
     tol : float, default=1e-4
-        Tolerance.  Full batch and L-BFGS: stop when the largest gradient
-        entry is at most ``tol`` (for ``"sgd"`` and ``"adam"``, the gradient
-        in their standardized coordinates; for ``"lbfgs"`` on dense X with
-        an intercept, in centered ones, where a coefficient's entry lacks
-        the intercept's entry times the feature's mean: see Notes).  In
+        Tolerance.  Full-batch ``"sgd"`` and L-BFGS: stop when the largest
+        gradient entry is at most ``tol`` (for ``"sgd"``, the gradient in its
+        standardized coordinates; for ``"lbfgs"`` on dense X with an
+        intercept, in centered ones, where a coefficient's entry lacks the
+        intercept's entry times the feature's mean: see Notes).  In
         float64, L-BFGS also stops where the loss no longer decreases
         measurably, with the gradient near 1e-8: a smaller ``tol`` is not
-        reached, silently.  Mini-batch: stop
-        when the loss (or the validation score with ``early_stopping``) has
-        not improved by at least ``tol`` for ``n_iter_no_change``
-        consecutive epochs.
+        reached, silently.  Mini-batch, and ``"adam"`` on any batch (its
+        steps of about ``learning_rate_init`` hover around the optimum):
+        stop when the loss (or the validation score with
+        ``early_stopping``) has not improved by at least ``tol`` for
+        ``n_iter_no_change`` consecutive epochs.
     n_iter_no_change : int, default=5
         Epochs without improvement tolerated before stopping.
         MLPClassifier waits 10; here the mini-batch result is the mean of an
@@ -750,8 +752,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         # A later partial_fit call resumes the previous call's optimizer:
         # coordinates, steps and state.  After a fit by another rule (the
         # accelerated full-batch one, whose step 1/L would be far too long
-        # for momentum on a chunk's mini-batches, or L-BFGS), it starts a
-        # new one from the fitted coefficients.
+        # for momentum on a chunk's mini-batches, or L-BFGS), or by
+        # momentum on the full batch, it starts a new one from the fitted
+        # coefficients.
         # So does a change of fit_intercept, which changes the coordinates.
         keep = (
             partial
@@ -972,7 +975,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             )
             self._reference_loss = result.reference_loss
             self._state = result.state
-            self._rule_name = type(rule).__name__
+            # Momentum steps sized for a full-batch fit's curvature are too
+            # long for a chunk's mini-batches: partial_fit resumes them only
+            # after mini-batches (earlier partial_fit calls, a mini-batch
+            # fit).  Adam's step does not depend on the batch.
+            resumable = partial or not full_batch or isinstance(rule, Adam)
+            self._rule_name = type(rule).__name__ if resumable else None
             self._intercept_fitted = self.fit_intercept
             self._shuffle_rng = rng
             self._learning_rate = learning_rate

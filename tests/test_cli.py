@@ -70,6 +70,14 @@ def test_demo_one_dataset(capsys):
         assert 0 < loss < 0.5
 
 
+def test_demo_without_penalty(capsys):
+    # alpha=0 passes the option's check; LogisticRegression then gets C=inf
+    # (it divided by zero).
+    assert main(["demo", "--dataset", "iris", "--alpha", "0", "--progress", "off"]) == 0
+    rows = _rows(capsys.readouterr().out)
+    assert set(rows) == {("iris", model) for model in MODELS}
+
+
 def test_demo_several_datasets(capsys):
     argv = ["demo", "--dataset", "iris", "--dataset", "wine", "--progress", "off"]
     assert main(argv) == 0

@@ -1516,14 +1516,23 @@ def _training_objective(clf, X, y):
 
 
 @pytest.mark.parametrize(
-    "first", [dict(), dict(batch_size=None), dict(solver="lbfgs")], ids=str
+    "first",
+    [
+        dict(),
+        dict(batch_size=None),
+        dict(solver="lbfgs"),
+        dict(nesterovs_momentum=False),
+    ],
+    ids=str,
 )
 def test_partial_fit_after_fit_keeps_the_fitted_model(first):
     # A fit by another rule than partial_fit's momentum on mini-batches (the
     # accelerated full-batch rule, which 3000 samples get by default, or
-    # L-BFGS) leaves no optimizer a chunk's momentum steps can resume: its
-    # step 1/L is ten times too long for them.  partial_fit must start a new
-    # one from the fitted coefficients, without asking for classes again.
+    # L-BFGS), or by momentum on the full batch (without Nesterov), leaves
+    # no optimizer a chunk's momentum steps can resume: its step, sized for
+    # the full batch, is ten times too long for them.  partial_fit must
+    # start a new one from the fitted coefficients, without asking for
+    # classes again.
     X, y = make_classification(
         n_samples=3000, n_features=10, n_informative=5, n_classes=3, random_state=0
     )
