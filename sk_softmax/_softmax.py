@@ -1,6 +1,7 @@
 """SoftmaxRegression: the estimator around the loss and the solvers."""
 
 import copy
+import functools
 import math
 import numbers
 import warnings
@@ -91,6 +92,39 @@ def _is_object(values):
 def _is_pd_na(value):
     # pandas is optional: recognise its missing-value marker by type name.
     return type(value).__name__ == "NAType"
+
+
+# Fitted state that the solvers update in place (a copy is kept while a fit
+# runs, see _unchanged_on_error): the optimizer's moments and the shuffle
+# generator.
+_UPDATED_IN_PLACE = ("_state", "_shuffle_rng")
+
+
+def _unchanged_on_error(method):
+    """``fit`` or ``partial_fit`` that leaves the estimator as it was if it raises.
+
+    A fit that fails after its checks (a divergence, weights that are all
+    zero) would otherwise leave a half-fitted estimator: ``classes_`` of the
+    new labels next to the previous ``coef_`` (so ``predict`` named the
+    wrong classes), or ``classes_`` without ``coef_`` (so ``partial_fit``
+    took its next call for a later one).  The estimator stays unfitted, or
+    keeps its previous model, optimizer state included.
+    """
+
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        saved = {
+            name: copy.deepcopy(value) if name in _UPDATED_IN_PLACE else value
+            for name, value in vars(self).items()
+        }
+        try:
+            return method(self, *args, **kwargs)
+        except BaseException:
+            vars(self).clear()
+            vars(self).update(saved)
+            raise
+
+    return guarded
 
 
 class SoftmaxRegression(ClassifierMixin, BaseEstimator):
@@ -350,6 +384,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ fit
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @_unchanged_on_error
     def fit(self, X, y, sample_weight=None):
         """Fit the model on (X, y).
 
@@ -412,6 +447,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     @available_if(_check_stochastic_solver)
     @_fit_context(prefer_skip_nested_validation=True)
+    @_unchanged_on_error
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Run one epoch over (X, y), keeping the optimizer state between calls.
 
@@ -628,6 +664,16 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 weighted = np.zeros(n_classes, dtype=bool)
                 unknown = []
                 for label, value in self.class_weight.items():
+                    if (
+                        isinstance(value, bool)
+                        or not isinstance(value, numbers.Real)
+                        or not 0 <= value < math.inf
+                    ):
+                        raise ValueError(
+                            "class_weight must map labels to finite "
+                            f"non-negative numbers, got {value!r} for label "
+                            f"{label!r}."
+                        )
                     matches = np.flatnonzero(self.classes_ == label)
                     if matches.size == 0:
                         unknown.append(label)
@@ -754,14 +800,15 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         # accelerated full-batch one, whose step 1/L would be far too long
         # for momentum on a chunk's mini-batches, or L-BFGS), or by
         # momentum on the full batch, it starts a new one from the fitted
-        # coefficients.
-        # So does a change of fit_intercept, which changes the coordinates.
+        # coefficients.  So does a change of the settings the optimizer was
+        # made for (see _optimizer_settings): fit_intercept changes the
+        # coordinates, the others the step or the objective.
         keep = (
             partial
             and warm
             and rule is not None
             and getattr(self, "_rule_name", None) == type(rule).__name__
-            and getattr(self, "_intercept_fitted", None) == self.fit_intercept
+            and getattr(self, "_optimizer_for", None) == self._optimizer_settings()
         )
         center = self.fit_intercept and (first_order or not sp.issparse(X))
         dask_X = is_dask_array(X)
@@ -930,7 +977,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             )
             # No first-order optimizer for a later partial_fit to resume.
             self._rule_name = self._state = self._learning_rate = None
-            self._intercept_fitted = None
+            self._optimizer_for = None
         else:
             learning_rate = self._learning_rate_of(rule, params, keep, feature_major)
             preconditioner = None
@@ -967,9 +1014,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 verbose=bool(self.verbose),
                 state=state,
                 average=not partial,
-                reference_loss=getattr(self, "_reference_loss", None)
-                if partial and warm
-                else None,
+                reference_loss=getattr(self, "_reference_loss", None) if keep else None,
                 first_epoch=self.n_iter_ + 1 if partial and warm else 1,
                 preconditioner=preconditioner,
             )
@@ -981,7 +1026,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # fit).  Adam's step does not depend on the batch.
             resumable = partial or not full_batch or isinstance(rule, Adam)
             self._rule_name = type(rule).__name__ if resumable else None
-            self._intercept_fitted = self.fit_intercept
+            self._optimizer_for = self._optimizer_settings()
             self._shuffle_rng = rng
             self._learning_rate = learning_rate
 
@@ -1054,6 +1099,25 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if self.solver == "lbfgs":
             return False
         return self._batch_size(n_samples, partial) < n_samples
+
+    def _optimizer_settings(self):
+        """The parameters a first-order optimizer's steps and state depend on.
+
+        A ``partial_fit`` after ``set_params`` changed one of them starts a
+        new optimizer from the fitted coefficients: the automatic step is
+        ``(1 - momentum) / L(batch_size)`` with ``alpha`` in ``L``, a step
+        set by hand is ``learning_rate_init``, the loss at the start (the
+        reference of the divergence check) depends on ``alpha``, and
+        ``fit_intercept`` changes the coordinates.
+        """
+        return (
+            self.fit_intercept,
+            float(self.alpha),
+            float(self.momentum),
+            bool(self.nesterovs_momentum),
+            self.learning_rate_init,
+            self.batch_size,
+        )
 
     def _batch_size(self, n_samples, partial):
         if self.batch_size is None:

@@ -447,9 +447,9 @@ def gradient_descent(
         # step too large for the curvature (momentum and Adam keep it finite
         # for a while, but it never comes back).
         if not finite or epoch_loss > _DIVERGENCE_FACTOR * max(reference_loss, 1.0):
-            raise _diverged_error(epoch, learning_rate)
+            raise _diverged_error(first_epoch + epoch - 1, learning_rate)
         loss_curve.append(epoch_loss)
-        message = f"Epoch {epoch}, loss = {epoch_loss:.8f}"
+        message = f"Epoch {first_epoch + epoch - 1}, loss = {epoch_loss:.8f}"
         if stop_on_gradient:
             message += f", max|grad| = {grad_norm:.3e}"
         if validation is not None:

@@ -30,7 +30,7 @@ from sklearn.datasets import (
     make_blobs,
     make_classification,
 )
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -1592,3 +1592,108 @@ def test_integer_labels_with_a_class_per_sample_warn_as_sklearn_does():
     expected = [str(w.message) for w in expected if w.category is UserWarning]
     got = [str(w.message) for w in got if w.category is UserWarning]
     assert got == expected
+
+
+# ---------------------------------------------------------------------------
+# Failed fits, class_weight values, partial_fit after set_params
+# ---------------------------------------------------------------------------
+
+
+def _iris():
+    X, y = load_iris(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def test_failed_first_fit_leaves_the_estimator_unfitted():
+    # The labels were set before the weights were checked: the estimator
+    # then had classes_ without coef_, and partial_fit took its next call
+    # for a later one (AttributeError: no coef_).
+    X, y = _iris()
+    clf = SoftmaxRegression(class_weight={0: 0, 1: 0, 2: 0})
+    with pytest.raises(ValueError, match="All sample weights are zero"):
+        clf.fit(X, y)
+    assert not hasattr(clf, "classes_")
+    with pytest.raises(NotFittedError):
+        clf.predict(X)
+    clf.set_params(class_weight=None).partial_fit(X, y, classes=[0, 1, 2])
+    assert clf.n_iter_ == 1
+
+
+def test_failed_refit_keeps_the_previous_model():
+    # A refit on other labels that fails must not pair the new classes_
+    # with the previous coef_ (predict then named the wrong classes).
+    X, y = _iris()
+    clf = SoftmaxRegression(solver="lbfgs").fit(X, y)
+    coef, classes, predicted = clf.coef_.copy(), clf.classes_, clf.predict(X)
+    labels = np.array(["other", "setosa", "versicolor", "virginica"])[y + (y > 0)]
+    clf.set_params(class_weight={label: 0 for label in labels})
+    with pytest.raises(ValueError, match="All sample weights are zero"):
+        clf.fit(X, labels)
+    np.testing.assert_array_equal(clf.classes_, classes)
+    np.testing.assert_array_equal(clf.coef_, coef)
+    np.testing.assert_array_equal(clf.predict(X), predicted)
+
+
+def test_failed_partial_fit_keeps_the_optimizer_state():
+    # A diverging partial_fit call leaves the model, the optimizer's moments
+    # and the shuffle generator as they were: the next call continues as if
+    # the failed one had not happened.
+    X, y = _iris()
+    clf = SoftmaxRegression(batch_size=16, random_state=0)
+    clf.partial_fit(X[::2], y[::2], classes=[0, 1, 2])
+    twin = pickle.loads(pickle.dumps(clf))
+    clf.set_params(learning_rate_init=1e8)
+    with pytest.raises(ValueError, match="diverged"):
+        clf.partial_fit(X[1::2], y[1::2])
+    clf.set_params(learning_rate_init="auto")
+    assert clf.n_iter_ == twin.n_iter_ == 1
+    clf.partial_fit(X[1::2], y[1::2])
+    twin.partial_fit(X[1::2], y[1::2])
+    np.testing.assert_array_equal(clf.coef_, twin.coef_)
+    np.testing.assert_array_equal(clf.intercept_, twin.intercept_)
+
+
+@pytest.mark.parametrize("value", [-1.0, np.nan, np.inf, "2", None, True])
+def test_class_weight_values_are_checked(value):
+    # A negative weight made lbfgs maximize that class's loss (coefficients
+    # of 1e4, a vague ConvergenceWarning), and sgd fail inside scipy.
+    X, y = _iris()
+    clf = SoftmaxRegression(class_weight={0: value, 1: 1.0})
+    with pytest.raises(ValueError, match="class_weight must map labels to finite"):
+        clf.fit(X, y)
+
+
+def test_partial_fit_numbers_its_epochs_across_calls(capsys):
+    # Epochs are counted across calls (n_iter_, the invscaling schedule):
+    # the verbose lines and the divergence error count the same way.
+    X, y = _iris()
+    clf = SoftmaxRegression(batch_size=16, verbose=1, random_state=0)
+    for _ in range(3):
+        clf.partial_fit(X, y, classes=[0, 1, 2])
+    epochs = [
+        line.split(",")[0]
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("Epoch")
+    ]
+    assert epochs == ["Epoch 1", "Epoch 2", "Epoch 3"]
+    clf.set_params(learning_rate_init=1e8)
+    with pytest.raises(ValueError, match="diverged at epoch 4"):
+        clf.partial_fit(X, y)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_partial_fit_after_changing_alpha_starts_a_new_optimizer(solver):
+    # The kept step was sized for the old alpha (sgd diverged at alpha=100)
+    # and the divergence check compared the new objective with the old
+    # starting loss (Adam raised "diverged" at its 0.001 steps).
+    X, y = _iris()
+    clf = SoftmaxRegression(solver=solver, batch_size=16, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    clf.set_params(alpha=100.0)
+    before = _training_objective(clf, X, y)
+    clf.partial_fit(X, y)
+    assert _training_objective(clf, X, y) < before
+    fresh = clone(clf).partial_fit(X, y, classes=[0, 1, 2])
+    np.testing.assert_allclose(clf._learning_rate, fresh._learning_rate, rtol=1e-12)
