@@ -267,7 +267,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     best_loss_ : float
         Lowest training objective, or lowest validation loss with early
         stopping (the parameters kept are those of the best validation
-        accuracy, as in MLPClassifier, which may be another epoch).
+        accuracy, as in MLPClassifier, which may be another epoch).  A
+        ``partial_fit`` after an early-stopping fit makes it the lowest
+        training objective of ``loss_curve_`` again.
     validation_scores_ : list of float or None
         Validation accuracy per epoch (early stopping only).
     validation_loss_ : list of float or None
@@ -1036,9 +1038,15 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.coef_ = coef.astype(dtype)
         self.intercept_ = intercept.astype(dtype)
         if partial and warm:
+            # After an early-stopping fit, best_loss_ is a validation loss:
+            # partial_fit holds out nothing, so it reverts to the training
+            # objective, the lowest of the whole curve.
+            previous = self.best_loss_
+            if getattr(self, "validation_loss_", None) is not None:
+                previous = min(self.loss_curve_, default=math.inf)
             self.n_iter_ += result.n_iter
             self.loss_curve_ = self.loss_curve_ + result.loss_curve
-            self.best_loss_ = min(self.best_loss_, result.best_loss)
+            self.best_loss_ = min(previous, result.best_loss)
         else:
             self.n_iter_ = result.n_iter
             self.loss_curve_ = result.loss_curve

@@ -1697,3 +1697,17 @@ def test_partial_fit_after_changing_alpha_starts_a_new_optimizer(solver):
     assert _training_objective(clf, X, y) < before
     fresh = clone(clf).partial_fit(X, y, classes=[0, 1, 2])
     np.testing.assert_allclose(clf._learning_rate, fresh._learning_rate, rtol=1e-12)
+
+
+def test_partial_fit_after_early_stopping_reports_a_training_best_loss():
+    # best_loss_ mixed the fit's best validation loss with the training
+    # losses of later partial_fit calls, which hold out nothing.
+    X, y = _iris()
+    clf = SoftmaxRegression(batch_size=16, early_stopping=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    assert clf.best_loss_ == min(clf.validation_loss_)
+    clf.partial_fit(X, y)
+    assert clf.validation_loss_ is None
+    assert clf.best_loss_ == min(clf.loss_curve_)
