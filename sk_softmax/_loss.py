@@ -1170,6 +1170,10 @@ def _mean_and_range(X, sample_weight, *, n_threads=1, mean=True):
     return total, float(low), float(high)
 
 
+# A standardized feature whose spread is at most this fraction of its mean
+# is constant (see feature_scales): for dense float64 X (True), otherwise.
+_CONSTANT_SPREAD = {True: 2.0**-40, False: 2.0**-20}
+
 # Data whose largest centered value lies in this range is solved as given
 # (see feature_scales).
 _PLAIN_RANGE = (2.0**-16, 2.0**16)
@@ -1186,6 +1190,7 @@ def feature_scales(
     spread=None,
     n_threads=1,
     plain_range=_PLAIN_RANGE,
+    return_constant=False,
 ):
     """Scale of the coordinates the solvers work in, per feature.
 
@@ -1248,11 +1253,17 @@ def feature_scales(
         ``n_threads`` threads.
     n_threads : int, default=1
         Threads sharing the pass over X for the standard deviations.
+    return_constant : bool, default=False
+        Also return which features are constant: with ``standardize``, a
+        spread of at most ``2**-40`` (float32 or sparse X: ``2**-20``) times
+        the feature's mean, the rounding noise of centering.
 
     Returns
     -------
     scale : ndarray of shape (n_features,)
         Powers of two.
+    constant : ndarray of shape (n_features,), bool
+        Only with ``return_constant``.
 
     Examples
     --------
@@ -1276,6 +1287,8 @@ def feature_scales(
     if not np.isfinite(top) or top == 0:
         top = largest
     if top == 0 or not np.isfinite(top):
+        if return_constant:  # X is all zeros
+            return np.ones(n_features), np.full(n_features, standardize)
         return np.ones(n_features)
     # The common factor of data of extreme magnitude; the standard
     # deviations are computed in its units, so that their squares stay
@@ -1293,6 +1306,8 @@ def feature_scales(
     if not standardize:
         if unit < 1.0 and floor_exponent > 0:
             unit = math.ldexp(unit, floor_exponent)  # about sqrt(alpha)
+        if return_constant:
+            return np.full(n_features, unit), np.zeros(n_features, dtype=bool)
         return np.full(n_features, unit)
     if spread is None:
         std = weighted_std(X, sample_weight, mean, unit=unit, n_threads=n_threads)
@@ -1301,19 +1316,29 @@ def feature_scales(
     # A constant feature keeps the common factor: its centered values are
     # rounding noise of the mean, which a tiny scale would blow up into a
     # signal (Adam's normalized steps follow any gradient however small).
+    # That noise is about 2**-52 |mean| for dense float64 X (its blocks are
+    # summed in float64), up to 2**-20 |mean| in float32 (each block in
+    # float32) and for sparse X (whose E[x^2] - mean^2 cancels to about
+    # 1e-8 |mean|): a spread above it is a feature's, timestamps' and
+    # coordinates' included.
     # Below sqrt(alpha), a scale would make the penalty on the coordinate,
     # alpha / scale**2, stiffer than the data (about 1 for a standardized
     # feature), and Adam's steps of learning_rate_init would oscillate
     # across it; such a feature's coefficient is mostly penalty anyway.
     # Every scale stays a normal number of X's precision.
     exponent = np.zeros(n_features)  # of scale / unit
-    spread_out = std > 2.0**-20 * np.abs(mean) / unit
+    float32 = str(X.dtype).endswith("float32")
+    fine = not float32 and not sp.issparse(X)
+    constant = ~(std > _CONSTANT_SPREAD[fine] * np.abs(mean) / unit)
+    spread_out = ~constant
     exponent[spread_out] = np.clip(np.round(np.log2(std[spread_out])), -64, 17)
     exponent = np.maximum(exponent, floor_exponent)
-    info = np.finfo(np.float32 if str(X.dtype).endswith("float32") else np.float64)
+    info = np.finfo(np.float32 if float32 else np.float64)
     exponent = np.clip(
         exponent, info.minexp + 1 - np.log2(unit), info.maxexp - 2 - np.log2(unit)
     )
+    if return_constant:
+        return unit * np.exp2(exponent), constant
     return unit * np.exp2(exponent)
 
 

@@ -843,6 +843,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             mean, scale = self._mean, self._scale
             feature_major = getattr(self, "_feature_major", False)
             folded = getattr(self, "_folded_scale", None)
+            constant = None  # (the kept steps already account for them)
         else:
             if not center:
                 mean = np.zeros(n_features)
@@ -855,7 +856,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 def spread(unit):
                     return where.weighted_std(X, weights_normalized, mean, unit)
 
-            scale = feature_scales(
+            scale, constant = feature_scales(
                 X,
                 weights_normalized,
                 mean,
@@ -866,6 +867,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 spread=spread,
                 n_threads=n_threads,
                 plain_range=_PLAIN_RANGE if first_order else _LBFGS_PLAIN_RANGE,
+                return_constant=True,
             )
             # The layout of the solvers' parameters (see _coef_view): W^T for
             # sparse X, whose products take W^T; W for dense X, whose
@@ -981,7 +983,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             self._rule_name = self._state = self._learning_rate = None
             self._optimizer_for = None
         else:
-            learning_rate = self._learning_rate_of(rule, params, keep, feature_major)
+            learning_rate = self._learning_rate_of(
+                rule, params, keep, feature_major, constant
+            )
             preconditioner = None
             if folded is not None:
                 factors = np.ones_like(params)
@@ -1159,29 +1163,41 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             return AcceleratedGradient()
         return Momentum(self.momentum, self.nesterovs_momentum)
 
-    def _learning_rate_of(self, rule, params, keep, feature_major):
+    def _learning_rate_of(self, rule, params, keep, feature_major, constant):
         """The (per-parameter) learning rate of ``rule``.
 
         In the standardized coordinates (see :func:`feature_scales`); fit
-        folds the scales in where momentum takes them as steps.
+        folds the scales in where momentum takes them as steps.  The
+        automatic step of a constant feature's coefficients is 0: centered,
+        the feature is rounding noise, or a constant the size of that noise
+        (the mean's own rounding), whose curvature bound is as tiny; a step
+        of its inverse would fit the labels to the noise with coefficients
+        of 1e10 (every feature constant, alpha=0), and Adam's steps, of
+        constant length, would move them anyway.
         """
         if keep:
             return self._learning_rate
         if self.learning_rate_init != "auto":
             return float(self.learning_rate_init)
+        n_classes = self.classes_.size
+        n_features = params.size // n_classes - 1
         if self.solver == "adam":
-            return _ADAM_AUTO_LEARNING_RATE
+            if not np.any(constant):
+                return _ADAM_AUTO_LEARNING_RATE
+            rate = np.full_like(params, _ADAM_AUTO_LEARNING_RATE)
+            _coef_view(rate, n_classes, n_features, feature_major)[:, constant] = 0.0
+            return rate
         lipschitz_coef, lipschitz_intercept = self._lipschitz
         # One step per parameter: 1 / (curvature bound) for each feature's
         # coefficients (the penalty differs per scaled feature) and for the
         # intercept.
         rate = np.empty_like(params)
-        n_classes = self.classes_.size
-        n_features = params.size // n_classes - 1
         with np.errstate(divide="ignore"):
             _coef_view(rate, n_classes, n_features, feature_major)[...] = np.where(
                 lipschitz_coef > 0, 1.0 / lipschitz_coef, 1.0
             )
+        if constant is not None:
+            _coef_view(rate, n_classes, n_features, feature_major)[:, constant] = 0.0
         rate[-n_classes:] = 1.0 / lipschitz_intercept if lipschitz_intercept else 0.0
         if isinstance(rule, Momentum):
             # Heavy ball and Nesterov amplify the step by 1 / (1 - momentum).

@@ -1446,9 +1446,11 @@ def test_standardized_scales_leave_constant_features_and_extremes_alone():
 
 def test_sparse_spreads_about_a_large_mean():
     # Sparse X gives E[x^2] - mean^2: its cancellation error (about 1e-8 of
-    # the mean) stays below the spread at which a feature counts as
+    # the mean) stays below the spread at which a sparse feature counts as
     # constant (2**-20 of the mean), so a spread just above that is still
-    # read right and one below it leaves the feature alone.
+    # read right and one below it leaves the feature alone.  Dense float64
+    # X, centered before squaring, reads spreads down to 2**-40 of the mean
+    # (timestamps, coordinates).
     rng = np.random.RandomState(0)
     n = 400
     X = 1e4 + np.c_[rng.randn(n) * 0.02, rng.randn(n) * 1e-6, rng.randn(n) * 3.0]
@@ -1456,10 +1458,12 @@ def test_sparse_spreads_about_a_large_mean():
     mean = w @ X
     std = np.sqrt(w @ (X - mean) ** 2)
     scale = feature_scales(sp.csr_matrix(X), w, mean, standardize=True)
-    np.testing.assert_array_equal(scale, feature_scales(X, w, mean, standardize=True))
+    dense = feature_scales(X, w, mean, standardize=True)
+    np.testing.assert_array_equal(scale[[0, 2]], dense[[0, 2]])
     assert scale[1] == 1.0
     ratio = scale[[0, 2]] / std[[0, 2]]
     assert np.all((ratio >= 2**-0.5) & (ratio <= 2**0.5)), ratio
+    assert 2**-0.5 <= dense[1] / std[1] <= 2**0.5
 
 
 def test_standardized_scales_ignore_rows_of_zero_weight():
