@@ -1096,8 +1096,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             self.tol, _FLOAT64_STOP_GRADIENT
         ):
             message = (
-                f"{result.stop_reason}: the problem may be badly conditioned; "
-                "scale the features (e.g. with StandardScaler), or increase tol."
+                f"{result.stop_reason}: the problem may be badly conditioned, "
+                "or tol below what float64 resolves for this objective (a "
+                "large alpha raises that floor); scale the features (e.g. "
+                "with StandardScaler), or increase tol."
             )
         if message is not None and not partial:
             warnings.warn(
