@@ -13,6 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
 from . import __version__, _array_api, _dask
@@ -510,7 +511,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if first_call and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
         X, y = self._validate_X_y(
-            X, y, reset=first_call, rows=self._reads_rows(X, partial=True)
+            X, y, reset=first_call, rows=self._reads_rows(X, partial=True), chunk=True
         )
         if first_call:
             self.classes_ = None
@@ -566,7 +567,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             return False  # validation will say what is wrong with X
         return self._mini_batches(n_samples, partial=partial)
 
-    def _validate_X_y(self, X, y, reset, rows=False):
+    def _validate_X_y(self, X, y, reset, rows=False, chunk=False):
         """X and y for fitting, X in a layout the solver reads fast.
 
         With ``rows`` (mini-batches gather rows of X), a dense X comes out
@@ -578,7 +579,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         C-ordered one (or CSR): only a strided view, which BLAS would copy
         block by block at every evaluation, is copied.  Either way X is
         copied at most once, and not at all when it is already C-ordered
-        float32 or float64 (or CSR).
+        float32 or float64 (or CSR).  ``chunk`` (partial_fit): y may hold
+        few samples of many classes without a warning.
         """
         y_values = np.asarray(y, dtype=object) if _is_object(y) else None
         if y_values is not None and any(_is_pd_na(v) for v in y_values.ravel()):
@@ -607,6 +609,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if y.dtype.kind not in "iu" or (
             y.size > 20 and int(y.max()) - int(y.min()) >= 0.5 * y.size
         ):
+            if chunk and type_of_target(y, input_name="y") in ("binary", "multiclass"):
+                # A chunk may hold few samples of each of many classes, which
+                # partial_fit's ``classes`` declare: no warning that y "could
+                # represent a regression problem" at every call
+                # (SGDClassifier's partial_fit gives none either).
+                return X, y
             check_classification_targets(y)
         return X, y
 

@@ -1749,3 +1749,31 @@ def test_constant_features_keep_zero_coefficients(solver, value):
     np.testing.assert_allclose(
         clf.predict_proba(2 * X[:1]), [[0.34, 0.33, 0.33]], atol=0.01
     )
+
+
+@pytest.mark.parametrize("labels", ["int", "str"])
+def test_partial_fit_chunks_with_many_classes_do_not_warn(labels):
+    # scikit-learn warns that y "could represent a regression problem" when
+    # more than half of the samples have a class of their own: a chunk of a
+    # stream with many classes did that at every partial_fit call, although
+    # its classes were declared (SGDClassifier's partial_fit does not warn).
+    # fit keeps the warning, as LogisticRegression does; continuous labels
+    # are still refused.
+    rng = np.random.RandomState(0)
+    X = rng.randn(60, 3)
+    y = np.arange(60) % 40
+    classes = np.arange(40)
+    if labels == "str":
+        y, classes = (
+            np.array([f"c{k:02d}" for k in y]),
+            np.array([f"c{k:02d}" for k in classes]),
+        )
+    clf = SoftmaxRegression(random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf.partial_fit(X, y, classes=classes)
+        clf.partial_fit(X, y)
+    with pytest.warns(UserWarning, match="greater than 50%"):
+        SoftmaxRegression(max_iter=5).fit(X, y)
+    with pytest.raises(ValueError, match="Unknown label type"):
+        SoftmaxRegression().partial_fit(X, rng.rand(60), classes=[0.5, 1.5])
