@@ -95,12 +95,6 @@ def _is_pd_na(value):
     return type(value).__name__ == "NAType"
 
 
-# Fitted state that the solvers update in place (a copy is kept while a fit
-# runs, see _unchanged_on_error): the optimizer's moments and the shuffle
-# generator.
-_UPDATED_IN_PLACE = ("_state", "_shuffle_rng")
-
-
 def _unchanged_on_error(method):
     """``fit`` or ``partial_fit`` that leaves the estimator as it was if it raises.
 
@@ -109,15 +103,15 @@ def _unchanged_on_error(method):
     new labels next to the previous ``coef_`` (so ``predict`` named the
     wrong classes), or ``classes_`` without ``coef_`` (so ``partial_fit``
     took its next call for a later one).  The estimator stays unfitted, or
-    keeps its previous model, optimizer state included.
+    keeps its previous model, optimizer state included: a fit assigns new
+    objects to its attributes, and a resumed optimizer works on copies of
+    its state and shuffle generator (see ``_fit_single_threaded_blas``), so
+    the previous attributes are all there is to restore.
     """
 
     @functools.wraps(method)
     def guarded(self, *args, **kwargs):
-        saved = {
-            name: copy.deepcopy(value) if name in _UPDATED_IN_PLACE else value
-            for name, value in vars(self).items()
-        }
+        saved = dict(vars(self))
         try:
             return method(self, *args, **kwargs)
         except BaseException:
@@ -699,6 +693,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                         f"classes {self.classes_.tolist()}, and no weight for "
                         f"classes {self.classes_[~weighted].tolist()}."
                     )
+            # Relative to the largest: a common factor changes no weighted
+            # mean, and a weight of 1e39 would be inf in float32 (1e307 times
+            # the samples, an infinite sum that left every weight 0).
+            if factors.max() > 0:
+                factors = factors / factors.max()
             factors = factors.astype(dtype)
             weights = weights * (
                 _dask.take(factors, y_index) if dask_X else factors[y_index]
@@ -847,7 +846,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # step sizes (its state refers to them), and draws its shuffles
             # from the same generator (as MLPClassifier does): reseeded at
             # each call, every chunk of a given size would be shuffled alike.
-            rng = self._shuffle_rng
+            # (Copies, which the solver updates in place: a call that fails
+            # leaves the estimator's own as they were.)
+            rng = copy.deepcopy(self._shuffle_rng)
             mean, scale = self._mean, self._scale
             feature_major = getattr(self, "_feature_major", False)
             folded = getattr(self, "_folded_scale", None)
@@ -1011,7 +1012,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 if batch_size >= n_samples or self.learning_rate == "adaptive":
                     preconditioner = factors
                 del factors
-            state = self._state if keep else None
+            state = copy.deepcopy(self._state) if keep else None
             result = gradient_descent(
                 objective,
                 params,
@@ -1129,11 +1130,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         new optimizer from the fitted coefficients: the automatic step is
         ``(1 - momentum) / L(batch_size)`` with ``alpha`` in ``L``, a step
         set by hand is ``learning_rate_init``, the loss at the start (the
-        reference of the divergence check) depends on ``alpha``, and
-        ``fit_intercept`` changes the coordinates.
+        reference of the divergence check) depends on ``alpha``, the
+        curvature bound on ``class_weight``, and ``fit_intercept`` changes
+        the coordinates.
         """
         return (
             self.fit_intercept,
+            copy.deepcopy(self.class_weight),
             float(self.alpha),
             float(self.momentum),
             bool(self.nesterovs_momentum),

@@ -1775,3 +1775,49 @@ def test_partial_fit_chunks_with_many_classes_do_not_warn(labels):
         clf.partial_fit(X, y)
     with pytest.raises(ValueError, match="Unknown label type"):
         SoftmaxRegression().partial_fit(X, rng.rand(60), classes=[0.5, 1.5])
+
+
+def test_failed_resumed_partial_fit_keeps_the_optimizer_state():
+    # The failing call resumes the optimizer (same settings): its moments
+    # and shuffle generator, updated in place by the solver, must come back
+    # as they were.
+    X, y = _iris()
+    clf = SoftmaxRegression(batch_size=16, learning_rate_init=0.5, random_state=0)
+    clf.partial_fit(X[::2], y[::2], classes=[0, 1, 2])
+    twin = pickle.loads(pickle.dumps(clf))
+    with pytest.raises(ValueError, match="diverged"):
+        clf.partial_fit(1e4 * X[1::2], y[1::2])
+    clf.partial_fit(X[1::2], y[1::2])
+    twin.partial_fit(X[1::2], y[1::2])
+    np.testing.assert_array_equal(clf.coef_, twin.coef_)
+    np.testing.assert_array_equal(clf.intercept_, twin.intercept_)
+
+
+def test_partial_fit_after_changing_class_weight_starts_a_new_optimizer():
+    # The automatic step depends on the weighted curvature: one sized for
+    # the old class weights made the loss jump to 4-6 (log 3 at the start).
+    X, y = _iris()
+    clf = SoftmaxRegression(batch_size=16, random_state=0)
+    clf.partial_fit(X, y, classes=[0, 1, 2])
+    clf.set_params(class_weight={0: 1, 1: 1, 2: 1000})
+    clf.partial_fit(X, y)
+    fresh = clone(clf).partial_fit(X, y, classes=[0, 1, 2])
+    np.testing.assert_allclose(clf._learning_rate, fresh._learning_rate, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "weight"), [(np.float32, 1e39), (np.float64, 1e307)], ids=str
+)
+def test_class_weights_beyond_the_dtype_apply_relatively(dtype, weight):
+    # 1e39 is inf in float32 (every solver failed with an unrelated error);
+    # 1e307 times 150 samples overflowed the sum, and every weight became 0:
+    # the unweighted model, silently.  Only the ratios of weights matter.
+    X, y = _iris()
+    X = X.astype(dtype)
+    for solver in ("sgd", "lbfgs"):
+        clf = SoftmaxRegression(solver=solver, class_weight={0: weight, 1: 1, 2: 1})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(X, y)
+        assert np.all(np.isfinite(clf.coef_))
+        assert np.mean(clf.predict(X) == 0) > 0.9
