@@ -1553,6 +1553,10 @@ def _largest_weighted_eigenvalue(X, sample_weight, mean, scale):
         gram = np.column_stack([matvec(e) for e in np.eye(n_features)])
         return float(eigvalsh(gram)[-1])
     v0 = np.random.RandomState(0).uniform(0.5, 1.5, size=n_features)
+    if not np.any(matvec(v0)):
+        # Every centered row is 0 (one row, identical rows, all-zero X): the
+        # operator is 0, and ARPACK would fail on its zero starting vector.
+        return 0.0
     value = eigsh(operator, k=1, which="LA", tol=1e-2, v0=v0, return_eigenvectors=False)
     # Lanczos approaches lambda_max from below; the margin keeps the step safe.
     return float(value[0]) * 1.02

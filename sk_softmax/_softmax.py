@@ -992,8 +992,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             self._rule_name = self._state = self._learning_rate = None
             self._optimizer_for = None
         else:
+            # (A partial_fit chunk is not the data: a feature constant in it,
+            # a word absent from the first documents, say, keeps its step.)
             learning_rate = self._learning_rate_of(
-                rule, params, keep, feature_major, constant
+                rule, params, keep, feature_major, None if partial else constant
             )
             preconditioner = None
             if folded is not None:
@@ -1033,17 +1035,19 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 first_epoch=self.n_iter_ + 1 if partial and warm else 1,
                 preconditioner=preconditioner,
             )
-            self._reference_loss = result.reference_loss
-            self._state = result.state
             # Momentum steps sized for a full-batch fit's curvature are too
             # long for a chunk's mini-batches: partial_fit resumes them only
             # after mini-batches (earlier partial_fit calls, a mini-batch
-            # fit).  Adam's step does not depend on the batch.
+            # fit).  Adam's step does not depend on the batch.  An optimizer
+            # that will not be resumed is not kept (its state is several
+            # times the size of coef_).
             resumable = partial or not full_batch or isinstance(rule, Adam)
             self._rule_name = type(rule).__name__ if resumable else None
             self._optimizer_for = self._optimizer_settings()
             self._shuffle_rng = rng
-            self._learning_rate = learning_rate
+            self._reference_loss = result.reference_loss if resumable else None
+            self._state = result.state if resumable else None
+            self._learning_rate = learning_rate if resumable else None
 
         coef, intercept = _original_parameters(
             result.params, n_classes, scale, mean, feature_major

@@ -1821,3 +1821,52 @@ def test_class_weights_beyond_the_dtype_apply_relatively(dtype, weight):
             clf.fit(X, y)
         assert np.all(np.isfinite(clf.coef_))
         assert np.mean(clf.predict(X) == 0) > 0.9
+
+
+@pytest.mark.parametrize("container", [np.asarray, sp.csr_matrix])
+def test_partial_fit_learns_features_absent_from_the_first_chunk(container):
+    # A word absent from the first documents is a constant (zero) column of
+    # the first chunk; a zero step for it, kept by the later calls, left its
+    # coefficients at 0 for good (accuracy at chance on documents using it).
+    rng = np.random.RandomState(0)
+
+    def chunk(columns):
+        X = np.zeros((200, 20))
+        y = rng.randint(2, size=200)
+        X[:, columns] = rng.rand(200, 10) + y[:, None] * (np.arange(10) % 2 * 2 - 1)
+        return container(X), y
+
+    clf = SoftmaxRegression(batch_size=16, random_state=0)
+    clf.partial_fit(*chunk(slice(0, 10)), classes=[0, 1])
+    for _ in range(20):
+        clf.partial_fit(*chunk(slice(10, 20)))
+    X_new, y_new = chunk(slice(10, 20))
+    assert clf.score(X_new, y_new) > 0.9
+
+
+@pytest.mark.parametrize("container", [np.asarray, sp.csr_matrix])
+def test_centered_data_of_zeros_with_many_features(container):
+    # Past 256 features the curvature bound runs Lanczos (ARPACK), which
+    # failed with "Starting vector is zero" where every centered row is 0:
+    # one row, identical rows, or documents without any word.
+    X = container(np.zeros((60, 300)))
+    y = np.r_[np.zeros(30, int), np.ones(20, int), np.full(10, 2)]
+    clf = SoftmaxRegression().fit(X, y)
+    np.testing.assert_allclose(
+        clf.predict_proba(X[:1]), [[0.5, 1 / 3, 1 / 6]], atol=1e-3
+    )
+    one = SoftmaxRegression().partial_fit(
+        container(np.ones((1, 300))), [1], classes=[0, 1, 2]
+    )
+    assert np.all(np.isfinite(one.coef_))
+
+
+def test_full_batch_fit_keeps_no_optimizer_state():
+    # partial_fit never resumes a full-batch momentum fit (its steps are
+    # sized for the full batch): its state, four times the size of coef_,
+    # and its steps were kept in the model (and its pickle) for nothing.
+    X, y = _iris()
+    clf = SoftmaxRegression(batch_size=None).fit(X, y)
+    assert clf._state is None and clf._learning_rate is None
+    mini = SoftmaxRegression(batch_size=16, random_state=0).fit(X, y)
+    assert mini._state is not None  # mini-batch fits are resumed
