@@ -1185,12 +1185,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
         In the standardized coordinates (see :func:`feature_scales`); fit
         folds the scales in where momentum takes them as steps.  The
-        automatic step of a constant feature's coefficients is 0: centered,
-        the feature is rounding noise, or a constant the size of that noise
-        (the mean's own rounding), whose curvature bound is as tiny; a step
-        of its inverse would fit the labels to the noise with coefficients
-        of 1e10 (every feature constant, alpha=0), and Adam's steps, of
-        constant length, would move them anyway.
+        automatic step of the coefficients of the features ``constant``
+        marks (None: none, as for a partial_fit chunk, which is not the
+        data) is 0: centered, such a feature is rounding noise, or a
+        constant the size of that noise (the mean's own rounding), whose
+        curvature bound is as tiny; a step of its inverse would fit the
+        labels to the noise with coefficients of 1e10 (every feature
+        constant, alpha=0), and Adam's steps, of constant length, would
+        move them anyway.
         """
         if keep:
             return self._learning_rate
@@ -1202,23 +1204,24 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             if not np.any(constant):
                 return _ADAM_AUTO_LEARNING_RATE
             rate = np.full_like(params, _ADAM_AUTO_LEARNING_RATE)
-            _coef_view(rate, n_classes, n_features, feature_major)[:, constant] = 0.0
-            return rate
-        lipschitz_coef, lipschitz_intercept = self._lipschitz
-        # One step per parameter: 1 / (curvature bound) for each feature's
-        # coefficients (the penalty differs per scaled feature) and for the
-        # intercept.
-        rate = np.empty_like(params)
-        with np.errstate(divide="ignore"):
-            _coef_view(rate, n_classes, n_features, feature_major)[...] = np.where(
-                lipschitz_coef > 0, 1.0 / lipschitz_coef, 1.0
+        else:
+            lipschitz_coef, lipschitz_intercept = self._lipschitz
+            # One step per parameter: 1 / (curvature bound) for each
+            # feature's coefficients (the penalty differs per scaled feature)
+            # and for the intercept.
+            rate = np.empty_like(params)
+            with np.errstate(divide="ignore"):
+                _coef_view(rate, n_classes, n_features, feature_major)[...] = np.where(
+                    lipschitz_coef > 0, 1.0 / lipschitz_coef, 1.0
+                )
+            rate[-n_classes:] = (
+                1.0 / lipschitz_intercept if lipschitz_intercept else 0.0
             )
+            if isinstance(rule, Momentum):
+                # Heavy ball and Nesterov amplify the step by 1 / (1 - momentum).
+                rate *= 1.0 - self.momentum
         if constant is not None:
             _coef_view(rate, n_classes, n_features, feature_major)[:, constant] = 0.0
-        rate[-n_classes:] = 1.0 / lipschitz_intercept if lipschitz_intercept else 0.0
-        if isinstance(rule, Momentum):
-            # Heavy ball and Nesterov amplify the step by 1 / (1 - momentum).
-            rate *= 1.0 - self.momentum
         return rate
 
     def _holds_out_validation(self):
