@@ -12,6 +12,7 @@ import scipy
 import scipy.optimize
 import scipy.sparse as sp
 from sklearn.base import _fit_context
+from sklearn.utils import _safe_indexing
 from sklearn.utils._array_api import (
     _convert_to_numpy,
     _is_numpy_namespace,
@@ -56,6 +57,7 @@ __all__ = [
     "Interval",
     "StrOptions",
     "_fit_context",
+    "_safe_indexing",
     "assert_all_finite",
     "check_classification_targets",
     "check_partial_fit_first_call",

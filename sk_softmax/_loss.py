@@ -1089,7 +1089,9 @@ def lipschitz_constants(
         penalty, scale = alpha, np.ones(n_features)
     else:
         # alpha/2 ||W||^2 = alpha/2 sum_j (W diag(sigma))_j^2 / sigma_j^2
-        penalty = alpha / scale**2
+        # (Divided twice: scale**2 overflows for scales near 2**512, those of
+        # alpha near 1e308.)
+        penalty = alpha / scale / scale
     if sample is None:
         sample = _curvature_sample(X, sample_weight)
     largest = _largest_weighted_eigenvalue(*sample, mean, scale)

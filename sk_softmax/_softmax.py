@@ -22,6 +22,7 @@ from ._compat import (
     Interval,
     StrOptions,
     _fit_context,
+    _safe_indexing,
     array_namespace,
     assert_all_finite,
     check_classification_targets,
@@ -518,7 +519,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if unknown.size:
             raise ValueError(
                 f"y contains labels {unknown.tolist()} that are not in classes "
-                f"{self.classes_.tolist()} given on the first call to partial_fit."
+                f"{self.classes_.tolist()}, the model's (from the first call to "
+                "partial_fit, or from fit)."
             )
         y_index = np.searchsorted(self.classes_, y)
         weights = self._sample_weights(X, y_index, sample_weight)
@@ -667,6 +669,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 factors = np.ones(n_classes)
                 weighted = np.zeros(n_classes, dtype=bool)
                 unknown = []
+                # Keys are looked up as labels, by hash and equality (1, 1.0
+                # and np.int64(1) alike): a tuple key is one unknown label,
+                # not a comparison with each class.
+                position = {c: k for k, c in enumerate(self.classes_.tolist())}
                 for label, value in self.class_weight.items():
                     if (
                         isinstance(value, bool)
@@ -678,12 +684,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                             f"non-negative numbers, got {value!r} for label "
                             f"{label!r}."
                         )
-                    matches = np.flatnonzero(self.classes_ == label)
-                    if matches.size == 0:
+                    k = position.get(label)
+                    if k is None:
                         unknown.append(label)
                     else:
-                        factors[matches[0]] = value
-                        weighted[matches[0]] = True
+                        factors[k] = value
+                        weighted[k] = True
                 # Labels absent from the data (a cross-validation fold without
                 # a rare class) are ignored, as in scikit-learn, unless some
                 # class has no weight: then they are likely misspelt.
@@ -1229,20 +1235,23 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         return self.early_stopping and self.solver != "lbfgs"
 
     def _split_validation(self, X, y_index, weights, rng):
-        # Stratified where it can be: every class in both parts (train_test_split
-        # holds out ceil(validation_fraction * n) samples) and twice at least.
-        n_samples = X.shape[0]
+        # Only rows of positive weight are held out: a row of zero weight
+        # counts for nothing in the validation score, and a validation part
+        # made of such rows would have none.  They train (for nothing), so
+        # the split is that of the data without them.  Stratified where it
+        # can be: every class in both parts (train_test_split holds out
+        # ceil(validation_fraction * n) samples) and twice at least.
+        weighted = np.flatnonzero(weights > 0)
+        n_samples = weighted.size
         n_val = math.ceil(self.validation_fraction * n_samples)
-        counts = np.bincount(y_index)
+        counts = np.bincount(y_index[weighted])
         counts = counts[counts > 0]
         stratify = None
         if min(n_val, n_samples - n_val) >= counts.size and counts.min() >= 2:
-            stratify = y_index
+            stratify = y_index[weighted]
         try:
-            return train_test_split(
-                X,
-                y_index,
-                weights,
+            train, val = train_test_split(
+                weighted,
                 test_size=self.validation_fraction,
                 random_state=rng,
                 stratify=stratify,
@@ -1252,6 +1261,15 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 "early_stopping could not split off a validation set of "
                 f"validation_fraction={self.validation_fraction}: {exc}"
             ) from exc
+        train = np.concatenate([train, np.flatnonzero(~(weights > 0))])
+        return (
+            _safe_indexing(X, train),
+            _safe_indexing(X, val),
+            y_index[train],
+            y_index[val],
+            weights[train],
+            weights[val],
+        )
 
     # -------------------------------------------------------------- predict
 

@@ -446,6 +446,12 @@ CASES = [
         r"and no weight for classes \[0, 1, 2\]",
         id="param-class_weight-unknown-label",
     ),
+    pytest.param(
+        fit(class_weight={(0, 1, 2): 2.0}),
+        ValueError,
+        r"class_weight has labels \[\(0, 1, 2\)\], which are not in classes",
+        id="param-class_weight-tuple-label",
+    ),
     # --- predict before fit
     pytest.param(unfitted("predict"), NotFittedError, UNFITTED, id="unfitted-predict"),
     pytest.param(
@@ -489,6 +495,13 @@ CASES = [
         ValueError,
         r"y contains labels \[3\] that are not in classes \[0, 1, 2\]",
         id="partial_fit-label-outside-classes",
+    ),
+    pytest.param(
+        lambda: SoftmaxRegression().fit(X, Y).partial_fit(X, np.r_[3, Y[1:]]),
+        ValueError,
+        r"y contains labels \[3\] that are not in classes \[0, 1, 2\], the "
+        r"model's \(from the first call to partial_fit, or from fit\)",
+        id="partial_fit-after-fit-label-outside-classes",
     ),
     pytest.param(
         lambda: SoftmaxRegression().partial_fit(X, np.r_[3, Y[1:]], classes=[0, 1, 2]),

@@ -209,6 +209,19 @@ def test_tiny_features_under_a_huge_penalty(solver):
     )
 
 
+@pytest.mark.parametrize("batch_size", [None, 16])
+def test_penalty_near_the_largest_float(batch_size):
+    # alpha = 9e307 gives coordinates of scale 2**512, whose square
+    # overflows: the full-batch step was inf and the fit "diverged".
+    rng = np.random.RandomState(0)
+    X = rng.randn(90, 3)  # features of spread 1, in plain units
+    y = np.digitize(X[:, 0], [-0.5, 0.5])
+    clf = SoftmaxRegression(alpha=9e307, batch_size=batch_size, random_state=0)
+    clf.fit(X, y)
+    assert np.abs(clf.coef_).max() < 1e-300  # the penalty's optimum, about 0
+    assert np.all(np.isfinite(clf.intercept_))
+
+
 def test_tiny_sparse_features_on_mini_batches_without_penalty():
     # Scales of 1e-200 square to 0: the mini-batch step came out NaN.
     X, y = _data(n_samples=300)

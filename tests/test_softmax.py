@@ -1047,6 +1047,42 @@ def test_early_stopping_is_ignored_by_lbfgs():
     assert clf.validation_scores_ is None
 
 
+def test_class_weight_keys_are_labels():
+    # 1.0 and np.int64(2) name the classes 1 and 2, as in a dict lookup.
+    X, y = _standardized("iris")
+    by_label = SoftmaxRegression(
+        solver="lbfgs", class_weight={0: 3.0, 1.0: 2.0, np.int64(2): 1.0}
+    ).fit(X, y)
+    weights = np.array([3.0, 2.0, 1.0])[y]
+    by_sample = SoftmaxRegression(solver="lbfgs").fit(X, y, sample_weight=weights)
+    np.testing.assert_allclose(by_label.coef_, by_sample.coef_, rtol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_early_stopping_holds_out_only_weighted_rows(seed):
+    # Zero-weight rows are neither held out nor counted: the split is that
+    # of the data without them, and a validation part of zero weight (one
+    # class weighted, the other not) cannot happen.
+    rng = np.random.RandomState(seed)
+    X = rng.randn(40, 3)
+    y = np.arange(40) % 2
+    weights = (y == 1).astype(float)
+    clf = SoftmaxRegression(early_stopping=True, random_state=seed, max_iter=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y, sample_weight=weights)
+    np.testing.assert_array_equal(clf.predict(X), 1)
+    y_index = np.searchsorted(clf.classes_, y)
+    split = clf._split_validation(X, y_index, weights, np.random.RandomState(seed))
+    kept = weights > 0
+    alone = clf._split_validation(
+        X[kept], y_index[kept], weights[kept], np.random.RandomState(seed)
+    )
+    np.testing.assert_array_equal(split[1], alone[1])  # the same held-out rows
+    np.testing.assert_array_equal(split[0][: alone[0].shape[0]], alone[0])
+    assert split[0].shape[0] == alone[0].shape[0] + (~kept).sum()
+
+
 @pytest.mark.parametrize(
     "n_samples, fraction, stratified",
     [(25, 0.1, True), (30, 0.05, False), (31, 0.2, False)],
