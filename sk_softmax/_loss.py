@@ -1173,7 +1173,7 @@ def _mean_and_range(X, sample_weight, *, n_threads=1, mean=True):
 
 
 # A standardized feature whose spread is at most this fraction of its mean
-# is constant (see feature_scales): for dense float64 X (True), otherwise.
+# is constant (see feature_scales): for float64 X (True), float32 X.
 _CONSTANT_SPREAD = {True: 2.0**-40, False: 2.0**-20}
 
 # Data whose largest centered value lies in this range is solved as given
@@ -1257,7 +1257,7 @@ def feature_scales(
         Threads sharing the pass over X for the standard deviations.
     return_constant : bool, default=False
         Also return which features are constant: with ``standardize``, a
-        spread of at most ``2**-40`` (float32 or sparse X: ``2**-20``) times
+        spread of at most ``2**-40`` (float32 X: ``2**-20``) times
         the feature's mean, the rounding noise of centering.
 
     Returns
@@ -1318,10 +1318,9 @@ def feature_scales(
     # A constant feature keeps the common factor: its centered values are
     # rounding noise of the mean, which a tiny scale would blow up into a
     # signal (Adam's normalized steps follow any gradient however small).
-    # That noise is about 2**-52 |mean| for dense float64 X (its blocks are
+    # That noise is about 2**-52 |mean| for float64 X (its blocks are
     # summed in float64), up to 2**-20 |mean| in float32 (each block in
-    # float32) and for sparse X (whose E[x^2] - mean^2 cancels to about
-    # 1e-8 |mean|): a spread above it is a feature's, timestamps' and
+    # float32): a spread above it is a feature's, timestamps' and
     # coordinates' included.
     # Below sqrt(alpha), a scale would make the penalty on the coordinate,
     # alpha / scale**2, stiffer than the data (about 1 for a standardized
@@ -1330,8 +1329,7 @@ def feature_scales(
     # Every scale stays a normal number of X's precision.
     exponent = np.zeros(n_features)  # of scale / unit
     float32 = str(X.dtype).endswith("float32")
-    fine = not float32 and not sp.issparse(X)
-    constant = ~(std > _CONSTANT_SPREAD[fine] * np.abs(mean) / unit)
+    constant = ~(std > _CONSTANT_SPREAD[not float32] * np.abs(mean) / unit)
     spread_out = ~constant
     exponent[spread_out] = np.clip(np.round(np.log2(std[spread_out])), -64, 17)
     exponent = np.maximum(exponent, floor_exponent)
@@ -1351,11 +1349,8 @@ def weighted_std(X, sample_weight, mean, *, unit=1.0, n_threads=1):
     mostly constant feature, and so underestimate its spread), in row blocks
     shared among ``n_threads`` threads.  Dense blocks are centered in chunks
     of about 512 KiB, in the dtype of X and one buffer per thread.  A sparse
-    X, read a chunk of stored entries at a time, gives ``E[x^2] - mean^2`` in
-    float64: for a feature almost constant next to its mean ``m`` the
-    cancellation leaves an error of about ``1e-8 |m|`` in the result, below
-    the ``2**-20 |m|`` under which :func:`feature_scales` treats a feature
-    as constant.
+    X is read a chunk of stored entries at a time, each centered in
+    float64; its implicit zeros count as ``-mean``.
 
     Parameters
     ----------
@@ -1387,12 +1382,20 @@ def weighted_std(X, sample_weight, mean, *, unit=1.0, n_threads=1):
     n_samples, n_features = X.shape
     weights = np.broadcast_to(sample_weight, (n_samples,))
     if sp.issparse(X):
-        # Column sums of squares: the row sums of X^T, each sample's entries
-        # scaled by the root of its weight.
-        squares = _sparse_row_sums_sq(
-            _transpose(X), np.sqrt(weights.astype(np.float64)) / unit
+        # Column sums of centered squares: the row sums of X^T, each
+        # sample's entries scaled by the root of its weight.  Centered entry
+        # by entry, not as E[x^2] - mean^2, whose cancellation hides the
+        # spread of a feature far from 0 (a float32 column of 1000 +- 0.1,
+        # timestamps).  The implicit zeros lie at -mean.
+        # (A column stored in every row of positive weight has no implicit
+        # zero: the difference of the sums would leave rounding noise.)
+        roots = np.sqrt(weights.astype(np.float64))
+        squares, covered, stored = _sparse_row_sums_sq(
+            _transpose(X), roots, offset=mean, unit=unit
         )
-        return np.sqrt(np.maximum(squares - (mean / unit) ** 2, 0.0))
+        uncovered = np.maximum(float(roots @ roots) - covered, 0.0)
+        uncovered[stored == np.count_nonzero(roots)] = 0.0
+        return np.sqrt(squares + uncovered * (mean / unit) ** 2)
     center = mean.astype(X.dtype)
     weights = weights.astype(X.dtype)
     rows = max(1, (1 << 19) // max(n_features * X.dtype.itemsize, 1))
@@ -1461,12 +1464,21 @@ _CHUNK_ROWS = 4096
 _CHUNK_ENTRIES = 1 << 18
 
 
-def _sparse_row_sums_sq(X, inv_scale):
+def _sparse_row_sums_sq(X, inv_scale, offset=None, unit=1.0):
     """``sum_j (x_ij * inv_scale_j)^2`` for every row of a sparse X, in float64.
 
     CSR and CSC are read as they are, a chunk of about ``_CHUNK_ENTRIES``
     stored entries at a time, so the temporaries stay of the size of a
     chunk, not of X (other formats are converted to CSR).
+
+    With ``offset`` (one per row), the sums are over the stored entries of
+    ``((x_ij - offset_i) / unit * inv_scale_j)^2`` (``unit``, a power of
+    two, keeps them finite for data of extreme magnitude), and the result
+    is ``(sums, covered, stored)``: over the stored entries of row i,
+    ``covered_i = sum_j inv_scale_j^2`` and ``stored_i`` their number where
+    ``inv_scale_j > 0``.  The implicit zeros add ``(offset_i / unit)^2``
+    times the rest of ``sum_j inv_scale_j^2`` (none where ``stored_i``
+    counts every ``j`` of positive ``inv_scale_j``).
 
     Examples
     --------
@@ -1489,6 +1501,9 @@ def _sparse_row_sums_sq(X, inv_scale):
     # Entries stored twice for one (row, column) add up: their sum is squared.
     canonical = X.has_canonical_format
     sq = np.zeros(n_samples)
+    if offset is not None:
+        offset = np.asarray(offset, dtype=np.float64) / unit
+        covered, stored = np.zeros(n_samples), np.zeros(n_samples)
     for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
         lo, hi = indptr[start], indptr[stop]
         if hi == lo:
@@ -1506,15 +1521,30 @@ def _sparse_row_sums_sq(X, inv_scale):
             data, indices, chunk_indptr = chunk.data, chunk.indices, chunk.indptr
         counts = np.diff(chunk_indptr)
         if X.format == "csr":
-            values = data * inv_scale[indices]
+            factors = inv_scale[indices]
+            if offset is not None:
+                data = data / unit - np.repeat(offset[start:stop], counts)
+            values = data * factors
             values *= values
             filled = np.flatnonzero(counts)
             sq[start + filled] = np.add.reduceat(values, chunk_indptr[:-1][filled])
+            if offset is not None:
+                starts = chunk_indptr[:-1][filled]
+                stored[start + filled] = np.add.reduceat(factors > 0, starts)
+                factors *= factors
+                covered[start + filled] = np.add.reduceat(factors, starts)
         else:
-            values = data * np.repeat(inv_scale[start:stop], counts)
+            factors = np.repeat(inv_scale[start:stop], counts)
+            if offset is not None:
+                data = data / unit - offset[indices]
+            values = data * factors
             values *= values
             sq += np.bincount(indices, weights=values, minlength=n_samples)
-    return sq
+            if offset is not None:
+                stored += np.bincount(indices, weights=factors > 0, minlength=n_samples)
+                factors *= factors
+                covered += np.bincount(indices, weights=factors, minlength=n_samples)
+    return sq if offset is None else (sq, covered, stored)
 
 
 def _largest_weighted_eigenvalue(X, sample_weight, mean, scale):

@@ -1444,26 +1444,36 @@ def test_standardized_scales_leave_constant_features_and_extremes_alone():
         np.testing.assert_array_equal(feature_scales(extreme, w, mean), unit)
 
 
-def test_sparse_spreads_about_a_large_mean():
-    # Sparse X gives E[x^2] - mean^2: its cancellation error (about 1e-8 of
-    # the mean) stays below the spread at which a sparse feature counts as
-    # constant (2**-20 of the mean), so a spread just above that is still
-    # read right and one below it leaves the feature alone.  Dense float64
-    # X, centered before squaring, reads spreads down to 2**-40 of the mean
-    # (timestamps, coordinates).
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+def test_sparse_spreads_about_a_large_mean(fmt, dtype):
+    # Sparse X is centered entry by entry, as dense X: E[x^2] - mean^2 lost
+    # spreads below about 1e-8 of the mean to cancellation (a float32
+    # feature of 1000 +- 0.1 came out constant, timestamps too).  Columns
+    # stored in every row of positive weight have no implicit zero to add
+    # (a constant one stays constant); the others do.
     rng = np.random.RandomState(0)
     n = 400
     X = 1e4 + np.c_[rng.randn(n) * 0.02, rng.randn(n) * 1e-6, rng.randn(n) * 3.0]
-    w = np.full(n, 1 / n)
-    mean = w @ X
-    std = np.sqrt(w @ (X - mean) ** 2)
+    X = np.c_[X, np.full(n, 1e4), np.where(rng.rand(n) < 0.1, 1e4, 0.0)]
+    X[:5, 3] = 0.0  # rows of zero weight below
+    X = X.astype(dtype)
+    w = np.full(n, 1 / (n - 5))
+    w[:5] = 0.0
+    mean = w @ X.astype(np.float64)
+    got = weighted_std(sp.csr_matrix(X).asformat(fmt), w, mean)
+    dense = weighted_std(X, w, mean)
+    exact = np.sqrt(w @ (X.astype(np.float64) - mean) ** 2)
+    np.testing.assert_allclose(got, exact, rtol=1e-12, atol=1e-9)
+    columns = [0, 2, 4]  # (the others are constant in float32, or rounding)
+    rtol = 1e-3 if dtype == np.float32 else 1e-6
+    np.testing.assert_allclose(got[columns], dense[columns], rtol=rtol)
+    assert got[3] <= 2**-45 * 1e4  # the rounding of the mean only
     scale = feature_scales(sp.csr_matrix(X), w, mean, standardize=True)
-    dense = feature_scales(X, w, mean, standardize=True)
-    np.testing.assert_array_equal(scale[[0, 2]], dense[[0, 2]])
-    assert scale[1] == 1.0
-    ratio = scale[[0, 2]] / std[[0, 2]]
-    assert np.all((ratio >= 2**-0.5) & (ratio <= 2**0.5)), ratio
-    assert 2**-0.5 <= dense[1] / std[1] <= 2**0.5
+    np.testing.assert_array_equal(scale, feature_scales(X, w, mean, standardize=True))
+    # float64 reads spreads down to 2**-40 of the mean; float32 to 2**-20.
+    assert (scale[1] == 1.0) == (dtype == np.float32)
+    assert scale[3] == 1.0
 
 
 def test_standardized_scales_ignore_rows_of_zero_weight():
