@@ -1134,22 +1134,27 @@ def weighted_mean(X, sample_weight):
     return _mean_and_range(X, sample_weight)[0]
 
 
-def _mean_and_range(X, sample_weight, *, n_threads=1, mean=True):
+def _mean_and_range(X, sample_weight, *, n_threads=1, mean=True, per_feature=False):
     """``(weighted mean of the rows, min value, max value)`` in one pass.
 
     Row blocks are shared among ``n_threads`` threads; each block gives
     its weighted column sums, its minimum and its maximum.  The range is
     over rows of positive weight and includes 0 (the implicit entries of a
-    sparse X); it is NaN or infinite where X is not finite.  ``mean=False``
-    skips the mean (returns None for it).
+    sparse X); it is NaN or infinite where X is not finite.  With
+    ``per_feature`` and a dense X, it is one range per feature instead
+    (arrays of shape (n_features,), 0 where no row has positive weight),
+    at about twice the cost.  ``mean=False`` skips the mean (returns None
+    for it).
     """
     n_samples, n_features = X.shape
     # In the dtype of X: a float64 weight vector would upcast (copy) X.
     weights = np.broadcast_to(sample_weight, (n_samples,)).astype(X.dtype)
+    columns = per_feature and not sp.issparse(X)
 
     def work(blocks):
         total = np.zeros(n_features) if mean else None
-        low = high = 0.0
+        low = np.full(n_features, np.inf) if columns else 0.0
+        high = -low
         for start, stop in blocks:
             X_block, w_block = _row_block(X, start, stop), weights[start:stop]
             if mean:
@@ -1158,18 +1163,26 @@ def _mean_and_range(X, sample_weight, *, n_threads=1, mean=True):
                 ).ravel()
             if not np.all(w_block > 0):
                 X_block = X_block[np.flatnonzero(w_block > 0)]
-            values = X_block.data if sp.issparse(X_block) else X_block
             # minimum and maximum (unlike fmin and fmax) keep NaN: a NaN
             # range tells the caller that X is not finite.
-            low = np.minimum(low, values.min(initial=0))
-            high = np.maximum(high, values.max(initial=0))
+            if columns:
+                low = np.minimum(low, X_block.min(axis=0, initial=np.inf))
+                high = np.maximum(high, X_block.max(axis=0, initial=-np.inf))
+            else:
+                values = X_block.data if sp.issparse(X_block) else X_block
+                low = np.minimum(low, values.min(initial=0))
+                high = np.maximum(high, values.max(initial=0))
         return total, low, high
 
     parts = _per_thread(work, _row_blocks(X, n_samples, n_threads), n_threads)
     total = sum(part[0] for part in parts) if mean else None
     low = np.minimum.reduce([part[1] for part in parts])
     high = np.maximum.reduce([part[2] for part in parts])
-    return total, float(low), float(high)
+    if not columns:
+        return total, float(low), float(high)
+    empty = low > high  # no row of positive weight
+    low[empty] = high[empty] = 0.0
+    return total, low.astype(np.float64), high.astype(np.float64)
 
 
 # A standardized feature whose spread is at most this fraction of its mean
@@ -1179,6 +1192,11 @@ _CONSTANT_SPREAD = {True: 2.0**-40, False: 2.0**-20}
 # Data whose largest centered value lies in this range is solved as given
 # (see feature_scales).
 _PLAIN_RANGE = (2.0**-16, 2.0**16)
+# Below this magnitude (data plus mean), the plain coordinates of centered
+# dense X take their common factor from the centered values alone: the
+# products with the coefficients, in the plain units, stay far from
+# overflow.
+_CENTERED_TOP = 2.0**64
 
 
 def feature_scales(
@@ -1203,8 +1221,10 @@ def feature_scales(
     nearest its weighted standard deviation (or ``sqrt(alpha)``, whichever
     is larger), whatever the magnitude of the data.  Without it, the scale
     is 1 when ``m``, the largest absolute value of X plus that of the mean
-    (a bound on the largest centered value), lies in ``plain_range``;
-    outside it, features of 1e-150 or 1e150 say, every feature is
+    (a bound on the largest centered value; with per-feature ranges, a
+    nonzero mean and ``m`` below ``2**64``, the largest centered value
+    itself), lies in ``plain_range``; outside it, features of 1e-150 or
+    1e150 say, every feature is
     divided by the power of two just below ``m``, so that products, squares
     and curvature bounds stay finite.  That common factor is also the scale
     of a constant feature, and the unit in which the standard deviations
@@ -1231,9 +1251,10 @@ def feature_scales(
         Non-negative weights, summing to one with ``standardize``.
     mean : ndarray of shape (n_features,)
         The center (zeros without intercept).
-    value_range : tuple of (float, float), default=None
-        The smallest and largest values of X over rows of positive weight
-        (0 included), when already known; computed otherwise.
+    value_range : tuple, default=None
+        The smallest and largest values of X over rows of positive weight,
+        when already known (computed otherwise): floats (0 included), or
+        arrays of shape (n_features,), one range per feature.
     standardize : bool, default=False
         Scale each feature by the power of two nearest its standard
         deviation (within the ordinary range of magnitudes only).
@@ -1283,11 +1304,20 @@ def feature_scales(
     n_features = X.shape[1]
     if value_range is None:
         value_range = _mean_and_range(X, sample_weight, mean=False)[1:]
-    largest = max(value_range[1], -value_range[0])
+    low, high = (np.asarray(bound, dtype=np.float64) for bound in value_range)
+    largest = max(float(np.max(high, initial=0)), -float(np.min(low, initial=0)))
     with np.errstate(over="ignore"):
         top = largest + float(np.max(np.abs(mean), initial=0))
     if not np.isfinite(top) or top == 0:
         top = largest
+    if not standardize and low.ndim and np.any(mean != 0) and top <= _CENTERED_TOP:
+        # The features as given, centered: the range per feature bounds the
+        # centered values themselves.  A large offset with an ordinary
+        # spread (timestamps, a column of 1e10 +- 1) is then solved as
+        # given; a common factor from the offset would shrink every
+        # feature's curvature next to the intercept's, by 2**-68 for 1e10.
+        with np.errstate(over="ignore"):
+            top = float(np.max(np.maximum(high - mean, mean - low), initial=0))
     if top == 0 or not np.isfinite(top):
         if return_constant:  # X is all zeros
             return np.ones(n_features), np.full(n_features, standardize)

@@ -840,8 +840,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 weights_normalized,
                 n_threads=n_threads,
                 mean=center and not keep,
+                # (L-BFGS's common factor comes from the centered range.)
+                per_feature=not first_order,
             )
-            finite = math.isfinite(low) and math.isfinite(high)
+            finite = bool(np.all(np.isfinite(low)) and np.all(np.isfinite(high)))
             if not finite or not np.all(weights):
                 # (The range skips rows of zero weight: check those too.)
                 assert_all_finite(X, estimator_name=type(self).__name__)
@@ -986,13 +988,20 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # two (see feature_scales), which divides the coefficients'
             # gradient by it too: tol applies to the gradient of the
             # coefficients as given (a column of incomes near 60,000 made it
-            # 65,536 times looser, and L-BFGS stopped at the start).
+            # 65,536 times looser, and L-BFGS stopped at the start), and so
+            # does the warning below (which a gradient in the scaled units
+            # kept silent).
+            gradient_scale = np.ones_like(params)
+            _coef_view(gradient_scale, n_classes, n_features, feature_major)[...] = (
+                scale
+            )
             result = lbfgs(
                 objective,
                 params,
                 max_iter=self.max_iter,
-                tol=self.tol / max(1.0, float(np.max(scale, initial=1.0))),
+                tol=self.tol,
                 verbose=bool(self.verbose),
+                gradient_scale=gradient_scale,
             )
             # No first-order optimizer for a later partial_fit to resume.
             self._rule_name = self._state = self._learning_rate = None

@@ -505,7 +505,9 @@ def gradient_descent(
     )
 
 
-def lbfgs(objective, params, *, max_iter=100, tol=1e-4, verbose=False):
+def lbfgs(
+    objective, params, *, max_iter=100, tol=1e-4, verbose=False, gradient_scale=1.0
+):
     """Full-batch L-BFGS-B (scipy's, see :func:`~._compat.minimize_lbfgsb`).
 
     Stops when the largest gradient entry is at most ``tol`` (scipy's
@@ -523,9 +525,16 @@ def lbfgs(objective, params, *, max_iter=100, tol=1e-4, verbose=False):
     max_iter : int, default=100
         Maximum number of L-BFGS iterations.
     tol : float, default=1e-4
-        Gradient tolerance.
+        Gradient tolerance, on the gradient times ``gradient_scale``.
     verbose : bool, default=False
         Print one line per iteration.
+    gradient_scale : float or ndarray of shape (n_params,), default=1.0
+        Positive factors from the gradient in ``params``' coordinates to
+        the one ``tol`` bounds (the coordinates' scales: the gradient of
+        ``W diag(scale)`` is that of ``W`` divided by ``scale``).  scipy
+        tests every entry against ``tol`` over the largest factor, so that
+        the stop is at least as tight; ``largest_gradient`` and the stop
+        reason are in ``tol``'s units.
 
     Returns
     -------
@@ -550,7 +559,7 @@ def lbfgs(objective, params, *, max_iter=100, tol=1e-4, verbose=False):
         params,
         maxiter=max_iter,
         maxls=50,
-        gtol=tol,
+        gtol=tol / float(np.max(gradient_scale)),
         ftol=64 * np.finfo(float).eps,
         callback=callback,
     )
@@ -565,7 +574,7 @@ def lbfgs(objective, params, *, max_iter=100, tol=1e-4, verbose=False):
     # precision, but a float32 loss is known to ~1e-7 only, and the stop can
     # come with the gradient well above a small tol.  The caller, who knows
     # the precision of the objective, decides what to say about it.
-    largest = float(np.max(np.abs(opt.jac), initial=0.0))
+    largest = float(np.max(np.abs(opt.jac * gradient_scale), initial=0.0))
     stop_reason = None
     if opt.status != 1 and not largest <= tol:
         stop_reason = (

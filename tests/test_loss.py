@@ -1362,8 +1362,9 @@ def test_subtract_outer_in_place(layout, dtype):
 @pytest.mark.parametrize("container", [np.asarray, sp.csr_matrix], ids=["dense", "csr"])
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_mean_and_range_in_one_pass(monkeypatch, container, n_threads):
-    # Blocks and threads give numpy's mean, min and max; rows of zero weight
-    # are left out of the range; NaN and infinity show in it.
+    # Blocks and threads give numpy's mean, min and max (per feature for
+    # dense X); rows of zero weight are left out of the range; NaN and
+    # infinity show in it.
     from sk_softmax import _loss
 
     monkeypatch.setattr(_loss, "_BLOCK_BYTES", 50 * 8 * 8)
@@ -1382,13 +1383,26 @@ def test_mean_and_range_in_one_pass(monkeypatch, container, n_threads):
     np.testing.assert_allclose(mean, weights @ dense, rtol=1e-12)
     assert low == min(kept.min(), 0.0)
     assert high == max(kept.max(), 0.0)
+    _, low, high = _loss._mean_and_range(
+        container(dense), weights, n_threads=n_threads, per_feature=True
+    )
+    if sp.issparse(container(dense)):  # one range for all
+        assert (low, high) == (min(kept.min(), 0.0), max(kept.max(), 0.0))
+    else:
+        np.testing.assert_array_equal(low, kept.min(axis=0))
+        np.testing.assert_array_equal(high, kept.max(axis=0))
     for bad in (np.nan, np.inf, -np.inf):
         dense_bad = dense.copy()
         dense_bad[100, 3] = bad
-        _, low, high = _loss._mean_and_range(
-            container(dense_bad), weights, n_threads=n_threads, mean=False
-        )
-        assert not (np.isfinite(low) and np.isfinite(high))
+        for per_feature in (False, True):
+            _, low, high = _loss._mean_and_range(
+                container(dense_bad),
+                weights,
+                n_threads=n_threads,
+                mean=False,
+                per_feature=per_feature,
+            )
+            assert not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)))
 
 
 # ------------------------------------------------------ standardized scales

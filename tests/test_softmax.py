@@ -1156,6 +1156,40 @@ def test_lbfgs_on_a_feature_of_large_values_reaches_tol():
     assert _objective(clf, with_column, y, 1e-4) <= _objective(plain, X, y, 1e-4) + 1e-7
 
 
+@pytest.mark.parametrize("offset", [1e8, 1e10])
+def test_lbfgs_on_a_feature_with_a_large_offset_fits_it(offset):
+    # A feature of ordinary spread far from 0 (timestamps, a column of
+    # 1e10 +- 1): its range made every feature be divided by the power of
+    # two of its offset, whose curvature then vanished next to the
+    # intercept's, and L-BFGS stopped at a useless model without a warning
+    # (accuracy 0.42 against 0.9).  Centered, it is an ordinary feature.
+    X, y = _standardized("wine")
+    shifted = X.copy()
+    shifted[:, 0] += offset
+    plain = SoftmaxRegression(solver="lbfgs").fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = SoftmaxRegression(solver="lbfgs").fit(shifted, y)
+    # (Both stop at tol, along other paths.)
+    np.testing.assert_allclose(
+        clf.predict_proba(shifted), plain.predict_proba(X), atol=1e-3
+    )
+
+
+def test_lbfgs_warns_in_the_units_of_tol_on_rescaled_data():
+    # A feature of 1e15 next to one of 1: every feature is divided by a
+    # power of two near 1e15, the other's coefficient is lost to the
+    # conditioning, and L-BFGS stops with a gradient far above tol.  The
+    # warning compared the gradient in the divided units (1e-15 of it) with
+    # tol, and stayed silent.
+    rng = np.random.RandomState(0)
+    Z = rng.randn(200, 2)
+    y = np.digitize(Z[:, 0] + 0.3 * rng.randn(200), [-0.5, 0.5])
+    X = np.c_[Z[:, 0], 1e15 * Z[:, 1]]
+    with pytest.warns(ConvergenceWarning, match=r"largest gradient entry at .* > tol"):
+        SoftmaxRegression(solver="lbfgs").fit(X, y)
+
+
 @pytest.mark.parametrize("solver", list(SOLVER_PARAMS))
 def test_convergence_warning_at_max_iter(solver):
     X, y = _standardized("wine")
