@@ -1361,7 +1361,7 @@ def feature_scales(
     float32 = str(X.dtype).endswith("float32")
     constant = ~(std > _CONSTANT_SPREAD[not float32] * np.abs(mean) / unit)
     spread_out = ~constant
-    exponent[spread_out] = np.clip(np.round(np.log2(std[spread_out])), -64, 17)
+    exponent[spread_out] = np.round(np.log2(std[spread_out]))
     exponent = np.maximum(exponent, floor_exponent)
     info = np.finfo(np.float32 if float32 else np.float64)
     exponent = np.clip(
@@ -1378,7 +1378,7 @@ def weighted_std(X, sample_weight, mean, *, unit=1.0, n_threads=1):
     One pass over every row of X (a sample would miss the rare values of a
     mostly constant feature, and so underestimate its spread), in row blocks
     shared among ``n_threads`` threads.  Dense blocks are centered in chunks
-    of about 512 KiB, in the dtype of X and one buffer per thread.  A sparse
+    of about 512 KiB, in float64 and one buffer per thread.  A sparse
     X is read a chunk of stored entries at a time, each centered in
     float64; its implicit zeros count as ``-mean``.
 
@@ -1426,13 +1426,16 @@ def weighted_std(X, sample_weight, mean, *, unit=1.0, n_threads=1):
         uncovered = np.maximum(float(roots @ roots) - covered, 0.0)
         uncovered[stored == np.count_nonzero(roots)] = 0.0
         return np.sqrt(squares + uncovered * (mean / unit) ** 2)
-    center = mean.astype(X.dtype)
-    weights = weights.astype(X.dtype)
-    rows = max(1, (1 << 19) // max(n_features * X.dtype.itemsize, 1))
+    # In float64 whatever X's dtype: the squares of a float32 feature
+    # 2**-64 times narrower than the largest (in the unit of that one)
+    # underflowed, and the feature counted as constant.
+    center = mean.astype(np.float64)
+    weights = weights.astype(np.float64)
+    rows = max(1, (1 << 19) // max(n_features * 8, 1))
 
     def work(blocks):
         total = np.zeros(n_features)
-        buffer = np.empty((rows, n_features), dtype=X.dtype)
+        buffer = np.empty((rows, n_features))
         for start, stop in blocks:
             for lo in range(start, stop, rows):
                 hi = min(lo + rows, stop)

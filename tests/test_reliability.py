@@ -222,6 +222,22 @@ def test_penalty_near_the_largest_float(batch_size):
     assert np.all(np.isfinite(clf.intercept_))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("factor", [1e22, 1e-30])
+def test_features_of_wildly_different_spreads_each_keep_their_scale(factor, dtype):
+    # An informative feature of spread 1 next to one of spread 1e22 (or
+    # 1e-30): scales more than 2**64 below the largest were clipped, and
+    # float32 squares of a spread 2**-64 below it underflowed to a constant
+    # feature; the informative one was left out (accuracy 0.56), silently.
+    x = np.random.RandomState(0).randn(200, 2)
+    y = (x[:, 0] > 0).astype(int)
+    X = np.c_[x[:, 0], factor * x[:, 1]].astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = SoftmaxRegression(alpha=0.0 if factor < 1 else 1e-4).fit(X, y)
+    assert clf.score(X, y) >= 0.99
+
+
 def test_tiny_sparse_features_on_mini_batches_without_penalty():
     # Scales of 1e-200 square to 0: the mini-batch step came out NaN.
     X, y = _data(n_samples=300)
