@@ -212,13 +212,21 @@ class AcceleratedGradient(UpdateRule):
         Fraction of ``1 / L_local`` that the step may reach.
     memory : int, default=3
         Number of recent curvature estimates whose largest bounds the step.
+    max_scale : float, default=1e8
+        Largest multiplier.  Confident predictions flatten the loss, and
+        ``scale`` rightly reaches 1e6 on separable data without penalty;
+        but where the loss is exactly 0 the gradients are rounding noise,
+        so are the curvature estimates between them, and a multiplier
+        growing without end (1e22 after 2000 steps) drifted the
+        intercepts until the loss overflowed.
     """
 
-    def __init__(self, adaptive=True, growth=1.2, safety=0.7, memory=3):
+    def __init__(self, adaptive=True, growth=1.2, safety=0.7, memory=3, max_scale=1e8):
         self.adaptive = adaptive
         self.growth = growth
         self.safety = safety
         self.memory = memory
+        self.max_scale = max_scale
 
     def init(self, params):
         state = {"t": 1.0, "x": params.copy(), "x_new": np.empty_like(params)}
@@ -261,8 +269,8 @@ class AcceleratedGradient(UpdateRule):
             if grad_change > 0 and curving > 0:
                 steps.append(self.safety * curving / grad_change)
                 del steps[: -self.memory]
-            ceiling = min(steps, default=math.inf)
-            state["scale"] = min(self.growth * state["scale"], ceiling)
+            ceiling = min(steps, default=self.max_scale)
+            state["scale"] = min(self.growth * state["scale"], ceiling, self.max_scale)
             y_prev[...] = params
         else:
             state["y_prev"] = params.copy()

@@ -238,6 +238,21 @@ def test_features_of_wildly_different_spreads_each_keep_their_scale(factor, dtyp
     assert clf.score(X, y) >= 0.99
 
 
+def test_full_batch_sgd_on_separable_data_without_penalty_or_tol():
+    # The loss reaches 0 exactly and the gradients become rounding noise:
+    # the adaptive step multiplier, fed curvature estimates of that noise,
+    # grew to 1e22, the intercepts drifted to -2000, and the fit ended in
+    # "Training diverged" at epoch 1961 (or a useless model just before).
+    rng = np.random.RandomState(0)
+    X = rng.randn(60, 2)
+    y = (X[:, 0] > 0).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = SoftmaxRegression(alpha=0.0, tol=0.0, max_iter=5000).fit(X, y)
+    assert clf.score(X, y) == 1.0
+    assert np.abs(clf.intercept_).max() < 100
+
+
 def test_tiny_sparse_features_on_mini_batches_without_penalty():
     # Scales of 1e-200 square to 0: the mini-batch step came out NaN.
     X, y = _data(n_samples=300)
