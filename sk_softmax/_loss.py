@@ -56,6 +56,7 @@ __all__ = [
     "lipschitz_constants",
     "feature_scales",
     "weighted_std",
+    "stored_magnitudes",
 ]
 
 
@@ -1448,6 +1449,44 @@ def weighted_std(X, sample_weight, mean, *, unit=1.0, n_threads=1):
 
     parts = _per_thread(work, _row_blocks(X, n_samples, n_threads), n_threads)
     return np.sqrt(np.maximum(sum(parts), 0.0))
+
+
+def stored_magnitudes(X, sample_weight, *, unit=1.0):
+    """Weighted root mean square of each feature's stored entries, float64.
+
+    ``sqrt(sum s_i x_ij^2 / sum s_i)`` over the rows ``i`` where sparse X
+    stores feature ``j`` (0 for a feature stored nowhere): the size of the
+    feature where it is present, whatever its density, in units of
+    ``unit`` (a power of two).  One pass over the stored entries.
+
+    Parameters
+    ----------
+    X : sparse matrix of shape (n_samples, n_features)
+        Finite samples.
+    sample_weight : ndarray of shape (n_samples,)
+        Non-negative weights.
+    unit : float, default=1.0
+        The unit of the result.
+
+    Returns
+    -------
+    magnitude : ndarray of shape (n_features,)
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from sk_softmax._loss import stored_magnitudes
+    >>> X = sp.csr_matrix(np.array([[3.0, 0.0], [0.0, 0.0], [4.0, 0.0]]))
+    >>> stored_magnitudes(X, np.full(3, 1 / 3)).round(4)
+    array([3.5355, 0.    ])
+    """
+    weights = np.broadcast_to(sample_weight, (X.shape[0],)).astype(np.float64)
+    squares, covered, _ = _sparse_row_sums_sq(
+        _transpose(X), np.sqrt(weights), offset=np.zeros(X.shape[1]), unit=unit
+    )
+    return np.sqrt(
+        np.divide(squares, covered, out=np.zeros_like(squares), where=covered > 0)
+    )
 
 
 # lambda_max is estimated on at most this many evenly spaced rows: the
