@@ -1121,10 +1121,17 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 "lower it, or use learning_rate_init='auto'."
             )
         elif not result.converged:
-            message = (
-                f"reached max_iter={self.max_iter} without converging; "
-                "increase max_iter or tol, or scale the features."
-            )
+            # What helps depends on the solver: L-BFGS works on the features
+            # as given, the others on standardized ones, and Adam's steps
+            # are about learning_rate_init long whatever the gradient.
+            advice = {
+                "lbfgs": "increase max_iter or tol, or scale the features "
+                "(e.g. with StandardScaler)",
+                "adam": "increase max_iter, tol or learning_rate_init (each "
+                "step moves a coefficient by about learning_rate_init), or "
+                "use solver='sgd'",
+            }.get(self.solver, "increase max_iter or tol")
+            message = f"reached max_iter={self.max_iter} without converging; {advice}."
         elif result.stop_reason is not None and dtype == np.float32:
             message = (
                 f"{result.stop_reason}: float32 resolves the loss to about 1e-7 "

@@ -1200,6 +1200,22 @@ def test_convergence_warning_at_max_iter(solver):
     assert np.all(np.isfinite(clf.coef_))
 
 
+@pytest.mark.parametrize(
+    "solver, advice",
+    [
+        ("sgd", r"increase max_iter or tol\.$"),
+        ("adam", r"increase max_iter, tol or learning_rate_init .*solver='sgd'"),
+        ("lbfgs", r"scale the features \(e\.g\. with StandardScaler\)"),
+    ],
+)
+def test_max_iter_warning_gives_the_solver_s_advice(solver, advice):
+    # Scaling the features is no help to sgd and adam, which standardize
+    # them; Adam's short steps are.
+    X, y = _standardized("wine")
+    with pytest.warns(ConvergenceWarning, match=advice):
+        SoftmaxRegression(solver=solver, max_iter=2, tol=1e-12).fit(X, y)
+
+
 @pytest.mark.parametrize("solver", list(TIGHT))
 def test_no_convergence_warning_when_converged(solver):
     X, y = _standardized("iris")
