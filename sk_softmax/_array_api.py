@@ -46,6 +46,16 @@ def float_dtypes(X):
     return [xp.float64, xp.float32]
 
 
+def reject_complex(X):
+    """scikit-learn's error for complex X, which its check misses on torch.
+
+    (A complex tensor was cast to its real part, silently.)
+    """
+    found = array_namespace(X)
+    if found is not None and found[0].isdtype(X.dtype, "complex floating"):
+        raise ValueError("Complex data not supported.")
+
+
 def numpy_dtype(X):
     """The numpy dtype matching the float dtype of X."""
     xp, _ = array_namespace(X)

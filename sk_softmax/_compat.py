@@ -60,6 +60,7 @@ __all__ = [
     "_safe_indexing",
     "assert_all_finite",
     "check_classification_targets",
+    "check_label_types",
     "check_partial_fit_first_call",
     "check_sample_weight",
     "raise_for_sample_weight",
@@ -96,6 +97,23 @@ def raise_for_sample_weight(*, finite, negative, positive, size):
             "Sample weights must contain at least one non-zero number; "
             "all sample_weight values are zero."
         )
+
+
+def check_label_types(labels):
+    """Raise for object labels that mix strings with None or with numbers.
+
+    scikit-learn sorts labels and so fails on such a mix with a bare
+    ``TypeError``; ``labels`` is any 1-D object array (all of y, or its
+    distinct values).
+    """
+    is_string = np.fromiter((isinstance(v, str) for v in labels), bool, labels.size)
+    if is_string.any() and not is_string.all():
+        if any(v is None for v in labels):
+            raise ValueError(
+                "y contains None: every sample needs a label (drop the "
+                "unlabelled samples first)."
+            )
+        raise ValueError("Mix of label input types (string and number) in y.")
 
 
 check_partial_fit_first_call = _check_partial_fit_first_call

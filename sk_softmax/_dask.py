@@ -14,11 +14,14 @@ dask is imported only when a dask array is passed.
 """
 
 import math
+import warnings
 
 import numpy as np
+from sklearn.exceptions import DataConversionWarning
 
 from ._compat import (
     check_classification_targets,
+    check_label_types,
     raise_for_sample_weight,
     raise_not_finite,
 )
@@ -46,10 +49,14 @@ def check_fit_input(X, y, sample_weight, *, estimator_name):
 
     X becomes float32 or float64 (other numbers are cast to float64, lazily)
     with whole rows in every chunk; ``y`` and ``sample_weight`` (dask or
-    in-memory, one value per sample) become dask arrays chunked like X's
-    rows.  The checks that need the data (labels, weights, finiteness) run
-    later, in one pass each.
+    in-memory, one value per sample; y may be a column) become dask arrays
+    chunked like X's rows.  All three are persisted here, once: every later
+    pass of the fit (labels, range, spreads, objective) reads the persisted
+    chunks instead of building them again from their source.  The checks
+    that need the data (labels, weights, finiteness) run later, in one pass
+    each.
     """
+    import dask
     import dask.array as da
 
     if X.ndim != 2:
@@ -98,6 +105,15 @@ def check_fit_input(X, y, sample_weight, *, estimator_name):
                 f"{name} has chunks of unknown size; call "
                 f"{name}.compute_chunk_sizes() before fitting {estimator_name}."
             )
+        if name == "y" and values.ndim == 2 and values.shape[1] == 1:
+            warnings.warn(
+                "A column-vector y was passed when a 1d array was expected. "
+                "Please change the shape of y to (n_samples, ), for example "
+                "using ravel().",
+                DataConversionWarning,
+                stacklevel=5,
+            )
+            values = values[:, 0]
         if values.ndim != 1 or values.shape[0] != n_samples:
             raise ValueError(
                 f"{name} must have shape ({n_samples},) to match X; got {values.shape}."
@@ -109,16 +125,28 @@ def check_fit_input(X, y, sample_weight, *, estimator_name):
     y = aligned(y, "y")
     if sample_weight is not None:
         sample_weight = aligned(sample_weight, "sample_weight").astype(X.dtype)
-    return X, y, sample_weight
+    return dask.persist(X, y, sample_weight)
 
 
 def encode_labels(y):
     """``(classes, y_index)``: the distinct labels (computed), lazy indices."""
     import dask.array as da
 
-    classes = da.unique(y).compute()
+    try:
+        classes = da.unique(y).compute()
+    except TypeError:
+        # Labels that do not sort together (None, strings and numbers): the
+        # distinct values of each chunk, unsorted, tell which.
+        check_label_types(
+            y.map_blocks(_distinct_unsorted, dtype=object, chunks=(np.nan,)).compute()
+        )
+        raise
     check_classification_targets(classes)
     return classes, y.map_blocks(_searchsorted_block, classes, dtype=np.intp)
+
+
+def _distinct_unsorted(y_block):
+    return np.array(list(dict.fromkeys(y_block.tolist())), dtype=object)
 
 
 def _searchsorted_block(y_block, classes):

@@ -26,6 +26,7 @@ from ._compat import (
     array_namespace,
     assert_all_finite,
     check_classification_targets,
+    check_label_types,
     check_partial_fit_first_call,
     check_same_namespace,
     check_sample_weight,
@@ -593,14 +594,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         ):
             X = np.ascontiguousarray(X)  # a strided view: validation kept it
         if y.dtype == object:
-            is_string = np.fromiter((isinstance(v, str) for v in y), bool, y.size)
-            if is_string.any() and not is_string.all():
-                if any(v is None for v in y):
-                    raise ValueError(
-                        "y contains None: every sample needs a label (drop the "
-                        "unlabelled samples first)."
-                    )
-                raise ValueError("Mix of label input types (string and number) in y.")
+            check_label_types(y)
         # Integer labels are always "binary" or "multiclass": scikit-learn's
         # check (two sorts of y) can then only warn that more than half of
         # the samples have a class of their own, which takes labels spread
@@ -626,6 +620,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # A tensor of an autograd graph (torch): the model is not part
             # of it, and its data cannot go to numpy without leaving it.
             X = X.detach()
+        _array_api.reject_complex(X)
         try:
             return validate_data(
                 self,

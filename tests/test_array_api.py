@@ -267,6 +267,22 @@ TORCH = textwrap.dedent(
                 assert message in str(exc), exc
             else:
                 raise AssertionError(f"{value} in a tensor was accepted")
+        # A complex tensor was fitted (and predicted) on its real part:
+        # scikit-learn's complex check misses torch dtypes.
+        complex_t = X_t + 1j * X_t
+        for call in (
+            lambda: SoftmaxRegression(solver="lbfgs").fit(complex_t, y_t),
+            lambda: SoftmaxRegression().partial_fit(
+                complex_t, y_t, classes=on_device(np.arange(3))
+            ),
+            lambda: clf.predict_proba(complex_t),
+        ):
+            try:
+                call()
+            except ValueError as exc:
+                assert "Complex data not supported" in str(exc), exc
+            else:
+                raise AssertionError("a complex tensor was accepted")
     print("ok")
     """
 )

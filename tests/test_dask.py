@@ -296,6 +296,36 @@ def test_bad_sample_weight(weights, message):
         )
 
 
+def test_column_vector_y_warns_and_fits():
+    # As in memory: scikit-learn's DataConversionWarning, then the fit.
+    from sklearn.exceptions import DataConversionWarning
+
+    X, y = _data()
+    with pytest.warns(DataConversionWarning, match="column-vector y"):
+        clf = SoftmaxRegression(solver="lbfgs").fit(
+            da.from_array(X, chunks=50), y[:, None]
+        )
+    expected = SoftmaxRegression(solver="lbfgs").fit(X, y)
+    np.testing.assert_allclose(clf.coef_, expected.coef_, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("params", [dict(solver="lbfgs"), dict(batch_size=None)])
+def test_fit_builds_the_chunks_of_X_once(params):
+    # Every pass of the fit (labels, range, spreads, curvature sample, the
+    # objective) reads persisted chunks: they were built (read from their
+    # source) up to four times.
+    X, y = _data()
+    built = []
+
+    def load(block):
+        built.append(block.shape[0])
+        return block
+
+    X_dask = da.from_array(X, chunks=25).map_blocks(load, dtype=X.dtype)
+    SoftmaxRegression(**params).fit(X_dask, y)
+    assert sum(built) == X.shape[0], built
+
+
 def test_bad_shapes_and_types():
     X, y = _data()
     X_dask = da.from_array(X, chunks=50)
@@ -324,6 +354,14 @@ def test_bad_shapes_and_types():
             clf.fit(X_dask, **fit_params)
     with pytest.raises(ValueError, match="Unknown label type"):
         clf.fit(X_dask, y + 0.5)
+    # Labels that do not sort together: the in-memory messages, not a
+    # TypeError from dask's unique.
+    labels = np.array(["a", "b", None] * (y.size // 3) + ["a"] * (y.size % 3))
+    with pytest.raises(ValueError, match="y contains None"):
+        clf.fit(X_dask, labels.astype(object))
+    labels[2::3] = 1
+    with pytest.raises(ValueError, match="Mix of label input types"):
+        clf.fit(X_dask, labels.astype(object))
     clf.fit(X_dask, y)
     with pytest.raises(ValueError, match="X has 5 features, but SoftmaxRegression"):
         clf.predict(X_dask[:, :5])
