@@ -4,6 +4,7 @@ import argparse
 import contextlib
 import io
 import math
+import os
 import re
 import sys
 import time
@@ -12,6 +13,32 @@ import warnings
 import numpy as np
 
 from ._bench import bounded, output_file
+
+
+def figure_file(path):
+    """An argparse ``type``: a writable file whose extension matplotlib knows.
+
+    matplotlib appends ``.png`` to a name without one, and fails on an
+    unknown one only once the figure is drawn, after every fit.
+    """
+    path = output_file(path)
+    extension = os.path.splitext(path)[1].lstrip(".").lower()
+    if not extension:
+        raise argparse.ArgumentTypeError(
+            f"{path!r} has no extension; name the format, e.g. {path}.png"
+        )
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:  # the missing matplotlib is reported with its remedy
+        return path
+    known = FigureCanvasBase.get_supported_filetypes()
+    if extension not in known:
+        raise argparse.ArgumentTypeError(
+            f"matplotlib cannot write .{extension} files; use one of "
+            + ", ".join(sorted(known))
+        )
+    return path
+
 
 DATASETS = ("toy", "digits", "iris", "wine", "breast_cancer")
 DEFAULT_DATASETS = ("toy", "digits")
@@ -280,7 +307,7 @@ def add_demo_arguments(parser):
     parser.add_argument(
         "--plot",
         metavar="FILE",
-        type=output_file,
+        type=figure_file,
         default=None,
         help="save a figure (needs matplotlib): decision regions for the 2-D toy "
         "problem, training loss curves for the others",
@@ -445,10 +472,17 @@ def main(argv=None):
     bench_parser = commands.add_parser("bench", help="run the benchmark suite")
     _bench.add_arguments(bench_parser)
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        return demo(args)
-    if args.command == "bench":
-        return _bench.run(args)
+    try:
+        if args.command == "demo":
+            return demo(args)
+        if args.command == "bench":
+            return _bench.run(args)
+    except BrokenPipeError:
+        # The reader of the output went away (``| head``): no traceback, and
+        # none at exit either, when Python flushes stdout.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     return 1  # pragma: no cover
 
 

@@ -130,16 +130,45 @@ def bounded(kind, minimum):
 
 
 def output_file(path):
-    """An argparse ``type``: a file path in an existing folder.
+    """An argparse ``type``: a file path that can be written.
 
-    Checked when the options are read, not after minutes of work.
+    Checked when the options are read, not after minutes of work: the
+    folder exists, and the file opens for writing (a file this check
+    creates is removed again).
     """
+    if not path:
+        raise argparse.ArgumentTypeError("the file name is empty")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise argparse.ArgumentTypeError(f"folder {folder!r} does not exist")
     if os.path.isdir(path):
         raise argparse.ArgumentTypeError(f"{path!r} is a folder, not a file")
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(
+            f"cannot write {path!r}: {exc.strerror}"
+        ) from None
+    if not existed:
+        os.remove(path)
     return path
+
+
+def group_names(value):
+    """An argparse ``type``: comma-separated names of benchmark groups."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(
+            "no group named; choose from " + ", ".join(GROUPS)
+        )
+    unknown = [name for name in names if name not in GROUPS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown group(s) {', '.join(unknown)}; choose from " + ", ".join(GROUPS)
+        )
+    return names
 
 
 def add_arguments(parser):
@@ -158,6 +187,7 @@ def add_arguments(parser):
     parser.add_argument(
         "--only",
         action="append",
+        type=group_names,
         default=None,
         metavar="GROUP[,GROUP]",
         help="run only these groups (repeatable, comma-separated): "
@@ -182,15 +212,10 @@ def add_arguments(parser):
 
 
 def _selected_groups(only):
+    """The groups to run, in their order: ``only`` holds lists of names."""
     if not only:
         return list(GROUPS)
-    names = [name.strip() for item in only for name in item.split(",") if name.strip()]
-    unknown = [name for name in names if name not in GROUPS]
-    if unknown:
-        raise SystemExit(
-            f"bench: unknown group(s) {', '.join(unknown)}; choose from "
-            + ", ".join(GROUPS)
-        )
+    names = {name for names in only for name in names}
     return [name for name in GROUPS if name in names]
 
 
@@ -2168,8 +2193,7 @@ def run(args):
         device=getattr(args, "device", "cuda"),
     )
     results = bench.run()
-    output = args.output or "bench-results.json"
-    with open(output, "w") as handle:
+    with open(args.output, "w") as handle:
         json.dump(_jsonable(results), handle, indent=1, allow_nan=False)
-    print(f"\nresults written to {output}")
+    print(f"\nresults written to {args.output}")
     return 0

@@ -218,9 +218,11 @@ def test_grid_grows_geometrically():
     assert grid[-1] <= 100 and np.all(np.diff(grid) > 0)
 
 
-def test_unknown_group_is_an_error():
-    with pytest.raises(SystemExit, match="unknown group"):
-        main(["bench", "--quick", "--only", "nope"])
+def test_unknown_group_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--quick", "--only", "defaults,nope"])
+    assert exc.value.code == 2
+    assert "unknown group(s) nope" in capsys.readouterr().err
 
 
 def test_only_runs_the_named_groups(tmp_path):

@@ -251,6 +251,12 @@ def test_python_dash_m_entry_point():
         (["bench", "--repeat", "0"], "--repeat: must be a finite number of at least 1"),
         (["bench", "--seed", "-1"], "--seed: must be"),
         (["bench", "--output", "/nonexistent-folder/x.json"], "--output: folder"),
+        (["bench", "--output", ""], "--output: the file name is empty"),
+        (["bench", "--output", "/proc/x.json"], "--output: cannot write"),
+        (["demo", "--plot", "/proc/x.png"], "--plot: cannot write"),
+        (["demo", "--plot", ""], "--plot: the file name is empty"),
+        (["bench", "--only", "nope"], "--only: unknown group(s) nope; choose from"),
+        (["bench", "--only", ","], "--only: no group named"),
     ],
 )
 def test_bad_options_are_usage_errors(argv, message, capsys):
@@ -260,6 +266,40 @@ def test_bad_options_are_usage_errors(argv, message, capsys):
         main(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [("figure", "has no extension"), ("figure.xyz", "cannot write .xyz files")],
+)
+def test_plot_format_is_checked_before_fitting(tmp_path, capsys, name, message):
+    # matplotlib appended .png to a name without extension (and the demo
+    # named the file it did not write), and failed on an unknown one with a
+    # traceback once every model was fitted.
+    pytest.importorskip("matplotlib")
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--dataset", "iris", "--plot", str(tmp_path / name)])
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert captured.out == ""  # nothing was fitted
+    assert list(tmp_path.iterdir()) == []  # nor left behind by the check
+
+
+def test_closed_output_pipe_ends_without_traceback():
+    # ``| head -1``: the progress lines met a closed pipe and the demo ended
+    # in a BrokenPipeError traceback.
+    command = [sys.executable, "-m", "sk_softmax", "demo", "--dataset", "iris"]
+    command += ["--progress", "lines", "--progress-interval", "0"]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        process.stdout.readline()
+        process.stdout.close()
+        stderr = process.stderr.read()
+        process.wait()
+    assert "Traceback" not in stderr, stderr
+    assert "BrokenPipeError" not in stderr, stderr
 
 
 def test_output_that_is_a_folder_is_rejected(tmp_path, capsys):
