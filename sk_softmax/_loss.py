@@ -1279,8 +1279,9 @@ def feature_scales(
         Threads sharing the pass over X for the standard deviations.
     return_constant : bool, default=False
         Also return which features are constant: with ``standardize``, a
-        spread of at most ``2**-40`` (float32 X: ``2**-20``) times
-        the feature's mean, the rounding noise of centering.
+        spread of at most ``2**-40`` (float32 X: ``2**-20``; at least
+        ``n_samples * 2**-52``) times the feature's mean, the rounding noise
+        of centering.
 
     Returns
     -------
@@ -1360,7 +1361,9 @@ def feature_scales(
     # Every scale stays a normal number of X's precision.
     exponent = np.zeros(n_features)  # of scale / unit
     float32 = str(X.dtype).endswith("float32")
-    constant = ~(std > _CONSTANT_SPREAD[not float32] * np.abs(mean) / unit)
+    # (The mean's sums round too: by up to about n_samples * 2**-53 of it.)
+    noise = max(_CONSTANT_SPREAD[not float32], X.shape[0] * 2.0**-52)
+    constant = ~(std > noise * np.abs(mean) / unit)
     spread_out = ~constant
     exponent[spread_out] = np.round(np.log2(std[spread_out]))
     exponent = np.maximum(exponent, floor_exponent)
@@ -1444,6 +1447,11 @@ def weighted_std(X, sample_weight, mean, *, unit=1.0, n_threads=1):
                 if unit != 1.0:
                     chunk *= 1.0 / unit
                 chunk *= chunk
+                # Rows of zero weight are out of the range the unit comes
+                # from: their squares may overflow, and 0 * inf is NaN.
+                unweighted = weights[lo:hi] == 0
+                if unweighted.any():
+                    chunk[unweighted] = 0.0
                 total += weights[lo:hi] @ chunk
         return total
 
@@ -1451,13 +1459,14 @@ def weighted_std(X, sample_weight, mean, *, unit=1.0, n_threads=1):
     return np.sqrt(np.maximum(sum(parts), 0.0))
 
 
-def stored_magnitudes(X, sample_weight, *, unit=1.0):
-    """Weighted root mean square of each feature's stored entries, float64.
+def stored_magnitudes(X, sample_weight, mean, *, unit=1.0):
+    """Weighted root mean square of each feature's centered stored entries.
 
-    ``sqrt(sum s_i x_ij^2 / sum s_i)`` over the rows ``i`` where sparse X
-    stores feature ``j`` (0 for a feature stored nowhere): the size of the
-    feature where it is present, whatever its density, in units of
-    ``unit`` (a power of two).  One pass over the stored entries.
+    ``sqrt(sum s_i (x_ij - mean_j)^2 / sum s_i)`` over the rows ``i`` where
+    sparse X stores feature ``j`` (0 for a feature stored nowhere), in
+    float64: the size of the centered feature where it is present,
+    whatever its density (the spread of a feature stored in every row), in
+    units of ``unit`` (a power of two).  One pass over the stored entries.
 
     Parameters
     ----------
@@ -1465,6 +1474,8 @@ def stored_magnitudes(X, sample_weight, *, unit=1.0):
         Finite samples.
     sample_weight : ndarray of shape (n_samples,)
         Non-negative weights.
+    mean : ndarray of shape (n_features,)
+        The center.
     unit : float, default=1.0
         The unit of the result.
 
@@ -1476,13 +1487,13 @@ def stored_magnitudes(X, sample_weight, *, unit=1.0):
     --------
     >>> import numpy as np, scipy.sparse as sp
     >>> from sk_softmax._loss import stored_magnitudes
-    >>> X = sp.csr_matrix(np.array([[3.0, 0.0], [0.0, 0.0], [4.0, 0.0]]))
-    >>> stored_magnitudes(X, np.full(3, 1 / 3)).round(4)
-    array([3.5355, 0.    ])
+    >>> X = sp.csr_matrix(np.array([[3.0, 0.0], [0.0, 0.0], [5.0, 0.0]]))
+    >>> stored_magnitudes(X, np.full(3, 1 / 3), np.array([1.0, 0.0]))
+    array([3., 0.])
     """
     weights = np.broadcast_to(sample_weight, (X.shape[0],)).astype(np.float64)
     squares, covered, _ = _sparse_row_sums_sq(
-        _transpose(X), np.sqrt(weights), offset=np.zeros(X.shape[1]), unit=unit
+        _transpose(X), np.sqrt(weights), offset=mean, unit=unit
     )
     return np.sqrt(
         np.divide(squares, covered, out=np.zeros_like(squares), where=covered > 0)

@@ -292,7 +292,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     the optimum, stay those of the features as given.  ``"lbfgs"`` works on
     the features as given, centered when X is dense and there is an
     intercept.  ``"adam"`` on sparse X divides each centered feature by the
-    power of two nearest its root mean square where stored: standardized
+    power of two nearest its root mean square where stored (its spread for
+    a feature stored in every row): standardized
     values, about ``1 / sqrt(density)`` there, would make its steps of
     about ``learning_rate_init`` far too long, and small units (TF-IDF)
     would make them far too short.
@@ -670,7 +671,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 # Keys are looked up as labels, by hash and equality (1, 1.0
                 # and np.int64(1) alike): a tuple key is one unknown label,
                 # not a comparison with each class.
-                position = {c: k for k, c in enumerate(self.classes_.tolist())}
+                position = {c: k for k, c in enumerate(self.classes_)}
                 for label, value in self.class_weight.items():
                     if (
                         isinstance(value, bool)
@@ -874,10 +875,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 # 1 / sqrt(density) where stored, that was far too long
                 # (the loss of the benchmark's sparse problem rose to 5);
                 # in the plain units of small entries (TF-IDF, 0.1 to 0.3)
-                # far too short.  Scaled by its size where stored, each
+                # far too short, and for a column far from 0 (years) far
+                # too long.  Scaled by its centered size where stored, each
                 # stored entry is about 1, as a standardized dense one.
                 def spread(unit):
-                    return stored_magnitudes(X, weights_normalized, unit=unit)
+                    return stored_magnitudes(X, weights_normalized, mean, unit=unit)
 
             scale, constant = feature_scales(
                 X,
@@ -1125,7 +1127,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 "adam": "increase max_iter, tol or learning_rate_init (each "
                 "step moves a coefficient by about learning_rate_init), or "
                 "use solver='sgd'",
-            }.get(self.solver, "increase max_iter or tol")
+            }.get(self.solver if isinstance(self.solver, str) else None)
+            advice = advice or "increase max_iter or tol"
             message = f"reached max_iter={self.max_iter} without converging; {advice}."
         elif result.stop_reason is not None and dtype == np.float32:
             message = (

@@ -253,6 +253,37 @@ def test_full_batch_sgd_on_separable_data_without_penalty_or_tol():
     assert np.abs(clf.intercept_).max() < 100
 
 
+def test_a_huge_value_in_a_row_of_zero_weight_leaves_its_feature_alone():
+    # The row is out of the range the unit comes from: its square
+    # overflowed, 0 * inf made the spread NaN, and the feature counted as
+    # constant (coefficient 0, accuracy 0.55).
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(200, 2))
+    y = (X[:, 0] > 0).astype(int)
+    X[5, 0] = 1e300
+    weights = np.ones(200)
+    weights[5] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        clf = SoftmaxRegression(random_state=0).fit(X, y, sample_weight=weights)
+    kept = np.arange(200) != 5
+    assert clf.score(X[kept], y[kept]) > 0.95
+
+
+def test_a_constant_sparse_column_of_many_rows_is_constant():
+    # The sparse mean's sums round by up to about n * 2**-53 of it: at 200k
+    # rows that passed 2**-40, a column of ones counted as a feature, and
+    # without penalty its coefficient reached 8.6e8.
+    from sk_softmax._loss import _mean_and_range, feature_scales
+
+    n = 200_000
+    X = sp.csr_matrix(np.c_[np.ones(n), np.arange(n) % 7])
+    w = np.full(n, 1 / n)
+    mean = _mean_and_range(X, w)[0]
+    _, constant = feature_scales(X, w, mean, standardize=True, return_constant=True)
+    np.testing.assert_array_equal(constant, [True, False])
+
+
 def test_tiny_sparse_features_on_mini_batches_without_penalty():
     # Scales of 1e-200 square to 0: the mini-batch step came out NaN.
     X, y = _data(n_samples=300)
@@ -988,8 +1019,9 @@ def test_sparse_feature_scales(solver, batch_size):
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(sp.csr_matrix(X * units), y)
     stored = X != 0
-    if solver == "adam":
-        size = np.sqrt((X**2).sum(axis=0) / stored.sum(axis=0))
+    if solver == "adam":  # centered, over the stored entries
+        centered = np.where(stored, X - X.mean(axis=0), 0.0)
+        size = np.sqrt((centered**2).sum(axis=0) / stored.sum(axis=0))
     else:
         size = X.std(axis=0)
     np.testing.assert_array_equal(

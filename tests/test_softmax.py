@@ -1047,13 +1047,19 @@ def test_early_stopping_is_ignored_by_lbfgs():
     assert clf.validation_scores_ is None
 
 
-def test_class_weight_keys_are_labels():
-    # 1.0 and np.int64(2) name the classes 1 and 2, as in a dict lookup.
+@pytest.mark.parametrize("labels", ["int", "datetime64"])
+def test_class_weight_keys_are_labels(labels):
+    # 1.0 and np.int64(2) name the classes 1 and 2, as in a dict lookup;
+    # datetime64 keys name datetime64 labels.
     X, y = _standardized("iris")
+    keys = [0, 1.0, np.int64(2)]
+    if labels == "datetime64":
+        days = np.array(["2020-01-01", "2020-01-02", "2020-01-03"], "datetime64[D]")
+        y, keys = days[y], list(days)
     by_label = SoftmaxRegression(
-        solver="lbfgs", class_weight={0: 3.0, 1.0: 2.0, np.int64(2): 1.0}
+        solver="lbfgs", class_weight=dict(zip(keys, [3.0, 2.0, 1.0], strict=True))
     ).fit(X, y)
-    weights = np.array([3.0, 2.0, 1.0])[y]
+    weights = np.array([3.0, 2.0, 1.0])[np.searchsorted(by_label.classes_, y)]
     by_sample = SoftmaxRegression(solver="lbfgs").fit(X, y, sample_weight=weights)
     np.testing.assert_allclose(by_label.coef_, by_sample.coef_, rtol=1e-6)
 
@@ -1847,6 +1853,21 @@ def test_adam_on_sparse_features_of_small_entries():
         clf = SoftmaxRegression(solver="adam", random_state=0).fit(X, y)
     objective = _training_objective(clf, X, y)
     assert objective <= 1.08 * _training_objective(best, X, y)
+
+
+def test_adam_on_a_sparse_column_far_from_zero():
+    # A year next to a sparse binary column: scaled by the root mean square
+    # of its stored entries (about 2010), the year's centered values were
+    # about 0.005 in Adam's coordinates, and the fit stopped at chance
+    # (0.52 against 0.85 on the same data dense), without a warning.
+    rng = np.random.default_rng(0)
+    year = rng.integers(2000, 2021, 3000).astype(float)
+    y = ((year - 2010) / 4 + rng.normal(size=3000) > 0).astype(int)
+    X = np.c_[rng.random(3000) < 0.3, year]
+    dense = SoftmaxRegression(solver="adam", random_state=0).fit(X, y)
+    sparse = SoftmaxRegression(solver="adam", random_state=0).fit(sp.csr_matrix(X), y)
+    assert dense.score(X, y) > 0.8
+    assert sparse.score(X, y) >= dense.score(X, y) - 0.01
 
 
 def test_sgd_fits_a_float32_sparse_feature_with_a_large_offset():

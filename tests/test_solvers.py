@@ -1151,3 +1151,31 @@ def test_invscaling_continues_from_first_epoch():
         first_epoch=4,
     )
     assert result.learning_rate == pytest.approx(0.1 / 2.0)
+
+
+def test_custom_rule_that_is_not_hashable_gets_the_max_iter_warning():
+    # The warning's advice is looked up by solver name: a custom rule that
+    # defines __eq__ (a dataclass) is unhashable, and the lookup raised
+    # TypeError after the fit.
+    import dataclasses
+    import warnings
+
+    from sklearn.datasets import load_iris
+    from sklearn.exceptions import ConvergenceWarning
+
+    from sk_softmax import SoftmaxRegression
+    from sk_softmax._solvers import UpdateRule
+
+    @dataclasses.dataclass
+    class Plain(UpdateRule):
+        rate: float = 0.01
+
+        def step(self, params, grad, state, learning_rate):
+            params -= self.rate * grad
+
+    X, y = load_iris(return_X_y=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        SoftmaxRegression(solver=Plain(), max_iter=3, tol=0.0).fit(X, y)
+    messages = [str(w.message) for w in caught if w.category is ConvergenceWarning]
+    assert any("increase max_iter or tol." in m for m in messages), messages
