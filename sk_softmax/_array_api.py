@@ -86,12 +86,13 @@ def converter_to(X):
     return convert
 
 
-def mean_and_range(X, sample_weight, *, mean=True, estimator_name):
+def mean_and_range(X, sample_weight, *, mean=True, per_feature=False, estimator_name):
     """``(weighted mean, min, max)`` of X on its device, as in memory.
 
     ``sample_weight`` (numpy) sums to one.  The range is over rows of
-    positive weight and includes 0; NaN or infinity anywhere in X raise
-    scikit-learn's errors.
+    positive weight and includes 0 (with ``per_feature``: numpy arrays, one
+    range per feature, 0 where no row has positive weight); NaN or infinity
+    anywhere in X raise scikit-learn's errors.
     """
     xp, _ = array_namespace(X)
     weights = _on_device(sample_weight, X)
@@ -102,12 +103,21 @@ def mean_and_range(X, sample_weight, *, mean=True, estimator_name):
         raise_not_finite(
             has_nan=has_nan, dtype=numpy_dtype(X), estimator_name=estimator_name
         )
+    kept = X
     if not bool(xp.all(weights > 0)):
         kept = X[weights > 0]
         low, high = xp.min(kept), xp.max(kept)
     total = None
     if mean:
         total = np.asarray(to_numpy(weights @ X), dtype=np.float64)
+    if per_feature:
+        if kept.shape[0] == 0:
+            return total, np.zeros(X.shape[1]), np.zeros(X.shape[1])
+        low, high = (
+            np.asarray(to_numpy(bound(kept, axis=0)), dtype=np.float64)
+            for bound in (xp.min, xp.max)
+        )
+        return total, low, high
     return total, min(float(low), 0.0), max(float(high), 0.0)
 
 
@@ -123,15 +133,21 @@ def weighted_std(X, sample_weight, mean, unit=1.0):
     As :func:`sk_softmax._loss.weighted_std`: one pass, a chunk of rows at a
     time, in units of ``unit``.
     """
-    xp, _ = array_namespace(X)
-    center = _on_device(mean, X)
+    xp, device = array_namespace(X)
+    # In the widest float of the device: float32 squares of a feature 2**64
+    # times narrower than the widest underflowed (see the in-memory one).
+    wide = max_float_dtype(xp, device)
+    center = _on_device(mean, X, dtype=wide)
     n_samples = X.shape[0]
     variance = np.zeros(X.shape[1])
     for start in range(0, n_samples, _CHUNK_ROWS):
         stop = min(start + _CHUNK_ROWS, n_samples)
-        chunk = (X[start:stop, :] - center) * (1.0 / unit)
-        weights = _on_device(sample_weight[start:stop], X)
-        variance += np.asarray(to_numpy(weights @ (chunk * chunk)), dtype=np.float64)
+        chunk = (xp.astype(X[start:stop, :], wide) - center) * (1.0 / unit)
+        weights = _on_device(sample_weight[start:stop], X, dtype=wide)
+        squares = chunk * chunk
+        # Rows of zero weight may overflow: 0 * inf is NaN.
+        squares = xp.where(weights[:, None] > 0, squares, xp.zeros_like(squares))
+        variance += np.asarray(to_numpy(weights @ squares), dtype=np.float64)
     return np.sqrt(np.maximum(variance, 0.0))
 
 

@@ -187,29 +187,37 @@ def _take_block(index_block, values):
     return values[index_block]
 
 
-def mean_and_range(X, sample_weight, *, mean=True, estimator_name):
+def mean_and_range(X, sample_weight, *, mean=True, per_feature=False, estimator_name):
     """``(weighted mean, min, max)`` of X in one computation, as in memory.
 
     ``sample_weight`` sums to one.  The range is over rows of positive
-    weight and includes 0; non-finite values anywhere in X raise
-    scikit-learn's errors.
+    weight and includes 0 (with ``per_feature``: arrays, one range per
+    feature, 0 where no row has positive weight); non-finite values
+    anywhere in X raise scikit-learn's errors.
     """
     import dask
     import dask.array as da
 
-    kept = da.where(sample_weight[:, None] > 0, X, 0)
+    weighted = sample_weight[:, None] > 0
+    if per_feature:
+        low = da.where(weighted, X, np.inf).min(axis=0)
+        high = da.where(weighted, X, -np.inf).max(axis=0)
+    else:
+        kept = da.where(weighted, X, 0)
+        low, high = da.minimum(kept.min(), 0), da.maximum(kept.max(), 0)
     total = X.T @ sample_weight if mean else None
     total, low, high, has_nan, has_inf = dask.compute(
-        total,
-        da.minimum(kept.min(), 0),
-        da.maximum(kept.max(), 0),
-        da.isnan(X).any(),
-        da.isinf(X).any(),
+        total, low, high, da.isnan(X).any(), da.isinf(X).any()
     )
     if has_nan or has_inf:
         raise_not_finite(has_nan=has_nan, dtype=X.dtype, estimator_name=estimator_name)
     if mean:
         total = np.asarray(total, dtype=np.float64)
+    if per_feature:
+        low, high = (np.asarray(bound, dtype=np.float64) for bound in (low, high))
+        empty = low > high  # no row of positive weight
+        low[empty] = high[empty] = 0.0
+        return total, low, high
     return total, float(low), float(high)
 
 
@@ -312,6 +320,12 @@ def weighted_std(X, sample_weight, mean, unit=1.0):
     As :func:`sk_softmax._loss.weighted_std`: one pass over the chunks, in
     units of ``unit``.
     """
-    centered = (X - mean.astype(X.dtype)) * (1.0 / unit)
-    variance = (centered * centered).T @ np.asarray(sample_weight, dtype=X.dtype)
+    import dask.array as da
+
+    # In float64 whatever X's dtype (see the in-memory one); rows of zero
+    # weight may overflow, and 0 * inf is NaN.
+    centered = (X.astype(np.float64) - mean) * (1.0 / unit)
+    weights = da.asarray(sample_weight).astype(np.float64)
+    squares = da.where(weights[:, None] > 0, centered * centered, 0.0)
+    variance = squares.T @ weights
     return np.sqrt(np.maximum(np.asarray(variance.compute(), dtype=np.float64), 0.0))

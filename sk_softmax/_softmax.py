@@ -828,6 +828,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 X,
                 weights_normalized,
                 mean=center and not keep,
+                per_feature=not first_order,
                 estimator_name=type(self).__name__,
             )
         else:

@@ -267,6 +267,28 @@ TORCH = textwrap.dedent(
                 assert message in str(exc), exc
             else:
                 raise AssertionError(f"{value} in a tensor was accepted")
+        # Columns far from 0 (lbfgs's common factor comes from the centered
+        # range per feature) and features 1e22 apart (spreads summed in
+        # float64): as in memory; the device versions lagged behind.
+        rng = np.random.default_rng(0)
+        Z = rng.normal(size=(600, 3))
+        labels = (Z[:, 0] - Z[:, 1] > 0).astype(int)
+        far = Z.copy()
+        far[:, 0] += 1e10
+        far[:, 1] = far[:, 1] * 1e3 + 1.7e9
+        wide = (Z[:, :2] * [1e22, 1.0]).astype(np.float32)
+        for data, params in (
+            (far, dict(solver="lbfgs")),
+            (wide, dict(solver="sgd", batch_size=None)),
+        ):
+            host_fit = SoftmaxRegression(**params).fit(data, labels)
+            device_fit = SoftmaxRegression(**params).fit(
+                on_device(data), on_device(labels)
+            )
+            # (Both stop at tol: the rounding of 1e10 +- 1 parts the paths.)
+            device_score = float(device_fit.score(on_device(data), on_device(labels)))
+            assert host_fit.score(data, labels) > 0.9
+            assert abs(device_score - host_fit.score(data, labels)) <= 0.01
         # A complex tensor was fitted (and predicted) on its real part:
         # scikit-learn's complex check misses torch dtypes.
         complex_t = X_t + 1j * X_t

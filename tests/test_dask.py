@@ -296,6 +296,26 @@ def test_bad_sample_weight(weights, message):
         )
 
 
+@pytest.mark.parametrize("case", ["far-from-zero-lbfgs", "spreads-1e22-apart-sgd"])
+def test_extreme_columns_fit_as_in_memory(case):
+    # lbfgs's common factor from the centered range per feature, and the
+    # spreads summed in float64: the dask versions lagged behind memory's.
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(600, 3))
+    y = (Z[:, 0] - Z[:, 1] > 0).astype(int)
+    if case == "far-from-zero-lbfgs":
+        X, params = Z.copy(), dict(solver="lbfgs")
+        X[:, 0] += 1e10
+        X[:, 1] = X[:, 1] * 1e3 + 1.7e9
+    else:
+        X, params = (Z[:, :2] * [1e22, 1.0]).astype(np.float32), dict(batch_size=None)
+    expected = SoftmaxRegression(**params).fit(X, y)
+    clf = SoftmaxRegression(**params).fit(da.from_array(X, chunks=200), y)
+    # (Both stop at tol: the rounding of 1e10 +- 1 leaves the paths apart.)
+    assert expected.score(X, y) > 0.9
+    assert abs(clf.score(X, y) - expected.score(X, y)) <= 0.01
+
+
 def test_column_vector_y_warns_and_fits():
     # As in memory: scikit-learn's DataConversionWarning, then the fit.
     from sklearn.exceptions import DataConversionWarning
