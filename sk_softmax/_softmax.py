@@ -941,9 +941,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # accelerated rule's restart test measures them.  Scales far from
             # 1 (data of extreme magnitude) stay in the coordinates too: as
             # steps, 1 / scale**2 would leave the floating-point range.
+            # Adam takes them too: in coordinates W diag(s) its step is
+            # (learning_rate / s) m / (sqrt(v) + epsilon s) on the plain
+            # coefficients, with m and v of the plain gradient (powers of
+            # two again): per-parameter steps and epsilons.
             folded = None
             if (
-                isinstance(rule, Momentum)
+                isinstance(rule, (Momentum, Adam))
                 and not isinstance(self.solver, UpdateRule)
                 and not np.all(scale == 1)
                 and np.all((scale >= _FOLD_RANGE[0]) & (scale <= _FOLD_RANGE[1]))
@@ -1022,10 +1026,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             )
             preconditioner = None
             if folded is not None:
+                adam = isinstance(rule, Adam)
                 factors = np.ones_like(params)
                 _coef_view(factors, n_classes, n_features, feature_major)[...] = (
-                    folded**-2.0
+                    folded ** (-1.0 if adam else -2.0)
                 )
+                if adam:  # (a new rule at every call: resumed ones too)
+                    rule.epsilon = rule.epsilon / factors
                 # (Later partial_fit calls keep the folded steps.)
                 if not keep and isinstance(learning_rate, np.ndarray):
                     learning_rate *= factors

@@ -161,11 +161,11 @@ class Adam(UpdateRule):
         np.sqrt(v, out=step)
         step += self.epsilon
         np.divide(m, step, out=step)
-        if not isinstance(learning_rate, np.ndarray):
-            _axpy(-learning_rate * scale, step, params)
-        else:
-            step *= learning_rate
-            _axpy(-scale, step, params)
+        # The same arithmetic for a scalar and a per-parameter rate: scales
+        # folded into the rates and epsilons (powers of two) then give the
+        # iterates of the scaled coordinates, bit for bit.
+        step *= learning_rate
+        _axpy(-scale, step, params)
 
 
 class AcceleratedGradient(UpdateRule):

@@ -34,7 +34,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 import sk_softmax
 from sk_softmax import SoftmaxRegression, loss_and_gradient
-from sk_softmax._solvers import Momentum
+from sk_softmax._solvers import Adam, Momentum
 
 SOLVERS = ["sgd", "adam", "lbfgs"]
 # Exact full-batch solvers: their result is the optimum, up to rounding.
@@ -1069,6 +1069,32 @@ def test_momentum_takes_the_standardized_coordinates_as_steps(
     np.testing.assert_array_equal(folded._scale, 1.0)
     np.testing.assert_array_equal(folded._folded_scale, scaled._scale)
     assert scaled._folded_scale is None
+    assert np.unique(scaled._scale).size == 4
+    np.testing.assert_array_equal(folded.coef_, scaled.coef_)
+    np.testing.assert_array_equal(folded.intercept_, scaled.intercept_)
+    np.testing.assert_array_equal(folded.loss_curve_, scaled.loss_curve_)
+
+
+@pytest.mark.parametrize("batch_size", [16, None])
+def test_adam_takes_the_standardized_coordinates_as_steps_and_epsilons(batch_size):
+    # In the coordinates W diag(s), Adam's step is (rate / s) m / (sqrt(v) +
+    # epsilon s) on W, with the moments of W's gradient: "adam" folds the
+    # scales in (no pass over the coefficients to change coordinates at each
+    # mini-batch, a quarter of a sparse epoch); the same rule given as a
+    # custom rule works in the coordinates.  Powers of two: bit for bit.
+    X, y = _data(n_samples=90)
+    X = X * np.array([2.0**-5, 1.0, 2.0**3, 2.0**9])
+    params = dict(
+        batch_size=batch_size, max_iter=6, random_state=0, learning_rate_init=1e-3
+    )
+    fits = []
+    for solver in ("adam", Adam()):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fits.append(SoftmaxRegression(solver=solver, **params).fit(X, y))
+    folded, scaled = fits
+    np.testing.assert_array_equal(folded._scale, 1.0)
+    np.testing.assert_array_equal(folded._folded_scale, scaled._scale)
     assert np.unique(scaled._scale).size == 4
     np.testing.assert_array_equal(folded.coef_, scaled.coef_)
     np.testing.assert_array_equal(folded.intercept_, scaled.intercept_)
