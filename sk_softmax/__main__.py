@@ -407,10 +407,11 @@ def _print_table(results):
         "\naccuracy, log loss: on a held-out quarter of the data. train J: the\n"
         "objective J(W, b) of SoftmaxRegression on the standardized training set;\n"
         "LogisticRegression gets the C with the same optimum, so the values agree\n"
-        "up to each solver's tolerance."
+        "up to each solver's tolerance (with --alpha 0 on separable data there is\n"
+        "no optimum to agree on)."
     )
     if any(row[5].endswith("*") for result in results for row in result["rows"]):
-        print("* stopped at max_iter before reaching tol (ConvergenceWarning)")
+        print("* stopped before reaching tol (a ConvergenceWarning says why)")
 
 
 def demo(args=None):

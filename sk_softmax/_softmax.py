@@ -936,9 +936,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # plain coefficients.  The iterates are the same, bit for bit
             # (powers of two), and a mini-batch no longer pays two passes over
             # the coefficients to change coordinates (a third more per epoch
-            # on the sparse benchmark problem).  The other rules see the
-            # coordinates: Adam's step is not linear in the gradient, and the
-            # accelerated rule's restart test measures them.  Scales far from
+            # on the sparse benchmark problem).  Adam folds them too (below);
+            # the accelerated rule sees the coordinates: its restart test
+            # measures them.  Scales far from
             # 1 (data of extreme magnitude) stay in the coordinates too: as
             # steps, 1 / scale**2 would leave the floating-point range.
             # Adam takes them too: in coordinates W diag(s) its step is
