@@ -1060,8 +1060,15 @@ def test_momentum_takes_the_standardized_coordinates_as_steps(
         momentum=0.9,
         nesterovs_momentum=nesterov,
     )
+    _assert_folded_fit_is_the_scaled_one(
+        "sgd", Momentum(momentum=0.9, nesterov=nesterov), params, X, y
+    )
+
+
+def _assert_folded_fit_is_the_scaled_one(name, rule, params, X, y):
+    """The solver ``name`` folds the scales in; ``rule`` works in them."""
     fits = []
-    for solver in ("sgd", Momentum(momentum=0.9, nesterov=nesterov)):
+    for solver in (name, rule):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             fits.append(SoftmaxRegression(solver=solver, **params).fit(X, y))
@@ -1087,18 +1094,7 @@ def test_adam_takes_the_standardized_coordinates_as_steps_and_epsilons(batch_siz
     params = dict(
         batch_size=batch_size, max_iter=6, random_state=0, learning_rate_init=1e-3
     )
-    fits = []
-    for solver in ("adam", Adam()):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            fits.append(SoftmaxRegression(solver=solver, **params).fit(X, y))
-    folded, scaled = fits
-    np.testing.assert_array_equal(folded._scale, 1.0)
-    np.testing.assert_array_equal(folded._folded_scale, scaled._scale)
-    assert np.unique(scaled._scale).size == 4
-    np.testing.assert_array_equal(folded.coef_, scaled.coef_)
-    np.testing.assert_array_equal(folded.intercept_, scaled.intercept_)
-    np.testing.assert_array_equal(folded.loss_curve_, scaled.loss_curve_)
+    _assert_folded_fit_is_the_scaled_one("adam", Adam(), params, X, y)
 
 
 def test_adaptive_schedule_floor_is_read_in_the_scaled_coordinates():
