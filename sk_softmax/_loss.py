@@ -1488,8 +1488,8 @@ def stored_magnitudes(X, sample_weight, mean, *, unit=1.0):
     >>> import numpy as np, scipy.sparse as sp
     >>> from sk_softmax._loss import stored_magnitudes
     >>> X = sp.csr_matrix(np.array([[3.0, 0.0], [0.0, 0.0], [5.0, 0.0]]))
-    >>> stored_magnitudes(X, np.full(3, 1 / 3), np.array([1.0, 0.0]))
-    array([3., 0.])
+    >>> stored_magnitudes(X, np.full(3, 1 / 3), np.array([4.0, 0.0]))
+    array([1., 0.])
     """
     weights = np.broadcast_to(sample_weight, (X.shape[0],)).astype(np.float64)
     squares, covered, _ = _sparse_row_sums_sq(
