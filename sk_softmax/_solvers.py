@@ -269,8 +269,8 @@ class AcceleratedGradient(UpdateRule):
             if grad_change > 0 and curving > 0:
                 steps.append(self.safety * curving / grad_change)
                 del steps[: -self.memory]
-            ceiling = min(steps, default=self.max_scale)
-            state["scale"] = min(self.growth * state["scale"], ceiling, self.max_scale)
+            ceiling = min([*steps, self.max_scale])
+            state["scale"] = min(self.growth * state["scale"], ceiling)
             y_prev[...] = params
         else:
             state["y_prev"] = params.copy()
