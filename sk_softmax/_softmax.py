@@ -53,6 +53,7 @@ from ._loss import (
 from ._solvers import (
     AcceleratedGradient,
     Adam,
+    DivergenceError,
     Momentum,
     UpdateRule,
     gradient_descent,
@@ -739,6 +740,37 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             if name != "classes_" and is_array(value):
                 setattr(self, name, convert(value))
 
+    def _divergence_message(self, epoch, resumed):
+        """The error for a fit that diverged, with what to change.
+
+        What helps depends on where the step came from: set by hand, the
+        automatic one, or one kept from an earlier call.  (The solver's own
+        rate is per parameter, in its coordinates: not the user's number.)
+        """
+        message = (
+            f"Training diverged at epoch {epoch}: the loss grew far above its "
+            "starting value or became non-finite"
+        )
+        rescale = "rescale the features, e.g. with StandardScaler."
+        if self.learning_rate_init != "auto":
+            return (
+                f"{message} with learning_rate_init={self.learning_rate_init:g}. "
+                "Lower it (or use learning_rate_init='auto'), or " + rescale
+            )
+        if resumed:
+            # partial_fit resumed a step sized for the data of an earlier
+            # call: a chunk of larger values outgrows it.
+            return (
+                f"{message} with the automatic step sized for the data of an "
+                "earlier call (the first partial_fit, or fit). Scale every "
+                "chunk alike (e.g. with a StandardScaler fitted once), or set "
+                "a smaller learning_rate_init."
+            )
+        return (
+            f"{message} with the automatic step. Set a smaller "
+            "learning_rate_init, or " + rescale
+        )
+
     def __sklearn_array_api_convert__(self, converter):
         """A copy of the model whose fitted arrays went through ``converter``.
 
@@ -1045,26 +1077,31 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     preconditioner = factors
                 del factors
             state = copy.deepcopy(self._state) if keep else None
-            result = gradient_descent(
-                objective,
-                params,
-                rule=rule,
-                n_samples=n_samples,
-                batch_size=batch_size,
-                learning_rate=learning_rate,
-                schedule=self.learning_rate,
-                max_iter=1 if partial else self.max_iter,
-                tol=self.tol,
-                n_iter_no_change=self.n_iter_no_change,
-                rng=rng if self.shuffle else None,
-                validation=validation,
-                verbose=bool(self.verbose),
-                state=state,
-                average=not partial,
-                reference_loss=getattr(self, "_reference_loss", None) if keep else None,
-                first_epoch=self.n_iter_ + 1 if partial and warm else 1,
-                preconditioner=preconditioner,
-            )
+            try:
+                result = gradient_descent(
+                    objective,
+                    params,
+                    rule=rule,
+                    n_samples=n_samples,
+                    batch_size=batch_size,
+                    learning_rate=learning_rate,
+                    schedule=self.learning_rate,
+                    max_iter=1 if partial else self.max_iter,
+                    tol=self.tol,
+                    n_iter_no_change=self.n_iter_no_change,
+                    rng=rng if self.shuffle else None,
+                    validation=validation,
+                    verbose=bool(self.verbose),
+                    state=state,
+                    average=not partial,
+                    reference_loss=getattr(self, "_reference_loss", None)
+                    if keep
+                    else None,
+                    first_epoch=self.n_iter_ + 1 if partial and warm else 1,
+                    preconditioner=preconditioner,
+                )
+            except DivergenceError as exc:
+                raise ValueError(self._divergence_message(exc.epoch, keep)) from None
             # Momentum steps sized for a full-batch fit's curvature are too
             # long for a chunk's mini-batches: partial_fit resumes them only
             # after mini-batches (earlier partial_fit calls, a mini-batch

@@ -43,6 +43,7 @@ __all__ = [
     "Momentum",
     "Adam",
     "AcceleratedGradient",
+    "DivergenceError",
     "gradient_descent",
     "lbfgs",
     "SolverResult",
@@ -297,15 +298,21 @@ def _batches(n_samples, batch_size, rng):
 _DIVERGENCE_FACTOR = 100.0
 
 
-def _diverged_error(epoch, learning_rate):
-    rate = float(np.max(learning_rate))
-    return ValueError(
-        f"Training diverged at epoch {epoch}: the loss grew far above its "
-        f"starting value or became non-finite with learning rate {rate:.3g}. "
-        "Lower "
-        "learning_rate_init (or use learning_rate_init='auto'), or rescale the "
-        "features, e.g. with StandardScaler."
-    )
+class DivergenceError(ValueError):
+    """Training diverged: the loss became non-finite or grew far above its start.
+
+    The message says when and at which step size; the caller, which knows
+    where the step came from, adds what to change.
+    """
+
+    def __init__(self, epoch, learning_rate):
+        self.epoch = epoch
+        self.learning_rate = float(np.max(learning_rate))
+        super().__init__(
+            f"Training diverged at epoch {epoch}: the loss grew far above its "
+            "starting value or became non-finite with learning rate "
+            f"{self.learning_rate:.3g}."
+        )
 
 
 def gradient_descent(
@@ -369,8 +376,8 @@ def gradient_descent(
         Rule state to continue from (``partial_fit``); a new one otherwise.
     reference_loss : float or None, default=None
         Loss at the start of training, against which divergence is judged
-        (an epoch loss above 100 times it, or 1, raises ValueError); the
-        first evaluated loss when None.
+        (an epoch loss above 100 times it, or 1, raises
+        :class:`DivergenceError`); the first evaluated loss when None.
     first_epoch : int, default=1
         Number of this run's first epoch in a longer training (``partial_fit``
         calls), for the ``"invscaling"`` schedule.
@@ -393,6 +400,12 @@ def gradient_descent(
     result : SolverResult
         With the rule's ``state``, the last ``learning_rate`` and the
         ``reference_loss``, from which ``partial_fit`` continues.
+
+    Raises
+    ------
+    DivergenceError
+        When an epoch's loss, or the parameters, stop being finite, or the
+        loss grows past 100 times ``reference_loss`` (or 1).
     """
     full_batch = batch_size >= n_samples
     # The gradient-norm test needs the full gradient and a rule that settles.
@@ -455,7 +468,7 @@ def gradient_descent(
         # step too large for the curvature (momentum and Adam keep it finite
         # for a while, but it never comes back).
         if not finite or epoch_loss > _DIVERGENCE_FACTOR * max(reference_loss, 1.0):
-            raise _diverged_error(first_epoch + epoch - 1, learning_rate)
+            raise DivergenceError(first_epoch + epoch - 1, learning_rate)
         loss_curve.append(epoch_loss)
         message = f"Epoch {first_epoch + epoch - 1}, loss = {epoch_loss:.8f}"
         if stop_on_gradient:

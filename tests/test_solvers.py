@@ -28,6 +28,7 @@ from sk_softmax._loss import (
 from sk_softmax._solvers import (
     AcceleratedGradient,
     Adam,
+    DivergenceError,
     Momentum,
     _batches,
     gradient_descent,
@@ -750,22 +751,27 @@ def test_validation_restores_peak_params():
 
 def test_divergence_raises():
     objective, A, _, _ = quadratic()
+    rate = 100.0 / np.linalg.eigvalsh(A)[-1]
     with np.errstate(all="ignore"):
-        with pytest.raises(ValueError, match="learning_rate_init"):
+        with pytest.raises(DivergenceError, match="diverged at epoch") as info:
             gd(
                 objective,
                 np.ones(20),
                 rule=Momentum(momentum=0.0),
-                learning_rate=100.0 / np.linalg.eigvalsh(A)[-1],
+                learning_rate=rate,
                 max_iter=10_000,
             )
+    # A ValueError, with the step it diverged at: the estimator rewords it.
+    assert isinstance(info.value, ValueError)
+    assert info.value.learning_rate == rate
+    assert info.value.epoch >= 1
 
 
 def test_divergence_raises_softmax_minibatch():
     X, y, _, _ = dataset("classif3")
     objective = softmax_objective(X, y, 3, alpha=10.0)
     with np.errstate(all="ignore"):
-        with pytest.raises(ValueError, match="learning_rate_init"):
+        with pytest.raises(DivergenceError, match=r"learning rate 1e\+03"):
             gd(
                 objective,
                 np.zeros(3 * (X.shape[1] + 1)),
