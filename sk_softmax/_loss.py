@@ -1344,9 +1344,16 @@ def feature_scales(
             return np.full(n_features, unit), np.zeros(n_features, dtype=bool)
         return np.full(n_features, unit)
     if spread is None:
-        std = weighted_std(X, sample_weight, mean, unit=unit, n_threads=n_threads)
-    else:
-        std = np.asarray(spread(unit), dtype=np.float64)
+
+        def spread(unit):
+            return weighted_std(X, sample_weight, mean, unit=unit, n_threads=n_threads)
+
+    float32 = str(X.dtype).endswith("float32")
+    # (The mean's sums round too: by up to about n_samples * 2**-53 of it.)
+    noise = max(_CONSTANT_SPREAD[not float32], X.shape[0] * 2.0**-52)
+    std = np.asarray(spread(unit), dtype=np.float64)
+    if floor_exponent < _FAINT_EXPONENT:
+        std = _faint_spreads(spread, std, np.abs(mean) / unit, unit, noise)
     # A constant feature keeps the common factor: its centered values are
     # rounding noise of the mean, which a tiny scale would blow up into a
     # signal (Adam's normalized steps follow any gradient however small).
@@ -1360,9 +1367,6 @@ def feature_scales(
     # across it; such a feature's coefficient is mostly penalty anyway.
     # Every scale stays a normal number of X's precision.
     exponent = np.zeros(n_features)  # of scale / unit
-    float32 = str(X.dtype).endswith("float32")
-    # (The mean's sums round too: by up to about n_samples * 2**-53 of it.)
-    noise = max(_CONSTANT_SPREAD[not float32], X.shape[0] * 2.0**-52)
     constant = ~(std > noise * np.abs(mean) / unit)
     spread_out = ~constant
     exponent[spread_out] = np.round(np.log2(std[spread_out]))
@@ -1374,6 +1378,89 @@ def feature_scales(
     if return_constant:
         return unit * np.exp2(exponent), constant
     return unit * np.exp2(exponent)
+
+
+# Spreads below 2**_FAINT_EXPONENT of the unit they were computed in may
+# have lost their squares to underflow (float64 squares of values below
+# about 2**-537 of the unit are 0): see _faint_spreads.
+_FAINT_EXPONENT = -450
+_UNDERFLOW_EXPONENT = -537
+
+
+def _faint_spreads(spread, std, relative_mean, unit, noise):
+    """``std`` with the spreads of faint features computed again, in finer units.
+
+    A feature ``2**-540`` times narrower than the unit (float64 columns of
+    1e-170 next to ordinary ones) has squares that underflow: its standard
+    deviation came out 0, it counted as constant, and the first-order
+    solvers never moved its coefficient.  Such features, unless their mean
+    would make them constant anyway, are computed again in a unit near
+    their own size: one more pass over X for faint features within about
+    ``2**-500`` of each other, at most four (float64 spans ``2**-2098``).
+    All-zero features, and data of ordinary ranges, cost nothing.
+
+    Parameters
+    ----------
+    spread : callable
+        ``spread(unit)``, the standard deviations of ``X / unit``.
+    std : ndarray of shape (n_features,)
+        ``spread(unit)``.
+    relative_mean : ndarray of shape (n_features,)
+        ``|mean| / unit``.
+    unit : float
+        The unit of ``std``, a power of two.
+    noise : float
+        Relative spread below which a feature is constant (see
+        :func:`feature_scales`).
+
+    Returns
+    -------
+    std : ndarray of shape (n_features,)
+        In units of ``unit``; 0 where the spread is below float64's range
+        in those units.
+    """
+    faint = (
+        (std < 2.0**_FAINT_EXPONENT)
+        & ((std > 0) | (relative_mean > 0))
+        & (noise * relative_mean < 2.0**_FAINT_EXPONENT)
+    )
+    if not faint.any():
+        return std
+    std = std.copy()
+    # Bounds on each faint spread, in binary orders of the unit: where a
+    # square survived, about its value; otherwise between the least spread
+    # that would not make the feature constant and the largest whose
+    # squares all underflow.
+    with np.errstate(divide="ignore"):
+        low = np.where(std > 0, np.log2(std), np.log2(noise * relative_mean))
+    high = np.where(std > 0, low, _UNDERFLOW_EXPONENT)
+    smallest = math.log2(np.finfo(np.float64).tiny)
+    for _ in range(4):
+        top = float(np.max(high[faint], initial=-np.inf))
+        # A unit of at least the smallest normal number: X's values are not
+        # finer than that.
+        shift = round(max(top, smallest - math.log2(unit)))
+        if not faint.any() or not math.isfinite(top):
+            break
+        # Features far wider overflow in that unit: only the faint are read.
+        with np.errstate(over="ignore", invalid="ignore"):
+            again = np.asarray(spread(math.ldexp(unit, shift)), dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            size = np.log2(again) + shift
+        resolved = faint & (again >= 2.0**_FAINT_EXPONENT) & np.isfinite(again)
+        std[resolved] = np.ldexp(again[resolved], shift)
+        faint &= ~resolved
+        # Narrower still: a surviving square bounds the spread; none, the
+        # finer unit's own underflow.
+        hint = faint & (again > 0)
+        low[hint] = high[hint] = size[hint]
+        below = faint & ~(again > 0)
+        high[below] = shift + _UNDERFLOW_EXPONENT
+        # Bounds that cross: below float64's range in these units.
+        gone = faint & (high < low)
+        std[gone] = 0.0
+        faint &= ~gone
+    return std
 
 
 def weighted_std(X, sample_weight, mean, *, unit=1.0, n_threads=1):

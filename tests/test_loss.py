@@ -1526,6 +1526,64 @@ def test_standardized_scales_from_given_spreads():
     assert len(units) == 2
 
 
+@pytest.mark.parametrize("container", ["dense", "csr", "csc"])
+def test_standardized_scales_of_features_whose_squares_underflow(container):
+    # Next to features of ordinary size, the float64 squares of one of 1e-170
+    # (and below) underflowed: its spread came out 0, it counted as constant,
+    # and sgd and adam never moved its coefficient.  Faint features get
+    # their spread in a unit of their own size, one pass per group of
+    # similar sizes; all-zero and constant ones cost no pass.
+    rng = np.random.RandomState(0)
+    n = 300
+    sizes = np.array([1e-170, 1e-250, 1e-300, 1.0, 1.0, 0.0, 1.0])
+    X = rng.randn(n, sizes.size) * sizes
+    X[:, 5] = 0.0  # all zeros
+    X[:, 6] = 7.0  # constant
+    w = np.full(n, 1 / n)
+    mean = w @ X
+    # (Each column in units of its own size, where the squares are exact.)
+    size = np.where(sizes > 0, sizes, 1.0)
+    std = size * np.sqrt(w @ ((X - mean) / size) ** 2)
+    expected = 2.0 ** np.round(np.log2(std[:5]))
+    data = X if container == "dense" else sp.csr_matrix(X).asformat(container)
+    calls = []
+
+    def spread(unit):
+        calls.append(unit)
+        return weighted_std(data, w, mean, unit=unit)
+
+    scale, constant = feature_scales(
+        data, w, mean, standardize=True, spread=spread, return_constant=True
+    )
+    np.testing.assert_array_equal(constant, [False] * 5 + [True, True])
+    np.testing.assert_array_equal(scale[:5], expected)
+    assert len(calls) == 3  # the common unit, 1e-170 with 1e-250, then 1e-300
+    assert feature_scales(data, w, mean, standardize=True).tolist() == scale.tolist()
+    # A penalty floor far above those sizes makes the extra passes pointless:
+    # such a feature's optimal coefficient is about size / alpha, as good
+    # as 0, where the solvers leave a constant one.
+    calls.clear()
+    _, constant = feature_scales(
+        data, w, mean, standardize=True, spread=spread, alpha=1e-8, return_constant=True
+    )
+    assert len(calls) == 1
+    np.testing.assert_array_equal(constant, [True] * 3 + [False] * 2 + [True] * 2)
+
+
+def test_ordinary_data_costs_one_pass_for_the_spreads():
+    rng = np.random.RandomState(0)
+    X = np.c_[rng.randn(100, 3), np.zeros(100), np.full(100, 1e-3), np.ones(100)]
+    w = np.full(100, 1 / 100)
+    calls = []
+
+    def spread(unit):
+        calls.append(unit)
+        return weighted_std(X, w, w @ X, unit=unit)
+
+    feature_scales(X, w, w @ X, standardize=True, spread=spread)
+    assert calls == [1.0]
+
+
 @pytest.mark.parametrize("container", ["dense", "dense32", "csr", "csc"])
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_weighted_std_reads_every_row(monkeypatch, container, n_threads):

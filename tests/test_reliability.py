@@ -437,6 +437,32 @@ def test_loss_and_gradient_with_logits_near_1e300(label_smoothing):
     assert np.all(np.isfinite(grad_intercept))
 
 
+@pytest.mark.parametrize("container", [np.asarray, sp.csr_matrix])
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_a_feature_far_narrower_than_the_others_still_trains(solver, container):
+    # Without penalty, a column of about 1e-172 next to ordinary ones counts:
+    # its float64 squares underflowed, its spread came out 0, and the
+    # first-order solvers left its coefficient at 0 as a constant's (the
+    # accuracy fell from 0.79 to 0.70).  Scaled by a power of two, the
+    # standardized problem is the same, and so is the model.
+    rng = np.random.RandomState(0)
+    X = rng.randn(600, 4)
+    y = (X[:, 0] + X[:, 2] > 0).astype(int) + (X[:, 1] > 0.5)
+    factor = np.array([2.0**-570, 1.0, 1.0, 1.0])
+    params = dict(solver=solver, alpha=0.0, batch_size=None, random_state=0)
+    if solver == "adam":
+        params.update(max_iter=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plain = SoftmaxRegression(**params).fit(container(X), y)
+        narrow = SoftmaxRegression(**params).fit(container(X * factor), y)
+    assert np.all(narrow.coef_[:, 0] != 0)
+    np.testing.assert_allclose(narrow.coef_ * factor, plain.coef_, rtol=1e-6)
+    np.testing.assert_allclose(
+        narrow.predict_proba(container(X * factor)), plain.predict_proba(X), atol=1e-7
+    )
+
+
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_constant_features(solver):
     X, y = _data()
