@@ -1028,6 +1028,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             make_loss=_array_api.device_loss if device_X else None,
         )
         if self.solver == "lbfgs":
+            if center and np.ndim(low):
+                objective = _hold_constant_features(
+                    objective, params, low == high, n_classes, feature_major
+                )
             # Data beyond the ordinary magnitudes are divided by a power of
             # two (see feature_scales), which divides the coefficients'
             # gradient by it too: tol applies to the gradient of the
@@ -1670,6 +1674,32 @@ def _in_memory_loss(X, y_index, weights, *, alpha, label_smoothing, offset, n_th
         )
 
     return loss
+
+
+def _hold_constant_features(objective, params, constant, n_classes, feature_major):
+    """The objective with the coefficients of constant features held at 0.
+
+    In centered coordinates a feature constant over the rows of positive
+    weight has no effect on the loss: the data term's gradient in its
+    coefficients is 0, the optimum puts 0 there, and the intercept takes
+    the feature's part.  Computed, that gradient is ``G^T x_j - (1^T G)
+    mean_j``, a difference of two sums of size ``|mean_j|``: rounding noise
+    far above ``tol`` in float32 (a column of 1e8 left L-BFGS at its
+    starting point).  Those coefficients start at 0 (exact: the feature's
+    centered values are 0) and their gradient is 0, so L-BFGS never moves
+    them.  ``params`` (the starting point) is updated in place.
+    """
+    if not np.any(constant):
+        return objective
+    n_features = constant.shape[0]
+    _coef_view(params, n_classes, n_features, feature_major)[:, constant] = 0.0
+
+    def held(params, batch):
+        loss, grad = objective(params, batch)
+        _coef_view(grad, n_classes, n_features, feature_major)[:, constant] = 0.0
+        return loss, grad
+
+    return held
 
 
 def _coef_view(params, n_classes, n_features, feature_major=False):

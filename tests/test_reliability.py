@@ -476,6 +476,32 @@ def test_constant_features(solver):
     np.testing.assert_allclose(clf.coef_[:, -2:], 0.0, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lbfgs_with_a_large_constant_column(dtype):
+    # Centered, a constant column's gradient is the difference of two sums
+    # of about its value: in float32, rounding noise of 10 or more for a
+    # column of 1e8, and L-BFGS never left its starting point (accuracy
+    # 0.47 instead of 0.80, "float32 resolves the loss to about 1e-7").
+    # The coefficients of constant columns are held at 0, exactly.
+    rng = np.random.RandomState(0)
+    X = rng.randn(200, 4)
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5)
+    X[:, 3] = 1e8
+    reference = SoftmaxRegression(solver="lbfgs").fit(X[:, :3], y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = SoftmaxRegression(solver="lbfgs").fit(X.astype(dtype), y)
+    assert np.all(clf.coef_[:, 3] == 0)
+    rtol = 1e-3 if dtype == np.float32 else 1e-6
+    np.testing.assert_allclose(clf.coef_[:, :3], reference.coef_, rtol=rtol, atol=1e-4)
+    # A warm start from coefficients on that column moves its part into
+    # the intercept: the same model.
+    clf.coef_[:, 3] = 1e-6
+    clf.set_params(warm_start=True).fit(X.astype(dtype), y)
+    assert np.all(clf.coef_[:, 3] == 0)
+    np.testing.assert_allclose(clf.coef_[:, :3], reference.coef_, rtol=rtol, atol=1e-4)
+
+
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_all_features_constant_gives_the_class_priors(solver):
     X = np.full((40, 3), 2.5)
