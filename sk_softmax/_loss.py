@@ -914,7 +914,10 @@ def loss_and_gradient(
             raise ValueError("X has 0 samples; the loss is undefined.")
         sample_weight = 1.0 / n_samples
     else:
-        sample_weight = _real_array(sample_weight, "sample_weight", dtype)
+        # Checked and normalized in float64, then in X's dtype: the weighted
+        # mean depends on their ratios only (float32 X refused weights of
+        # 1e300 as infinite and summed weights of 1e-50 to 0).
+        sample_weight = _real_array(sample_weight, "sample_weight", np.float64)
         if sample_weight.shape != (n_samples,):
             raise ValueError(
                 f"sample_weight must have shape ({n_samples},), got "
@@ -926,7 +929,7 @@ def loss_and_gradient(
         weight_sum = sample_weight.sum()
         if weight_sum <= 0:
             raise ValueError("sample_weight must have a positive sum.")
-        sample_weight = sample_weight / weight_sum
+        sample_weight = (sample_weight / weight_sum).astype(dtype, copy=False)
     core = partial(
         _loss_and_gradient,
         coef,

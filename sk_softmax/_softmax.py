@@ -641,7 +641,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             raise
 
     def _sample_weights(self, X, y_index, sample_weight):
-        """``sample_weight * class_weight[y]``, validated, dtype of X."""
+        """``sample_weight * class_weight[y]``, validated.
+
+        float64 in memory whatever X's dtype: only their ratios matter, and
+        float32 would refuse weights of 1e300 as infinite and sum weights
+        of 1e-50 to 0.
+        """
         dask_X = is_dask_array(X)
         dtype = _host_dtype(X)
         if dask_X:
@@ -651,7 +656,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             reference = X
             if array_namespace(X) is not None:
                 reference = np.empty((X.shape[0], 0), dtype=dtype)
-            weights = check_sample_weight(sample_weight, reference, dtype=dtype)
+            weights = check_sample_weight(sample_weight, reference, dtype=np.float64)
             weights = _summable_weights(weights)
         if self.class_weight is not None:
             n_classes = self.classes_.size
@@ -1007,11 +1012,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             if self.fit_intercept:
                 params[n_coef:] = self.intercept_ + self.coef_ @ mean
 
-        # Equal weights travel as a scalar: cheaper on every batch.
+        # Equal weights travel as a scalar: cheaper on every batch.  Others
+        # in X's dtype, as the losses.
         if np.all(weights_normalized == weights_normalized[0]):
             objective_weights = None
         else:
-            objective_weights = weights_normalized
+            objective_weights = weights_normalized.astype(dtype, copy=False)
         make_objective = _dask.make_objective if dask_X else _make_objective
         objective = make_objective(
             X,
@@ -1424,20 +1430,21 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """
         X = self._validate(X, reset=False)
         # (A model fitted on a device predicts numpy X from a CPU copy.)
-        coef = host_array(self.coef_).astype(X.dtype, copy=False)
-        intercept = host_array(self.intercept_).astype(X.dtype, copy=False)
-        with np.errstate(over="ignore", invalid="ignore"):
-            raw = np.asarray(X @ coef.T)
-            raw += intercept
-            if np.isfinite(raw.sum()):
-                return raw
-            rows = np.flatnonzero(~np.isfinite(raw).all(axis=1))
-            if rows.size:
-                scaled, exponent = _scaled_logits(X[rows], coef, intercept)
-                if shift:
-                    scaled -= scaled.max(axis=1, keepdims=True)
-                raw[rows] = np.ldexp(scaled, exponent[:, None])
-        return raw
+        coef, intercept = host_array(self.coef_), host_array(self.intercept_)
+        with np.errstate(over="ignore"):
+            coef_x = coef.astype(X.dtype, copy=False)
+            intercept_x = intercept.astype(X.dtype, copy=False)
+        if np.isfinite(coef_x).all() and np.isfinite(intercept_x).all():
+            return _logits(X, coef_x, intercept_x, shift)
+        # A float64 model beyond X's dtype (fitted with alpha=0 on features
+        # of 1e-40, say) would be inf there, its logits NaN: in float64, then
+        # rounded to X's dtype, shifted by each row's largest first if the
+        # caller allows.
+        raw = _logits(X.astype(np.float64), coef, intercept, shift)
+        if shift:
+            raw -= raw.max(axis=1, keepdims=True)
+        with np.errstate(over="ignore"):
+            return raw.astype(X.dtype)
 
     def predict(self, X):
         """Most probable class per sample.
@@ -1674,6 +1681,25 @@ def _in_memory_loss(X, y_index, weights, *, alpha, label_smoothing, offset, n_th
         )
 
     return loss
+
+
+def _logits(X, coef, intercept, shift):
+    """``X W^T + b`` in X's dtype, rows that overflow recomputed scaled.
+
+    See :meth:`SoftmaxRegression._raw_prediction`.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        raw = np.asarray(X @ coef.T)
+        raw += intercept
+        if np.isfinite(raw.sum()):
+            return raw
+        rows = np.flatnonzero(~np.isfinite(raw).all(axis=1))
+        if rows.size:
+            scaled, exponent = _scaled_logits(X[rows], coef, intercept)
+            if shift:
+                scaled -= scaled.max(axis=1, keepdims=True)
+            raw[rows] = np.ldexp(scaled, exponent[:, None])
+    return raw
 
 
 def _hold_constant_features(objective, params, constant, n_classes, feature_major):

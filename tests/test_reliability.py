@@ -325,6 +325,31 @@ def test_weights_whose_sum_overflows(dtype):
         np.testing.assert_allclose(clf.coef_, plain.coef_, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("value", [1e300, 1e-50])
+def test_float64_weights_beyond_float32_on_float32_data(value):
+    # The weights are checked and normalized in float64: cast to float32 X's
+    # dtype first, 1e300 was "infinity" and weights of 1e-50 summed to 0.
+    # Only their ratios matter.
+    X, y = _data()
+    X = X.astype(np.float32)
+    weights = np.full(y.size, value)
+    coef = np.random.RandomState(0).randn(3, X.shape[1]).astype(np.float32)
+    intercept = np.zeros(3, dtype=np.float32)
+    weighted = loss_and_gradient(coef, intercept, X, y, sample_weight=weights)
+    plain = loss_and_gradient(coef, intercept, X, y)
+    assert weighted[1].dtype == np.float32
+    for got, expected in zip(weighted, plain, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
+    for params in (dict(solver="lbfgs"), dict(solver="sgd", batch_size=8)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            reference = SoftmaxRegression(random_state=0, **params).fit(X, y)
+            clf = SoftmaxRegression(random_state=0, **params)
+            clf.fit(X, y, sample_weight=weights)
+        assert clf.coef_.dtype == np.float32
+        np.testing.assert_allclose(clf.coef_, reference.coef_, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_fit_with_features_near_1e300(solver):
     """Logits near 1e300 during training: finite fit or a clear error."""
@@ -474,6 +499,29 @@ def test_constant_features(solver):
     # The constant columns carry no information: their weights stay at 0
     # (the intercept absorbs the constant).
     np.testing.assert_allclose(clf.coef_[:, -2:], 0.0, atol=1e-6)
+
+
+def test_float64_model_beyond_float32_predicts_float32_data():
+    # Fitted with alpha=0 on features of 1e-40, the coefficients (about
+    # 1e40) exceed float32: cast to float32 X's dtype they were inf, and
+    # every probability NaN.  The logits are computed in float64 then.
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 3))
+    y = np.argmax(X @ rng.standard_normal((3, 3)) + rng.gumbel(size=(200, 3)), 1)
+    X *= 1e-40
+    clf = SoftmaxRegression(solver="lbfgs", alpha=0.0).fit(X, y)
+    assert np.abs(clf.coef_).max() > np.finfo(np.float32).max
+    X32 = X.astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        proba = clf.predict_proba(X32)
+        log_proba = clf.predict_log_proba(X32)
+        decision = clf.decision_function(X32)
+    assert proba.dtype == log_proba.dtype == decision.dtype == np.float32
+    np.testing.assert_allclose(proba, clf.predict_proba(X), atol=1e-5)
+    np.testing.assert_allclose(np.exp(log_proba), proba, rtol=1e-5, atol=1e-30)
+    np.testing.assert_array_equal(clf.predict(X32), clf.predict(X))
+    np.testing.assert_allclose(decision, clf.decision_function(X), rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
