@@ -5,12 +5,16 @@ moved between releases is adapted here so the rest of the package imports
 from one stable spot.
 """
 
+import os
+import sys
+import warnings
 from functools import partial
 
 import numpy as np
 import scipy
 import scipy.optimize
 import scipy.sparse as sp
+import sklearn.base
 from sklearn.base import _fit_context
 from sklearn.utils import _safe_indexing
 from sklearn.utils._array_api import (
@@ -67,6 +71,7 @@ __all__ = [
     "raise_not_finite",
     "to_numpy_namespace",
     "validate_data",
+    "warn_at_caller",
 ]
 
 
@@ -358,3 +363,27 @@ def minimize_lbfgsb(
     return scipy.optimize.OptimizeResult(
         x=x, fun=f, jac=g, nit=nit, nfev=nfev, status=status, success=status == 0
     )
+
+
+# Frames a warning skips: this package's own, and scikit-learn's fit
+# wrapper (``_fit_context``) around its methods.
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_SKLEARN_BASE = os.path.abspath(sklearn.base.__file__)
+
+
+def warn_at_caller(message, category):
+    """``warnings.warn`` attributed to the code that called the estimator.
+
+    A fixed ``stacklevel`` pointed inside this package (the wrappers of
+    ``fit`` add frames): the warning's location is the first frame outside
+    it and outside scikit-learn's fit wrapper, the user's line (or the
+    meta-estimator's that called ``fit``).
+    """
+    frame, level = sys._getframe(1), 1
+    while frame is not None and (
+        frame.f_code.co_filename.startswith(_PACKAGE_DIR)
+        or os.path.abspath(frame.f_code.co_filename) == _SKLEARN_BASE
+    ):
+        frame, level = frame.f_back, level + 1
+    # (stacklevel 1 is this function's own line.)
+    warnings.warn(message, category, stacklevel=level + 1)

@@ -14,7 +14,6 @@ dask is imported only when a dask array is passed.
 """
 
 import math
-import warnings
 
 import numpy as np
 from sklearn.exceptions import DataConversionWarning
@@ -24,6 +23,7 @@ from ._compat import (
     check_label_types,
     raise_for_sample_weight,
     raise_not_finite,
+    warn_at_caller,
 )
 from ._loss import _curvature_sample, single_threaded_blas
 
@@ -106,12 +106,11 @@ def check_fit_input(X, y, sample_weight, *, estimator_name):
                 f"{name}.compute_chunk_sizes() before fitting {estimator_name}."
             )
         if name == "y" and values.ndim == 2 and values.shape[1] == 1:
-            warnings.warn(
+            warn_at_caller(
                 "A column-vector y was passed when a 1d array was expected. "
                 "Please change the shape of y to (n_samples, ), for example "
                 "using ravel().",
                 DataConversionWarning,
-                stacklevel=5,
             )
             values = values[:, 0]
         if values.ndim != 1 or values.shape[0] != n_samples:

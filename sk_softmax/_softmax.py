@@ -35,6 +35,7 @@ from ._compat import (
     to_numpy,
     to_numpy_namespace,
     validate_data,
+    warn_at_caller,
 )
 from ._dask import is_dask_array
 from ._loss import (
@@ -1200,10 +1201,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 "with StandardScaler), or increase tol."
             )
         if message is not None and not partial:
-            warnings.warn(
+            warn_at_caller(
                 f"SoftmaxRegression (solver={self.solver!r}) {message}",
                 ConvergenceWarning,
-                stacklevel=3,
             )
 
     def _mini_batches(self, n_samples, *, partial):

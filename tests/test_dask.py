@@ -323,10 +323,11 @@ def test_column_vector_y_warns_and_fits():
     from sklearn.exceptions import DataConversionWarning
 
     X, y = _data()
-    with pytest.warns(DataConversionWarning, match="column-vector y"):
+    with pytest.warns(DataConversionWarning, match="column-vector y") as record:
         clf = SoftmaxRegression(solver="lbfgs").fit(
             da.from_array(X, chunks=50), y[:, None]
         )
+    assert [w.filename for w in record] == [__file__]
     expected = SoftmaxRegression(solver="lbfgs").fit(X, y)
     np.testing.assert_allclose(clf.coef_, expected.coef_, rtol=1e-10, atol=1e-12)
 
