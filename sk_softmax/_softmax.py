@@ -508,6 +508,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 "enough sample of y will do), and pass them as a dict "
                 "class_weight={label: weight}."
             )
+        # A dask array is read into memory here (Incremental hands over its
+        # chunks instead): under array_api_dispatch, scikit-learn's
+        # validation would keep it lazy, as an array namespace.
+        X, y, classes, sample_weight = (
+            value.compute() if is_dask_array(value) else value
+            for value in (X, y, classes, sample_weight)
+        )
         (y, classes, sample_weight), _ = to_numpy_namespace(y, classes, sample_weight)
         first_call = not hasattr(self, "classes_")
         if first_call and classes is None:

@@ -374,6 +374,29 @@ STRICT_DEVICES = textwrap.dedent(
 )
 
 
+DASK_PARTIAL_FIT = textwrap.dedent(
+    """
+    import dask.array as da
+
+    # partial_fit reads a dask array into memory; under dispatch scikit-learn
+    # kept it lazy (an array namespace), and the fit failed inside dask.
+    Xd, yd = da.from_array(X, chunks=(100, 8)), da.from_array(y, chunks=100)
+    wd = da.from_array(weights, chunks=100)
+    params = dict(batch_size=32, random_state=0)
+    reference = SoftmaxRegression(**params).partial_fit(
+        X, y, classes=[0, 1, 2], sample_weight=weights
+    )
+    with sklearn.config_context(array_api_dispatch=True):
+        for labels in (yd, y):
+            clf = SoftmaxRegression(**params)
+            clf.partial_fit(Xd, labels, classes=[0, 1, 2], sample_weight=wd)
+            assert isinstance(clf.coef_, np.ndarray)
+            np.testing.assert_array_equal(clf.coef_, reference.coef_)
+    print("ok")
+    """
+)
+
+
 def _run(script):
     env = dict(os.environ, SCIPY_ARRAY_API="1")
     done = subprocess.run(
@@ -392,6 +415,11 @@ def _run(script):
 def test_torch_tensors():
     pytest.importorskip("torch")
     _run(TORCH)
+
+
+def test_partial_fit_reads_a_dask_array_under_dispatch():
+    pytest.importorskip("dask.array")
+    _run(DASK_PARTIAL_FIT)
 
 
 def test_array_api_strict():
