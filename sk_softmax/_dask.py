@@ -105,6 +105,9 @@ def check_fit_input(X, y, sample_weight, *, estimator_name):
                 f"{name} has chunks of unknown size; call "
                 f"{name}.compute_chunk_sizes() before fitting {estimator_name}."
             )
+        if name == "sample_weight" and values.ndim == 0:
+            # A number weighs every row alike, as for data in memory.
+            values = np.full(n_samples, values, dtype=np.float64)
         if name == "y" and values.ndim == 2 and values.shape[1] == 1:
             warn_at_caller(
                 "A column-vector y was passed when a 1d array was expected. "
@@ -296,9 +299,16 @@ def map_rows(function, X, n_features, *, n_columns, dtype):
 
     ``n_columns`` None means one value per sample (a 1-D result).
     """
-    if X.ndim != 2 or X.shape[1] != n_features:
+    if X.ndim != 2:
+        # scikit-learn's message for arrays in memory.
         raise ValueError(
-            f"X has {X.shape[-1] if X.ndim else 0} features, but "
+            f"Expected 2D array, got {X.ndim}D array instead. Reshape your "
+            "data either using array.reshape(-1, 1) if your data has a single "
+            "feature or array.reshape(1, -1) if it contains a single sample."
+        )
+    if X.shape[1] != n_features:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but "
             f"SoftmaxRegression is expecting {n_features} features as input."
         )
     X = X.rechunk({1: -1})

@@ -105,6 +105,18 @@ def test_sample_weight(weights_in_dask):
     _assert_same_model(memory, chunked)
 
 
+def test_a_number_as_sample_weight_weighs_every_row_alike():
+    # As for data in memory (the dask path refused it: "got ()").
+    X, y = _data()
+    X_dask = da.from_array(X, chunks=40)
+    _assert_same_model(
+        _fit(dict(solver="lbfgs"), X_dask, y),
+        _fit(dict(solver="lbfgs"), X_dask, y, sample_weight=2.5),
+    )
+    with pytest.raises(ValueError, match="Negative values in sample_weight"):
+        _fit(dict(solver="lbfgs"), X_dask, y, sample_weight=-1.0)
+
+
 def test_float32_and_string_labels():
     X, y = _data()
     X = X.astype(np.float32)
@@ -388,6 +400,10 @@ def test_bad_shapes_and_types():
     clf.fit(X_dask, y)
     with pytest.raises(ValueError, match="X has 5 features, but SoftmaxRegression"):
         clf.predict(X_dask[:, :5])
+    # One sample's worth of values: scikit-learn's 2D message, as in memory
+    # (it said "X has 600 features").
+    with pytest.raises(ValueError, match="Expected 2D array, got 1D array"):
+        clf.predict(X_dask[:, 0])
 
 
 # ---------------------------------------------- dask_ml.wrappers.Incremental
