@@ -507,9 +507,27 @@ def _loss_and_gradient(
         # In memory order: a view for C- or Fortran-ordered coef (vdot would
         # copy a Fortran-ordered one).
         flat = coef.ravel(order="K")
-        loss += 0.5 * alpha * float(flat @ flat)
+        loss += _penalty(alpha, flat)
         _axpy(alpha, coef, grad_coef)
     return loss, grad_coef, grad_intercept
+
+
+def _penalty(alpha, flat):
+    """``alpha/2 ||flat||^2``, finite wherever the product is.
+
+    Coefficients of 1e155 and more (on features of 1e-154, which a tiny
+    alpha leaves unpenalized in effect) have a sum of squares beyond the
+    largest float, but with ``alpha = 1e-310`` a penalty of about 0.01:
+    those are summed relative to the largest.
+    """
+    squares = float(flat @ flat)
+    if math.isfinite(squares):
+        return 0.5 * alpha * squares
+    top = float(np.max(np.abs(flat)))
+    if not math.isfinite(top):
+        return math.inf
+    relative = flat / np.asarray(top, dtype=flat.dtype)
+    return 0.5 * (alpha * top) * top * float(relative @ relative)
 
 
 def _subtract_outer(matrix, u, v):

@@ -524,6 +524,31 @@ def test_float64_model_beyond_float32_predicts_float32_data():
     np.testing.assert_allclose(decision, clf.decision_function(X), rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.parametrize("solver", ["sgd", "lbfgs"])
+def test_tiny_features_with_a_subnormal_alpha(solver):
+    # Features of 2**-512 with alpha = 2**-1030 are the problem of plain
+    # features with alpha = 2**-6: coefficients near 2**512, whose squares
+    # overflow although the penalty is about 0.01.  The penalty came out
+    # infinite, and the automatic step "diverged".
+    rng = np.random.RandomState(0)
+    X = rng.randn(300, 5)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 0.5)
+    params = dict(solver=solver, batch_size=None, tol=1e-6, max_iter=2000)
+    plain = SoftmaxRegression(alpha=2.0**-6, **params).fit(X, y)
+    tiny = SoftmaxRegression(alpha=2.0**-1030, **params).fit(X * 2.0**-512, y)
+    np.testing.assert_allclose(
+        tiny.coef_ * 2.0**-512, plain.coef_, rtol=1e-4, atol=1e-5
+    )
+    np.testing.assert_allclose(tiny.intercept_, plain.intercept_, rtol=1e-4, atol=1e-6)
+    loss_tiny = loss_and_gradient(
+        tiny.coef_, tiny.intercept_, X * 2.0**-512, y, alpha=2.0**-1030
+    )[0]
+    loss_plain = loss_and_gradient(
+        tiny.coef_ * 2.0**-512, tiny.intercept_, X, y, alpha=2.0**-6
+    )[0]
+    np.testing.assert_allclose(loss_tiny, loss_plain, rtol=1e-12)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_lbfgs_with_a_large_constant_column(dtype):
     # Centered, a constant column's gradient is the difference of two sums
