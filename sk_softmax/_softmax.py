@@ -171,7 +171,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         ``MLPClassifier``'s ``min(200, n_samples)``.  Ignored by
         ``"lbfgs"``.  On mini-batches, ``fit`` keeps the mean of the last
         epoch's iterates (tail averaging), which removes most of the
-        gradient noise; ``partial_fit`` keeps the last iterate.
+        gradient noise; ``partial_fit`` keeps the last iterate.  A batch of
+        fewer rows (an epoch's last, a ``partial_fit`` chunk smaller than
+        the batches its step was sized for) takes a step that many times
+        shorter, so every row moves the model alike.
     learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
         Schedule of the step size per epoch (``"sgd"`` and ``"adam"``):
         ``"invscaling"`` divides it by ``sqrt(epoch)``; ``"adaptive"``
@@ -1067,6 +1070,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             )
             # No first-order optimizer for a later partial_fit to resume.
             self._rule_name = self._state = self._learning_rate = None
+            self._step_batch = None
             self._optimizer_for = None
         else:
             # (A partial_fit chunk is not the data: a feature constant in it,
@@ -1095,6 +1099,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     preconditioner = factors
                 del factors
             state = copy.deepcopy(self._state) if keep else None
+            # The batch size the step is sized for: a resumed step keeps that
+            # of the call that sized it (a later chunk of one row moves the
+            # model 1/256 as far as a batch of 256 would).
+            step_batch = getattr(self, "_step_batch", None) if keep else None
+            if step_batch is None:
+                step_batch = batch_size
             try:
                 result = gradient_descent(
                     objective,
@@ -1117,6 +1127,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     else None,
                     first_epoch=self.n_iter_ + 1 if partial and warm else 1,
                     preconditioner=preconditioner,
+                    step_batch=step_batch,
                 )
             except DivergenceError as exc:
                 raise ValueError(self._divergence_message(exc.epoch, keep)) from None
@@ -1133,6 +1144,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             self._reference_loss = result.reference_loss if resumable else None
             self._state = result.state if resumable else None
             self._learning_rate = learning_rate if resumable else None
+            self._step_batch = step_batch if resumable else None
 
         coef, intercept = _original_parameters(
             result.params, n_classes, scale, mean, feature_major

@@ -336,6 +336,7 @@ def gradient_descent(
     reference_loss=None,
     first_epoch=1,
     preconditioner=None,
+    step_batch=None,
 ):
     """Minimize ``objective`` by (mini-)batch gradient steps of ``rule``.
 
@@ -386,6 +387,13 @@ def gradient_descent(
         mean of each epoch's iterates instead of the last one (tail
         averaging), which removes most of the gradient noise from the
         result at no extra passes.
+    step_batch : int or None, default=None
+        The batch size ``learning_rate`` is meant for (``batch_size``
+        when None).  A batch of fewer rows, an epoch's last or a small
+        ``partial_fit`` chunk, takes a step that many times shorter: every
+        row then moves the parameters alike, and a batch of one row does
+        not take the full step of a batch of 256, which is far too long
+        for its curvature (and its noise).
     preconditioner : ndarray of shape (n_params,) or None, default=None
         Per-parameter factors already folded into ``learning_rate``.  For a
         rule linear in its step (plain gradient descent, momentum), steps of
@@ -408,6 +416,8 @@ def gradient_descent(
         loss grows past 100 times ``reference_loss`` (or 1).
     """
     full_batch = batch_size >= n_samples
+    if step_batch is None:
+        step_batch = min(batch_size, n_samples)
     # The gradient-norm test needs the full gradient and a rule that settles.
     stop_on_gradient = full_batch and rule.exact
     average = average and not full_batch
@@ -451,7 +461,11 @@ def gradient_descent(
                 grad_norm = float(np.max(np.abs(scaled))) if grad.size else 0.0
                 if grad_norm <= tol:
                     break
-            rule.step(params, grad, state, learning_rate)
+            rows = n_samples if batch is None else batch.size
+            if rows < step_batch:
+                rule.step(params, grad, state, learning_rate * (rows / step_batch))
+            else:
+                rule.step(params, grad, state, learning_rate)
             if average:
                 params_sum += params
                 n_steps += 1
@@ -503,7 +517,9 @@ def gradient_descent(
                 learning_rate = learning_rate / 5.0
                 no_improvement = 0
                 if verbose:
-                    print(f"Learning rate lowered to {np.max(learning_rate):.3g}")
+                    # (In the coordinates of the floor above.)
+                    step = _largest_step(learning_rate, preconditioner)
+                    print(f"Learning rate lowered to {step:.3g}")
             else:
                 converged = True
                 break

@@ -724,6 +724,37 @@ def test_partial_fit_reaches_fit_accuracy(dataset):
     assert online.score(X, y) >= batch.score(X, y) - 0.03
 
 
+def test_a_last_batch_of_one_row_does_not_spoil_the_fit():
+    # 4097 rows by default: 16 batches of 256 and one of a single row, which
+    # took the full step sized for 256 rows every epoch; the loss rose and
+    # the fit stopped, silently, at J 1.29 (the optimum: 1.085).
+    X, y = make_classification(
+        n_samples=4352, n_features=20, n_informative=10, n_classes=5, random_state=0
+    )
+    optimum = _training_objective(
+        SoftmaxRegression(solver="lbfgs", tol=1e-8).fit(X[:4097], y[:4097]),
+        X[:4097],
+        y[:4097],
+    )
+    clf = SoftmaxRegression(random_state=0).fit(X[:4097], y[:4097])
+    assert _training_objective(clf, X[:4097], y[:4097]) < optimum + 0.01
+    # partial_fit: chunks of 257 rows (a batch of one left over), then a
+    # stream of single rows, each a chunk, after a first chunk of 256.
+    clf = SoftmaxRegression(random_state=0)
+    for _ in range(3):
+        for start in range(0, 4097 - 257 + 1, 257):
+            clf.partial_fit(
+                X[start : start + 257], y[start : start + 257], classes=range(5)
+            )
+    assert _training_objective(clf, X[:4097], y[:4097]) < optimum + 0.01
+    clf = SoftmaxRegression(random_state=0).partial_fit(
+        X[:256], y[:256], classes=range(5)
+    )
+    for row in range(256, 4097):
+        clf.partial_fit(X[row : row + 1], y[row : row + 1])
+    assert _training_objective(clf, X[:4097], y[:4097]) < optimum + 0.1
+
+
 def test_partial_fit_later_calls_do_not_need_classes():
     X, y = _standardized("iris")
     clf = SoftmaxRegression().partial_fit(X[:10], y[:10], classes=[0, 1, 2])
