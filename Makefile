@@ -48,8 +48,9 @@ lint: venv
 	$(VPY) -m ruff check .
 
 # Two passes, both with warnings as errors: the doctest builder runs every code
-# example of the pages and docstrings (without executing the gallery), then the
-# HTML builder executes the gallery scripts and renders the site.
+# example of the pages (without executing the gallery; pytest runs those of the
+# docstrings), then the HTML builder executes the gallery scripts and renders
+# the site.
 docs: venv
 	$(PIP) install -e ".[docs]"
 	$(VENV)/bin/sphinx-build -W --keep-going $(SPHINXOPTS) -b doctest \

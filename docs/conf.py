@@ -2,9 +2,10 @@
 
 ``make docs`` runs two builders over these sources:
 
-1. ``sphinx-build -b doctest -D plot_gallery=0``: every ``>>>`` block and
-   ``.. doctest::`` directive in the pages and in the API docstrings is run
-   and checked (the gallery is not executed in this pass);
+1. ``sphinx-build -b doctest -D plot_gallery=0``: every ``.. doctest::``
+   directive in the pages is run and checked (the gallery is not executed in
+   this pass; the examples in the API docstrings are run by pytest's
+   ``--doctest-modules``);
 2. ``sphinx-build -b html``: the site, with the gallery scripts in
    ``../examples`` executed and their figures captured.
 

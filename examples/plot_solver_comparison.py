@@ -180,7 +180,7 @@ for name, (times, gaps) in results.items():
 # iterations. The mini-batch solvers make fast progress in the first epochs
 # and then close the gap ever more slowly: here it is their number of steps
 # that limits them, not a floor of gradient noise (with constant steps the
-# gap keeps shrinking, about fourfold for each doubling of the epochs, while
+# gap keeps shrinking, about twofold for each doubling of the epochs, while
 # a decaying ``learning_rate="invscaling"`` or larger batches, fewer steps
 # per epoch, leave it larger after the same epochs). On data too large for
 # full passes that early progress is what counts; on a problem this size,

@@ -1634,7 +1634,7 @@ def _centered_row_norms_sq(X, mean, scale):
     if sp.issparse(X):
         sq = _sparse_row_sums_sq(X, 1.0 / scale)
         # (mean / scale) / scale: scale**2 underflows below 1e-154.
-        projection = np.asarray(X @ (mean / scale / scale)).ravel()
+        projection = _sparse_product_float64(X, mean / scale / scale)
         return np.maximum(sq - 2.0 * projection + np.sum((mean / scale) ** 2), 0.0)
     if np.all(scale == 1):
         # Ordinary magnitudes: one pass in the dtype of X, no float64 copy.
@@ -1653,6 +1653,47 @@ def _centered_row_norms_sq(X, mean, scale):
 _CHUNK_ROWS = 4096
 # Stored entries of a sparse X read at a time (two temporaries of 2 MiB).
 _CHUNK_ENTRIES = 1 << 18
+
+
+def _entry_chunks(X):
+    """Chunks of about ``_CHUNK_ENTRIES`` stored entries of a CSR or CSC X.
+
+    Their bounds along the compressed axis (rows of CSR, columns of CSC).
+    """
+    indptr = X.indptr
+    marks = np.arange(0, X.nnz, _CHUNK_ENTRIES)
+    bounds = np.unique(
+        np.r_[np.searchsorted(indptr, marks, side="right") - 1, indptr.size - 1]
+    )
+    bounds[0] = 0
+    return bounds
+
+
+def _sparse_product_float64(X, vector):
+    """``X @ vector`` for a sparse X, in float64, a chunk of entries at a time.
+
+    scipy upcasts the values of a float32 X to the vector's float64 all at
+    once: a copy twice the size of ``X.data``.
+    """
+    if X.dtype == np.float64:
+        return np.asarray(X @ vector, dtype=np.float64).ravel()
+    if X.format not in ("csr", "csc"):
+        X = X.tocsr()
+    out = np.zeros(X.shape[0])
+    bounds = _entry_chunks(X)
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        lo, hi = X.indptr[start], X.indptr[stop]
+        data = X.data[lo:hi].astype(np.float64)
+        indptr = X.indptr[start : stop + 1] - lo
+        if X.format == "csr":
+            shape = (stop - start, X.shape[1])
+            chunk = _compressed_view("csr", data, X.indices[lo:hi], indptr, shape)
+            out[start:stop] = chunk @ vector
+        else:
+            shape = (X.shape[0], stop - start)
+            chunk = _compressed_view("csc", data, X.indices[lo:hi], indptr, shape)
+            out += chunk @ vector[start:stop]
+    return out
 
 
 def _sparse_row_sums_sq(X, inv_scale, offset=None, unit=1.0):
@@ -1683,12 +1724,7 @@ def _sparse_row_sums_sq(X, inv_scale, offset=None, unit=1.0):
         X = X.tocsr()
     n_samples = X.shape[0]
     indptr = X.indptr
-    # Chunk boundaries along the compressed axis (rows of CSR, columns of CSC).
-    marks = np.arange(0, X.nnz, _CHUNK_ENTRIES)
-    bounds = np.unique(
-        np.r_[np.searchsorted(indptr, marks, side="right") - 1, indptr.size - 1]
-    )
-    bounds[0] = 0
+    bounds = _entry_chunks(X)
     # Entries stored twice for one (row, column) add up: their sum is squared.
     canonical = X.has_canonical_format
     sq = np.zeros(n_samples)

@@ -1570,6 +1570,27 @@ def test_standardized_scales_of_features_whose_squares_underflow(container):
     np.testing.assert_array_equal(constant, [True] * 3 + [False] * 2 + [True] * 2)
 
 
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+def test_sparse_product_in_float64_by_chunks(monkeypatch, fmt):
+    # float32 sparse X times a float64 vector, in float64, without a float64
+    # copy of X.data: chunks of stored entries (small here).
+    from sk_softmax import _loss
+
+    monkeypatch.setattr(_loss, "_CHUNK_ENTRIES", 64)
+    X = sp.random(300, 40, density=0.2, format="coo", random_state=0, dtype=np.float32)
+    # A duplicate entry, summed as scipy sums it.
+    X = sp.coo_matrix(
+        (np.r_[X.data, 1.5], (np.r_[X.row, 3], np.r_[X.col, 7])), shape=X.shape
+    ).asformat(fmt)
+    vector = np.random.RandomState(0).randn(40) * 1e10
+    # (COO becomes CSR first, its duplicates summed in float32.)
+    reference = X.tocsr() if fmt == "coo" else X
+    expected = reference.astype(np.float64) @ vector
+    got = _loss._sparse_product_float64(X, vector)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
 def test_ordinary_data_costs_one_pass_for_the_spreads():
     rng = np.random.RandomState(0)
     X = np.c_[rng.randn(100, 3), np.zeros(100), np.full(100, 1e-3), np.ones(100)]
