@@ -503,6 +503,8 @@ def gradient_descent(
         if verbose:
             print(message)
         if grad_norm <= tol:
+            if verbose:
+                print(f"Largest gradient entry at most tol={tol:g}. Stopping.")
             converged = True
             break
         # The loss-based rule stops noisy (mini-batch, Adam) runs, and any
@@ -521,6 +523,14 @@ def gradient_descent(
                     step = _largest_step(learning_rate, preconditioner)
                     print(f"Learning rate lowered to {step:.3g}")
             else:
+                if verbose:
+                    watched = (
+                        "Training loss" if validation is None else "Validation score"
+                    )
+                    print(
+                        f"{watched} did not improve more than tol={tol:g} for "
+                        f"{n_iter_no_change} consecutive epochs. Stopping."
+                    )
                 converged = True
                 break
     if best_params is not None:

@@ -14,6 +14,7 @@ All data sets are small so the whole module runs in a few seconds.
 """
 
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -1384,6 +1385,33 @@ def test_verbose_prints_one_line_per_epoch(params, capsys):
         warnings.simplefilter("ignore", ConvergenceWarning)
         SoftmaxRegression(verbose=0, random_state=0, **params).fit(X, y)
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize(
+    "params, reason",
+    [
+        (
+            dict(batch_size=None),
+            r"Largest gradient entry at most tol=0\.0001\. Stopping\.",
+        ),
+        (
+            dict(batch_size=16),
+            r"Training loss did not improve more than tol=0\.0001 for 5 "
+            r"consecutive epochs\. Stopping\.",
+        ),
+        (
+            dict(batch_size=16, early_stopping=True),
+            r"Validation score did not improve more than tol=0\.0001 for 5",
+        ),
+    ],
+)
+def test_verbose_says_why_training_stopped(params, reason, capsys):
+    # As MLPClassifier does.
+    X, y = _standardized("iris")
+    clf = SoftmaxRegression(verbose=1, random_state=0, **params).fit(X, y)
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert re.fullmatch(reason + ".*", last), last
+    assert clf.n_iter_ < clf.max_iter
 
 
 @pytest.mark.parametrize("schedule", ["invscaling", "adaptive"])
