@@ -768,30 +768,23 @@ def test_a_short_batch_takes_a_proportionally_shorter_step():
     # of 256: far too long for its curvature, it undid the epoch's progress
     # (default fits on 4097 rows ended at J 1.29 against 1.085 on 4096).
     # Each row now moves the parameters alike.
-    rule = _RecordingRule()
-    gd(
-        lambda params, batch: (0.0, np.zeros_like(params)),
-        np.zeros(3),
-        rule=rule,
-        n_samples=10,
-        batch_size=4,
-        learning_rate=0.8,
-        max_iter=1,
-    )
-    assert rule.rates == [0.8, 0.8, 0.8 * 2 / 4]
+    def rates(**kwargs):
+        rule = _RecordingRule()
+        gd(
+            lambda params, batch: (0.0, np.zeros_like(params)),
+            np.zeros(3),
+            rule=rule,
+            max_iter=1,
+            **kwargs,
+        )
+        return rule.rates
+
+    assert rates(n_samples=10, batch_size=4, learning_rate=0.8) == [0.8, 0.8, 0.4]
     # A partial_fit chunk smaller than the batch its step was sized for.
-    rule.rates.clear()
-    gd(
-        lambda params, batch: (0.0, np.zeros_like(params)),
-        np.zeros(3),
-        rule=rule,
-        n_samples=2,
-        batch_size=2,
-        learning_rate=np.full(3, 0.8),
-        max_iter=1,
-        step_batch=256,
+    (rate,) = rates(
+        n_samples=2, batch_size=2, learning_rate=np.full(3, 0.8), step_batch=256
     )
-    np.testing.assert_array_equal(rule.rates[0], np.full(3, 0.8 * 2 / 256))
+    np.testing.assert_array_equal(rate, np.full(3, 0.8 * 2 / 256))
 
 
 def test_divergence_raises():
