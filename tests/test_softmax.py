@@ -762,6 +762,28 @@ def test_a_last_batch_of_one_row_does_not_spoil_the_fit():
     assert _training_objective(clf, X[:4097], y[:4097]) < optimum + 0.1
 
 
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+@pytest.mark.parametrize("chunk", [1, 2, 3])
+def test_online_learning_one_sample_at_a_time(solver, chunk):
+    # A first chunk of one row, centered on itself, had no curvature: the
+    # automatic step was huge and sgd "diverged" a few rows later (two-row
+    # chunks too; three rows ended at J 1.75, worse than the start).  A
+    # chunk of so few rows sizes the step in the features' own
+    # coordinates, uncentered.
+    X, y = make_classification(
+        n_samples=2000, n_features=20, n_informative=10, n_classes=5, random_state=0
+    )
+    X = StandardScaler().fit_transform(X)
+    optimum = _training_objective(SoftmaxRegression(solver="lbfgs").fit(X, y), X, y)
+    clf = SoftmaxRegression(solver=solver, random_state=0)
+    for start in range(0, y.size, chunk):
+        clf.partial_fit(
+            X[start : start + chunk], y[start : start + chunk], classes=range(5)
+        )
+    assert np.all(clf._mean == 0)
+    assert _training_objective(clf, X, y) < optimum + 0.35 < np.log(5)
+
+
 def test_partial_fit_later_calls_do_not_need_classes():
     X, y = _standardized("iris")
     clf = SoftmaxRegression().partial_fit(X[:10], y[:10], classes=[0, 1, 2])
