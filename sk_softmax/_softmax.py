@@ -65,9 +65,9 @@ from ._solvers import (
 # fit is then deterministic and reaches the exact optimum.
 _AUTO_FULL_BATCH_MAX = 4096
 _AUTO_BATCH_SIZE = 256
-# A partial_fit chunk with fewer rows (of positive weight) than this, when
-# it sizes the optimizer's steps, leaves the features uncentered and
-# unscaled (see _fit_single_threaded_blas).
+# partial_fit sizes a new optimizer's steps and coordinates on at least this
+# many rows (of positive weight): smaller chunks wait for the next ones (see
+# partial_fit).
 _MIN_SIZING_ROWS = 10
 _ADAM_AUTO_LEARNING_RATE = 1e-3
 # L-BFGS works on the features as given up to these magnitudes (the
@@ -175,10 +175,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         ``MLPClassifier``'s ``min(200, n_samples)``.  Ignored by
         ``"lbfgs"``.  On mini-batches, ``fit`` keeps the mean of the last
         epoch's iterates (tail averaging), which removes most of the
-        gradient noise; ``partial_fit`` keeps the last iterate.  A batch of
-        fewer rows (an epoch's last, a ``partial_fit`` chunk smaller than
-        the batches its step was sized for) takes a step that many times
-        shorter, so every row moves the model alike.
+        gradient noise; ``partial_fit`` keeps the last iterate.  An epoch's
+        batches are of equal sizes up to one row.  With ``"sgd"``, a batch
+        of fewer rows than its step was sized for (a small ``partial_fit``
+        chunk) takes a step that many times shorter, so every row moves the
+        model alike.
     learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
         Schedule of the step size per epoch (``"sgd"`` and ``"adam"``):
         ``"invscaling"`` divides it by ``sqrt(epoch)``; ``"adaptive"``
@@ -446,6 +447,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             warm = False
         self.classes_ = classes
         weights = self._sample_weights(X, y_index, sample_weight)
+        self._pending = None  # (rows a partial_fit call held back)
         self._fit(X, y_index, weights, warm=warm, partial=False)
         return self
 
@@ -545,6 +547,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             )
         y_index = np.searchsorted(self.classes_, y)
         weights = self._sample_weights(X, y_index, sample_weight)
+        if first_call or getattr(self, "_pending", None) is not None:
+            n_features, dtype = X.shape[1], _host_dtype(X)
+            X, y_index, weights = self._with_pending_rows(X, y_index, weights)
+            if X is None:
+                if first_call:
+                    self._set_starting_model(n_features, dtype)
+                return self
         self._fit(X, y_index, weights, warm=not first_call, partial=True)
         return self
 
@@ -866,22 +875,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         # coefficients.  So does a change of the settings the optimizer was
         # made for (see _optimizer_settings): fit_intercept changes the
         # coordinates, the others the step or the objective.
-        keep = (
-            partial
-            and warm
-            and rule is not None
-            and getattr(self, "_rule_name", None) == type(rule).__name__
-            and getattr(self, "_optimizer_for", None) == self._optimizer_settings()
-        )
-        # A partial_fit chunk of a few rows (online learning, one sample a
-        # call) says next to nothing of the data's center and spreads: on
-        # one row, centered, its curvature was 0 and the automatic step
-        # huge, and training diverged on the next rows.  Such a chunk sizes
-        # the step in the features' own coordinates.
-        plain = partial and not keep and np.count_nonzero(weights) < _MIN_SIZING_ROWS
-        center = (
-            self.fit_intercept and (first_order or not sp.issparse(X)) and not plain
-        )
+        keep = partial and warm and rule is not None and self._resumes_optimizer(rule)
+        center = self.fit_intercept and (first_order or not sp.issparse(X))
         dask_X = is_dask_array(X)
         if dask_X or device_X:
             mean, low, high = (_dask if dask_X else _array_api).mean_and_range(
@@ -947,7 +942,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 weights_normalized,
                 mean,
                 value_range=(low, high),
-                standardize=first_order and not plain,
+                standardize=first_order,
                 alpha=self.alpha,
                 spread=spread,
                 n_threads=n_threads,
@@ -1117,15 +1112,6 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             step_batch = getattr(self, "_step_batch", None) if keep else None
             if step_batch is None:
                 step_batch = batch_size
-                curvature_step = not isinstance(rule, Adam)
-                if plain and curvature_step and self.learning_rate_init == "auto":
-                    # The automatic step of a chunk of a few rows is sized
-                    # for batches that small (Adam's is a constant): the
-                    # largest stable step, whose noise left a stream of
-                    # one-row chunks no better than its last few rows (J 1.91
-                    # on a problem whose optimum is 1.09).  Taken as the step
-                    # of _MIN_SIZING_ROWS rows, it learns from the stream.
-                    step_batch = max(step_batch, _MIN_SIZING_ROWS)
             try:
                 result = gradient_descent(
                     objective,
@@ -1251,6 +1237,49 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if self.solver == "lbfgs":
             return False
         return self._batch_size(n_samples, partial) < n_samples
+
+    def _resumes_optimizer(self, rule):
+        """Whether ``partial_fit`` continues the previous call's optimizer.
+
+        It does after a call (or a mini-batch fit) by the same kind of rule
+        with the same settings (see ``_fit_single_threaded_blas``).
+        """
+        return (
+            getattr(self, "_rule_name", None) == type(rule).__name__
+            and getattr(self, "_optimizer_for", None) == self._optimizer_settings()
+        )
+
+    def _with_pending_rows(self, X, y_index, weights):
+        """The chunk, after the rows earlier ``partial_fit`` calls held back.
+
+        The first call takes the centering, scales and step from its chunk:
+        of a few rows (online learning, one sample a call) those say next
+        to nothing about the data (one row, centered on itself, has no
+        curvature at all, and the step was huge).  The first chunks are held
+        back, ``(None, None, None)`` returned, until ``_MIN_SIZING_ROWS``
+        rows of positive weight have come; then all of them train.  (Arrays
+        of other namespaces, on a device, are not held.)
+        """
+        pending = getattr(self, "_pending", None)
+        if pending is not None:
+            X = _stack_rows(pending[0], X)
+            y_index = np.concatenate([pending[1], y_index])
+            weights = np.concatenate([pending[2], weights])
+        if array_namespace(X) is None and np.count_nonzero(weights) < _MIN_SIZING_ROWS:
+            self._pending = (X, y_index, weights)
+            return None, None, None
+        self._pending = None
+        return X, y_index, weights
+
+    def _set_starting_model(self, n_features, dtype):
+        """The zero model of a first ``partial_fit`` call that held its rows."""
+        n_classes = self.classes_.size
+        self.coef_ = np.zeros((n_classes, n_features), dtype=dtype)
+        self.intercept_ = np.zeros(n_classes, dtype=dtype)
+        self.n_iter_ = self.n_passes_ = 0
+        self.loss_curve_, self.best_loss_ = [], math.inf
+        self.validation_scores_ = self.validation_loss_ = None
+        self.best_validation_score_ = None
 
     def _optimizer_settings(self):
         """The parameters a first-order optimizer's steps and state depend on.
@@ -1742,6 +1771,13 @@ def _logits(X, coef, intercept, shift):
     return raw
 
 
+def _stack_rows(top, bottom):
+    """The rows of ``top`` then ``bottom`` (CSR when either is sparse)."""
+    if sp.issparse(top) or sp.issparse(bottom):
+        return sp.vstack([top, bottom], format="csr")
+    return np.concatenate([top, bottom])
+
+
 def _hold_constant_features(objective, params, constant, n_classes, feature_major):
     """The objective with the coefficients of constant features held at 0.
 
@@ -1808,7 +1844,7 @@ def _validation_scorer(X_val, y_val, w_val, *, n_classes, scale, mean, feature_m
             "The validation sample weights are all zero; use a different "
             "random_state or validation_fraction."
         )
-    w_val = w_val / weight_sum
+    raw_weights, w_val = w_val, w_val / weight_sum
     rows = np.arange(y_val.size)
 
     def validation(params):
@@ -1817,7 +1853,10 @@ def _validation_scorer(X_val, y_val, w_val, *, n_classes, scale, mean, feature_m
         )
         log_proba = log_softmax(np.asarray(X_val @ coef.T) + intercept)
         loss = -float(log_proba[rows, y_val] @ w_val)
-        score = float((log_proba.argmax(axis=1) == y_val) @ w_val)
+        # The weight of the correct rows over the total, divided last: all
+        # correct is exactly 1 (normalized weights summed to 1 +- 2e-16).
+        correct = log_proba.argmax(axis=1) == y_val
+        score = min(float(raw_weights[correct].sum()) / weight_sum, 1.0)
         return loss, score
 
     return validation

@@ -82,6 +82,10 @@ class UpdateRule:
     """
 
     exact = True
+    # Whether a step's length grows with the gradient (then a batch of fewer
+    # rows than the step was sized for takes a proportionally shorter one:
+    # see gradient_descent's step_batch).
+    scales_with_batch = True
 
     def init(self, params):
         """State for ``params`` of shape (n_params,)."""
@@ -138,6 +142,9 @@ class Adam(UpdateRule):
 
     # Constant-step Adam hovers around the optimum: stop on the loss instead.
     exact = False
+    # Its steps are about learning_rate long whatever the gradient: one row's
+    # gradient cannot make one too long.
+    scales_with_batch = False
 
     def __init__(self, beta_1=0.9, beta_2=0.999, epsilon=1e-8):
         self.beta_1 = beta_1
@@ -286,13 +293,22 @@ def _largest_step(learning_rate, preconditioner):
 
 
 def _batches(n_samples, batch_size, rng):
-    """Index arrays (or None for the full batch) for one epoch."""
+    """Index arrays (or None for the full batch) for one epoch.
+
+    As few batches of at most ``batch_size`` rows as there can be, of
+    sizes that differ by at most one: 4353 rows at 256 make 18 batches of
+    241 and 242, not 17 of 256 and one of a single row, whose gradient, far
+    noisier, took a full step (and for Adam, entered its moments at full
+    weight).
+    """
     if batch_size >= n_samples:
         yield None
         return
     order = rng.permutation(n_samples) if rng is not None else np.arange(n_samples)
-    for start in range(0, n_samples, batch_size):
-        yield order[start : start + batch_size]
+    n_batches = -(-n_samples // batch_size)
+    bounds = np.arange(n_batches + 1) * n_samples // n_batches
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        yield order[start:stop]
 
 
 _DIVERGENCE_FACTOR = 100.0
@@ -389,11 +405,12 @@ def gradient_descent(
         result at no extra passes.
     step_batch : int or None, default=None
         The batch size ``learning_rate`` is meant for (``batch_size``
-        when None).  A batch of fewer rows, an epoch's last or a small
-        ``partial_fit`` chunk, takes a step that many times shorter: every
-        row then moves the parameters alike, and a batch of one row does
-        not take the full step of a batch of 256, which is far too long
-        for its curvature (and its noise).
+        when None).  A batch of fewer rows, a small ``partial_fit`` chunk
+        say, takes a step that many times shorter: every row then moves the
+        parameters alike, and a batch of one row does not take the full
+        step of a batch of 256, which is far too long for its curvature
+        (and its noise).  Not for rules whose steps do not grow with the
+        gradient (Adam's ``scales_with_batch`` is False).
     preconditioner : ndarray of shape (n_params,) or None, default=None
         Per-parameter factors already folded into ``learning_rate``.  For a
         rule linear in its step (plain gradient descent, momentum), steps of
@@ -418,6 +435,8 @@ def gradient_descent(
     full_batch = batch_size >= n_samples
     if step_batch is None:
         step_batch = min(batch_size, n_samples)
+    if not getattr(rule, "scales_with_batch", True):
+        step_batch = 0
     # The gradient-norm test needs the full gradient and a rule that settles.
     stop_on_gradient = full_batch and rule.exact
     average = average and not full_batch

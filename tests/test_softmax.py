@@ -763,25 +763,41 @@ def test_a_last_batch_of_one_row_does_not_spoil_the_fit():
 
 
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
-@pytest.mark.parametrize("chunk", [1, 2, 3])
-def test_online_learning_one_sample_at_a_time(solver, chunk):
+@pytest.mark.parametrize("offset", [0.0, 3000.0])
+@pytest.mark.parametrize("chunk", [1, 3, 9])
+def test_online_learning_a_few_samples_at_a_time(solver, offset, chunk):
     # A first chunk of one row, centered on itself, had no curvature: the
-    # automatic step was huge and sgd "diverged" a few rows later (two-row
-    # chunks too; three rows ended at J 1.75, worse than the start).  A
-    # chunk of so few rows sizes the step in the features' own
-    # coordinates, uncentered.
+    # automatic step was huge and sgd "diverged" a few rows later (three
+    # rows ended at J 1.75, worse than the start).  Taken uncentered
+    # instead, features near 3000 gave steps of 1e-9, kept for good.  A new
+    # optimizer now waits for 10 rows before it sizes anything: until then
+    # the model is the starting one.
     X, y = make_classification(
         n_samples=2000, n_features=20, n_informative=10, n_classes=5, random_state=0
     )
-    X = StandardScaler().fit_transform(X)
-    optimum = _training_objective(SoftmaxRegression(solver="lbfgs").fit(X, y), X, y)
+    X = StandardScaler().fit_transform(X) * 300.0 + offset
+    optimum = _training_objective(
+        SoftmaxRegression(solver="lbfgs", tol=1e-8).fit(X, y), X, y
+    )
     clf = SoftmaxRegression(solver=solver, random_state=0)
-    for start in range(0, y.size, chunk):
-        clf.partial_fit(
-            X[start : start + chunk], y[start : start + chunk], classes=range(5)
-        )
-    assert np.all(clf._mean == 0)
+    clf.partial_fit(X[:chunk], y[:chunk], classes=range(5))
+    np.testing.assert_array_equal(clf.coef_, np.zeros((5, 20)))
+    assert clf.n_iter_ == 0 and clf.predict(X[:3]).shape == (3,)
+    for start in range(chunk, y.size, chunk):
+        clf.partial_fit(X[start : start + chunk], y[start : start + chunk])
     assert _training_objective(clf, X, y) < optimum + 0.35 < np.log(5)
+
+
+def test_a_perfect_validation_score_is_exactly_one():
+    # The accuracy summed normalized weights: 1 +- 2e-16, above 1 at times.
+    rng = np.random.RandomState(0)
+    for n in range(20, 60, 2):
+        X = rng.randn(n, 2)
+        y = (X[:, 0] > 0).astype(int)
+        X[:, 0] += 3 * (2 * y - 1)
+        clf = SoftmaxRegression(early_stopping=True, validation_fraction=0.5)
+        clf.set_params(random_state=0).fit(X, y)
+        assert clf.best_validation_score_ == 1.0
 
 
 def test_partial_fit_later_calls_do_not_need_classes():

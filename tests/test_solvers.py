@@ -779,12 +779,46 @@ def test_a_short_batch_takes_a_proportionally_shorter_step():
         )
         return rule.rates
 
-    assert rates(n_samples=10, batch_size=4, learning_rate=0.8) == [0.8, 0.8, 0.4]
+    # (10 rows at 4 a batch: batches of 3, 3 and 4 rows.)
+    got = rates(n_samples=10, batch_size=4, learning_rate=0.8)
+    np.testing.assert_allclose(got, [0.6, 0.6, 0.8], rtol=1e-15)
     # A partial_fit chunk smaller than the batch its step was sized for.
     (rate,) = rates(
         n_samples=2, batch_size=2, learning_rate=np.full(3, 0.8), step_batch=256
     )
     np.testing.assert_array_equal(rate, np.full(3, 0.8 * 2 / 256))
+    # Adam's steps do not grow with the gradient: not scaled.
+    rule = _RecordingRule()
+    rule.scales_with_batch = False
+    gd(
+        lambda params, batch: (0.0, np.zeros_like(params)),
+        np.zeros(3),
+        rule=rule,
+        n_samples=2,
+        batch_size=2,
+        learning_rate=0.8,
+        max_iter=1,
+        step_batch=256,
+    )
+    assert rule.rates == [0.8] and not Adam.scales_with_batch
+
+
+@pytest.mark.parametrize(
+    "n_samples, batch_size", [(4353, 256), (10, 4), (7, 7), (9, 2)]
+)
+def test_batches_are_of_nearly_equal_sizes(n_samples, batch_size):
+    # No batch of a single row at the end of an epoch (4353 = 17 * 256 + 1):
+    # its gradient is far noisier, and Adam took it at full weight.
+    batches = list(_batches(n_samples, batch_size, np.random.RandomState(0)))
+    if batch_size >= n_samples:
+        assert batches == [None]
+        return
+    sizes = [batch.size for batch in batches]
+    assert len(sizes) == -(-n_samples // batch_size)
+    assert max(sizes) <= batch_size and max(sizes) - min(sizes) <= 1
+    np.testing.assert_array_equal(
+        np.sort(np.concatenate(batches)), np.arange(n_samples)
+    )
 
 
 def test_divergence_raises():
@@ -849,7 +883,7 @@ def test_batches_cover_every_sample_once_per_epoch():
     rng = np.random.RandomState(0)
     epochs = [list(_batches(103, 10, rng)) for _ in range(3)]
     for batches in epochs:
-        assert [b.size for b in batches] == [10] * 10 + [3]
+        assert sorted(b.size for b in batches) == [9] * 7 + [10] * 4
         assert_array_equal(np.sort(np.concatenate(batches)), np.arange(103))
     # A new permutation each epoch.
     assert not np.array_equal(np.concatenate(epochs[0]), np.concatenate(epochs[1]))
