@@ -1710,7 +1710,8 @@ def _sparse_row_sums_sq(X, inv_scale, offset=None, unit=1.0):
     ``covered_i = sum_j inv_scale_j^2`` and ``stored_i`` their number where
     ``inv_scale_j > 0``.  The implicit zeros add ``(offset_i / unit)^2``
     times the rest of ``sum_j inv_scale_j^2`` (none where ``stored_i``
-    counts every ``j`` of positive ``inv_scale_j``).
+    counts every ``j`` of positive ``inv_scale_j``).  Stored zeros count as
+    implicit ones: the same matrix gives the same sums, however stored.
 
     Examples
     --------
@@ -1750,6 +1751,8 @@ def _sparse_row_sums_sq(X, inv_scale, offset=None, unit=1.0):
         if X.format == "csr":
             factors = inv_scale[indices]
             if offset is not None:
+                # A stored zero is an implicit one (see above).
+                factors *= data != 0
                 data = data / unit - np.repeat(offset[start:stop], counts)
             values = data * factors
             values *= values
@@ -1763,6 +1766,7 @@ def _sparse_row_sums_sq(X, inv_scale, offset=None, unit=1.0):
         else:
             factors = np.repeat(inv_scale[start:stop], counts)
             if offset is not None:
+                factors *= data != 0
                 data = data / unit - offset[indices]
             values = data * factors
             values *= values

@@ -22,6 +22,7 @@ from sk_softmax._loss import (
     lipschitz_constants,
     log_softmax,
     softmax,
+    stored_magnitudes,
     weighted_std,
 )
 
@@ -1589,6 +1590,27 @@ def test_sparse_product_in_float64_by_chunks(monkeypatch, fmt):
     got = _loss._sparse_product_float64(X, vector)
     assert got.dtype == np.float64
     np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+def test_stored_zeros_count_as_implicit_ones(fmt):
+    # Dropping small tf-idf values in place leaves explicit zeros: the same
+    # matrix, but they counted as stored entries, so Adam's scales (and its
+    # model) changed with the storage.
+    X = sp.random(200, 30, density=0.3, format="csr", random_state=0)
+    X.data += 0.5
+    stored = X.copy()
+    stored.data[::3] = 0.0
+    eliminated = stored.copy()
+    eliminated.eliminate_zeros()
+    w = np.full(200, 1 / 200)
+    mean = w @ eliminated.toarray()
+    for function in (stored_magnitudes, weighted_std):
+        np.testing.assert_allclose(
+            function(stored.asformat(fmt), w, mean),
+            function(eliminated.asformat(fmt), w, mean),
+            rtol=1e-13,
+        )
 
 
 def test_ordinary_data_costs_one_pass_for_the_spreads():
