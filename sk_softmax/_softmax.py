@@ -50,6 +50,7 @@ from ._loss import (
     single_threaded_blas,
     softmax,
     stored_magnitudes,
+    weighted_std,
 )
 from ._solvers import (
     AcceleratedGradient,
@@ -913,6 +914,21 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             feature_major = getattr(self, "_feature_major", False)
             folded = getattr(self, "_folded_scale", None)
             constant = None  # (the kept steps already account for them)
+            widened = None
+            # (A chunk of a few rows says little about the spreads: one
+            # row's distance from the mean is no spread.)
+            if (
+                folded is not None
+                and not (dask_X or device_X)
+                and np.count_nonzero(weights_normalized) >= _MIN_SIZING_ROWS
+            ):
+                folded, widened = _widened_scales(
+                    X,
+                    weights_normalized,
+                    mean,
+                    folded,
+                    stored=self.solver == "adam" and sp.issparse(X),
+                )
         else:
             if not center:
                 mean = np.zeros(n_features)
@@ -1085,6 +1101,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             learning_rate = self._learning_rate_of(
                 rule, params, keep, feature_major, None if partial else constant
             )
+            if keep and widened is not None:
+                # The kept steps, learning_rate / scale**2 (Adam: / scale),
+                # for the features whose scale grew.
+                learning_rate = np.array(np.broadcast_to(learning_rate, params.shape))
+                power = 1.0 if isinstance(rule, Adam) else 2.0
+                _coef_view(learning_rate, n_classes, n_features, feature_major)[
+                    ...
+                ] *= widened**power
             preconditioner = None
             if folded is not None:
                 adam = isinstance(rule, Adam)
@@ -1776,6 +1800,31 @@ def _stack_rows(top, bottom):
     if sp.issparse(top) or sp.issparse(bottom):
         return sp.vstack([top, bottom], format="csr")
     return np.concatenate([top, bottom])
+
+
+def _widened_scales(X, sample_weight, mean, scale, *, stored=False):
+    """``(scale, widened)``: scales grown to a chunk that spreads far wider.
+
+    ``partial_fit`` keeps the first chunk's scales, and with them its steps,
+    ``learning_rate / scale**2`` on a feature's coefficients.  A feature
+    rare there (a word seen once in 100 documents: scale 1/8) or absent
+    (scale 1) may later spread far wider (counts of 20 to 40): in its own
+    units its steps are then far too long, and the loss climbed, silently,
+    to 20 times its start.  A feature whose spread about the kept mean in
+    this chunk is at least 4 times its scale gets that spread as its scale
+    (to the nearest power of two); scales never shrink, so the kept steps
+    only get shorter.  ``widened`` is ``old / new`` per feature (1 where
+    unchanged), or None when no scale grew.  ``stored``: sparse Adam's
+    scales, sizes where stored (see :func:`stored_magnitudes`).
+    """
+    size = (stored_magnitudes if stored else weighted_std)(X, sample_weight, mean)
+    with np.errstate(divide="ignore"):
+        size = np.exp2(np.round(np.log2(size)))
+    wider = size >= 4.0 * scale
+    if not wider.any():
+        return scale, None
+    grown = np.where(wider, np.minimum(size, _FOLD_RANGE[1]), scale)
+    return grown, scale / grown
 
 
 def _hold_constant_features(objective, params, constant, n_classes, feature_major):

@@ -800,6 +800,35 @@ def test_a_perfect_validation_score_is_exactly_one():
         assert clf.best_validation_score_ == 1.0
 
 
+@pytest.mark.parametrize("first", ["absent", "once"])
+def test_partial_fit_a_feature_that_spreads_far_wider_later(first):
+    # Word counts: a word seen once in the first chunk of 100 documents
+    # (scale 1/8: steps 64 times a standardized feature's) or not at all,
+    # later in a third of them with a count of 40.  Its steps kept from the
+    # first chunk were far too long in its units: the loss climbed to 79
+    # (log 4 = 1.39 at the start), silently.  Its scale now grows with it.
+    rng = np.random.RandomState(0)
+    n, d, K = 1700, 200, 4
+    y = rng.randint(K, size=n)
+    rates = rng.gamma(0.3, 0.05, size=(K, d))
+    X = rng.poisson(rates[y] * 3).astype(float)
+    X[:, -1] = 0.0
+    if first == "once":
+        X[3, -1] = 1.0
+    X[100::3, -1] = 40.0
+    X = sp.csr_matrix(X)
+    clf = SoftmaxRegression(random_state=0)
+    for start in range(0, 1600, 100):
+        clf.partial_fit(
+            X[start : start + 100], y[start : start + 100], classes=range(K)
+        )
+    # (Before: up to 4.4 for the absent word; "diverged" for the one seen
+    # once.)
+    assert max(clf.loss_curve_) <= np.log(K) + 1e-6
+    assert clf.loss_curve_[-1] < 0.4
+    assert clf.score(X[1600:], y[1600:]) > 0.8
+
+
 def test_partial_fit_later_calls_do_not_need_classes():
     X, y = _standardized("iris")
     clf = SoftmaxRegression().partial_fit(X[:10], y[:10], classes=[0, 1, 2])
