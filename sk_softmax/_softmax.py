@@ -189,7 +189,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     learning_rate_init : float or "auto", default="auto"
         Initial step size.  ``"auto"`` derives it from a bound ``L`` on the
         curvature of the loss (see :func:`~sk_softmax._loss.lipschitz_constants`),
-        so training cannot diverge and needs no tuning: ``1/L`` per
+        so ``fit`` cannot diverge and needs no tuning: ``1/L`` per
         parameter block on the full batch (``(1 - momentum) / L`` with
         ``nesterovs_momentum=False``), ``(1 - momentum) / L(B)`` on
         mini-batches of size ``B``, and 0.001 for Adam, whose steps are
@@ -770,34 +770,31 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             if name != "classes_" and is_array(value):
                 setattr(self, name, convert(value))
 
-    def _divergence_message(self, epoch, resumed):
+    def _divergence_message(self, what, resumed):
         """The error for a fit that diverged, with what to change.
 
-        What helps depends on where the step came from: set by hand, the
-        automatic one, or one kept from an earlier call.  (The solver's own
+        ``what`` says what happened (see ``DivergenceError.what``); what helps
+        depends on where the step came from: set by hand, the automatic one,
+        or one kept from an earlier call.  (The solver's own
         rate is per parameter, in its coordinates: not the user's number.)
         """
-        message = (
-            f"Training diverged at epoch {epoch}: the loss grew far above its "
-            "starting value or became non-finite"
-        )
         rescale = "rescale the features, e.g. with StandardScaler."
         if self.learning_rate_init != "auto":
             return (
-                f"{message} with learning_rate_init={self.learning_rate_init:g}. "
+                f"{what} with learning_rate_init={self.learning_rate_init:g}. "
                 "Lower it (or use learning_rate_init='auto'), or " + rescale
             )
         if resumed:
             # partial_fit resumed a step sized for the data of an earlier
             # call: a chunk of larger values outgrows it.
             return (
-                f"{message} with the automatic step sized for the data of an "
+                f"{what} with the automatic step sized for the data of an "
                 "earlier call (the first partial_fit, or fit). Scale every "
                 "chunk alike (e.g. with a StandardScaler fitted once), or set "
                 "a smaller learning_rate_init."
             )
         return (
-            f"{message} with the automatic step. Set a smaller "
+            f"{what} with the automatic step. Set a smaller "
             "learning_rate_init, or " + rescale
         )
 
@@ -1161,7 +1158,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     step_batch=step_batch,
                 )
             except DivergenceError as exc:
-                raise ValueError(self._divergence_message(exc.epoch, keep)) from None
+                raise ValueError(self._divergence_message(exc.what, keep)) from None
             # Momentum steps sized for a full-batch fit's curvature are too
             # long for a chunk's mini-batches: partial_fit resumes them only
             # after mini-batches (earlier partial_fit calls, a mini-batch

@@ -324,11 +324,12 @@ class DivergenceError(ValueError):
     def __init__(self, epoch, learning_rate):
         self.epoch = epoch
         self.learning_rate = float(np.max(learning_rate))
-        super().__init__(
+        # What happened, without the step: the caller names its own.
+        self.what = (
             f"Training diverged at epoch {epoch}: the loss grew far above its "
-            "starting value or became non-finite with learning rate "
-            f"{self.learning_rate:.3g}."
+            "starting value or became non-finite"
         )
+        super().__init__(f"{self.what} with learning rate {self.learning_rate:.3g}.")
 
 
 def gradient_descent(
