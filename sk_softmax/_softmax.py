@@ -963,9 +963,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 return_constant=True,
             )
             # The layout of the solvers' parameters (see _coef_view): W^T for
-            # sparse X, whose products take W^T; W for dense X, whose
-            # backward product gives W's layout.
-            feature_major = sp.issparse(X)
+            # X in memory, whose products take and give W^T; W for data
+            # elsewhere, whose gradient comes back as W.
+            feature_major = not (dask_X or device_X)
         # Only the automatic step of sgd (and of custom rules) needs the
         # curvature bound: L-BFGS finds its own steps, Adam's automatic step
         # is a constant, and a resumed optimizer keeps its step.
@@ -1855,11 +1855,12 @@ def _coef_view(params, n_classes, n_features, feature_major=False):
 
     The flat vector holds the coefficients, then the intercept.  Class-major
     (the default) stores ``W`` row by row: the view is C-ordered, the layout
-    of the dense backward product ``G^T X``.  Feature-major stores ``W^T``
-    row by row: the view is ``W``, Fortran-ordered, and its transpose is the
-    C-ordered ``W^T`` that scipy's sparse products need, so neither the
-    forward nor the backward product of a sparse X copies a transposed
-    ``W`` (two passes over n_classes x n_features a mini-batch).
+    of the gradient that data elsewhere (dask, a device) give back.
+    Feature-major stores ``W^T`` row by row: the view is ``W``,
+    Fortran-ordered, and its transpose is the C-ordered ``W^T`` that the
+    forward product of X in memory takes and its backward product gives
+    (``X^T G``), so neither copies a transposed ``W`` (two passes over
+    n_classes x n_features a mini-batch).
     """
     coef = params[: n_classes * n_features]
     if feature_major:

@@ -465,10 +465,13 @@ def test_huge_logits_finite_and_exact(container, alpha, label_smoothing):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
 @pytest.mark.parametrize("scale", [0.5, 0.99, 1.01, 1.5])
-def test_logits_around_the_unshifted_range(dtype, label_smoothing, scale):
-    # Blocks whose logits all lie within +-_EXP_SAFE skip the max shift;
-    # just inside and just outside that bound the results agree with the
-    # float64 reference (float32 exp would overflow from 89 on unshifted).
+@pytest.mark.parametrize("shift", [0.0, -1.0, -2.5])
+def test_logits_around_the_unshifted_range(dtype, label_smoothing, scale, shift):
+    # The logits are taken as they are unless exp overflows or a sample's
+    # sum of exp falls below _LEAST_SUM_EXP; then they are shifted by each
+    # sample's largest.  Around the bounds (float32 exp overflows from 89,
+    # float64 from 710; all logits below about -69 and -665) the results
+    # agree with the float64 reference.
     from sk_softmax._loss import _EXP_SAFE
 
     limit = _EXP_SAFE[dtype]
@@ -479,7 +482,7 @@ def test_logits_around_the_unshifted_range(dtype, label_smoothing, scale):
     coef[0] = [1.0, -1.0, 1.0]
     coef *= scale * limit / 3.0  # the largest |logit| is scale * limit
     y = rng.integers(0, 4, size=40)
-    intercept = np.zeros(4)
+    intercept = np.full(4, shift * limit)
     assert np.abs(X @ coef.T).max() == pytest.approx(scale * limit)
     loss, gc, gi = loss_and_gradient(
         coef.astype(dtype),
@@ -1625,6 +1628,59 @@ def test_ordinary_data_costs_one_pass_for_the_spreads():
 
     feature_scales(X, w, w @ X, standardize=True, spread=spread)
     assert calls == [1.0]
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("unit", [1.0, 2.0**75])
+def test_float32_spreads_in_float32_match_float64(monkeypatch, n_threads, unit):
+    # float32 X is centered and squared in float32.  Its deviations are
+    # multiplied by 2**40 first: a balanced +-1 feature (mean exactly 0)
+    # next to one of 1e22, in the unit of that one, had squares of 2**-150
+    # that underflowed, a constant feature.  Spreads below 2**-50 of the
+    # unit of features with a mean near 0 are computed again in float64.
+    from sk_softmax import _loss
+
+    monkeypatch.setattr(_loss, "_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(_loss, "_MIN_BLOCK_BYTES", 4096)
+    calls = []
+    centered_squares = _loss._centered_squares
+
+    def spy(X, *args):
+        calls.append((X.shape[1], np.dtype(args[-2]).name))
+        return centered_squares(X, *args)
+
+    monkeypatch.setattr(_loss, "_centered_squares", spy)
+    rng = np.random.RandomState(0)
+    n = 3000
+    balanced = np.repeat([-1.0, 1.0], n // 2)
+    X = np.c_[
+        rng.randn(n),
+        50.0 + 1e-3 * rng.randn(n),
+        balanced,
+        1e-30 * rng.randn(n),  # faint: computed again in float64
+        np.zeros(n),
+        np.full(n, 7.0),
+        1e22 * rng.randn(n),
+    ].astype(np.float32)
+    w = np.full(n, 1.0 / n)
+    w[:10] = 0.0
+    w /= w.sum()
+    X[:10, 0] = 3e38  # rows of zero weight: their squares would overflow
+    X64 = X.astype(np.float64)
+    mean = w @ X64
+    mean[2] = 0.0
+    expected = np.sqrt(w[10:] @ ((X64[10:] - mean) / unit) ** 2)
+    with np.errstate(over="ignore"):
+        got = _loss.weighted_std(X, w, mean, unit=unit, n_threads=n_threads)
+    # (The constant feature's spread is the rounding of its mean, in either.)
+    columns = [0, 1, 2, 3, 4] if unit == 1.0 else [0, 1, 2, 3, 4, 6]
+    np.testing.assert_allclose(got[columns], expected[columns], rtol=1e-5)
+    assert got[5] <= 2**-20 * 7.0 / unit
+    if unit > 1.0:
+        assert got[2] > 0  # not a constant feature
+    # One pass in float32, then the faint feature's column in float64 (in
+    # the larger unit, the constant one's too: its mean is below 2**-70).
+    assert calls == [(7, "float32"), (1 if unit == 1.0 else 2, "float64")]
 
 
 @pytest.mark.parametrize("container", ["dense", "dense32", "csr", "csc"])
