@@ -527,20 +527,28 @@ def _loss_and_gradient(
         intercept_raw = intercept
     n_samples = X.shape[0] if rows is None else rows.shape[0]
     blocks = _row_blocks(X, n_samples, n_threads)
-    parts = _per_thread(
-        partial(
-            _blocks_loss_and_gradient,
-            coef,
-            intercept_raw,
-            X,
-            y,
-            sample_weight,
-            label_smoothing,
-            rows,
-        ),
-        blocks,
-        n_threads,
+    work = partial(
+        _blocks_loss_and_gradient,
+        coef,
+        intercept_raw,
+        X,
+        y,
+        sample_weight,
+        label_smoothing,
+        rows,
     )
+    if (
+        n_threads > 1
+        and len(blocks) == 1
+        and isinstance(X, np.ndarray)
+        and n_samples * coef.size >= _THREADED_PRODUCT
+    ):
+        # One block (digits, a mini-batch) leaves the row threads idle:
+        # numpy's BLAS takes them for the two products instead.
+        with _numpy_blas_threads(n_threads):
+            parts = [work(blocks)]
+    else:
+        parts = _per_thread(work, blocks, n_threads)
     loss, grad_coef, grad_intercept = parts[0]
     for part in parts[1:]:
         loss += part[0]
@@ -670,6 +678,8 @@ _BLAS_BUDGET = 1
 # set on entry, they were left limited (a fork while another thread was
 # fitting, an interrupt during the restore): they are restored first.
 _BLAS_ORIGINAL = None
+# The index of numpy's BLAS among the controller's libraries (None: unknown).
+_NUMPY_BLAS = None
 
 
 def _release_blas_control():
@@ -722,9 +732,11 @@ def single_threaded_blas():
     yielded here: the largest BLAS pool size found on entry, which respects
     ``OPENBLAS_NUM_THREADS``, ``threadpoolctl.threadpool_limits`` and the
     limits that joblib's workers set, and at most the CPUs the process may
-    use.  (Giving the budget back to the BLAS in the mini-batch loop
-    measured no faster, and leaves OpenBLAS threads spinning for about 0.1 s
-    after the fit.)
+    use.  An evaluation of a single row block (small data, a mini-batch)
+    gives the budget to numpy's BLAS for its products instead (see
+    :func:`_numpy_blas_threads`); OpenBLAS's threads then keep spinning for
+    up to about 0.1 s after the fit, as after any numpy product, which
+    slows other threaded work started at once.
 
     The limit is shared: nested uses, and uses in several threads at once,
     keep it until the last one leaves, which restores the pools as the
@@ -747,13 +759,14 @@ def single_threaded_blas():
     >>> set(pools) <= {1}, n_threads >= 1
     (True, True)
     """
-    global _BLAS_CONTROLLER, _BLAS_USERS, _BLAS_BUDGET, _BLAS_ORIGINAL
+    global _BLAS_CONTROLLER, _BLAS_USERS, _BLAS_BUDGET, _BLAS_ORIGINAL, _NUMPY_BLAS
     with _BLAS_LOCK:
         if _BLAS_CONTROLLER is None:
             # Finding the libraries walks every loaded shared object (about
             # 2 ms a fit): once per process.  numpy's and scipy's BLAS are
             # loaded by then, since this package imports both.
             _BLAS_CONTROLLER = ThreadpoolController().select(user_api="blas")
+            _NUMPY_BLAS = _numpy_blas_index(_BLAS_CONTROLLER.lib_controllers)
         if _BLAS_USERS == 0:
             if _BLAS_ORIGINAL is not None:
                 _set_blas_threads(_BLAS_ORIGINAL)
@@ -778,6 +791,57 @@ def single_threaded_blas():
             if _BLAS_USERS == 0 and _BLAS_ORIGINAL is not None:
                 _set_blas_threads(_BLAS_ORIGINAL)
                 _BLAS_ORIGINAL = None
+
+
+# Multiply-adds of a product from which OpenBLAS runs it on several threads
+# (below about 2**19 it keeps one, and setting the pool would only cost).
+_THREADED_PRODUCT = 1 << 19
+
+
+@contextlib.contextmanager
+def _numpy_blas_threads(n_threads):
+    """numpy's BLAS pool at ``n_threads`` for the body, at one after it.
+
+    Inside :func:`single_threaded_blas`, for an evaluation of one row block:
+    its products (1437 x 64 x 10 on digits, a batch of 256 x 1000 x 20) run
+    in 0.52 to 0.64 of their single-threaded time on two threads, where
+    handing half of the rows to a Python thread costs more than it saves.
+    scipy's pool stays at one thread, so L-BFGS-B's vector work cannot
+    compete with numpy's threads for the cores.  Only where this fit alone
+    limited the pools (another fit running in another thread would meet
+    numpy's threads with its own row threads) and numpy's library is known.
+    """
+    lib = None
+    if _BLAS_USERS == 1 and _BLAS_ORIGINAL is not None and _NUMPY_BLAS is not None:
+        lib = _BLAS_CONTROLLER.lib_controllers[_NUMPY_BLAS]
+    if lib is None:
+        yield
+        return
+    try:
+        lib.set_num_threads(n_threads)
+    finally:
+        _release_blas_control()
+    try:
+        yield
+    finally:
+        try:
+            lib.set_num_threads(1)
+        finally:
+            _release_blas_control()
+
+
+def _numpy_blas_index(libs):
+    """Index in ``libs`` of the BLAS that numpy's products call, or None.
+
+    The library inside numpy's package or its wheel's ``numpy.libs``; the
+    only one when numpy and scipy share a BLAS (conda, Linux distributions).
+    """
+    package = os.path.dirname(os.path.realpath(np.__file__))
+    for index, lib in enumerate(libs):
+        path = os.path.realpath(lib.filepath or "")
+        if path.startswith((package + os.sep, package + ".libs" + os.sep)):
+            return index
+    return 0 if len(libs) == 1 else None
 
 
 def _reset_after_fork():
