@@ -1681,8 +1681,9 @@ def _weighted_std_float32(X, weights, mean, unit, n_threads):
     squares of a feature ``2**64`` times narrower than the unit (ordinary
     data next to a feature of 1e22) do not underflow to a constant
     feature.  Features narrower than ``2**-90`` of the unit, whose mean
-    does not make them constant anyway (all-zero ones aside), are computed
-    again in float64, from a copy of their columns.
+    does not make them constant anyway (all-zero ones aside), and those
+    whose squares overflowed, are computed again in float64, from a copy
+    of their columns.
     """
     factor = _FLOAT32_PRESCALE / unit
     squares = _centered_squares(X, weights, mean, 1.0 / factor, np.float32, n_threads)
@@ -1693,8 +1694,11 @@ def _weighted_std_float32(X, weights, mean, unit, n_threads):
         & (relative_mean < _FLOAT32_FAINT_MEAN)
         & ((std > 0) | (relative_mean > 0))
     )
-    if faint.any():
-        columns = np.flatnonzero(faint)
+    # (Squares that overflowed: deviations beyond 2**24 of the unit, which
+    # feature_scales's unit rules out, but not every caller's.)
+    again = faint | ~np.isfinite(std)
+    if again.any():
+        columns = np.flatnonzero(again)
         std[columns] = np.sqrt(
             _centered_squares(
                 X[:, columns], weights, mean[columns], unit, np.float64, n_threads

@@ -1660,7 +1660,7 @@ def test_float32_spreads_in_float32_match_float64(monkeypatch, n_threads, unit):
         1e-30 * rng.randn(n),  # faint: computed again in float64
         np.zeros(n),
         np.full(n, 7.0),
-        1e22 * rng.randn(n),
+        1e22 * rng.randn(n),  # in unit 1: squares beyond float32, again
     ].astype(np.float32)
     w = np.full(n, 1.0 / n)
     w[:10] = 0.0
@@ -1673,14 +1673,15 @@ def test_float32_spreads_in_float32_match_float64(monkeypatch, n_threads, unit):
     with np.errstate(over="ignore"):
         got = _loss.weighted_std(X, w, mean, unit=unit, n_threads=n_threads)
     # (The constant feature's spread is the rounding of its mean, in either.)
-    columns = [0, 1, 2, 3, 4] if unit == 1.0 else [0, 1, 2, 3, 4, 6]
+    columns = [0, 1, 2, 3, 4, 6]
     np.testing.assert_allclose(got[columns], expected[columns], rtol=1e-5)
     assert got[5] <= 2**-20 * 7.0 / unit
     if unit > 1.0:
         assert got[2] > 0  # not a constant feature
-    # One pass in float32, then the faint feature's column in float64 (in
-    # the larger unit, the constant one's too: its mean is below 2**-70).
-    assert calls == [(7, "float32"), (1 if unit == 1.0 else 2, "float64")]
+    # One pass in float32, then the faint feature's column in float64, and
+    # in unit 1 the overflowing one's (in the larger unit, the constant
+    # one's: its mean is below 2**-70 of it).
+    assert calls == [(7, "float32"), (2, "float64")]
 
 
 @pytest.mark.parametrize("container", ["dense", "dense32", "csr", "csc"])
