@@ -817,11 +817,10 @@ def _numpy_blas_threads(n_threads):
     if lib is None:
         yield
         return
+    # threadpoolctl's control of OpenBLAS, taken by the first call, is kept
+    # until the pool is back at one thread (see _release_blas_control).
     try:
         lib.set_num_threads(n_threads)
-    finally:
-        _release_blas_control()
-    try:
         yield
     finally:
         try:
