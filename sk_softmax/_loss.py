@@ -64,11 +64,18 @@ __all__ = [
 # classes, stay finite and normal: exp(+-64) in float32 (range 1e+-38),
 # exp(+-512) in float64 (range 1e+-308).
 _EXP_SAFE = {np.float32: 64.0, np.float64: 512.0}
-# The least row sum of exp(logits) for which the gradient takes the logits
-# unshifted (see _gradient_block_inplace): an exp that underflows errs by at
-# most half the smallest subnormal number, 2**-1075 (float32: 2**-150), so a
-# probability by at most 2**-115 (float32: 2**-50).
-_LEAST_SUM_EXP = {np.float32: 2.0**-100, np.float64: 2.0**-960}
+# The range of a sample's sum of exp(logits) within which the gradient takes
+# the logits unshifted (see _gradient_block_inplace): about exp(+-64) in
+# float32 and exp(+-512) in float64, up to 1024 classes.  Below it, an exp
+# that underflows errs by at most half the smallest subnormal number,
+# 2**-1075 (float32: 2**-150), a probability by far less than its dtype's
+# precision; within it, the loss log(sum) - z_true of a sample loses at most
+# what rounding logits of that size loses (about 512 * 2**-53), as with the
+# logits within +-_EXP_SAFE that the shift skipped before.
+_SUM_EXP_RANGE = {
+    np.float32: (2.0**-92, 2.0**103),
+    np.float64: (2.0**-738, 2.0**749),
+}
 
 
 def log_softmax(raw_prediction):
@@ -260,11 +267,11 @@ def _gradient_block_inplace(raw_t, y, sample_weight, label_smoothing, shift=Fals
         ``eps`` in [0, 1).
     shift : bool, default=False
         Shift each sample's logits by their largest first.  Without it, the
-        logits are taken as they are, as long as exp neither overflows nor
-        leaves a sample's sum below ``_LEAST_SUM_EXP``; otherwise nothing is
-        returned, and the caller computes ``Z^T`` again to call with
-        ``shift=True``.  (A shift costs a reduction along the short class
-        axis, slow in numpy, and a pass; checking the sums is cheap.)
+        logits are taken as they are, as long as every sample's sum of exp
+        lies in ``_SUM_EXP_RANGE``; otherwise nothing is returned, and the
+        caller computes ``Z^T`` again to call with ``shift=True``.  (A
+        shift costs a reduction along the short class axis, slow in numpy,
+        and a pass; checking the sums is cheap.)
 
     Returns
     -------
@@ -288,9 +295,9 @@ def _gradient_block_inplace(raw_t, y, sample_weight, label_smoothing, shift=Fals
         per_sample -= (label_smoothing / n_classes) * raw_t.sum(axis=0)
     np.exp(raw_t, out=raw_t)
     sum_exp = raw_t.sum(axis=0)
+    low, high = _SUM_EXP_RANGE[raw_t.dtype.type]
     if not shift and not (
-        sum_exp.min(initial=np.inf) >= _LEAST_SUM_EXP[raw_t.dtype.type]
-        and sum_exp.max(initial=0.0) < math.inf
+        sum_exp.min(initial=np.inf) >= low and sum_exp.max(initial=0.0) <= high
     ):
         return None
     per_sample += np.log(sum_exp)
@@ -527,28 +534,20 @@ def _loss_and_gradient(
         intercept_raw = intercept
     n_samples = X.shape[0] if rows is None else rows.shape[0]
     blocks = _row_blocks(X, n_samples, n_threads)
-    work = partial(
-        _blocks_loss_and_gradient,
-        coef,
-        intercept_raw,
-        X,
-        y,
-        sample_weight,
-        label_smoothing,
-        rows,
+    parts = _per_thread(
+        partial(
+            _blocks_loss_and_gradient,
+            coef,
+            intercept_raw,
+            X,
+            y,
+            sample_weight,
+            label_smoothing,
+            rows,
+        ),
+        blocks,
+        n_threads,
     )
-    if (
-        n_threads > 1
-        and len(blocks) == 1
-        and isinstance(X, np.ndarray)
-        and n_samples * coef.size >= _THREADED_PRODUCT
-    ):
-        # One block (digits, a mini-batch) leaves the row threads idle:
-        # numpy's BLAS takes them for the two products instead.
-        with _numpy_blas_threads(n_threads):
-            parts = [work(blocks)]
-    else:
-        parts = _per_thread(work, blocks, n_threads)
     loss, grad_coef, grad_intercept = parts[0]
     for part in parts[1:]:
         loss += part[0]
@@ -678,8 +677,6 @@ _BLAS_BUDGET = 1
 # set on entry, they were left limited (a fork while another thread was
 # fitting, an interrupt during the restore): they are restored first.
 _BLAS_ORIGINAL = None
-# The index of numpy's BLAS among the controller's libraries (None: unknown).
-_NUMPY_BLAS = None
 
 
 def _release_blas_control():
@@ -732,11 +729,9 @@ def single_threaded_blas():
     yielded here: the largest BLAS pool size found on entry, which respects
     ``OPENBLAS_NUM_THREADS``, ``threadpoolctl.threadpool_limits`` and the
     limits that joblib's workers set, and at most the CPUs the process may
-    use.  An evaluation of a single row block (small data, a mini-batch)
-    gives the budget to numpy's BLAS for its products instead (see
-    :func:`_numpy_blas_threads`); OpenBLAS's threads then keep spinning for
-    up to about 0.1 s after the fit, as after any numpy product, which
-    slows other threaded work started at once.
+    use.  (Giving the budget back to the BLAS in the mini-batch loop
+    measured no faster, and leaves OpenBLAS threads spinning for about 0.1 s
+    after the fit.)
 
     The limit is shared: nested uses, and uses in several threads at once,
     keep it until the last one leaves, which restores the pools as the
@@ -759,14 +754,13 @@ def single_threaded_blas():
     >>> set(pools) <= {1}, n_threads >= 1
     (True, True)
     """
-    global _BLAS_CONTROLLER, _BLAS_USERS, _BLAS_BUDGET, _BLAS_ORIGINAL, _NUMPY_BLAS
+    global _BLAS_CONTROLLER, _BLAS_USERS, _BLAS_BUDGET, _BLAS_ORIGINAL
     with _BLAS_LOCK:
         if _BLAS_CONTROLLER is None:
             # Finding the libraries walks every loaded shared object (about
             # 2 ms a fit): once per process.  numpy's and scipy's BLAS are
             # loaded by then, since this package imports both.
             _BLAS_CONTROLLER = ThreadpoolController().select(user_api="blas")
-            _NUMPY_BLAS = _numpy_blas_index(_BLAS_CONTROLLER.lib_controllers)
         if _BLAS_USERS == 0:
             if _BLAS_ORIGINAL is not None:
                 _set_blas_threads(_BLAS_ORIGINAL)
@@ -791,56 +785,6 @@ def single_threaded_blas():
             if _BLAS_USERS == 0 and _BLAS_ORIGINAL is not None:
                 _set_blas_threads(_BLAS_ORIGINAL)
                 _BLAS_ORIGINAL = None
-
-
-# Multiply-adds of a product from which OpenBLAS runs it on several threads
-# (below about 2**19 it keeps one, and setting the pool would only cost).
-_THREADED_PRODUCT = 1 << 19
-
-
-@contextlib.contextmanager
-def _numpy_blas_threads(n_threads):
-    """numpy's BLAS pool at ``n_threads`` for the body, at one after it.
-
-    Inside :func:`single_threaded_blas`, for an evaluation of one row block:
-    its products (1437 x 64 x 10 on digits, a batch of 256 x 1000 x 20) run
-    in 0.52 to 0.64 of their single-threaded time on two threads, where
-    handing half of the rows to a Python thread costs more than it saves.
-    scipy's pool stays at one thread, so L-BFGS-B's vector work cannot
-    compete with numpy's threads for the cores.  Only where this fit alone
-    limited the pools (another fit running in another thread would meet
-    numpy's threads with its own row threads) and numpy's library is known.
-    """
-    lib = None
-    if _BLAS_USERS == 1 and _BLAS_ORIGINAL is not None and _NUMPY_BLAS is not None:
-        lib = _BLAS_CONTROLLER.lib_controllers[_NUMPY_BLAS]
-    if lib is None:
-        yield
-        return
-    # threadpoolctl's control of OpenBLAS, taken by the first call, is kept
-    # until the pool is back at one thread (see _release_blas_control).
-    try:
-        lib.set_num_threads(n_threads)
-        yield
-    finally:
-        try:
-            lib.set_num_threads(1)
-        finally:
-            _release_blas_control()
-
-
-def _numpy_blas_index(libs):
-    """Index in ``libs`` of the BLAS that numpy's products call, or None.
-
-    The library inside numpy's package or its wheel's ``numpy.libs``; the
-    only one when numpy and scipy share a BLAS (conda, Linux distributions).
-    """
-    package = os.path.dirname(os.path.realpath(np.__file__))
-    for index, lib in enumerate(libs):
-        path = os.path.realpath(lib.filepath or "")
-        if path.startswith((package + os.sep, package + ".libs" + os.sep)):
-            return index
-    return 0 if len(libs) == 1 else None
 
 
 def _reset_after_fork():

@@ -467,11 +467,11 @@ def test_huge_logits_finite_and_exact(container, alpha, label_smoothing):
 @pytest.mark.parametrize("scale", [0.5, 0.99, 1.01, 1.5])
 @pytest.mark.parametrize("shift", [0.0, -1.0, -2.5])
 def test_logits_around_the_unshifted_range(dtype, label_smoothing, scale, shift):
-    # The logits are taken as they are unless exp overflows or a sample's
-    # sum of exp falls below _LEAST_SUM_EXP; then they are shifted by each
-    # sample's largest.  Around the bounds (float32 exp overflows from 89,
-    # float64 from 710; all logits below about -69 and -665) the results
-    # agree with the float64 reference.
+    # The logits are taken as they are unless a sample's sum of exp leaves
+    # _SUM_EXP_RANGE (about exp(+-64) in float32, exp(+-512) in float64);
+    # then they are shifted by each sample's largest.  Around the bounds
+    # (float32 exp overflows from 89, float64 from 710) the results agree
+    # with the float64 reference.
     from sk_softmax._loss import _EXP_SAFE
 
     limit = _EXP_SAFE[dtype]
@@ -499,6 +499,21 @@ def test_logits_around_the_unshifted_range(dtype, label_smoothing, scale, shift)
     atol = rtol * np.abs(ref[1]).max()
     np.testing.assert_allclose(gc, ref[1], rtol=rtol, atol=atol)
     np.testing.assert_allclose(gi, ref[2], rtol=rtol, atol=rtol)
+
+
+def test_confident_loss_exact_beyond_the_unshifted_range():
+    # Logits of offset + 12 (the true class) and offset: the loss, about
+    # log(1 + exp(-12)) = 6.1e-6, is log(sum of exp) - z_true, two numbers
+    # near the offset that cancel.  Taken unshifted up to exp's overflow
+    # (710), it lost up to 1e-8 of itself; beyond exp(512) each sample is
+    # shifted.
+    errors = []
+    for offset in np.linspace(515.0, 697.0, 50):
+        coef = np.array([[offset + 12.0], [offset]])
+        loss, _, _ = loss_and_gradient(coef, None, np.ones((1, 1)), np.array([0]))
+        expected = np.log1p(np.exp(-(coef[0, 0] - coef[1, 0])))
+        errors.append(abs(loss / expected - 1))
+    assert max(errors) < 1e-10
 
 
 # --------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.datasets import load_iris, make_classification
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
-from threadpoolctl import ThreadpoolController, threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from sk_softmax import _loss, loss_and_gradient
 from sk_softmax._compat import minimize_lbfgsb
@@ -1104,75 +1104,6 @@ def test_single_threaded_blas_restored_by_another_thread_than_the_limiting_one()
 def _inside_blas_threads():
     with single_threaded_blas():
         return _blas_threads()
-
-
-def _pools_during_products(monkeypatch, X, n_threads):
-    """The BLAS pools seen inside ``_loss_and_gradient``'s block work."""
-    seen = []
-    work = _loss._blocks_loss_and_gradient
-
-    def spy(*args):
-        seen.append(_blas_threads())
-        return work(*args)
-
-    monkeypatch.setattr(_loss, "_blocks_loss_and_gradient", spy)
-    y = np.arange(X.shape[0]) % 10
-    coef = np.asfortranarray(np.full((10, X.shape[1]), 0.01))
-    _loss._loss_and_gradient(
-        coef, np.zeros(10), X, y, 1 / X.shape[0], 0.1, 0.0, n_threads=n_threads
-    )
-    return seen
-
-
-def test_one_block_evaluation_gives_numpy_blas_the_threads(
-    monkeypatch, two_blas_threads
-):
-    # One row block leaves the row threads idle: numpy's BLAS runs the
-    # products on the budget (scipy's stays at one thread), and is back at
-    # one thread after.  Several blocks keep the row threads and the BLAS at
-    # one; so does a second fit running at the same time.
-    libs = ThreadpoolController().select(user_api="blas").lib_controllers
-    index = _loss._numpy_blas_index(libs)
-    if index is None:
-        pytest.skip("numpy's BLAS is not identified here")
-    numpy_blas = libs[index].filepath
-    # One block of 768 KB, products of 1M multiply-adds.
-    X = np.random.RandomState(0).randn(1500, 64)
-    with single_threaded_blas() as n_threads:
-        if n_threads < 2:
-            pytest.skip("a budget of one thread")
-        (during,) = _pools_during_products(monkeypatch, X, n_threads)
-        assert during[numpy_blas] == n_threads
-        assert all(n == 1 for path, n in during.items() if path != numpy_blas)
-        assert all(n == 1 for n in _blas_threads().values())
-        # Several blocks: the row threads.
-        monkeypatch.setattr(_loss, "_MIN_BLOCK_BYTES", 1 << 16)
-        monkeypatch.setattr(_loss, "_BLOCK_BYTES", 1 << 16)
-        several = _pools_during_products(monkeypatch, X, n_threads)
-        assert len(several) == n_threads
-        assert all(n == 1 for pools in several for n in pools.values())
-        monkeypatch.undo()
-        # Another fit inside the limit at the same time.
-        with single_threaded_blas():
-            (during,) = _pools_during_products(monkeypatch, X, n_threads)
-        assert all(n == 1 for n in during.values())
-    assert _blas_threads() == two_blas_threads
-
-
-def test_numpy_blas_identified_by_its_package():
-    class Lib:
-        def __init__(self, filepath):
-            self.filepath = filepath
-
-    package = os.path.dirname(os.path.realpath(np.__file__))
-    scipy_lib = Lib("/site-packages/scipy.libs/libscipy_openblas.so")
-    numpy_lib = Lib(package + ".libs/libscipy_openblas64_.so")
-    assert _loss._numpy_blas_index([scipy_lib, numpy_lib]) == 1
-    inside = Lib(package + "/.dylibs/libopenblas.dylib")  # macOS wheels
-    assert _loss._numpy_blas_index([scipy_lib, inside]) == 1
-    # One BLAS for both (conda, distributions): that one.
-    assert _loss._numpy_blas_index([scipy_lib]) == 0
-    assert _loss._numpy_blas_index([scipy_lib, Lib("/usr/lib/libmkl_rt.so")]) is None
 
 
 def test_single_threaded_blas_budget_at_most_the_cpus():
