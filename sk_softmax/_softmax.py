@@ -1024,6 +1024,17 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self._mean, self._scale, self._folded_scale = mean, scale, folded
         self._feature_major = feature_major
         offset = mean if center else None
+        # Each feature's spread: its range for L-BFGS, its scale otherwise
+        # (0 where the feature is constant, whose mean does not matter).
+        if self.solver == "lbfgs":
+            spread = high - low if np.ndim(low) else None
+        else:
+            spread = folded if folded is not None else scale
+            if constant is not None:
+                spread = np.where(constant, 0.0, spread)
+        make_loss = _array_api.device_loss if device_X else None
+        if center and not device_X and _centers_rows(X, mean, spread):
+            make_loss = functools.partial(_in_memory_loss, center_rows=True)
         validation = None
         if validation_data is not None:
             validation = _validation_scorer(
@@ -1062,7 +1073,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             fit_intercept=self.fit_intercept,
             feature_major=feature_major,
             n_threads=n_threads,
-            make_loss=_array_api.device_loss if device_X else None,
+            make_loss=make_loss,
         )
         if self.solver == "lbfgs":
             if center and np.ndim(low):
@@ -1746,14 +1757,49 @@ def _make_objective(
     return objective
 
 
-def _in_memory_loss(X, y_index, weights, *, alpha, label_smoothing, offset, n_threads):
+# float32 X is centered row block by row block (see _centers_rows) where a
+# feature's mean exceeds this many times its spread.
+_OFFSET_RATIO = 2.0**8
+
+
+def _centers_rows(X, mean, spread):
+    """Whether the loss centers X's row blocks itself (see ``center_rows`` in
+    :func:`sk_softmax._loss._loss_and_gradient`).
+
+    For dense float32 X with a feature whose mean is more than
+    ``_OFFSET_RATIO`` times its spread (timestamps, a column of 1000 +- 0.1):
+    the implicit centering would cost its products about ``ratio * 2**-24``
+    of their precision.  A pass over each block (a copy for slices of X;
+    mini-batches are copies already) keeps it.  ``spread`` is None, or 0
+    for the features that do not count.
+    """
+    if not (isinstance(X, np.ndarray) and X.dtype == np.float32):
+        return False
+    if spread is None:
+        return False
+    spread = np.asarray(spread, dtype=np.float64)
+    return bool(np.any((spread > 0) & (np.abs(mean) > _OFFSET_RATIO * spread)))
+
+
+def _in_memory_loss(
+    X,
+    y_index,
+    weights,
+    *,
+    alpha,
+    label_smoothing,
+    offset,
+    n_threads,
+    center_rows=False,
+):
     """``loss(coef, intercept, y, weights, batch) -> (loss, grad_coef, grad_b)``.
 
     The data term and its gradient for X in memory: the numpy core, which
     gathers a batch's rows of X itself, block by block.  ``y`` and
     ``weights`` are the batch's own (all of them for ``batch=None``);
     ``y_index`` and ``weights`` here are those of all samples (unused: the
-    objective selects them).
+    objective selects them).  ``center_rows``: the core centers each row
+    block itself (see :func:`_centers_rows`).
     """
 
     def loss(coef, intercept, y, weights, batch):
@@ -1768,6 +1814,7 @@ def _in_memory_loss(X, y_index, weights, *, alpha, label_smoothing, offset, n_th
             offset,
             n_threads,
             rows=batch,
+            center_rows=center_rows,
         )
 
     return loss

@@ -1645,6 +1645,61 @@ def test_ordinary_data_costs_one_pass_for_the_spreads():
     assert calls == [1.0]
 
 
+@pytest.mark.parametrize("batch", [False, True])
+def test_centered_rows_keep_float32_products_of_offset_features(batch):
+    # A float32 timestamp column (1.7e9 + up to 1e5): centered implicitly
+    # (the offset subtracted from the intercept and from G^T X), its
+    # products rounded at 2**-24 of 1.7e9 and its gradient came out off by
+    # 1e-3 of its size; rows centered block by block keep float32's
+    # precision relative to the spread.
+    from sk_softmax._loss import _loss_and_gradient
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    X64 = np.c_[rng.normal(size=n), 1.7e9 + rng.uniform(0, 1e5, n)]
+    y = rng.integers(0, 3, n)
+    X = X64.astype(np.float32)
+    offset = X.astype(np.float64).mean(axis=0).astype(np.float32)
+    coef = np.array([[0.5, 2e-5], [-0.2, -1e-5], [0.1, 3e-5]])
+    intercept = np.array([0.1, -0.3, 0.2])
+    rows = rng.permutation(n)[:256] if batch else None
+    picked = slice(None) if rows is None else rows
+    w = 1.0 / (n if rows is None else rows.size)
+    exact = _loss_and_gradient(
+        coef,
+        intercept,
+        X.astype(np.float64)[picked] - offset.astype(np.float64),
+        y[picked],
+        w,
+        0.0,
+        0.0,
+    )
+
+    def relative_error(center_rows):
+        got = _loss_and_gradient(
+            coef.astype(np.float32),
+            intercept.astype(np.float32),
+            X,
+            y[picked],
+            w,
+            0.0,
+            0.0,
+            offset,
+            rows=rows,
+            center_rows=center_rows,
+        )
+        return max(
+            abs(got[0] / exact[0] - 1),
+            *(
+                np.abs(g - e).max() / np.abs(e).max()
+                for g, e in zip(got[1:], exact[1:], strict=True)
+            ),
+        )
+
+    assert relative_error(True) < 1e-5
+    assert relative_error(False) > 1e-4  # what the implicit centering loses
+
+
 @pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("unit", [1.0, 2.0**75])
 def test_float32_spreads_in_float32_match_float64(monkeypatch, n_threads, unit):

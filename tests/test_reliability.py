@@ -222,6 +222,29 @@ def test_penalty_near_the_largest_float(batch_size):
     assert np.all(np.isfinite(clf.intercept_))
 
 
+def test_float32_timestamps_train_as_float64_ones():
+    # A float32 column of timestamps (1.7e9 + up to 1e5) lost its gradient's
+    # precision to the implicit centering: full-batch sgd ran all 500
+    # epochs and warned, where float64 stopped after 17.  (The float32
+    # model itself holds the intercept, about -W mean, to 2**-24 of 5e4:
+    # its probabilities differ by up to about 5e-3.)
+    rng = np.random.default_rng(0)
+    n = 3000
+    t = rng.uniform(0, 1e5, n)
+    a = rng.normal(size=n)
+    y = (a + (t - 5e4) / 3e4 + 0.3 * rng.normal(size=n) > 0).astype(int)
+    X = np.c_[a, 1.7e9 + t]
+    fits = {}
+    for dtype in (np.float64, np.float32):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ConvergenceWarning)
+            fits[dtype] = SoftmaxRegression(max_iter=500).fit(X.astype(dtype), y)
+    assert fits[np.float32].n_iter_ <= fits[np.float64].n_iter_ + 5
+    np.testing.assert_allclose(
+        fits[np.float32].predict_proba(X), fits[np.float64].predict_proba(X), atol=1e-2
+    )
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("factor", [1e22, 1e-30])
 def test_features_of_wildly_different_spreads_each_keep_their_scale(factor, dtype):
