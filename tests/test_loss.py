@@ -1645,6 +1645,47 @@ def test_ordinary_data_costs_one_pass_for_the_spreads():
     assert calls == [1.0]
 
 
+@pytest.mark.parametrize("container", ["dense", "csr"])
+def test_float32_means_of_columns_far_from_zero(container):
+    # One float32 sum down 120,000 timestamps (1.7e9 + up to 1e5) drifted
+    # by 8e5, 30 spreads: the feature's scale came out 32 times too wide.
+    from sk_softmax import _loss
+
+    rng = np.random.default_rng(0)
+    n = 120_000
+    X = np.c_[1.7e9 + rng.uniform(0, 1e5, n), 1000 + 0.1 * rng.normal(size=n)]
+    X = X.astype(np.float32)
+    exact = X.astype(np.float64).mean(axis=0)
+    data = sp.csr_matrix(X) if container == "csr" else X
+    mean = _loss._mean_and_range(data, np.full(n, 1.0 / n))[0]
+    spread = X.astype(np.float64).std(axis=0)
+    assert np.all(np.abs(mean - exact) < 0.02 * spread), (mean - exact) / spread
+
+
+def test_centered_blocks_stay_small(monkeypatch):
+    # Centered row blocks are copies, one per thread: 1 MiB ones, and each
+    # freed before the next (a reference through the forward product kept
+    # two alive: 21 MB for a 15 MB X, against 8 MB uncentered).
+    from sk_softmax import _loss
+
+    rng = np.random.default_rng(0)
+    n, d = 100_000, 20
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    X[:, 0] += np.float32(1.7e9)
+    y = rng.integers(0, 3, n)
+    offset = X.astype(np.float64).mean(axis=0).astype(np.float32)
+    coef, intercept = np.full((3, d), 1e-3, np.float32), np.zeros(3, np.float32)
+    args = (coef, intercept, X, y, 1.0 / n, 0.0, 0.0, offset, 2)
+    tracemalloc.start()
+    try:
+        _loss._loss_and_gradient(*args, center_rows=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Two threads' blocks of 1 MiB, their logits and a little more.
+    assert peak < 3.5 * _loss._MIN_BLOCK_BYTES, peak
+
+
 @pytest.mark.parametrize("batch", [False, True])
 def test_centered_rows_keep_float32_products_of_offset_features(batch):
     # A float32 timestamp column (1.7e9 + up to 1e5): centered implicitly
