@@ -475,23 +475,18 @@ def _blocks_loss_and_gradient(
         by_rows = _product_by_rows(X_block, coef.shape[0])
         if by_rows and coef_t is None:
             coef_t = np.ascontiguousarray(coef.T)
-        forward = partial(
-            _forward, X_block, coef, coef_t if by_rows else None, intercept_raw
-        )
-        raw_t = forward()
+        block_coef_t = coef_t if by_rows else None
+        raw_t = _forward(X_block, coef, block_coef_t, intercept_raw)
         weight = sample_weight[start:stop] if weighted else sample_weight
         block_loss = _gradient_block_inplace(
             raw_t, y[start:stop], weight, label_smoothing
         )
         if block_loss is None:
             # exp of the logits as they are left the range: again, shifted.
-            raw_t = forward()
+            raw_t = _forward(X_block, coef, block_coef_t, intercept_raw)
             block_loss = _gradient_block_inplace(
                 raw_t, y[start:stop], weight, label_smoothing, shift=True
             )
-        # (The next block's rows take the place of these: a centered copy of
-        # them would otherwise stay alive through forward until then.)
-        del forward
         loss += block_loss
         # (G^T X)^T = X^T G, (n_features, n_classes): for dense blocks too,
         # OpenBLAS computes it (both operands transposed, no copy) 10 to 30%
@@ -1668,11 +1663,11 @@ def _weighted_std_float32(X, weights, mean, unit, n_threads):
     """:func:`weighted_std` of dense float32 X, computed in float32.
 
     About twice as fast as in float64, whose copy of each chunk costs as
-    much as the rest.  The squares of a chunk are summed in float32 and the
-    chunks' sums in float64: a relative error of at most about ``rows *
-    2**-24`` (1e-4), which the scales, powers of two, and the test for
-    constant features (a spread of at most ``2**-20`` of the mean) do not
-    see.  The deviations are multiplied by ``2**40`` first, so that the
+    much as the rest.  The squares of a chunk of at most 1024 rows are
+    summed in float32 and the chunks' sums in float64: a relative error of
+    at most about ``1024 * 2**-24`` (6e-5), which the scales, powers of two,
+    and the test for constant features (a spread of at most ``2**-20`` of
+    the mean) do not see.  The deviations are multiplied by ``2**40`` first, so that the
     squares of a feature ``2**64`` times narrower than the unit (ordinary
     data next to a feature of 1e22) do not underflow to a constant
     feature.  Features narrower than ``2**-90`` of the unit, whose mean
@@ -1705,13 +1700,16 @@ def _weighted_std_float32(X, weights, mean, unit, n_threads):
 def _centered_squares(X, weights, mean, unit, dtype, n_threads):
     """``sum_i w_i ((x_i - mean) / unit)**2`` per feature of dense X, float64.
 
-    Chunks of about 512 KiB of rows are centered and squared in ``dtype``
-    (one buffer per thread), their weighted sums added in float64.
+    Chunks of about 512 KiB of rows (float32: at most 1024 rows) are
+    centered and squared in ``dtype`` (one buffer per thread), their
+    weighted sums added in float64.
     """
     n_samples, n_features = X.shape
     center = mean.astype(dtype)
     chunk_weights = weights.astype(dtype)
     rows = max(1, (1 << 19) // max(n_features * np.dtype(dtype).itemsize, 1))
+    if dtype == np.float32:
+        rows = min(rows, _FLOAT32_SUM_ROWS)  # (see _weighted_column_sums)
     inverse = dtype(1.0 / unit)
 
     def work(blocks):
