@@ -207,7 +207,9 @@ def mean_and_range(X, sample_weight, *, mean=True, per_feature=False, estimator_
     else:
         kept = da.where(weighted, X, 0)
         low, high = da.minimum(kept.min(), 0), da.maximum(kept.max(), 0)
-    total = X.T @ sample_weight if mean else None
+    # In float64: a float32 sum down a long chunk of values far from 0
+    # drifts (see sk_softmax._loss._weighted_column_sums).
+    total = X.T @ da.asarray(sample_weight).astype(np.float64) if mean else None
     total, low, high, has_nan, has_inf = dask.compute(
         total, low, high, da.isnan(X).any(), da.isinf(X).any()
     )

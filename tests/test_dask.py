@@ -117,6 +117,23 @@ def test_a_number_as_sample_weight_weighs_every_row_alike():
         _fit(dict(solver="lbfgs"), X_dask, y, sample_weight=-1.0)
 
 
+def test_float32_means_of_columns_far_from_zero():
+    # Each chunk's column sums were one float32 sum: over 60,000 float32
+    # timestamps (1.7e9 + up to 1e5) they drifted by 1.5e5, five spreads,
+    # and full-batch sgd ran to max_iter where the in-memory fit stopped.
+    rng = np.random.default_rng(0)
+    n = 120_000
+    X = np.c_[1.7e9 + rng.uniform(0, 1e5, n), rng.normal(size=n)]
+    X = X.astype(np.float32)
+    y = (X[:, 1] > 0).astype(int)
+    params = dict(batch_size=None, max_iter=60)
+    fitted = _fit(params, da.from_array(X, chunks=(60_000, 2)), y)
+    spread = X.astype(np.float64).std(axis=0)
+    error = np.abs(fitted._mean - X.astype(np.float64).mean(axis=0))
+    assert np.all(error < 0.02 * spread), error / spread
+    assert fitted.n_iter_ < 60
+
+
 def test_float32_and_string_labels():
     X, y = _data()
     X = X.astype(np.float32)
