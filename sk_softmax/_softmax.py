@@ -912,6 +912,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             folded = getattr(self, "_folded_scale", None)
             constant = None  # (the kept steps already account for them)
             widened = None
+            unit_scales = folded is None and self._folds_scales(rule, scale)
+            if unit_scales:
+                # Scales of 1 stay out of the steps (a scalar step is
+                # cheaper); folded they can grow as any other.
+                folded = scale
             # (A chunk of a few rows says little about the spreads: one
             # row's distance from the mean is no spread.)
             if (
@@ -926,6 +931,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     folded,
                     stored=self.solver == "adam" and sp.issparse(X),
                 )
+            if unit_scales and widened is None:
+                folded = None
         else:
             if not center:
                 mean = np.zeros(n_features)
@@ -1014,12 +1021,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # coefficients, with m and v of the plain gradient (powers of
             # two again): per-parameter steps and epsilons.
             folded = None
-            if (
-                isinstance(rule, (Momentum, Adam))
-                and not isinstance(self.solver, UpdateRule)
-                and not np.all(scale == 1)
-                and np.all((scale >= _FOLD_RANGE[0]) & (scale <= _FOLD_RANGE[1]))
-            ):
+            if not np.all(scale == 1) and self._folds_scales(rule, scale):
                 folded, scale = scale, np.ones(n_features)
         self._mean, self._scale, self._folded_scale = mean, scale, folded
         self._feature_major = feature_major
@@ -1269,6 +1271,18 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if self.solver == "lbfgs":
             return False
         return self._batch_size(n_samples, partial) < n_samples
+
+    def _folds_scales(self, rule, scale):
+        """Whether ``rule`` takes the feature scales ``scale`` as its steps.
+
+        Momentum and Adam do (see ``_fit_single_threaded_blas``), for
+        scales within ``_FOLD_RANGE``; custom rules see the coordinates.
+        """
+        return (
+            isinstance(rule, (Momentum, Adam))
+            and not isinstance(self.solver, UpdateRule)
+            and bool(np.all((scale >= _FOLD_RANGE[0]) & (scale <= _FOLD_RANGE[1])))
+        )
 
     def _resumes_optimizer(self, rule):
         """Whether ``partial_fit`` continues the previous call's optimizer.

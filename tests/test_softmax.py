@@ -829,6 +829,32 @@ def test_partial_fit_a_feature_that_spreads_far_wider_later(first):
     assert clf.score(X[1600:], y[1600:]) > 0.8
 
 
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_partial_fit_a_feature_absent_first_when_every_scale_is_one(solver):
+    # Standardized features (scales 1, which stay out of the steps) and
+    # one absent from the first chunk (scale 1 too), later spread over 20
+    # to 40.  Its scale did not grow with it: sgd's loss climbed from 1.1
+    # to between 10 and 95, silently.
+    rng = np.random.RandomState(0)
+    n, d, K = 2000, 5, 3
+    X = rng.randn(n, d)
+    coef = rng.randn(K, d - 1)
+    y = np.argmax(X[:, :-1] @ coef.T + rng.gumbel(size=(n, K)), axis=1)
+    X[:, -1] = rng.uniform(20, 40, n)
+    first = X[:1000].copy()
+    first[:, -1] = 0.0
+    clf = SoftmaxRegression(solver=solver, random_state=0)
+    clf.partial_fit(first, y[:1000], classes=range(K))
+    losses = []
+    for _ in range(10):
+        clf.partial_fit(X[1000:], y[1000:])
+        losses.append(
+            loss_and_gradient(clf.coef_, clf.intercept_, X[1000:], y[1000:])[0]
+        )
+    assert max(losses) < np.log(K)
+    assert losses[-1] < losses[0]
+
+
 def test_partial_fit_later_calls_do_not_need_classes():
     X, y = _standardized("iris")
     clf = SoftmaxRegression().partial_fit(X[:10], y[:10], classes=[0, 1, 2])
