@@ -831,11 +831,33 @@ if hasattr(os, "register_at_fork"):
 
 
 def _real_array(values, name, dtype):
-    """``values`` as an ndarray of ``dtype``; complex values are an error."""
+    """``values`` as a finite ndarray of ``dtype``, or a ValueError naming it.
+
+    Sparse matrices, complex values, NaN, infinity and finite values beyond
+    ``dtype``'s range (coefficients of 1e39 for float32 X) are errors.
+    """
+    if sp.issparse(values):
+        raise ValueError(f"{name} must be a dense array, got a sparse matrix.")
     values = np.asarray(values)
     if values.dtype.kind == "c":
         raise ValueError(f"Complex data not supported in {name}.")
-    return values.astype(dtype, copy=False)
+    if values.dtype.kind in "biu":
+        return values.astype(dtype)
+    try:
+        values = values.astype(np.float64, copy=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must hold numbers; {exc}") from exc
+    if not _all_finite(values):
+        raise ValueError(f"{name} contains NaN or infinity.")
+    with np.errstate(over="ignore"):
+        converted = values.astype(dtype, copy=False)
+    if not _all_finite(converted):
+        raise ValueError(
+            f"{name} has values beyond the range of {np.dtype(dtype).name} "
+            f"(largest {np.finfo(dtype).max:.3g}), the dtype of X: pass X as "
+            "float64."
+        )
+    return converted
 
 
 def _summable_weights(weights):
@@ -867,10 +889,15 @@ def _class_indices(y, n_samples, n_classes):
     if y.dtype.kind not in "biu":
         # Floats (or objects holding numbers) must be whole; strings, complex
         # numbers and the like are labels, not indices.
-        try:
-            values = y.astype(np.float64, copy=False) if y.dtype.kind in "fO" else None
-        except (TypeError, ValueError):
-            values = None
+        # (numpy would parse strings held as objects: "1" is a label too.)
+        values = None
+        if y.dtype.kind == "f" or (
+            y.dtype.kind == "O" and not any(isinstance(v, (str, bytes)) for v in y)
+        ):
+            try:
+                values = y.astype(np.float64, copy=False)
+            except (TypeError, ValueError):
+                pass
         if values is None or not (
             np.all(np.isfinite(values)) and np.all(np.mod(values, 1) == 0)
         ):
@@ -946,8 +973,9 @@ def loss_and_gradient(
         On arrays of the wrong shape, labels outside ``0, ..., K-1``, an
         invalid ``alpha``, ``label_smoothing`` or ``sample_weight``, a NaN or
         an infinity in ``coef``, ``intercept`` or ``X`` (in scikit-learn's
-        words), and where finite inputs overflow the dtype: the result is
-        never NaN.
+        words), ``coef`` or ``intercept`` beyond the range of float32 X's
+        dtype, sparse ``coef``, ``intercept`` or ``sample_weight``, and
+        where finite inputs overflow the dtype: the result is never NaN.
 
     Notes
     -----
@@ -982,8 +1010,6 @@ def loss_and_gradient(
             f"coef must have shape (n_classes, {n_features}) with n_classes >= 1, "
             f"got {coef.shape}."
         )
-    if not _all_finite(coef):
-        raise ValueError("coef contains NaN or infinity.")
     n_classes = coef.shape[0]
     if intercept is not None:
         intercept = _real_array(intercept, "intercept", dtype)
@@ -991,8 +1017,6 @@ def loss_and_gradient(
             raise ValueError(
                 f"intercept must have shape ({n_classes},), got {intercept.shape}."
             )
-        if not _all_finite(intercept):
-            raise ValueError("intercept contains NaN or infinity.")
     y = _class_indices(y, n_samples, n_classes)
     if (
         isinstance(alpha, bool)
@@ -1000,7 +1024,11 @@ def loss_and_gradient(
         or not 0 <= alpha < math.inf
     ):
         raise ValueError(f"alpha must be a finite non-negative float, got {alpha!r}.")
-    if not isinstance(label_smoothing, numbers.Real) or not (0 <= label_smoothing < 1):
+    if (
+        isinstance(label_smoothing, bool)
+        or not isinstance(label_smoothing, numbers.Real)
+        or not 0 <= label_smoothing < 1
+    ):
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}.")
     if sample_weight is None:
         if n_samples == 0:
@@ -1016,7 +1044,7 @@ def loss_and_gradient(
                 f"sample_weight must have shape ({n_samples},), got "
                 f"{sample_weight.shape}."
             )
-        if not np.all(np.isfinite(sample_weight)) or np.any(sample_weight < 0):
+        if np.any(sample_weight < 0):
             raise ValueError("sample_weight must be finite and non-negative.")
         sample_weight = _summable_weights(sample_weight)
         weight_sum = sample_weight.sum()

@@ -603,8 +603,9 @@ def test_integer_y_out_of_range(bad_label, dtype):
         np.array(["0", "1", "2", "3"] * 3 + ["0"]),
         np.array([0, 1, 2, 3] * 3 + [None], dtype=object),
         np.array([0, 1, 2, 3] * 3 + [1j]),
+        np.array(["0", "1", "2", "3"] * 3 + ["0"], dtype=object),
     ],
-    ids=["strings", "object-None", "complex"],
+    ids=["strings", "object-None", "complex", "object-strings"],
 )
 def test_y_not_class_indices(labels):
     coef, intercept, X, _ = _valid_args()
@@ -710,6 +711,35 @@ def test_non_finite_parameters(value, where):
         loss_and_gradient(coef, intercept, X, y)
 
 
+@pytest.mark.parametrize("where", ["coef", "intercept"])
+def test_parameters_beyond_float32_with_float32_X(where):
+    # Finite, but infinite once cast to X's dtype: that is what the error
+    # says (it said "contains NaN or infinity", after numpy's overflow
+    # warning).
+    coef, intercept, X, y = _valid_args()
+    if where == "coef":
+        coef[1, 2] = 1e39
+    else:
+        intercept[3] = -1e39
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=rf"^{where} has values beyond .*float32"):
+            loss_and_gradient(coef, intercept, X.astype(np.float32), y)
+    loss, grad_coef, _ = loss_and_gradient(coef, intercept, X, y)
+    assert np.isfinite(loss) and np.all(np.isfinite(grad_coef))
+
+
+@pytest.mark.parametrize("where", ["coef", "intercept", "sample_weight"])
+def test_sparse_parameters_are_an_error(where):
+    coef, intercept, X, y = _valid_args()
+    args = {"coef": coef, "intercept": intercept, "sample_weight": np.ones(len(y))}
+    args[where] = sp.csr_matrix(np.atleast_2d(args[where]))
+    with pytest.raises(ValueError, match=rf"^{where} must be a dense array"):
+        loss_and_gradient(
+            args["coef"], args["intercept"], X, y, sample_weight=args["sample_weight"]
+        )
+
+
 @pytest.mark.parametrize(
     "dtype, scale", [(np.float64, 1e160), (np.float32, 1e20)], ids=["f64", "f32"]
 )
@@ -732,7 +762,7 @@ def test_large_finite_logits_are_not_an_overflow():
     assert np.all(np.isfinite(gc)) and np.all(np.isfinite(gi))
 
 
-@pytest.mark.parametrize("eps", [-0.1, 1.0, 1.5, np.nan])
+@pytest.mark.parametrize("eps", [-0.1, 1.0, 1.5, np.nan, False, "0.1"])
 def test_bad_label_smoothing(eps):
     coef, intercept, X, y = _valid_args()
     with pytest.raises(ValueError, match=r"\blabel_smoothing\b"):
