@@ -143,7 +143,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     with smoothed targets ``t_i = (1 - eps) onehot(y_i) + eps / K`` and
     sample weights ``s_i`` (``sample_weight`` times ``class_weight``),
     ``S = sum_i s_i``.  Parameters that share a name with
-    :class:`~sklearn.neural_network.MLPClassifier` mean the same thing.
+    :class:`~sklearn.neural_network.MLPClassifier` mean the same thing,
+    except ``alpha`` (MLPClassifier's penalty is ``alpha/(2 B) ||W||^2`` on
+    a batch of ``B`` samples: its ``alpha`` is this one times ``B``), ``tol``
+    on the full batch (a gradient test, see below) and
+    ``learning_rate="invscaling"`` (see ``learning_rate``).
 
     Relation to :class:`~sklearn.linear_model.LogisticRegression`: with
     ``label_smoothing=0`` both minimize the same objective when
@@ -260,9 +264,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         Epochs (or L-BFGS iterations) run by the last fit; the sum over
         calls for ``partial_fit``.
     n_passes_ : int
-        Passes over the training data made by the last ``fit``: epochs, or
-        objective evaluations for L-BFGS (its line search may take several
-        per iteration).
+        Passes over the training data made by the last call to ``fit`` or
+        ``partial_fit`` (one pass for a ``partial_fit`` call, over its
+        chunk): epochs, or objective evaluations for L-BFGS (its line search
+        may take several per iteration).
     n_features_in_ : int
         Number of features seen in fit.
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
@@ -280,11 +285,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         ``partial_fit`` after an early-stopping fit makes it the lowest
         training objective of ``loss_curve_`` again.
     validation_scores_ : list of float or None
-        Validation accuracy per epoch (early stopping only).
+        Validation accuracy per epoch (early stopping only; None after a
+        ``partial_fit`` call, which holds out no validation data).
     validation_loss_ : list of float or None
-        Validation cross-entropy per epoch (early stopping only).
+        Validation cross-entropy per epoch (early stopping only; None after
+        ``partial_fit``).
     best_validation_score_ : float or None
-        Best validation accuracy (early stopping only).
+        Best validation accuracy (early stopping only; None after
+        ``partial_fit``).
 
     See Also
     --------
