@@ -1148,6 +1148,17 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     preconditioner = factors
                 del factors
             state = copy.deepcopy(self._state) if keep else None
+            # Weights count across partial_fit calls: a resumed optimizer's
+            # gradients grow with the chunk's mean weight, relative to that
+            # of the data that sized its steps (a chunk's own weights,
+            # normalized, count only relative to each other: one row of
+            # class weight 10, a chunk of one class, weighed as any other).
+            # Its loss, which the divergence test compares, stays the
+            # chunk's weighted mean.
+            mean_weight = weight_sum / n_samples
+            unit = getattr(self, "_weight_unit", None) if keep else None
+            if unit and mean_weight != unit:
+                objective = _weighted_gradient(objective, mean_weight / unit)
             # The batch size the step is sized for: a resumed step keeps that
             # of the call that sized it (a later chunk of one row moves the
             # model 1/256 as far as a batch of 256 would).
@@ -1194,6 +1205,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             self._state = result.state if resumable else None
             self._learning_rate = learning_rate if resumable else None
             self._step_batch = step_batch if resumable else None
+            if not keep:
+                self._weight_unit = mean_weight if resumable else None
 
         coef, intercept = _original_parameters(
             result.params, n_classes, scale, mean, feature_major
@@ -1891,6 +1904,17 @@ def _widened_scales(X, sample_weight, mean, scale, *, stored=False):
         return scale, None
     grown = np.where(wider, np.minimum(size, _FOLD_RANGE[1]), scale)
     return grown, scale / grown
+
+
+def _weighted_gradient(objective, factor):
+    """``objective`` with its gradients (not its losses) times ``factor``."""
+
+    def weighted(params, batch):
+        loss, grad = objective(params, batch)
+        grad *= factor
+        return loss, grad
+
+    return weighted
 
 
 def _hold_constant_features(objective, params, constant, n_classes, feature_major):
