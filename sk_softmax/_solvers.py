@@ -441,7 +441,7 @@ def gradient_descent(
     # The gradient-norm test needs the full gradient and a rule that settles.
     stop_on_gradient = full_batch and rule.exact
     average = average and not full_batch
-    if average:
+    if average and max_iter > 1:
         params_sum, averaged = np.empty_like(params), np.empty_like(params)
     if state is None:
         state = rule.init(params)
@@ -459,7 +459,12 @@ def gradient_descent(
             learning_rate = base_rate / ((first_epoch + epoch - 1) ** power_t)
         epoch_loss = 0.0
         grad_norm = np.inf
-        if average:
+        # The epoch's mean iterate: its noise shrinks with the number of steps
+        # averaged, the last iterate's does not.  The first epoch's mean
+        # would carry the transient from the starting point: it is not
+        # taken (nor summed, a pass over the parameters a step).
+        averaging = average and epoch > 1
+        if averaging:
             params_sum[...] = 0.0
             n_steps = 0
         for batch in _batches(n_samples, batch_size, rng):
@@ -486,13 +491,9 @@ def gradient_descent(
                 rule.step(params, grad, state, learning_rate * (rows / step_batch))
             else:
                 rule.step(params, grad, state, learning_rate)
-            if average:
+            if averaging:
                 params_sum += params
                 n_steps += 1
-        # The epoch's mean iterate: its noise shrinks with the number of steps
-        # averaged, the last iterate's does not.  The first epoch's mean
-        # would carry the transient from the starting point: skip it.
-        averaging = average and epoch > 1
         if averaging:
             np.divide(params_sum, max(n_steps, 1), out=averaged)
         current = averaged if averaging else params
