@@ -229,8 +229,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         fewer epochs of waiting suffice.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training data (stratified
-        where every class can be), stop when its accuracy stops improving,
-        and keep the best parameters.  ``"sgd"`` and ``"adam"`` only:
+        where every class can be; otherwise at random, but never a class's
+        last training row), stop when its accuracy stops improving, and
+        keep the best parameters.  ``"sgd"`` and ``"adam"`` only:
         ``"lbfgs"`` ignores it and trains on all the data, as in
         ``MLPClassifier``.
     validation_fraction : float, default=0.1
@@ -1461,21 +1462,37 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         n_val = math.ceil(self.validation_fraction * n_samples)
         counts = np.bincount(y_index[weighted])
         counts = counts[counts > 0]
-        stratify = None
         if min(n_val, n_samples - n_val) >= counts.size and counts.min() >= 2:
-            stratify = y_index[weighted]
-        try:
-            train, val = train_test_split(
-                weighted,
-                test_size=self.validation_fraction,
-                random_state=rng,
-                stratify=stratify,
-            )
-        except ValueError as exc:
+            try:
+                train, val = train_test_split(
+                    weighted,
+                    test_size=self.validation_fraction,
+                    random_state=rng,
+                    stratify=y_index[weighted],
+                )
+            except ValueError as exc:
+                raise ValueError(
+                    "early_stopping could not split off a validation set of "
+                    f"validation_fraction={self.validation_fraction}: {exc}"
+                ) from exc
+        elif n_samples > counts.size:
+            # Unstratified, but one row of each class (drawn at random)
+            # always trains: a class of one sample held out would be one
+            # the model never saw, and predicted nowhere.
+            order = rng.permutation(n_samples)
+            first = np.unique(y_index[weighted][order], return_index=True)[1]
+            is_kept = np.zeros(n_samples, dtype=bool)
+            is_kept[order[first]] = True
+            candidates = rng.permutation(weighted[~is_kept])
+            n_val = min(n_val, candidates.size)
+            val = candidates[:n_val]
+            train = np.concatenate([weighted[is_kept], candidates[n_val:]])
+        else:
             raise ValueError(
-                "early_stopping could not split off a validation set of "
-                f"validation_fraction={self.validation_fraction}: {exc}"
-            ) from exc
+                f"early_stopping needs more training rows of positive weight "
+                f"({n_samples}) than classes ({counts.size}): one row of each "
+                "class trains, and at least one more is held out."
+            )
         train = np.concatenate([train, np.flatnonzero(~(weights > 0))])
         return (
             _safe_indexing(X, train),

@@ -800,6 +800,22 @@ def test_a_perfect_validation_score_is_exactly_one():
         assert clf.best_validation_score_ == 1.0
 
 
+def test_early_stopping_never_holds_out_a_class_s_last_row():
+    # A class of one sample cannot be stratified: the random split held it
+    # out for some seeds, and the model, trained on the other class alone,
+    # had coefficients of 0, silently.
+    X, y = np.arange(8.0)[:, None], np.array([0] * 7 + [1])
+    for seed in range(10):
+        clf = SoftmaxRegression(early_stopping=True, random_state=seed)
+        clf.fit(X, y)
+        assert clf.coef_[1, 0] > 0.1
+
+
+def test_early_stopping_with_a_row_per_class_is_an_error():
+    with pytest.raises(ValueError, match="early_stopping needs more training rows"):
+        SoftmaxRegression(early_stopping=True).fit([[0.0], [1.0]], [0, 1])
+
+
 @pytest.mark.parametrize("first", ["absent", "once"])
 def test_partial_fit_a_feature_that_spreads_far_wider_later(first):
     # Word counts: a word seen once in the first chunk of 100 documents
