@@ -1250,7 +1250,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             and result.loss_curve[-1] > (1.0 + _WORSE_THAN_START) * start
         ):
             message = (
-                f"ended with a training loss of {result.loss_curve[-1]:.4g}, "
+                f"ended with a training loss of {result.loss_curve[-1]:.4g} "
+                "(its last epoch's mean, over batches, before each step), "
                 f"above the {start:.4g} of its starting point: "
                 f"learning_rate_init={self.learning_rate_init:g} is too large; "
                 "lower it, or use learning_rate_init='auto'."

@@ -653,7 +653,7 @@ def lbfgs(
     return SolverResult(
         params=opt.x,
         n_iter=int(opt.nit),
-        converged=opt.status != 1,
+        converged=opt.status != 1 or largest <= tol,
         loss_curve=loss_curve,
         best_loss=float(opt.fun),
         n_passes=int(opt.nfev),

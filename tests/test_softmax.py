@@ -800,6 +800,18 @@ def test_a_perfect_validation_score_is_exactly_one():
         assert clf.best_validation_score_ == 1.0
 
 
+def test_lbfgs_converging_at_max_iter_does_not_warn():
+    # scipy reports "too many iterations" when the last allowed iteration
+    # meets the gradient test: the model converged all the same.
+    X, y = _standardized("iris")
+    n_iter = SoftmaxRegression(solver="lbfgs").fit(X, y).n_iter_
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        SoftmaxRegression(solver="lbfgs", max_iter=n_iter).fit(X, y)
+    with pytest.warns(ConvergenceWarning):
+        SoftmaxRegression(solver="lbfgs", max_iter=n_iter - 1).fit(X, y)
+
+
 def test_early_stopping_never_holds_out_a_class_s_last_row():
     # A class of one sample cannot be stratified: the random split held it
     # out for some seeds, and the model, trained on the other class alone,
