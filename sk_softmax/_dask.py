@@ -107,6 +107,8 @@ def check_fit_input(X, y, sample_weight, *, estimator_name):
             )
         if name == "sample_weight" and values.ndim == 0:
             # A number weighs every row alike, as for data in memory.
+            if is_dask_array(values):
+                values = values.compute()
             values = np.full(n_samples, values, dtype=np.float64)
         if name == "y" and values.ndim == 2 and values.shape[1] == 1:
             warn_at_caller(
@@ -126,7 +128,9 @@ def check_fit_input(X, y, sample_weight, *, estimator_name):
 
     y = aligned(y, "y")
     if sample_weight is not None:
-        sample_weight = aligned(sample_weight, "sample_weight").astype(X.dtype)
+        # In float64 whatever X's dtype, as in memory: only their ratios
+        # count, and float32 X turned weights of 1e39 into inf.
+        sample_weight = aligned(sample_weight, "sample_weight").astype(np.float64)
     return dask.persist(X, y, sample_weight)
 
 
@@ -161,7 +165,7 @@ def sample_weights(sample_weight, X):
     import dask.array as da
 
     if sample_weight is None:
-        return da.ones(X.shape[0], dtype=X.dtype, chunks=(X.chunks[0],))
+        return da.ones(X.shape[0], dtype=np.float64, chunks=(X.chunks[0],))
     finite, negative, positive = dask.compute(
         da.isfinite(sample_weight).all(),
         (sample_weight < 0).any(),

@@ -570,16 +570,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     def _check_dask_fit(self, X, y, sample_weight):
         """``fit``'s checks for a dask array X (see :mod:`sk_softmax._dask`)."""
         name = type(self).__name__
-        X, y, sample_weight = _dask.check_fit_input(
-            X, y, sample_weight, estimator_name=name
-        )
-        n_samples = X.shape[0]
+        # The settings refused first: checking the input reads every chunk.
         if self._holds_out_validation():
             raise ValueError(
                 f"{name} cannot hold out an early_stopping validation set of a "
                 "dask array; fit with early_stopping=False."
             )
-        if self._mini_batches(n_samples, partial=False):
+        n_samples = X.shape[0] if X.ndim == 2 else math.nan
+        if not math.isnan(n_samples) and self._mini_batches(n_samples, partial=False):
             raise ValueError(
                 f"{name} fits a dask array on the full batch only: use "
                 "solver='lbfgs', or batch_size=None with solver='sgd' or "
@@ -588,6 +586,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 "mini-batches, call partial_fit on the chunks in turn, as "
                 "dask_ml.wrappers.Incremental does."
             )
+        X, y, sample_weight = _dask.check_fit_input(
+            X, y, sample_weight, estimator_name=name
+        )
         # What validate_data(reset=True) records, without reading X.
         self.n_features_in_ = X.shape[1]
         if hasattr(self, "feature_names_in_"):
@@ -1819,14 +1820,18 @@ def _centers_rows(X, mean, spread):
     """Whether the loss centers X's row blocks itself (see ``center_rows`` in
     :func:`sk_softmax._loss._loss_and_gradient`).
 
-    For dense float32 X with a feature whose mean is more than
+    For dense float32 X (in memory or a dask array of numpy chunks) with a
+    feature whose mean is more than
     ``_OFFSET_RATIO`` times its spread (timestamps, a column of 1000 +- 0.1):
     the implicit centering would cost its products about ``ratio * 2**-24``
     of their precision.  A pass over each block (a copy for slices of X;
     mini-batches are copies already) keeps it.  ``spread`` is None, or 0
     for the features that do not count.
     """
-    if not (isinstance(X, np.ndarray) and X.dtype == np.float32):
+    # (A dask array's chunks are such blocks, one objective each.)
+    if not (
+        (isinstance(X, np.ndarray) or is_dask_array(X)) and X.dtype == np.float32
+    ):
         return False
     if spread is None:
         return False

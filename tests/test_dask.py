@@ -115,6 +115,27 @@ def test_a_number_as_sample_weight_weighs_every_row_alike():
     )
     with pytest.raises(ValueError, match="Negative values in sample_weight"):
         _fit(dict(solver="lbfgs"), X_dask, y, sample_weight=-1.0)
+    # A dask number too (dask warned that np.copyto is not implemented).
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        _assert_same_model(
+            _fit(dict(solver="lbfgs"), X_dask, y),
+            _fit(dict(solver="lbfgs"), X_dask, y, sample_weight=da.asarray(2.5)),
+        )
+
+
+@pytest.mark.parametrize("magnitude", [1e39, 1e-50])
+def test_float32_X_keeps_float64_weights(magnitude):
+    # As in memory, where only the weights' ratios count: float32 X cast
+    # them to float32, 1e39 to inf ("must be finite") and 1e-50 to 0.
+    X, y = _data()
+    X = X.astype(np.float32)
+    weights = magnitude * np.linspace(1.0, 2.0, X.shape[0])
+    memory = _fit(dict(solver="lbfgs"), X, y, sample_weight=weights)
+    chunked = _fit(
+        dict(solver="lbfgs"), da.from_array(X, chunks=60), y, sample_weight=weights
+    )
+    _assert_same_model(memory, chunked, rtol=1e-5)
 
 
 def test_float32_means_of_columns_far_from_zero():
@@ -132,6 +153,25 @@ def test_float32_means_of_columns_far_from_zero():
     error = np.abs(fitted._mean - X.astype(np.float64).mean(axis=0))
     assert np.all(error < 0.02 * spread), error / spread
     assert fitted.n_iter_ < 60
+
+
+def test_float32_feature_far_from_zero_fits_as_in_memory():
+    # float32 chunks with a feature of 1e4 + N(0, 1): in memory the loss
+    # centers each row block (see _centers_rows), the chunks' loss did not,
+    # and lost 2**-24 of 1e4 in both products: full-batch sgd ran to
+    # max_iter (300 epochs against 48) and the coefficients were off by
+    # 7e-4 of their size against 3e-7 in memory.
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20_000, 5))
+    y = np.argmax(X[:, :3] @ rng.standard_normal((3, 3)), axis=1)
+    X[:, 1] += 1e4
+    X = X.astype(np.float32)
+    params = dict(batch_size=None, max_iter=300, tol=1e-7)
+    memory = _fit(params, X, y)
+    chunked = _fit(params, da.from_array(X, chunks=(2500, 5)), y)
+    assert chunked.n_iter_ < 300
+    scale = np.abs(memory.coef_).max()
+    assert np.abs(chunked.coef_ - memory.coef_).max() < 1e-5 * scale
 
 
 def test_float32_and_string_labels():
@@ -288,6 +328,27 @@ def test_early_stopping_is_refused():
         SoftmaxRegression(solver="sgd", batch_size=None, early_stopping=True).fit(
             da.from_array(X), y
         )
+
+
+@pytest.mark.parametrize(
+    "params",
+    [dict(), dict(solver="adam", batch_size=32), dict(early_stopping=True)],
+    ids=["default-above-4096", "adam-32", "early-stopping"],
+)
+def test_refused_settings_read_no_chunk(params):
+    # The input checks persist X: refused settings read it all first.
+    rng = np.random.default_rng(0)
+    built = []
+
+    def load(block):
+        built.append(block.shape[0])
+        return block
+
+    X = da.from_array(rng.standard_normal((5000, 3)), chunks=500)
+    X = X.map_blocks(load, dtype=X.dtype)
+    with pytest.raises(ValueError, match="full batch only|early_stopping"):
+        SoftmaxRegression(**params).fit(X, rng.integers(0, 3, size=5000))
+    assert not any(built), built  # (dask's meta inference: blocks of 0 rows)
 
 
 @pytest.mark.parametrize("value, message", [(np.nan, "NaN"), (np.inf, "infinity")])
