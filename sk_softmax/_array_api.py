@@ -46,14 +46,22 @@ def float_dtypes(X):
     return [xp.float64, xp.float32]
 
 
-def reject_complex(X):
-    """scikit-learn's error for complex X, which its check misses on torch.
+def reject_unsupported(X):
+    """Errors for complex X (scikit-learn's check misses it on torch), sparse tensors.
 
-    (A complex tensor was cast to its real part, silently.)
+    (A complex tensor was cast to its real part, silently.)  Sparse torch
+    tensors, which the array API does not describe, are refused too (they
+    failed deep in torch's reductions).
     """
     found = array_namespace(X)
     if found is not None and found[0].isdtype(X.dtype, "complex floating"):
         raise ValueError("Complex data not supported.")
+    layout = getattr(X, "layout", None)
+    if found is not None and layout is not None and "strided" not in str(layout):
+        raise TypeError(
+            f"A sparse tensor ({layout}) is not supported; pass a "
+            "scipy.sparse matrix (CSR), or the dense tensor (X.to_dense())."
+        )
 
 
 def numpy_dtype(X):
@@ -295,6 +303,9 @@ def predictions(method, raw, classes):
         best = xp.argmax(raw, axis=1)
         if classes.dtype.kind not in "biuf":
             return classes[to_numpy(best)]
+        if classes.dtype.kind == "u" and classes.dtype.itemsize > 1:
+            # (torch takes no elements of uint16 to uint64 tensors.)
+            return xp.asarray(classes[to_numpy(best)], device=device)
         return xp.take(xp.asarray(classes, device=device), best)
     shifted = raw - xp.max(raw, axis=1, keepdims=True)
     log_proba = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))

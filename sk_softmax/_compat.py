@@ -170,7 +170,17 @@ def to_numpy_namespace(*arrays):
     return converted, partial(_to_namespace, xp=xp, device=device)
 
 
+def detached(values):
+    """``values``, out of an autograd graph where it is a torch tensor of one.
+
+    The model is not part of the graph, and such data cannot go to numpy
+    without leaving it.
+    """
+    return values.detach() if getattr(values, "requires_grad", False) else values
+
+
 def _as_numpy(values):
+    values = detached(values)
     found = array_namespace(values)
     return values if found is None else _convert_to_numpy(values, found[0])
 

@@ -30,6 +30,7 @@ from ._compat import (
     check_partial_fit_first_call,
     check_same_namespace,
     check_sample_weight,
+    detached,
     host_array,
     is_array,
     to_numpy,
@@ -563,6 +564,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             if X is None:
                 if first_call:
                     self._set_starting_model(n_features, dtype)
+                    if array_namespace(self._pending[0]) is not None:
+                        converter = _array_api.converter_to(self._pending[0])
+                        self._move_arrays(converter)
                 return self
         self._fit(X, y_index, weights, warm=not first_call, partial=True)
         return self
@@ -653,11 +657,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
         ``rows``: C-ordered dense X, CSR sparse X (see :meth:`_validate_X_y`).
         """
-        if getattr(X, "requires_grad", False):
-            # A tensor of an autograd graph (torch): the model is not part
-            # of it, and its data cannot go to numpy without leaving it.
-            X = X.detach()
-        _array_api.reject_complex(X)
+        X, y = detached(X), detached(y)
+        _array_api.reject_unsupported(X)
         try:
             return validate_data(
                 self,
@@ -684,6 +685,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """
         dask_X = is_dask_array(X)
         dtype = _host_dtype(X)
+        sample_weight = detached(sample_weight)
         if dask_X:
             weights = _dask.sample_weights(sample_weight, X)
         else:
@@ -931,16 +933,17 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # row's distance from the mean is no spread.)
             if (
                 folded is not None
-                and not (dask_X or device_X)
                 and np.count_nonzero(weights_normalized) >= _MIN_SIZING_ROWS
             ):
-                folded, widened = _widened_scales(
-                    X,
-                    weights_normalized,
-                    mean,
-                    folded,
-                    stored=self.solver == "adam" and sp.issparse(X),
-                )
+                if dask_X or device_X:
+                    # (Computed where X lives.)
+                    where = _dask if dask_X else _array_api
+                    size = where.weighted_std(X, weights_normalized, mean)
+                elif self.solver == "adam" and sp.issparse(X):
+                    size = stored_magnitudes(X, weights_normalized, mean)
+                else:
+                    size = weighted_std(X, weights_normalized, mean)
+                folded, widened = _widened_scales(size, folded)
             if unit_scales and widened is None:
                 folded = None
         else:
@@ -1328,14 +1331,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         curvature at all, and the step was huge).  The first chunks are held
         back, ``(None, None, None)`` returned, until ``_MIN_SIZING_ROWS``
         rows of positive weight have come; then all of them train.  (Arrays
-        of other namespaces, on a device, are not held.)
+        of other namespaces are held on their device.)
         """
         pending = getattr(self, "_pending", None)
         if pending is not None:
             X = _stack_rows(pending[0], X)
             y_index = np.concatenate([pending[1], y_index])
             weights = np.concatenate([pending[2], weights])
-        if array_namespace(X) is None and np.count_nonzero(weights) < _MIN_SIZING_ROWS:
+        if np.count_nonzero(weights) < _MIN_SIZING_ROWS:
             self._pending = (X, y_index, weights)
             return None, None, None
         self._pending = None
@@ -1829,9 +1832,7 @@ def _centers_rows(X, mean, spread):
     for the features that do not count.
     """
     # (A dask array's chunks are such blocks, one objective each.)
-    if not (
-        (isinstance(X, np.ndarray) or is_dask_array(X)) and X.dtype == np.float32
-    ):
+    if not ((isinstance(X, np.ndarray) or is_dask_array(X)) and X.dtype == np.float32):
         return False
     if spread is None:
         return False
@@ -1901,10 +1902,13 @@ def _stack_rows(top, bottom):
     """The rows of ``top`` then ``bottom`` (CSR when either is sparse)."""
     if sp.issparse(top) or sp.issparse(bottom):
         return sp.vstack([top, bottom], format="csr")
+    namespace = array_namespace(top)
+    if namespace is not None:
+        return namespace[0].concat([top, bottom])
     return np.concatenate([top, bottom])
 
 
-def _widened_scales(X, sample_weight, mean, scale, *, stored=False):
+def _widened_scales(size, scale):
     """``(scale, widened)``: scales grown to a chunk that spreads far wider.
 
     ``partial_fit`` keeps the first chunk's scales, and with them its steps,
@@ -1916,10 +1920,10 @@ def _widened_scales(X, sample_weight, mean, scale, *, stored=False):
     this chunk is at least 4 times its scale gets that spread as its scale
     (to the nearest power of two); scales never shrink, so the kept steps
     only get shorter.  ``widened`` is ``old / new`` per feature (1 where
-    unchanged), or None when no scale grew.  ``stored``: sparse Adam's
-    scales, sizes where stored (see :func:`stored_magnitudes`).
+    unchanged), or None when no scale grew.  ``size``: each feature's
+    spread about the kept mean in the chunk (sparse Adam's: its size where
+    stored, see :func:`stored_magnitudes`).
     """
-    size = (stored_magnitudes if stored else weighted_std)(X, sample_weight, mean)
     with np.errstate(divide="ignore"):
         size = np.exp2(np.round(np.log2(size)))
     wider = size >= 4.0 * scale

@@ -374,6 +374,76 @@ STRICT_DEVICES = textwrap.dedent(
 )
 
 
+# partial_fit on arrays of another namespace: the first rows are held back
+# until 10 have come, and a feature's scale grows with its spread, as on
+# numpy (neither happened: one-row streams trained on their first row, and
+# a feature absent from the first chunk kept a standardized step, the loss
+# climbing to 100).
+STREAMS = textwrap.dedent(
+    """
+    def check_streams(to_xp):
+        rng = np.random.RandomState(0)
+        Z = rng.randn(2000, 5)
+        labels = np.argmax(Z[:, :-1] @ rng.randn(4, 3) + rng.gumbel(size=(2000, 3)), 1)
+        Z[:, -1] = rng.uniform(20, 40, 2000)
+        first = Z[:1000].copy()
+        first[:, -1] = 0.0
+        for solver in ("sgd", "adam"):
+            fits = []
+            for convert in (np.asarray, to_xp):
+                clf = SoftmaxRegression(solver=solver, random_state=0)
+                with sklearn.config_context(array_api_dispatch=True):
+                    clf.partial_fit(convert(first[:1]), convert(labels[:1]), [0, 1, 2])
+                    assert clf.n_iter_ == 0 and not np.any(as_numpy(clf.coef_))
+                    clf.partial_fit(convert(first[1:]), convert(labels[1:1000]))
+                    for _ in range(3):
+                        clf.partial_fit(convert(Z[1000:]), convert(labels[1000:]))
+                fits.append(as_numpy(clf.coef_))
+            np.testing.assert_allclose(fits[1], fits[0], rtol=1e-9, atol=1e-12)
+            assert np.abs(fits[0]).max() < 10
+
+
+    """
+)
+
+TORCH_INPUTS = textwrap.dedent(
+    """
+    import torch
+
+    check_streams(torch.asarray)
+    X_t = torch.asarray(X)
+    with sklearn.config_context(array_api_dispatch=True):
+        # torch takes no elements of uint16 to uint64 tensors: predict failed.
+        for dtype in (torch.uint16, torch.uint32, torch.uint64):
+            clf = SoftmaxRegression(solver="lbfgs").fit(X_t, torch.asarray(y).to(dtype))
+            assert clf.predict(X_t).dtype == dtype
+            assert clf.score(X_t, torch.asarray(y).to(dtype)) > 0.5
+        # Labels and weights of an autograd graph, as X.
+        y_g = torch.asarray(y, dtype=torch.float64).requires_grad_(True)
+        w_g = torch.asarray(weights).requires_grad_(True)
+        SoftmaxRegression(solver="lbfgs").fit(X_t, y_g, sample_weight=w_g)
+        # A sparse tensor: a clear error, not one from inside torch.
+        for sparse in (X_t.to_sparse(), X_t.to_sparse_csr()):
+            try:
+                SoftmaxRegression().fit(sparse, torch.asarray(y))
+            except TypeError as exc:
+                assert "sparse tensor" in str(exc), exc
+            else:
+                raise AssertionError("a sparse tensor was accepted")
+    print("ok")
+    """
+)
+
+STRICT_STREAMS = textwrap.dedent(
+    """
+    import array_api_strict
+
+    check_streams(array_api_strict.asarray)
+    print("ok")
+    """
+)
+
+
 DASK_PARTIAL_FIT = textwrap.dedent(
     """
     import dask.array as da
@@ -415,6 +485,16 @@ def _run(script):
 def test_torch_tensors():
     pytest.importorskip("torch")
     _run(TORCH)
+
+
+def test_torch_streams_and_inputs():
+    pytest.importorskip("torch")
+    _run(STREAMS + TORCH_INPUTS)
+
+
+def test_array_api_strict_streams():
+    pytest.importorskip("array_api_strict")
+    _run(STREAMS + STRICT_STREAMS)
 
 
 def test_partial_fit_reads_a_dask_array_under_dispatch():
