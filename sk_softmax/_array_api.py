@@ -17,7 +17,7 @@ The math is that of :func:`sk_softmax.loss_and_gradient`, written with the
 array API standard's functions only; the numpy core keeps its
 numpy-specific layout and threading.  After the fit, the fitted arrays go
 to X's namespace and device (:func:`converter_to`), as scikit-learn keeps
-them; ``classes_`` and the solver's state stay numpy.
+them; ``classes_`` of strings and the solver's state stay numpy.
 """
 
 import numpy as np

@@ -255,7 +255,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-        Class labels (numpy, whatever X was).
+        Class labels: numpy, or after a fit on an array of another
+        namespace (array API dispatch) an array there when the labels are
+        numbers.
     coef_ : ndarray of shape (n_classes, n_features)
         ``W``, also for two classes.  After a fit on an array of another
         namespace under ``array_api_dispatch`` (a torch tensor on a GPU,
@@ -435,6 +437,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             The fitted estimator.
         """
         warm = self.warm_start and hasattr(self, "coef_")
+        self._classes_on_host()
         # Labels and weights are read on the CPU; X stays where it is.
         (y, sample_weight), _ = to_numpy_namespace(y, sample_weight)
         if is_dask_array(X):
@@ -537,6 +540,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         )
         (y, classes, sample_weight), _ = to_numpy_namespace(y, classes, sample_weight)
         first_call = not hasattr(self, "classes_")
+        self._classes_on_host()
         if first_call and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
         X, y = self._validate_X_y(
@@ -564,9 +568,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             if X is None:
                 if first_call:
                     self._set_starting_model(n_features, dtype)
-                    if array_namespace(self._pending[0]) is not None:
-                        converter = _array_api.converter_to(self._pending[0])
-                        self._move_arrays(converter)
+                if array_namespace(self._pending[0]) is not None:
+                    self._move_arrays(_array_api.converter_to(self._pending[0]))
                 return self
         self._fit(X, y_index, weights, warm=not first_call, partial=True)
         return self
@@ -773,14 +776,26 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             self._move_arrays(_array_api.converter_to(X))
 
     def _move_arrays(self, convert):
-        """Pass every fitted array but ``classes_`` through ``convert``, in place.
+        """Pass every fitted array through ``convert``, in place.
 
-        ``classes_`` stays numpy (labels may be strings), and so does the
-        solver's state, which only the CPU reads.
+        ``classes_`` of labels that are not numbers (strings) stays numpy,
+        and so does the solver's state, which only the CPU reads.
         """
         for name, value in list(vars(self).items()):
-            if name != "classes_" and is_array(value):
-                setattr(self, name, convert(value))
+            if not is_array(value):
+                continue
+            if name == "classes_" and host_array(value).dtype.kind not in "biuf":
+                continue
+            setattr(self, name, convert(value))
+
+    def _classes_on_host(self):
+        """``classes_`` as numpy, where fit and partial_fit read it.
+
+        (On a device after a fit there; the other fitted arrays come back
+        in ``_fit``.  A call that fails restores the device array.)
+        """
+        if getattr(self, "classes_", None) is not None:
+            self.classes_ = host_array(self.classes_)
 
     def _divergence_message(self, what, resumed):
         """The error for a fit that diverged, with what to change.
@@ -814,8 +829,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """A copy of the model whose fitted arrays went through ``converter``.
 
         What ``sklearn.utils._array_api.move_estimator_to(model, xp,
-        device)`` calls (scikit-learn >= 1.9): ``classes_`` and the solver's
-        state stay numpy, as after a fit on arrays of that namespace.
+        device)`` calls (scikit-learn >= 1.9): ``classes_`` of strings and
+        the solver's state stay numpy, as after a fit on arrays of that
+        namespace.
         """
         moved = clone(self)
         for name, value in vars(self).items():
@@ -1530,7 +1546,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             return result
         (X,), restore = to_numpy_namespace(X)
         # z_1 - z_0 from shifted logits: no inf - inf where both overflow.
-        two_classes = self.classes_.size == 2
+        two_classes = self.classes_.shape[0] == 2
         raw = self._raw_prediction(X, shift=two_classes)
         if two_classes:
             with np.errstate(over="ignore"):  # +-inf: the difference, rounded
@@ -1556,16 +1572,17 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         raw = _array_api.logits(X, self.coef_, self.intercept_)
         if raw is None:
             return None
-        return _array_api.predictions(method, raw, self.classes_)
+        return _array_api.predictions(method, raw, host_array(self.classes_))
 
     def _map_dask(self, method, X):
         """``method`` on each chunk of rows of a dask array X: a dask array."""
-        n_classes = self.classes_.size
+        classes = host_array(self.classes_)
+        n_classes = classes.size
         one_column = method == "predict" or (
             method == "decision_function" and n_classes == 2
         )
         if method == "predict":
-            dtype = self.classes_.dtype
+            dtype = classes.dtype
         else:
             dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
         return _dask.map_rows(
@@ -1623,7 +1640,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             return result
         (X,), restore = to_numpy_namespace(X)
         raw = self._raw_prediction(X)
-        return restore(self.classes_[np.argmax(raw, axis=1)])
+        return restore(host_array(self.classes_)[np.argmax(raw, axis=1)])
 
     def predict_log_proba(self, X):
         """Log-probabilities ``z - logsumexp(z)``.

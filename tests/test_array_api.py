@@ -8,7 +8,8 @@ must not run), and every solver reaches the fit it reaches on numpy arrays.
 Namespaces: torch (on a CUDA GPU where the machine has one, else the CPU)
 and array_api_strict, which rejects anything outside the standard, on its
 default device and on the stand-ins for accelerators it offers.  The fitted
-arrays live with X, as scikit-learn keeps them (``classes_`` stays numpy).
+arrays live with X, as scikit-learn keeps them (``classes_`` too, unless the
+labels are strings).
 """
 
 import os
@@ -65,13 +66,13 @@ SETUP = textwrap.dedent(
 
 
     def check_where(clf, X_xp):
-        # The fitted arrays live with X, as scikit-learn keeps them; the
-        # labels stay numpy.
-        for name in ("coef_", "intercept_"):
+        # The fitted arrays live with X, as scikit-learn keeps them, the
+        # labels too when they are numbers (scikit-learn's cross_val_predict
+        # and StackingClassifier failed on numpy ones: "Multiple namespaces").
+        for name in ("coef_", "intercept_", "classes_"):
             value = getattr(clf, name)
             assert type(value) is type(X_xp), (name, type(value))
             assert value.device == X_xp.device, (name, value.device)
-        assert isinstance(clf.classes_, np.ndarray)
 
 
     def check_fits(to_xp):
@@ -239,6 +240,20 @@ TORCH = textwrap.dedent(
         named = SoftmaxRegression(solver="lbfgs").fit(X_t, labels)
         predicted = named.predict(X_t)
         assert isinstance(predicted, np.ndarray)
+        assert isinstance(named.classes_, np.ndarray)
+        # scikit-learn's tools that read classes_ with the predictions.
+        from sklearn.ensemble import StackingClassifier
+        from sklearn.model_selection import cross_val_predict
+
+        proba = cross_val_predict(
+            SoftmaxRegression(solver="lbfgs"), X_t, y_t, cv=3, method="predict_proba"
+        )
+        assert isinstance(proba, torch.Tensor) and tuple(proba.shape) == (300, 3)
+        stack = StackingClassifier(
+            [("a", SoftmaxRegression(solver="lbfgs")), ("b", SoftmaxRegression())],
+            cv=3,
+        )
+        assert float(stack.fit(X_t, y_t).score(X_t, y_t)) > 0.5
         reference = SoftmaxRegression(solver="lbfgs").fit(X, labels).predict(X)
         np.testing.assert_array_equal(predicted, reference)
 
