@@ -181,6 +181,8 @@ def detached(values):
 
 def _as_numpy(values):
     values = detached(values)
+    if str(getattr(values, "dtype", "")) == "torch.bfloat16":
+        values = values.float()  # (numpy has no bfloat16; every value fits)
     found = array_namespace(values)
     return values if found is None else _convert_to_numpy(values, found[0])
 

@@ -568,8 +568,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             if X is None:
                 if first_call:
                     self._set_starting_model(n_features, dtype)
-                if array_namespace(self._pending[0]) is not None:
-                    self._move_arrays(_array_api.converter_to(self._pending[0]))
+                # The model waits where the rows it holds are.
+                held = self._pending[0]
+                if array_namespace(held) is None:
+                    self._move_arrays(host_array)
+                else:
+                    self._move_arrays(_array_api.converter_to(held))
                 return self
         self._fit(X, y_index, weights, warm=not first_call, partial=True)
         return self
@@ -778,15 +782,23 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     def _move_arrays(self, convert):
         """Pass every fitted array through ``convert``, in place.
 
-        ``classes_`` of labels that are not numbers (strings) stays numpy,
-        and so does the solver's state, which only the CPU reads.
+        ``classes_`` stays numpy where ``convert`` would change it (labels
+        that are strings, float64 labels on a device without float64), and
+        so does the solver's state, which only the CPU reads.  Rows that
+        ``partial_fit`` holds back go along with the model.
         """
         for name, value in list(vars(self).items()):
+            if name == "_pending" and value is not None and is_array(value[0]):
+                setattr(self, name, (convert(value[0]), *value[1:]))
             if not is_array(value):
                 continue
-            if name == "classes_" and host_array(value).dtype.kind not in "biuf":
-                continue
-            setattr(self, name, convert(value))
+            if name == "classes_":
+                labels = host_array(value)
+                moved = convert(labels) if labels.dtype.kind in "biuf" else labels
+                same = np.array_equal(host_array(moved), labels)
+                setattr(self, name, moved if same else labels)
+            else:
+                setattr(self, name, convert(value))
 
     def _classes_on_host(self):
         """``classes_`` as numpy, where fit and partial_fit read it.
@@ -1169,23 +1181,18 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     preconditioner = factors
                 del factors
             state = copy.deepcopy(self._state) if keep else None
-            # Weights count across partial_fit calls: a resumed optimizer's
-            # gradients grow with the chunk's mean weight, relative to that
-            # of the data that sized its steps (a chunk's own weights,
-            # normalized, count only relative to each other: one row of
-            # class weight 10, a chunk of one class, weighed as any other).
-            # Its loss, which the divergence test compares, stays the
-            # chunk's weighted mean.
-            mean_weight = weight_sum / n_samples
-            unit = getattr(self, "_weight_unit", None) if keep else None
-            if unit and mean_weight != unit:
-                objective = _weighted_gradient(objective, mean_weight / unit)
             # The batch size the step is sized for: a resumed step keeps that
             # of the call that sized it (a later chunk of one row moves the
             # model 1/256 as far as a batch of 256 would).
             step_batch = getattr(self, "_step_batch", None) if keep else None
             if step_batch is None:
                 step_batch = batch_size
+            # Weights count across partial_fit calls (see _chunk_weight).
+            mean_weight = weight_sum / n_samples
+            if keep and getattr(self, "_weight_unit", None):
+                factor = _chunk_weight(mean_weight, self._weight_unit, self._weight_top)
+                if factor != 1.0:
+                    objective = _weighted_gradient(objective, factor)
             try:
                 result = gradient_descent(
                     objective,
@@ -1228,6 +1235,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             self._step_batch = step_batch if resumable else None
             if not keep:
                 self._weight_unit = mean_weight if resumable else None
+                self._weight_top = float(weights.max()) if resumable else None
 
         coef, intercept = _original_parameters(
             result.params, n_classes, scale, mean, feature_major
@@ -1916,13 +1924,21 @@ def _logits(X, coef, intercept, shift):
 
 
 def _stack_rows(top, bottom):
-    """The rows of ``top`` then ``bottom`` (CSR when either is sparse)."""
+    """The rows of ``top`` then ``bottom``, where ``bottom`` lives.
+
+    CSR when either is sparse (on the CPU); otherwise in ``bottom``'s
+    namespace, on its device, in its dtype there (held rows of an earlier
+    call may come from elsewhere).
+    """
     if sp.issparse(top) or sp.issparse(bottom):
+        top, bottom = (v if sp.issparse(v) else host_array(v) for v in (top, bottom))
         return sp.vstack([top, bottom], format="csr")
-    namespace = array_namespace(top)
-    if namespace is not None:
-        return namespace[0].concat([top, bottom])
-    return np.concatenate([top, bottom])
+    namespace = array_namespace(bottom)
+    if namespace is None:
+        return np.concatenate([host_array(top), bottom])
+    xp, device = namespace
+    top = xp.asarray(host_array(top), dtype=bottom.dtype, device=device)
+    return xp.concat([top, bottom])
 
 
 def _widened_scales(size, scale):
@@ -1950,8 +1966,29 @@ def _widened_scales(size, scale):
     return grown, scale / grown
 
 
+def _chunk_weight(mean, unit, top):
+    """How much a ``partial_fit`` chunk's gradients count.
+
+    A chunk's gradient is a weighted mean over its rows: normalized so, its
+    weights count only relative to each other (one row of class weight 10,
+    or a chunk of one class, weighed as any other).  Multiplied by ``mean /
+    unit``, with ``mean`` the chunk's mean weight and ``unit`` that of the
+    rows that sized the resumed optimizer's steps, each row counts by its
+    weight, as in a mini-batch of ``fit``.  The steps are safe for chunks
+    as heavy as the heaviest of those rows (``top``) only: heavier chunks
+    count as that (one-row chunks of a class weighted 99, steps sized on
+    rows of the other class: sgd diverged; a stream whose weights grew 1.02
+    times a chunk climbed to a loss of 22).  A common factor of every
+    weight changes nothing.
+    """
+    return min(mean, top) / unit
+
+
 def _weighted_gradient(objective, factor):
-    """``objective`` with its gradients (not its losses) times ``factor``."""
+    """``objective`` with its gradients (not its losses) times ``factor``.
+
+    (The loss, which the divergence test compares, stays the weighted mean.)
+    """
 
     def weighted(params, batch):
         loss, grad = objective(params, batch)

@@ -915,6 +915,22 @@ def test_partial_fit_weights_count_across_chunks(solver, weighting):
     assert gap < 0.3 < abs(plain.intercept_[1] - fitted.intercept_[1])
 
 
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_partial_fit_chunks_heavier_than_the_first_count_as_its_heaviest(solver):
+    # A first chunk weighted 1e-3 a row, later ones unweighted: counted by
+    # their weights, the later rows weighed 1000 times those the step was
+    # sized on, and sgd's loss climbed to 25, silently.
+    rng = np.random.RandomState(1)
+    X = rng.randn(3000, 5)
+    y = np.argmax(X[:, :3] @ rng.randn(3, 3) + rng.gumbel(size=(3000, 3)), axis=1)
+    clf = SoftmaxRegression(solver=solver, random_state=0)
+    clf.partial_fit(X[:100], y[:100], [0, 1, 2], sample_weight=np.full(100, 1e-3))
+    for start in range(100, 3000, 100):
+        clf.partial_fit(X[start : start + 100], y[start : start + 100])
+    assert max(clf.loss_curve_) <= np.log(3) + 1e-9
+    assert np.abs(clf.coef_).max() < 3
+
+
 def test_partial_fit_later_calls_do_not_need_classes():
     X, y = _standardized("iris")
     clf = SoftmaxRegression().partial_fit(X[:10], y[:10], classes=[0, 1, 2])
