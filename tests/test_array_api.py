@@ -437,6 +437,17 @@ TORCH_INPUTS = textwrap.dedent(
         y_g = torch.asarray(y, dtype=torch.float64).requires_grad_(True)
         w_g = torch.asarray(weights).requires_grad_(True)
         SoftmaxRegression(solver="lbfgs").fit(X_t, y_g, sample_weight=w_g)
+        # Rows held back follow the next call's data (a torch row, then
+        # numpy rows: torch refused to concatenate them), and so does the
+        # model.
+        held = SoftmaxRegression(random_state=0)
+        held.partial_fit(X_t[:4], torch.asarray(y[:4]), classes=[0, 1, 2])
+        assert isinstance(held.coef_, torch.Tensor) and held.n_iter_ == 0
+        held.partial_fit(X[4:12], y[4:12])
+        assert isinstance(held.coef_, np.ndarray) and held.n_iter_ == 1
+        # bfloat16 labels (numpy has no bfloat16).
+        bf16 = torch.asarray(y).to(torch.bfloat16)
+        SoftmaxRegression(solver="lbfgs").fit(X_t, bf16, sample_weight=bf16 + 1)
         # A sparse tensor: a clear error, not one from inside torch.
         for sparse in (X_t.to_sparse(), X_t.to_sparse_csr()):
             try:
@@ -454,6 +465,14 @@ STRICT_STREAMS = textwrap.dedent(
     import array_api_strict
 
     check_streams(array_api_strict.asarray)
+    # float64 labels on a device without float64: narrowed to float32,
+    # 16777216 and 16777217 were one class; such labels stay numpy.
+    no_float64 = array_api_strict.Device("no_float64")
+    labels = np.where(y > 0, 16777217.0, 16777216.0)
+    X_32 = array_api_strict.asarray(X.astype(np.float32), device=no_float64)
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = SoftmaxRegression(solver="lbfgs").fit(X_32, labels)
+    np.testing.assert_array_equal(as_numpy(clf.classes_), [16777216.0, 16777217.0])
     print("ok")
     """
 )
