@@ -833,29 +833,35 @@ if hasattr(os, "register_at_fork"):
 def _real_array(values, name, dtype):
     """``values`` as a finite ndarray of ``dtype``, or a ValueError naming it.
 
-    Sparse matrices, complex values, NaN, infinity and finite values beyond
-    ``dtype``'s range (coefficients of 1e39 for float32 X) are errors.
+    Sparse matrices, strings, complex values, NaN, infinity and finite
+    values beyond ``dtype``'s range (coefficients of 1e39 for float32 X,
+    long doubles of 1e400) are errors.
     """
     if sp.issparse(values):
         raise ValueError(f"{name} must be a dense array, got a sparse matrix.")
     values = np.asarray(values)
     if values.dtype.kind == "c":
         raise ValueError(f"Complex data not supported in {name}.")
-    if values.dtype.kind in "biu":
-        return values.astype(dtype)
-    try:
-        values = values.astype(np.float64, copy=False)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must hold numbers; {exc}") from exc
+    if values.dtype.kind not in "biuf":
+        # (numpy would parse strings: "1" is no number here.)
+        strings = values.dtype.kind in "SU" or any(
+            isinstance(v, (str, bytes)) for v in values.ravel()
+        )
+        try:
+            if strings:
+                raise TypeError(f"got {values.dtype} values")
+            values = values.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name} must hold numbers; {exc}") from exc
     if not _all_finite(values):
         raise ValueError(f"{name} contains NaN or infinity.")
     with np.errstate(over="ignore"):
         converted = values.astype(dtype, copy=False)
     if not _all_finite(converted):
+        advice = ": pass X as float64" if dtype == np.float32 else ""
         raise ValueError(
             f"{name} has values beyond the range of {np.dtype(dtype).name} "
-            f"(largest {np.finfo(dtype).max:.3g}), the dtype of X: pass X as "
-            "float64."
+            f"(largest {np.finfo(dtype).max:.3g}){advice}."
         )
     return converted
 

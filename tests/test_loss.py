@@ -730,6 +730,30 @@ def test_parameters_beyond_float32_with_float32_X(where):
 
 
 @pytest.mark.parametrize("where", ["coef", "intercept", "sample_weight"])
+def test_parameters_as_strings_or_long_doubles_beyond_float64(where):
+    # Strings were parsed as numbers; long doubles of 1e400 were reported
+    # as "NaN or infinity" after numpy's overflow warning.
+    coef, intercept, X, y = _valid_args()
+    args = {"coef": coef, "intercept": intercept, "sample_weight": np.ones(len(y))}
+    huge = np.full(args[where].shape, np.longdouble("1e400"))
+    cases = [(args[where].astype(str), "must hold numbers")]
+    if np.all(np.isfinite(huge)):  # (where long double is wider than float64)
+        cases.append((huge, "has values beyond the range of float64"))
+    for value, match in cases:
+        bad = dict(args, **{where: value})
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(ValueError, match=rf"^{where} {match}"):
+                loss_and_gradient(
+                    bad["coef"],
+                    bad["intercept"],
+                    X,
+                    y,
+                    sample_weight=bad["sample_weight"],
+                )
+
+
+@pytest.mark.parametrize("where", ["coef", "intercept", "sample_weight"])
 def test_sparse_parameters_are_an_error(where):
     coef, intercept, X, y = _valid_args()
     args = {"coef": coef, "intercept": intercept, "sample_weight": np.ones(len(y))}
