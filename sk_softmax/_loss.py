@@ -1674,8 +1674,32 @@ def weighted_std(X, sample_weight, mean, *, unit=1.0, n_threads=1):
     if X.dtype == np.float32 and (
         _FLOAT32_RANGE[0] <= _FLOAT32_PRESCALE / unit <= _FLOAT32_RANGE[1]
     ):
-        return _weighted_std_float32(X, weights, mean, unit, n_threads)
-    return np.sqrt(_centered_squares(X, weights, mean, unit, np.float64, n_threads))
+        std = _weighted_std_float32(X, weights, mean, unit, n_threads)
+    else:
+        std = np.sqrt(_centered_squares(X, weights, mean, unit, np.float64, n_threads))
+    # Features whose spread is close to their mean's rounding: again about
+    # the rows' own weighted mean (see _centered_squares), in float64.
+    near = (std <= _NEAR_CONSTANT * np.abs(mean) / unit) & (mean != 0)
+    if near.any():
+        columns = np.flatnonzero(near)
+        std[columns] = np.sqrt(
+            _centered_squares(
+                X[:, columns],
+                weights,
+                mean[columns],
+                unit,
+                np.float64,
+                n_threads,
+                about_mean=True,
+            )
+        )
+    return std
+
+
+# A spread below this fraction of the mean may be the mean's own rounding
+# (float32 means, summed in float32 over 1024 rows, can be off by 2**-14 of
+# themselves): such features' spreads are computed about the rows' mean.
+_NEAR_CONSTANT = 2.0**-12
 
 
 # float32 deviations are multiplied by this before they are squared: the
@@ -1700,9 +1724,11 @@ def _weighted_std_float32(X, weights, mean, unit, n_threads):
     much as the rest.  The squares of a chunk of at most 1024 rows are
     summed in float32 and the chunks' sums in float64: a relative error of
     at most about ``1024 * 2**-24`` (6e-5), which the scales, powers of two,
-    and the test for constant features (a spread of at most ``2**-20`` of
-    the mean) do not see.  The deviations are multiplied by ``2**40`` first, so that the
-    squares of a feature ``2**64`` times narrower than the unit (ordinary
+    do not see; the mean's own error, as large, is corrected for where it
+    matters (see :func:`weighted_std`), so that a constant feature's spread
+    stays below the ``2**-20`` of its mean that marks it constant.  The
+    deviations are multiplied by ``2**40`` first, so that the squares of a
+    feature ``2**64`` times narrower than the unit (ordinary
     data next to a feature of 1e22) do not underflow to a constant
     feature.  Features narrower than ``2**-90`` of the unit, whose mean
     does not make them constant anyway (all-zero ones aside), and those
@@ -1731,12 +1757,18 @@ def _weighted_std_float32(X, weights, mean, unit, n_threads):
     return std
 
 
-def _centered_squares(X, weights, mean, unit, dtype, n_threads):
+def _centered_squares(X, weights, mean, unit, dtype, n_threads, about_mean=False):
     """``sum_i w_i ((x_i - mean) / unit)**2`` per feature of dense X, float64.
 
-    Chunks of about 512 KiB of rows (float32: at most 1024 rows) are
-    centered and squared in ``dtype`` (one buffer per thread), their
-    weighted sums added in float64.
+    With ``about_mean``, about the rows' weighted mean ``mu`` instead, of
+    which ``mean`` is an approximation: with deviations ``d_i = x_i -
+    mean``, ``sum w d^2 - (sum w d)^2 / sum w``, at the cost of one more
+    product per chunk.  (A float32 mean, summed in float32 over 1024 rows
+    at a time, can be off by 6e-6 of itself: the deviations of a constant
+    column about it made a spread above the ``2**-20`` of the mean that
+    marks the column constant.)  Chunks of about 512 KiB of rows (float32:
+    at most 1024 rows) are centered and squared in ``dtype`` (one buffer per
+    thread), their weighted sums added in float64.
     """
     n_samples, n_features = X.shape
     center = mean.astype(dtype)
@@ -1747,7 +1779,7 @@ def _centered_squares(X, weights, mean, unit, dtype, n_threads):
     inverse = dtype(1.0 / unit)
 
     def work(blocks):
-        total = np.zeros(n_features)
+        first, second = np.zeros(n_features), np.zeros(n_features)
         buffer = np.empty((rows, n_features), dtype=dtype)
         for start, stop in blocks:
             for lo in range(start, stop, rows):
@@ -1755,17 +1787,25 @@ def _centered_squares(X, weights, mean, unit, dtype, n_threads):
                 chunk = np.subtract(X[lo:hi], center, out=buffer[: hi - lo])
                 if inverse != 1.0:
                     chunk *= inverse
-                chunk *= chunk
                 # Rows of zero weight are out of the range the unit comes
-                # from: their squares may overflow, and 0 * inf is NaN.
+                # from: their deviations may overflow, and 0 * inf is NaN.
                 unweighted = weights[lo:hi] == 0
                 if unweighted.any():
                     chunk[unweighted] = 0.0
-                total += chunk_weights[lo:hi] @ chunk
-        return total
+                if about_mean:
+                    first += chunk_weights[lo:hi] @ chunk
+                chunk *= chunk
+                second += chunk_weights[lo:hi] @ chunk
+        return first, second
 
     parts = _per_thread(work, _row_blocks(X, n_samples, n_threads), n_threads)
-    return np.maximum(sum(parts), 0.0)
+    second = sum(part[1] for part in parts)
+    total_weight = float(np.sum(chunk_weights, dtype=np.float64))
+    if not about_mean or total_weight <= 0:
+        return np.maximum(second, 0.0)
+    first = sum(part[0] for part in parts)
+    with np.errstate(over="ignore"):
+        return np.maximum(second - first * first / total_weight, 0.0)
 
 
 def stored_magnitudes(X, sample_weight, mean, *, unit=1.0):

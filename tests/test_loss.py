@@ -1531,6 +1531,36 @@ def test_standardized_scales_leave_constant_features_and_extremes_alone():
         np.testing.assert_array_equal(feature_scales(extreme, w, mean), unit)
 
 
+@pytest.mark.parametrize("n_samples", [1500, 30_000])
+def test_float32_constant_column_about_its_summed_mean(n_samples):
+    # The float32 mean of a column of 7.0, summed in float32 over 1024 rows
+    # at a time, came out 2e-6 below 7: the spread about it (1.3e-5) was
+    # above 2**-20 of the mean, the column not constant, and Adam moved
+    # its coefficients where float64 and dask held them at 0.
+    from sk_softmax._loss import _mean_and_range
+
+    rng = np.random.RandomState(0)
+    X = np.c_[rng.randn(n_samples, 4), np.full(n_samples, 7.0)]
+    w = np.full(n_samples, 1.0 / n_samples)
+    results = []
+    for dtype in (np.float64, np.float32):
+        data = X.astype(dtype)
+        mean, low, high = _mean_and_range(data, w)
+        assert weighted_std(data, w, mean)[4] <= 2.0**-20 * 7.0
+        results.append(
+            feature_scales(
+                data,
+                w,
+                mean,
+                value_range=(low, high),
+                standardize=True,
+                return_constant=True,
+            )
+        )
+    for expected, found in zip(results[0], results[1], strict=True):
+        np.testing.assert_array_equal(found, expected)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("fmt", ["csr", "csc"])
 def test_sparse_spreads_about_a_large_mean(fmt, dtype):
@@ -1810,9 +1840,9 @@ def test_float32_spreads_in_float32_match_float64(monkeypatch, n_threads, unit):
     calls = []
     centered_squares = _loss._centered_squares
 
-    def spy(X, *args):
-        calls.append((X.shape[1], np.dtype(args[-2]).name))
-        return centered_squares(X, *args)
+    def spy(X, *args, **kwargs):
+        calls.append((X.shape[1], np.dtype(args[-2]).name, bool(kwargs)))
+        return centered_squares(X, *args, **kwargs)
 
     monkeypatch.setattr(_loss, "_centered_squares", spy)
     rng = np.random.RandomState(0)
@@ -1845,8 +1875,9 @@ def test_float32_spreads_in_float32_match_float64(monkeypatch, n_threads, unit):
         assert got[2] > 0  # not a constant feature
     # One pass in float32, then the faint feature's column in float64, and
     # in unit 1 the overflowing one's (in the larger unit, the constant
-    # one's: its mean is below 2**-70 of it).
-    assert calls == [(7, "float32"), (2, "float64")]
+    # one's: its mean is below 2**-70 of it); then, about their own mean,
+    # those whose spread is near their mean's rounding (50 +- 1e-3, 7.0).
+    assert calls == [(7, "float32", False), (2, "float64", False), (2, "float64", True)]
 
 
 @pytest.mark.parametrize("container", ["dense", "dense32", "csr", "csc"])
