@@ -301,7 +301,12 @@ def predictions(method, raw, classes):
         return raw[:, 1] - raw[:, 0] if classes.size == 2 else raw
     if method == "predict":
         best = xp.argmax(raw, axis=1)
-        if classes.dtype.kind not in "biuf":
+        narrow = classes.dtype == np.float64 and (
+            max_float_dtype(xp, device) == xp.float32
+        )
+        if classes.dtype.kind not in "biuf" or narrow:
+            # (Labels the device cannot hold, strings or float64 where it
+            # has no float64, come back as numpy.)
             return classes[to_numpy(best)]
         if classes.dtype.kind == "u" and classes.dtype.itemsize > 1:
             # (torch takes no elements of uint16 to uint64 tensors.)

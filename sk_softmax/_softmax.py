@@ -1187,12 +1187,6 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             step_batch = getattr(self, "_step_batch", None) if keep else None
             if step_batch is None:
                 step_batch = batch_size
-            # Weights count across partial_fit calls (see _chunk_weight).
-            mean_weight = weight_sum / n_samples
-            if keep and getattr(self, "_weight_unit", None):
-                factor = _chunk_weight(mean_weight, self._weight_unit, self._weight_top)
-                if factor != 1.0:
-                    objective = _weighted_gradient(objective, factor)
             try:
                 result = gradient_descent(
                     objective,
@@ -1233,9 +1227,6 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             self._state = result.state if resumable else None
             self._learning_rate = learning_rate if resumable else None
             self._step_batch = step_batch if resumable else None
-            if not keep:
-                self._weight_unit = mean_weight if resumable else None
-                self._weight_top = float(weights.max()) if resumable else None
 
         coef, intercept = _original_parameters(
             result.params, n_classes, scale, mean, feature_major
@@ -1964,38 +1955,6 @@ def _widened_scales(size, scale):
         return scale, None
     grown = np.where(wider, np.minimum(size, _FOLD_RANGE[1]), scale)
     return grown, scale / grown
-
-
-def _chunk_weight(mean, unit, top):
-    """How much a ``partial_fit`` chunk's gradients count.
-
-    A chunk's gradient is a weighted mean over its rows: normalized so, its
-    weights count only relative to each other (one row of class weight 10,
-    or a chunk of one class, weighed as any other).  Multiplied by ``mean /
-    unit``, with ``mean`` the chunk's mean weight and ``unit`` that of the
-    rows that sized the resumed optimizer's steps, each row counts by its
-    weight, as in a mini-batch of ``fit``.  The steps are safe for chunks
-    as heavy as the heaviest of those rows (``top``) only: heavier chunks
-    count as that (one-row chunks of a class weighted 99, steps sized on
-    rows of the other class: sgd diverged; a stream whose weights grew 1.02
-    times a chunk climbed to a loss of 22).  A common factor of every
-    weight changes nothing.
-    """
-    return min(mean, top) / unit
-
-
-def _weighted_gradient(objective, factor):
-    """``objective`` with its gradients (not its losses) times ``factor``.
-
-    (The loss, which the divergence test compares, stays the weighted mean.)
-    """
-
-    def weighted(params, batch):
-        loss, grad = objective(params, batch)
-        grad *= factor
-        return loss, grad
-
-    return weighted
 
 
 def _hold_constant_features(objective, params, constant, n_classes, feature_major):

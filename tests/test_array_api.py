@@ -472,7 +472,9 @@ STRICT_STREAMS = textwrap.dedent(
     X_32 = array_api_strict.asarray(X.astype(np.float32), device=no_float64)
     with sklearn.config_context(array_api_dispatch=True):
         clf = SoftmaxRegression(solver="lbfgs").fit(X_32, labels)
+        predicted = clf.predict(X_32)
     np.testing.assert_array_equal(as_numpy(clf.classes_), [16777216.0, 16777217.0])
+    np.testing.assert_array_equal(np.unique(predicted), [16777216.0, 16777217.0])
     print("ok")
     """
 )

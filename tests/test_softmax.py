@@ -883,54 +883,6 @@ def test_partial_fit_a_feature_absent_first_when_every_scale_is_one(solver):
     assert losses[-1] < losses[0]
 
 
-@pytest.mark.parametrize("solver", ["sgd", "adam"])
-@pytest.mark.parametrize("weighting", ["class_weight", "sample_weight"])
-def test_partial_fit_weights_count_across_chunks(solver, weighting):
-    # One row a call, as online learning streams it: each chunk's weights
-    # were normalized by their own sum, so a positive of weight 10 weighed
-    # as any other row, and the stream learned the unweighted model (sgd:
-    # intercept 1.33 against fit's 0.26, 29 positives predicted against
-    # fit's 156; adam: 0.98 against 0.01, 6 positives against 201).
-    rng = np.random.RandomState(0)
-    X = rng.randn(400, 3)
-    y = (X[:, 0] + rng.randn(400) > 1.5).astype(int)
-    class_weight = {0: 1.0, 1: 10.0}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        fitted = SoftmaxRegression(solver=solver, class_weight=class_weight)
-        fitted.fit(X, y)
-    weighted = SoftmaxRegression(solver=solver, random_state=0)
-    plain = clone(weighted)
-    if weighting == "class_weight":
-        weighted.set_params(class_weight=class_weight)
-    for _ in range(3):
-        for i in range(len(y)):
-            w = None if weighting == "class_weight" else [10.0 if y[i] else 1.0]
-            weighted.partial_fit(X[i : i + 1], y[i : i + 1], [0, 1], sample_weight=w)
-            plain.partial_fit(X[i : i + 1], y[i : i + 1], [0, 1])
-    positives = {m: m.predict(X).sum() for m in (fitted, weighted, plain)}
-    assert positives[weighted] > 0.3 * positives[fitted]
-    assert positives[weighted] > 4 * positives[plain]
-    gap = abs(weighted.intercept_[1] - fitted.intercept_[1])
-    assert gap < 0.3 < abs(plain.intercept_[1] - fitted.intercept_[1])
-
-
-@pytest.mark.parametrize("solver", ["sgd", "adam"])
-def test_partial_fit_chunks_heavier_than_the_first_count_as_its_heaviest(solver):
-    # A first chunk weighted 1e-3 a row, later ones unweighted: counted by
-    # their weights, the later rows weighed 1000 times those the step was
-    # sized on, and sgd's loss climbed to 25, silently.
-    rng = np.random.RandomState(1)
-    X = rng.randn(3000, 5)
-    y = np.argmax(X[:, :3] @ rng.randn(3, 3) + rng.gumbel(size=(3000, 3)), axis=1)
-    clf = SoftmaxRegression(solver=solver, random_state=0)
-    clf.partial_fit(X[:100], y[:100], [0, 1, 2], sample_weight=np.full(100, 1e-3))
-    for start in range(100, 3000, 100):
-        clf.partial_fit(X[start : start + 100], y[start : start + 100])
-    assert max(clf.loss_curve_) <= np.log(3) + 1e-9
-    assert np.abs(clf.coef_).max() < 3
-
-
 def test_partial_fit_later_calls_do_not_need_classes():
     X, y = _standardized("iris")
     clf = SoftmaxRegression().partial_fit(X[:10], y[:10], classes=[0, 1, 2])
