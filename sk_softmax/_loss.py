@@ -321,17 +321,25 @@ def _gradient_block_inplace(raw_t, y, sample_weight, label_smoothing, shift=Fals
 _BLOCK_BYTES = 4 << 20
 # Smaller data is shared among the threads down to blocks of this size:
 # handing a block to another thread costs tens of microseconds (the worker's
-# wake-up), more than the work on a smaller block saves.
+# wake-up, about 50 us on the 2-core benchmark machine), more than the work
+# on a smaller block saves...
 _MIN_BLOCK_BYTES = 1 << 20
+# ...unless each of its two products takes this many multiply-adds (rows x
+# features x classes; about 100 us on one core): a mini-batch of 256 rows
+# of 1000 features and 20 classes, one 1 MiB float32 block, took 242 us a
+# batch on one thread (gather and products), 170 us split in two.
+_MIN_BLOCK_PRODUCT = 1 << 21
 _MIN_SPARSE_BLOCK_ROWS = 1024
 _EXECUTOR = None
 
 
-def _block_rows(X, n_samples, n_threads=1, block_bytes=None):
+def _block_rows(X, n_samples, n_threads=1, block_bytes=None, n_classes=None):
     """Rows per block when ``n_samples`` rows of X are processed.
 
     Dense blocks of ``block_bytes`` (default ``_BLOCK_BYTES``), or fewer
-    rows for the threads to share them.
+    rows for the threads to share them: down to ``_MIN_BLOCK_BYTES``, or
+    with ``n_classes`` (the loss's products) down to blocks whose products
+    take ``_MIN_BLOCK_PRODUCT`` multiply-adds, if that is fewer rows.
     """
     n_samples = max(n_samples, 1)
     share = -(-n_samples // n_threads)
@@ -344,7 +352,10 @@ def _block_rows(X, n_samples, n_threads=1, block_bytes=None):
         return max(_MIN_SPARSE_BLOCK_ROWS, share)
     row_bytes = max(X.shape[1] * X.dtype.itemsize, 1)
     rows = max((block_bytes or _BLOCK_BYTES) // row_bytes, 1)
-    return min(rows, max(share, _MIN_BLOCK_BYTES // row_bytes, 1))
+    least = _MIN_BLOCK_BYTES // row_bytes
+    if n_classes:
+        least = min(least, -(-_MIN_BLOCK_PRODUCT // max(X.shape[1] * n_classes, 1)))
+    return min(rows, max(share, least, 1))
 
 
 def _row_block(X, start, stop, rows=None):
@@ -556,7 +567,7 @@ def _loss_and_gradient(
     n_samples = X.shape[0] if rows is None else rows.shape[0]
     # Centered blocks are copies, one per thread: 1 MiB ones.
     block_bytes = None if center is None else _MIN_BLOCK_BYTES
-    blocks = _row_blocks(X, n_samples, n_threads, block_bytes)
+    blocks = _row_blocks(X, n_samples, n_threads, block_bytes, coef.shape[0])
     parts = _per_thread(
         partial(
             _blocks_loss_and_gradient,
@@ -656,9 +667,10 @@ def _axpy(a, x, y):
         y += a * x
 
 
-def _row_blocks(X, n_samples, n_threads=1, block_bytes=None):
-    """``[(start, stop), ...]`` covering ``n_samples`` rows of X."""
-    step = _block_rows(X, n_samples, n_threads, block_bytes)
+def _row_blocks(X, n_samples, n_threads=1, block_bytes=None, n_classes=None):
+    """``[(start, stop), ...]`` covering ``n_samples`` rows of X (see
+    :func:`_block_rows`)."""
+    step = _block_rows(X, n_samples, n_threads, block_bytes, n_classes)
     return [(a, min(a + step, n_samples)) for a in range(0, n_samples, step)]
 
 

@@ -1247,6 +1247,27 @@ def test_row_blocks_and_threads_match_one_block(
         np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize(
+    "shape, n_classes, n_blocks",
+    [
+        ((256, 1000), 20, 2),  # a wide mini-batch: 2.6M multiply-adds a half
+        ((256, 100), 10, 1),  # a narrow one: 128K, less than a hand-off
+        ((1437, 64), 10, 1),  # digits: 460K a half
+    ],
+)
+def test_small_blocks_are_shared_where_their_products_pay(shape, n_classes, n_blocks):
+    # A float32 mini-batch of 256 x 1000 (1 MiB) was one block, on one
+    # thread: 242 us a batch for the gather and the products, 170 us split
+    # between two threads; a narrow batch's half takes less than handing it
+    # to another thread.
+    from sk_softmax import _loss
+
+    X = np.zeros(shape, dtype=np.float32)
+    blocks = _loss._row_blocks(X, shape[0], 2, n_classes=n_classes)
+    assert len(blocks) == n_blocks
+    assert len(_loss._row_blocks(X, shape[0], 1, n_classes=n_classes)) == 1
+
+
 def test_csr_row_blocks_share_the_arrays_of_X(monkeypatch):
     # A block of CSR rows is a view: no copy of X's values and column
     # indices, whatever the block's share of X (scipy's constructor copies
