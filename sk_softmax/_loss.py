@@ -855,12 +855,8 @@ def _real_array(values, name, dtype):
     if values.dtype.kind == "c":
         raise ValueError(f"Complex data not supported in {name}.")
     if values.dtype.kind not in "biuf":
-        # (numpy would parse strings: "1" is no number here.)
-        strings = values.dtype.kind in "SU" or any(
-            isinstance(v, (str, bytes)) for v in values.ravel()
-        )
         try:
-            if strings:
+            if _holds_strings(values):
                 raise TypeError(f"got {values.dtype} values")
             values = values.astype(np.float64)
         except (TypeError, ValueError) as exc:
@@ -876,6 +872,14 @@ def _real_array(values, name, dtype):
             f"(largest {np.finfo(dtype).max:.3g}){advice}."
         )
     return converted
+
+
+def _holds_strings(values):
+    """Whether ``values`` holds strings (numpy would parse "1" as a number)."""
+    return values.dtype.kind in "SU" or (
+        values.dtype.kind == "O"
+        and any(isinstance(v, (str, bytes)) for v in values.ravel())
+    )
 
 
 def _summable_weights(weights):
@@ -907,11 +911,8 @@ def _class_indices(y, n_samples, n_classes):
     if y.dtype.kind not in "biu":
         # Floats (or objects holding numbers) must be whole; strings, complex
         # numbers and the like are labels, not indices.
-        # (numpy would parse strings held as objects: "1" is a label too.)
         values = None
-        if y.dtype.kind == "f" or (
-            y.dtype.kind == "O" and not any(isinstance(v, (str, bytes)) for v in y)
-        ):
+        if y.dtype.kind in "fO" and not _holds_strings(y):
             try:
                 values = y.astype(np.float64, copy=False)
             except (TypeError, ValueError):
@@ -1791,7 +1792,8 @@ def _centered_squares(X, weights, mean, unit, dtype, n_threads, about_mean=False
     inverse = dtype(1.0 / unit)
 
     def work(blocks):
-        first, second = np.zeros(n_features), np.zeros(n_features)
+        first = np.zeros(n_features) if about_mean else None
+        second = np.zeros(n_features)
         buffer = np.empty((rows, n_features), dtype=dtype)
         for start, stop in blocks:
             for lo in range(start, stop, rows):
