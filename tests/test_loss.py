@@ -634,13 +634,7 @@ def test_complex_input_is_an_error(where, fmt):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match=rf"Complex data not supported in {where}"):
-            loss_and_gradient(
-                args["coef"],
-                args["intercept"],
-                args["X"],
-                y,
-                sample_weight=args["sample_weight"],
-            )
+            loss_and_gradient(y=y, **args)
 
 
 def test_coef_without_classes():
@@ -744,13 +738,7 @@ def test_parameters_as_strings_or_long_doubles_beyond_float64(where):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             with pytest.raises(ValueError, match=rf"^{where} {match}"):
-                loss_and_gradient(
-                    bad["coef"],
-                    bad["intercept"],
-                    X,
-                    y,
-                    sample_weight=bad["sample_weight"],
-                )
+                loss_and_gradient(X=X, y=y, **bad)
 
 
 @pytest.mark.parametrize("where", ["coef", "intercept", "sample_weight"])
@@ -759,9 +747,7 @@ def test_sparse_parameters_are_an_error(where):
     args = {"coef": coef, "intercept": intercept, "sample_weight": np.ones(len(y))}
     args[where] = sp.csr_matrix(np.atleast_2d(args[where]))
     with pytest.raises(ValueError, match=rf"^{where} must be a dense array"):
-        loss_and_gradient(
-            args["coef"], args["intercept"], X, y, sample_weight=args["sample_weight"]
-        )
+        loss_and_gradient(X=X, y=y, **args)
 
 
 @pytest.mark.parametrize(
