@@ -866,8 +866,11 @@ def make_estimator(method, workload, seed=0, max_iter=None):
             tol = 1e-8 if method.endswith("1e-8") else 1e-4
             est = SoftmaxRegression(solver="lbfgs", alpha=alpha, tol=tol, max_iter=1000)
         elif method == "ours sgd":
+            # The defaults: mini-batches, or the full batch on small or
+            # wide data, whose passes are not capped.
             est = SoftmaxRegression(alpha=alpha, random_state=seed)
-            if cap is not None:
+            n_features = workload.X_train.shape[1]
+            if cap is not None and est._mini_batches(n, n_features, partial=False):
                 est.set_params(max_iter=cap)
         elif method == "ours sgd full batch":
             est = SoftmaxRegression(

@@ -908,21 +908,34 @@ def test_random_state_reproducible(solver):
 
 
 @pytest.mark.parametrize(
-    "solver, n_samples, same_as",
+    "solver, n_samples, n_features, same_as",
     [
         # "sgd": the full batch (accelerated, exact) up to 4096 samples ...
-        ("sgd", 1000, None),
-        # ... and batches of 256 above.
-        ("sgd", 5000, 256),
-        # "adam": batches of 256 however few the samples.
-        ("adam", 1000, 256),
-        ("adam", 200, None),
+        ("sgd", 1000, 5, None),
+        # ... and batches of 256 above ...
+        ("sgd", 5000, 5, 256),
+        ("sgd", 5000, 256, 256),
+        # ... unless there are more features than a batch has rows.
+        ("sgd", 5000, 257, None),
+        ("sgd", 5000, "sparse", None),
+        # "adam": batches of 256 however few the samples or many the features.
+        ("adam", 1000, 5, 256),
+        ("adam", 200, 5, None),
+        ("adam", 5000, 257, 256),
     ],
 )
-def test_auto_batch_size(solver, n_samples, same_as):
+def test_auto_batch_size(solver, n_samples, n_features, same_as):
+    sparse = n_features == "sparse"
     X, y = make_classification(
-        n_samples=n_samples, n_features=5, n_informative=3, n_classes=3, random_state=0
+        n_samples=n_samples,
+        n_features=1000 if sparse else n_features,
+        n_informative=3,
+        n_classes=3,
+        random_state=0,
     )
+    if sparse:
+        X[np.abs(X) < 2.5] = 0.0  # about 1% of the entries stored
+        X = sp.csr_matrix(X)
     params = dict(solver=solver, max_iter=3, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
