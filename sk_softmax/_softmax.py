@@ -188,7 +188,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         than 256 features (wide or sparse data, where a batch's safe step
         shrinks with features / 256) and 256 otherwise; for ``"adam"``, 256
         (or all samples, when fewer), like
-        ``MLPClassifier``'s ``min(200, n_samples)``.  Ignored by
+        ``MLPClassifier``'s ``min(200, n_samples)``.  ``partial_fit`` takes
+        256 rows of its chunk, or with ``"sgd"`` on sparse X ``1 / density``
+        rows if that is more (each step updates every coefficient).  Ignored by
         ``"lbfgs"``.  On mini-batches, ``fit`` keeps the mean of the last
         epoch's iterates (tail averaging), which removes most of the
         gradient noise; ``partial_fit`` keeps the last iterate.  An epoch's
@@ -627,7 +629,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             return False  # validation will say what is wrong with X
         # (Nested lists become C-ordered arrays anyway.)
         n_features = shape[1] if shape is not None and len(shape) > 1 else 0
-        return self._mini_batches(n_samples, n_features, partial=partial)
+        density = _density(X) if sp.issparse(X) else None
+        return self._mini_batches(
+            n_samples, n_features, partial=partial, density=density
+        )
 
     def _validate_X_y(self, X, y, reset, rows=False, chunk=False):
         """X and y for fitting, X in a layout the solver reads fast.
@@ -897,8 +902,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # weights differently each time.
             weights_normalized = weights_normalized.persist()
 
-        batch_size = self._batch_size(n_samples, X.shape[1], partial)
-        full_batch = not self._mini_batches(n_samples, X.shape[1], partial=partial)
+        density = _density(X) if sp.issparse(X) else None
+        batch_size = self._batch_size(n_samples, X.shape[1], partial, density)
+        full_batch = not self._mini_batches(
+            n_samples, X.shape[1], partial=partial, density=density
+        )
 
         # The solvers work in centered and scaled coordinates without
         # touching X:
@@ -1322,11 +1330,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 ConvergenceWarning,
             )
 
-    def _mini_batches(self, n_samples, n_features, *, partial):
+    def _mini_batches(self, n_samples, n_features, *, partial, density=None):
         """Whether the solver steps on mini-batches of ``n_samples`` rows."""
         if self.solver == "lbfgs":
             return False
-        return self._batch_size(n_samples, n_features, partial) < n_samples
+        return self._batch_size(n_samples, n_features, partial, density) < n_samples
 
     def _folds_scales(self, rule, scale):
         """Whether ``rule`` takes the feature scales ``scale`` as its steps.
@@ -1404,7 +1412,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             self.batch_size,
         )
 
-    def _batch_size(self, n_samples, n_features, partial):
+    def _batch_size(self, n_samples, n_features, partial, density=None):
+        """Rows per step; ``density``: the fraction of X's entries stored
+        (sparse X), or None."""
         if self.batch_size is None:
             return n_samples
         if self.batch_size == "auto":
@@ -1412,13 +1422,21 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # for noisy gradients (its normalized steps of learning_rate_init
             # are too short to make 200 full-batch steps a fit): mini-batches
             # even when the data are small or wide.
-            if (
-                (n_samples <= _AUTO_FULL_BATCH_MAX or n_features > _AUTO_BATCH_SIZE)
-                and not partial
-                and self.solver != "adam"
-            ):
-                return n_samples
-            return min(_AUTO_BATCH_SIZE, n_samples)
+            if self.solver == "adam":
+                return min(_AUTO_BATCH_SIZE, n_samples)
+            if not partial:
+                if n_samples <= _AUTO_FULL_BATCH_MAX or n_features > _AUTO_BATCH_SIZE:
+                    return n_samples
+                return min(_AUTO_BATCH_SIZE, n_samples)
+            # A step of a sparse chunk updates every coefficient: batches of
+            # at least 1 / density rows hold about as many entries as there
+            # are features, so that update costs no more than the rows.  On
+            # such wide data the batch's step grows with its rows (see
+            # _AUTO_BATCH_SIZE): each row moves the model about as far.
+            rows = _AUTO_BATCH_SIZE
+            if density is not None:
+                rows = max(rows, math.ceil(1.0 / density) if density > 0 else n_samples)
+            return min(rows, n_samples)
         return min(self.batch_size, n_samples)
 
     def _update_rule(self, full_batch):
@@ -1725,6 +1743,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 stacklevel=2,
             )
         super().__setstate__(state)
+
+
+def _density(X):
+    """The fraction of a sparse X's entries that are stored."""
+    return X.nnz / max(X.shape[0] * X.shape[1], 1)
 
 
 def _host_dtype(X):

@@ -948,6 +948,38 @@ def test_auto_batch_size(solver, n_samples, n_features, same_as):
     assert not np.allclose(auto.coef_, other.coef_)
 
 
+@pytest.mark.parametrize(
+    "solver, sparse, same_as",
+    [
+        # A chunk's steps: batches of 256 rows ...
+        ("sgd", False, 256),
+        ("adam", True, 256),
+        # ... or for "sgd" on sparse X, of 1 / density rows (here 1000).
+        ("sgd", True, 1000),
+    ],
+)
+def test_auto_batch_size_of_partial_fit(solver, sparse, same_as):
+    rng = np.random.default_rng(0)
+    # Two entries a row of 2000 features: density 0.001.
+    columns = np.stack([rng.permutation(2000)[:2] for _ in range(3000)]).ravel()
+    X = sp.csr_matrix(
+        (rng.standard_normal(6000), columns, np.arange(0, 6001, 2)), shape=(3000, 2000)
+    )
+    y = rng.integers(0, 3, size=3000)
+    if not sparse:
+        X = X.toarray()
+    params = dict(solver=solver, random_state=0)
+    auto = SoftmaxRegression(batch_size="auto", **params)
+    same = SoftmaxRegression(batch_size=same_as, **params)
+    other = SoftmaxRegression(batch_size=1256 - same_as, **params)
+    for est in (auto, same, other):
+        for start in (0, 1500):
+            est.partial_fit(X[start : start + 1500], y[start : start + 1500], [0, 1, 2])
+    np.testing.assert_array_equal(auto.coef_, same.coef_)
+    np.testing.assert_array_equal(auto.intercept_, same.intercept_)
+    assert not np.allclose(auto.coef_, other.coef_)
+
+
 def test_class_weight_for_a_class_absent_from_the_data_is_ignored():
     # A cross-validation fold may lack a rare class: a dict that weighs
     # every class present (and more) fits, as in scikit-learn.
