@@ -867,10 +867,13 @@ def make_estimator(method, workload, seed=0, max_iter=None):
             est = SoftmaxRegression(solver="lbfgs", alpha=alpha, tol=tol, max_iter=1000)
         elif method == "ours sgd":
             # The defaults: mini-batches, or the full batch on small or
-            # wide data, whose passes are not capped.
+            # wide sparse data, whose passes are not capped.
             est = SoftmaxRegression(alpha=alpha, random_state=seed)
-            n_features = workload.X_train.shape[1]
-            if cap is not None and est._mini_batches(n, n_features, partial=False):
+            X = workload.X_train
+            density = X.nnz / (n * X.shape[1]) if sp.issparse(X) else None
+            if cap is not None and est._mini_batches(
+                n, X.shape[1], partial=False, density=density
+            ):
                 est.set_params(max_iter=cap)
         elif method == "ours sgd full batch":
             est = SoftmaxRegression(

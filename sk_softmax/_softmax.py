@@ -66,14 +66,16 @@ from ._solvers import (
 # Below this many samples, batch_size="auto" trains on the full batch: the
 # fit is then deterministic and reaches the exact optimum.
 _AUTO_FULL_BATCH_MAX = 4096
-# Mini-batches of this many rows, for data of at most as many features: a
-# standardized row's squared norm averages its number of features, so the
+# Mini-batches of this many rows, except for sparse X of more features,
+# which trains on the full batch.  Each batch's step updates every
+# coefficient, which there costs more than the batch's rows; and a
+# standardized row's squared norm averages the number of features, so the
 # per-row curvature bound, and with it the batch's step, shrinks with
-# features / batch (see lipschitz_constants).  With more features than
-# that, the full batch and its accelerated steps take far fewer passes (20k
-# x 1000 and 100k x 50k sparse: 0.7 s and 0.9 s against 5.2 s and 32 s),
-# and on sparse X each batch's update of every coefficient would cost more
-# than its rows.
+# features / batch (see lipschitz_constants) where the features are weakly
+# correlated, as sparse ones are: 100k x 50k sparse took 32 s in 23 epochs,
+# 0.9 s in 16 full-batch passes.  (Correlated dense features have a full
+# curvature bound large enough for batches to step nearly as far, and
+# their full batch may take hundreds of passes.)
 _AUTO_BATCH_SIZE = 256
 # partial_fit sizes a new optimizer's steps and coordinates on at least this
 # many rows (of positive weight): smaller chunks wait for the next ones (see
@@ -184,8 +186,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         the full batch.
     batch_size : int, "auto" or None, default="auto"
         Samples per gradient step.  None means the full batch.  ``"auto"``
-        means, for ``"sgd"``, the full batch up to 4096 samples or with more
-        than 256 features (wide or sparse data, where a batch's safe step
+        means, for ``"sgd"``, the full batch up to 4096 samples or for sparse
+        X of more than 256 features (with ``nesterovs_momentum=True``: each
+        batch's step would update every coefficient, and the safe step
         shrinks with features / 256) and 256 otherwise; for ``"adam"``, 256
         (or all samples, when fewer), like
         ``MLPClassifier``'s ``min(200, n_samples)``.  ``partial_fit`` takes
@@ -574,7 +577,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             )
         y_index = np.searchsorted(self.classes_, y)
         weights = self._sample_weights(X, y_index, sample_weight)
-        if first_call or getattr(self, "_pending", None) is not None:
+        # A call that starts a new optimizer (the first, or one after a
+        # full-batch or L-BFGS fit, or after set_params) sizes it on its rows.
+        starts = first_call or not self._resumes_optimizer(self._update_rule(False))
+        if starts or getattr(self, "_pending", None) is not None:
             n_features, dtype = X.shape[1], _host_dtype(X)
             X, y_index, weights = self._with_pending_rows(X, y_index, weights)
             if X is None:
@@ -1362,7 +1368,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     def _with_pending_rows(self, X, y_index, weights):
         """The chunk, after the rows earlier ``partial_fit`` calls held back.
 
-        The first call takes the centering, scales and step from its chunk:
+        A call that starts a new optimizer (the first, one after a fit that
+        left none to resume, or one after ``set_params`` changed its
+        settings) takes the centering, scales and step from its chunk:
         of a few rows (online learning, one sample a call) those say next
         to nothing about the data (one row, centered on itself, has no
         curvature at all, and the step was huge).  The first chunks are held
@@ -1425,7 +1433,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             if self.solver == "adam":
                 return min(_AUTO_BATCH_SIZE, n_samples)
             if not partial:
-                if n_samples <= _AUTO_FULL_BATCH_MAX or n_features > _AUTO_BATCH_SIZE:
+                wide_sparse = density is not None and n_features > _AUTO_BATCH_SIZE
+                # (Heavy-ball momentum on the full batch takes no accelerated
+                # steps: mini-batches, as for dense data.)
+                if n_samples <= _AUTO_FULL_BATCH_MAX or (
+                    wide_sparse and self.nesterovs_momentum
+                ):
                     return n_samples
                 return min(_AUTO_BATCH_SIZE, n_samples)
             # A step of a sparse chunk updates every coefficient: batches of

@@ -322,16 +322,6 @@ def test_default_estimator_fits_small_dask_data_on_the_full_batch():
     _assert_same_model(_fit(dict(random_state=0), X, y), clf)
 
 
-def test_default_estimator_fits_wide_dask_data_on_the_full_batch():
-    # batch_size="auto" is the full batch with more features than 256.
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((5000, 257))
-    y = rng.integers(0, 3, size=5000)
-    params = dict(random_state=0, max_iter=5)
-    clf = _fit(params, da.from_array(X, chunks=1000), y)
-    _assert_same_model(_fit(params, X, y), clf)
-
-
 def test_early_stopping_is_refused():
     X, y = _data()
     with pytest.raises(ValueError, match="early_stopping"):

@@ -788,6 +788,40 @@ def test_online_learning_a_few_samples_at_a_time(solver, offset, chunk):
     assert _training_objective(clf, X, y) < optimum + 0.35 < np.log(5)
 
 
+@pytest.mark.parametrize(
+    "fit_params, set_params",
+    [
+        (dict(), dict()),  # full batch: no optimizer to resume
+        (dict(solver="sgd", batch_size=32), dict(alpha=1e-3)),  # new settings
+    ],
+    ids=["after-full-batch-fit", "after-set_params"],
+)
+def test_online_learning_after_fit_waits_for_ten_rows(fit_params, set_params):
+    # A partial_fit that starts a new optimizer after fit sized it on its
+    # one row: the step was huge, and a few calls later training "diverged"
+    # (or the model was silently ruined).  It holds back rows as a first
+    # call does.
+    X, y = make_classification(
+        n_samples=3000, n_features=40, n_informative=20, n_classes=5, random_state=0
+    )
+    clf = SoftmaxRegression(random_state=0, **fit_params).fit(X[:2000], y[:2000])
+    clf.set_params(**set_params)
+    fitted = clf.coef_.copy()
+    for row in range(2000, 2009):
+        clf.partial_fit(X[row : row + 1], y[row : row + 1])
+        np.testing.assert_array_equal(clf.coef_, fitted)
+    together = SoftmaxRegression(random_state=0, **fit_params).fit(X[:2000], y[:2000])
+    together.set_params(**set_params).partial_fit(X[2000:2010], y[2000:2010])
+    clf.partial_fit(X[2009:2010], y[2009:2010])
+    np.testing.assert_array_equal(clf.coef_, together.coef_)
+    # (Steps sized for 10 rows are noisier per row than those of batches of
+    # 256: the model moves some way from the fitted optimum, not far.)
+    score = clf.score(X[2500:], y[2500:])
+    for row in range(2010, 2500):
+        clf.partial_fit(X[row : row + 1], y[row : row + 1])
+    assert clf.score(X[2500:], y[2500:]) > score - 0.1
+
+
 def test_a_perfect_validation_score_is_exactly_one():
     # The accuracy summed normalized weights: 1 +- 2e-16, above 1 at times.
     rng = np.random.RandomState(0)
@@ -912,23 +946,25 @@ def test_random_state_reproducible(solver):
     [
         # "sgd": the full batch (accelerated, exact) up to 4096 samples ...
         ("sgd", 1000, 5, None),
-        # ... and batches of 256 above ...
+        # ... and batches of 256 above, however many dense features ...
         ("sgd", 5000, 5, 256),
-        ("sgd", 5000, 256, 256),
-        # ... unless there are more features than a batch has rows.
-        ("sgd", 5000, 257, None),
-        ("sgd", 5000, "sparse", None),
+        ("sgd", 5000, 1000, 256),
+        # ... unless X is sparse with more features than a batch has rows
+        # (and the full batch takes accelerated steps).
+        ("sgd", 5000, "sparse 1000", None),
+        ("sgd", 5000, "sparse 256", 256),
+        ("sgd heavy ball", 5000, "sparse 1000", 256),
         # "adam": batches of 256 however few the samples or many the features.
         ("adam", 1000, 5, 256),
         ("adam", 200, 5, None),
-        ("adam", 5000, 257, 256),
+        ("adam", 5000, "sparse 1000", 256),
     ],
 )
 def test_auto_batch_size(solver, n_samples, n_features, same_as):
-    sparse = n_features == "sparse"
+    sparse = str(n_features).startswith("sparse")
     X, y = make_classification(
         n_samples=n_samples,
-        n_features=1000 if sparse else n_features,
+        n_features=int(str(n_features).split()[-1]),
         n_informative=3,
         n_classes=3,
         random_state=0,
@@ -936,7 +972,9 @@ def test_auto_batch_size(solver, n_samples, n_features, same_as):
     if sparse:
         X[np.abs(X) < 2.5] = 0.0  # about 1% of the entries stored
         X = sp.csr_matrix(X)
-    params = dict(solver=solver, max_iter=3, random_state=0)
+    params = dict(solver=solver.split()[0], max_iter=3, random_state=0)
+    if solver == "sgd heavy ball":
+        params["nesterovs_momentum"] = False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         auto = SoftmaxRegression(batch_size="auto", **params).fit(X, y)
