@@ -460,6 +460,32 @@ def _forward(X_block, coef, coef_t, intercept_raw):
     return raw_t
 
 
+def _binary_difference(coef, intercept_raw):
+    """``(w_1 - w_0, b_1 - b_0)`` of a two-class model (b: None or 0-d)."""
+    difference = np.ascontiguousarray(coef[1] - coef[0])
+    if intercept_raw is None:
+        return difference, None
+    return difference, intercept_raw[1] - intercept_raw[0]
+
+
+def _binary_forward(X_block, difference, intercept_difference):
+    """Logits ``Z^T`` of two classes as ``[0, z_1 - z_0]``, shape (2, rows).
+
+    The softmax, and so the loss and its gradient in the logits, depend only
+    on the difference: one matrix-vector product instead of a product with
+    two columns, which OpenBLAS computes about three times slower on this
+    shape (100,000 x 50: 11.1 against 3.6 ms for both directions).
+    """
+    raw_t = np.zeros((2, X_block.shape[0]), dtype=difference.dtype)
+    if isinstance(X_block, np.ndarray):
+        np.matmul(X_block, difference, out=raw_t[1])
+    else:
+        raw_t[1] = X_block @ difference
+    if intercept_difference is not None:
+        raw_t[1] += intercept_difference
+    return raw_t
+
+
 def _blocks_loss_and_gradient(
     coef, intercept_raw, X, y, sample_weight, label_smoothing, rows, center, blocks
 ):
@@ -475,6 +501,9 @@ def _blocks_loss_and_gradient(
     # when coef is the Fortran-ordered view of the solvers' parameters.
     # The gradient accumulates as (n_features, n_classes).
     coef_t = None
+    # Two classes: only z_1 - z_0 matters, one matrix-vector product each
+    # way (see _binary_forward).
+    binary = _binary_difference(coef, intercept_raw) if coef.shape[0] == 2 else None
     weighted = getattr(sample_weight, "ndim", 0) > 0
     for start, stop in blocks:
         X_block = _row_block(X, start, stop, rows)
@@ -483,18 +512,27 @@ def _blocks_loss_and_gradient(
             X_block = np.subtract(
                 X_block, center, out=X_block if rows is not None else None
             )
-        by_rows = _product_by_rows(X_block, coef.shape[0])
-        if by_rows and coef_t is None:
-            coef_t = np.ascontiguousarray(coef.T)
-        block_coef_t = coef_t if by_rows else None
-        raw_t = _forward(X_block, coef, block_coef_t, intercept_raw)
+        if binary is not None:
+
+            def forward(X_block=X_block):
+                return _binary_forward(X_block, *binary)
+
+        else:
+            by_rows = _product_by_rows(X_block, coef.shape[0])
+            if by_rows and coef_t is None:
+                coef_t = np.ascontiguousarray(coef.T)
+
+            def forward(X_block=X_block, coef_t=coef_t if by_rows else None):
+                return _forward(X_block, coef, coef_t, intercept_raw)
+
+        raw_t = forward()
         weight = sample_weight[start:stop] if weighted else sample_weight
         block_loss = _gradient_block_inplace(
             raw_t, y[start:stop], weight, label_smoothing
         )
         if block_loss is None:
             # exp of the logits as they are left the range: again, shifted.
-            raw_t = _forward(X_block, coef, block_coef_t, intercept_raw)
+            raw_t = forward()
             block_loss = _gradient_block_inplace(
                 raw_t, y[start:stop], weight, label_smoothing, shift=True
             )
@@ -502,12 +540,19 @@ def _blocks_loss_and_gradient(
         # (G^T X)^T = X^T G, (n_features, n_classes): for dense blocks too,
         # OpenBLAS computes it (both operands transposed, no copy) 10 to 30%
         # faster than G^T X, float64 and most float32 shapes.
-        if sparse:
+        if binary is not None:
+            # G's columns sum to 0 (the probabilities and the targets each
+            # sum to 1): X^T G is [-g, g] with g = X^T G_1.
+            column = (_transpose(X_block) if sparse else X_block.T) @ raw_t[1]
+            block_grad = np.stack([-column, column], axis=1)
+        elif sparse:
             block_grad = _transpose(X_block) @ np.ascontiguousarray(raw_t.T)
         else:
             block_grad = X_block.T @ raw_t.T
         # 1^T G as a product: faster than a sum along rows.
         block_grad_intercept = raw_t @ _ones(raw_t.shape[1], raw_t.dtype)
+        if binary is not None:
+            block_grad_intercept[0] = -block_grad_intercept[1]
         if grad_coef is None:
             grad_coef, grad_intercept = block_grad, block_grad_intercept
         else:

@@ -1912,3 +1912,68 @@ def test_weighted_std_reads_every_row(monkeypatch, container, n_threads):
     got = _loss.weighted_std(X, w, mean, n_threads=n_threads)
     rtol = 1e-5 if container == "dense32" else 1e-10
     np.testing.assert_allclose(got, expected, rtol=rtol)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+@pytest.mark.parametrize("offset", [False, True], ids=["plain", "offset"])
+def test_two_classes_take_the_difference_of_the_logits(
+    monkeypatch, dtype, sparse, offset
+):
+    # Two classes compute z_1 - z_0 with one matrix-vector product each way;
+    # over many row blocks and threads, with logits beyond exp's safe range
+    # in some blocks (shifted), and with the offset applied implicitly or
+    # (float32 dense) to each block, the result is that of the textbook.
+    from sk_softmax import _loss
+
+    monkeypatch.setattr(_loss, "_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(_loss, "_MIN_BLOCK_BYTES", 4096)
+    rng = np.random.RandomState(0)
+    X = rng.randn(2000, 12)
+    X[rng.rand(*X.shape) < 0.5] = 0.0
+    y = rng.randint(2, size=2000)
+    coef = rng.randn(2, 12)
+    coef[:, 0] = [-300.0, 300.0]  # beyond exp's range where x_0 is large
+    intercept = np.array([0.5, -0.25])
+    sw = rng.rand(2000)
+    shift = np.linspace(100.0, 200.0, 12) if offset else None
+    Xs = sp.csr_matrix(X) if sparse else X
+    expected = naive_loss_and_gradient(coef, intercept, X, y, 0.1, 0.2, sw)
+    coef_d, intercept_d = coef.astype(dtype), intercept.astype(dtype)
+    X_d = Xs.astype(dtype)
+    # z = W (x - shift) + b', the logits of X: for X moved by shift, with b';
+    # for X itself, with b' = b + W shift.
+    if shift is not None and not sparse:
+        X_d = (X + shift).astype(dtype)
+    elif shift is not None:
+        intercept_d = (intercept + coef @ shift).astype(dtype)
+        # (whose gradient in W is G^T (X - shift))
+        expected = (
+            expected[0],
+            expected[1] - np.outer(expected[2], shift),
+            expected[2],
+        )
+    weights = sw / sw.sum()
+    with np.errstate(over="ignore"):  # (as loss_and_gradient and fit run it)
+        loss, grad_coef, grad_intercept = _loss._loss_and_gradient(
+            coef_d,
+            intercept_d,
+            X_d,
+            y,
+            weights,
+            0.1,
+            0.2,
+            offset=None if shift is None else shift.astype(dtype),
+            n_threads=2,
+            center_rows=dtype == np.float32,
+        )
+    rtol = 1e-9 if dtype == np.float64 else 2e-3
+    np.testing.assert_allclose(loss, expected[0], rtol=rtol)
+    scale = np.abs(expected[1]).max()
+    np.testing.assert_allclose(grad_coef, expected[1], atol=rtol * scale)
+    np.testing.assert_allclose(grad_intercept, expected[2], atol=rtol * scale)
+    # The two rows of G^T X and of 1^T G sum to the penalty's share.
+    np.testing.assert_allclose(
+        grad_coef.sum(axis=0), 0.1 * coef_d.sum(axis=0), atol=rtol * scale
+    )
+    assert grad_intercept.sum() == 0.0
