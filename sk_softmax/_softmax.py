@@ -192,8 +192,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         shrinks with features / 256) and 256 otherwise; for ``"adam"``, 256
         (or all samples, when fewer), like
         ``MLPClassifier``'s ``min(200, n_samples)``.  ``partial_fit`` takes
-        256 rows of its chunk, or with ``"sgd"`` on sparse X ``1 / density``
-        rows if that is more (each step updates every coefficient).  Ignored by
+        256 rows of its chunk, or with ``"sgd"`` on sparse X and
+        ``learning_rate_init="auto"`` ``1 / density`` rows if that is more
+        (each step updates every coefficient).  Ignored by
         ``"lbfgs"``.  On mini-batches, ``fit`` keeps the mean of the last
         epoch's iterates (tail averaging), which removes most of the
         gradient noise; ``partial_fit`` keeps the last iterate.  An epoch's
@@ -1238,6 +1239,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     first_epoch=self.n_iter_ + 1 if partial and warm else 1,
                     preconditioner=preconditioner,
                     step_batch=step_batch,
+                    test_gradient=not partial,
                 )
             except DivergenceError as exc:
                 raise ValueError(self._divergence_message(exc.what, keep)) from None
@@ -1447,7 +1449,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # such wide data the batch's step grows with its rows (see
             # _AUTO_BATCH_SIZE): each row moves the model about as far.
             rows = _AUTO_BATCH_SIZE
-            if density is not None:
+            # (A step set by hand does not grow with the batch.)
+            if density is not None and self.learning_rate_init == "auto":
                 rows = max(rows, math.ceil(1.0 / density) if density > 0 else n_samples)
             return min(rows, n_samples)
         return min(self.batch_size, n_samples)

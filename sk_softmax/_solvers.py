@@ -354,6 +354,7 @@ def gradient_descent(
     first_epoch=1,
     preconditioner=None,
     step_batch=None,
+    test_gradient=True,
 ):
     """Minimize ``objective`` by (mini-)batch gradient steps of ``rule``.
 
@@ -420,6 +421,11 @@ def gradient_descent(
         where the gradient is ``grad * sqrt(preconditioner)``; the full-batch
         test against ``tol`` and the floor of the ``"adaptive"`` schedule
         read the gradient and the step in those coordinates.
+    test_gradient : bool, default=True
+        On the full batch, stop (before stepping) once the largest gradient
+        entry is at most ``tol``.  ``partial_fit`` passes False: its batch
+        is one chunk of a stream, whose gradient says nothing of the
+        stream's convergence, and the test would skip the chunk's step.
 
     Returns
     -------
@@ -439,7 +445,7 @@ def gradient_descent(
     if not getattr(rule, "scales_with_batch", True):
         step_batch = 0
     # The gradient-norm test needs the full gradient and a rule that settles.
-    stop_on_gradient = full_batch and rule.exact
+    stop_on_gradient = test_gradient and full_batch and rule.exact
     average = average and not full_batch
     if average and max_iter > 1:
         params_sum, averaged = np.empty_like(params), np.empty_like(params)

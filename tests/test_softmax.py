@@ -788,6 +788,22 @@ def test_online_learning_a_few_samples_at_a_time(solver, offset, chunk):
     assert _training_objective(clf, X, y) < optimum + 0.35 < np.log(5)
 
 
+@pytest.mark.parametrize("batch_size", ["auto", None])
+def test_partial_fit_steps_on_a_chunk_whatever_its_gradient(batch_size):
+    # A chunk taken as one full batch met the full-batch gradient test
+    # before its only step: with tol=0.1 on hashed text (gradient entries
+    # all below it), or tol=10 here, the model never left zero.
+    X, y = make_classification(
+        n_samples=400, n_features=20, n_informative=10, n_classes=3, random_state=0
+    )
+    clf = SoftmaxRegression(tol=10.0, batch_size=batch_size, random_state=0)
+    for _ in range(5):
+        clf.partial_fit(X[:200], y[:200], classes=[0, 1, 2])
+    assert np.abs(clf.coef_).max() > 0
+    assert clf.loss_curve_[-1] < clf.loss_curve_[0] < np.log(3)
+    assert clf.score(X[200:], y[200:]) > 0.5
+
+
 @pytest.mark.parametrize(
     "fit_params, set_params",
     [
@@ -992,8 +1008,10 @@ def test_auto_batch_size(solver, n_samples, n_features, same_as):
         # A chunk's steps: batches of 256 rows ...
         ("sgd", False, 256),
         ("adam", True, 256),
-        # ... or for "sgd" on sparse X, of 1 / density rows (here 1000).
+        # ... or for "sgd" on sparse X, of 1 / density rows (here 1000) ...
         ("sgd", True, 1000),
+        # ... whose automatic step grows with them (one set by hand does not).
+        ("sgd 0.01", True, 256),
     ],
 )
 def test_auto_batch_size_of_partial_fit(solver, sparse, same_as):
@@ -1006,7 +1024,9 @@ def test_auto_batch_size_of_partial_fit(solver, sparse, same_as):
     y = rng.integers(0, 3, size=3000)
     if not sparse:
         X = X.toarray()
-    params = dict(solver=solver, random_state=0)
+    params = dict(solver=solver.split()[0], random_state=0)
+    if solver == "sgd 0.01":
+        params["learning_rate_init"] = 0.01
     auto = SoftmaxRegression(batch_size="auto", **params)
     same = SoftmaxRegression(batch_size=same_as, **params)
     other = SoftmaxRegression(batch_size=1256 - same_as, **params)
