@@ -461,11 +461,22 @@ def _forward(X_block, coef, coef_t, intercept_raw):
 
 
 def _binary_difference(coef, intercept_raw):
-    """``(w_1 - w_0, b_1 - b_0)`` of a two-class model (b: None or 0-d)."""
-    difference = np.ascontiguousarray(coef[1] - coef[0])
-    if intercept_raw is None:
-        return difference, None
-    return difference, intercept_raw[1] - intercept_raw[0]
+    """``(w_1 - w_0, b_1 - b_0)`` of a two-class model (b: None or 0-d).
+
+    None where a difference overflows (rows of opposite signs near the
+    largest float, as at the optimum ``w_0 = -w_1`` of data of about its
+    reciprocal): the two products of the rows then still fit.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        difference = np.ascontiguousarray(coef[1] - coef[0])
+        intercept = None
+        if intercept_raw is not None:
+            intercept = intercept_raw[1] - intercept_raw[0]
+    if not np.isfinite(difference).all():
+        return None
+    if intercept is not None and not np.isfinite(intercept):
+        return None
+    return difference, intercept
 
 
 def _binary_forward(X_block, difference, intercept_difference):
@@ -502,7 +513,7 @@ def _blocks_loss_and_gradient(
     # The gradient accumulates as (n_features, n_classes).
     coef_t = None
     # Two classes: only z_1 - z_0 matters, one matrix-vector product each
-    # way (see _binary_forward).
+    # way (see _binary_forward), unless the difference overflows.
     binary = _binary_difference(coef, intercept_raw) if coef.shape[0] == 2 else None
     weighted = getattr(sample_weight, "ndim", 0) > 0
     for start, stop in blocks:

@@ -1977,3 +1977,21 @@ def test_two_classes_take_the_difference_of_the_logits(
         grad_coef.sum(axis=0), 0.1 * coef_d.sum(axis=0), atol=rtol * scale
     )
     assert grad_intercept.sum() == 0.0
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_two_classes_whose_difference_overflows(dtype):
+    # Rows of opposite signs near the largest float (the optimum w_0 = -w_1
+    # of data near its reciprocal) have a difference beyond it: the loss
+    # takes the two rows' products then, as for more classes.
+    big = np.finfo(dtype).max / 1.5
+    coef = np.array([[-big], [big]], dtype=dtype)
+    X = np.array([[0.5], [0.25]], dtype=dtype)
+    loss, grad_coef, grad_intercept = loss_and_gradient(coef, None, X, [1, 1])
+    assert loss == 0.0 and grad_intercept is None
+    np.testing.assert_array_equal(grad_coef, np.zeros((2, 1)))
+    loss, _, grad_intercept = loss_and_gradient(
+        np.zeros((2, 1), dtype), np.array([-big, big], dtype), X, [1, 1]
+    )
+    assert loss == 0.0
+    np.testing.assert_array_equal(grad_intercept, np.zeros(2))
