@@ -497,6 +497,17 @@ def _binary_forward(X_block, difference, intercept_difference):
     return raw_t
 
 
+def _coef_t_for(X_block, coef, coef_t):
+    """``(coef_t, W^T or None)``: what :func:`_forward` takes for X_block
+    (see :func:`_product_by_rows`), and ``coef_t``, the C-ordered ``W^T``
+    made once, when first needed (None until then)."""
+    if not _product_by_rows(X_block, coef.shape[0]):
+        return coef_t, None
+    if coef_t is None:
+        coef_t = np.ascontiguousarray(coef.T)
+    return coef_t, coef_t
+
+
 def _blocks_loss_and_gradient(
     coef, intercept_raw, X, y, sample_weight, label_smoothing, rows, center, blocks
 ):
@@ -523,27 +534,23 @@ def _blocks_loss_and_gradient(
             X_block = np.subtract(
                 X_block, center, out=X_block if rows is not None else None
             )
+        # (Nothing but X_block may hold the block past this iteration: a
+        # centered copy would stay alive into the next one's.)
         if binary is not None:
-
-            def forward(X_block=X_block):
-                return _binary_forward(X_block, *binary)
-
+            raw_t = _binary_forward(X_block, *binary)
         else:
-            by_rows = _product_by_rows(X_block, coef.shape[0])
-            if by_rows and coef_t is None:
-                coef_t = np.ascontiguousarray(coef.T)
-
-            def forward(X_block=X_block, coef_t=coef_t if by_rows else None):
-                return _forward(X_block, coef, coef_t, intercept_raw)
-
-        raw_t = forward()
+            coef_t, block_coef_t = _coef_t_for(X_block, coef, coef_t)
+            raw_t = _forward(X_block, coef, block_coef_t, intercept_raw)
         weight = sample_weight[start:stop] if weighted else sample_weight
         block_loss = _gradient_block_inplace(
             raw_t, y[start:stop], weight, label_smoothing
         )
         if block_loss is None:
-            # exp of the logits as they are left the range: again, shifted.
-            raw_t = forward()
+            # exp of the logits as they are left the range: again, shifted
+            # (two classes: from both rows' logits, whose difference may
+            # overflow where each of them does not).
+            coef_t, block_coef_t = _coef_t_for(X_block, coef, coef_t)
+            raw_t = _forward(X_block, coef, block_coef_t, intercept_raw)
             block_loss = _gradient_block_inplace(
                 raw_t, y[start:stop], weight, label_smoothing, shift=True
             )

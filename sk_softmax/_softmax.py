@@ -41,6 +41,7 @@ from ._compat import (
 from ._dask import is_dask_array
 from ._loss import (
     _PLAIN_RANGE,
+    _binary_difference,
     _loss_and_gradient,
     _mean_and_range,
     _scaled_logits,
@@ -1687,7 +1688,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             return result
         (X,), restore = to_numpy_namespace(X)
         raw = self._raw_prediction(X)
-        return restore(host_array(self.classes_)[np.argmax(raw, axis=1)])
+        if raw.shape[1] == 2:  # argmax, without numpy's slow short-axis loop
+            best = (raw[:, 1] > raw[:, 0]).view(np.int8)
+        else:
+            best = np.argmax(raw, axis=1)
+        return restore(host_array(self.classes_)[best])
 
     def predict_log_proba(self, X):
         """Log-probabilities ``z - logsumexp(z)``.
@@ -1951,9 +1956,22 @@ def _in_memory_loss(
 def _logits(X, coef, intercept, shift):
     """``X W^T + b`` in X's dtype, rows that overflow recomputed scaled.
 
-    See :meth:`SoftmaxRegression._raw_prediction`.
+    See :meth:`SoftmaxRegression._raw_prediction`.  Two classes, where the
+    caller allows a shift, give ``[0, z_1 - z_0]``: one matrix-vector
+    product (see :func:`~sk_softmax._loss._binary_forward`).
     """
     with np.errstate(over="ignore", invalid="ignore"):
+        binary = None
+        if shift and coef.shape[0] == 2:
+            binary = _binary_difference(coef, intercept)
+        if binary is not None:
+            difference = np.asarray(X @ binary[0])
+            if binary[1] is not None:
+                difference += binary[1]
+            if np.isfinite(difference.sum()):
+                raw = np.zeros((X.shape[0], 2), dtype=difference.dtype)
+                raw[:, 1] = difference
+                return raw
         raw = np.asarray(X @ coef.T)
         raw += intercept
         if np.isfinite(raw.sum()):

@@ -1995,3 +1995,10 @@ def test_two_classes_whose_difference_overflows(dtype):
     )
     assert loss == 0.0
     np.testing.assert_array_equal(grad_intercept, np.zeros(2))
+    # A finite difference whose logit overflows: shifted, from both rows.
+    coef = np.array([[-big / 2, -big / 2], [big / 2, big / 2]], dtype=dtype)
+    X = np.ones((1, 2), dtype=dtype)
+    for Xc in (X, sp.csr_matrix(X)):
+        loss, grad_coef, _ = loss_and_gradient(coef, np.zeros(2, dtype), Xc, [1])
+        assert loss == 0.0
+        np.testing.assert_array_equal(grad_coef, np.zeros((2, 2)))

@@ -2345,3 +2345,29 @@ def test_full_batch_fit_keeps_no_optimizer_state():
     assert clf._state is None and clf._learning_rate is None
     mini = SoftmaxRegression(batch_size=16, random_state=0).fit(X, y)
     assert mini._state is not None  # mini-batch fits are resumed
+
+
+def test_two_class_predictions_take_the_logits_difference():
+    # decision_function, predict_proba and predict of two classes come from
+    # one matrix-vector product, X (w_1 - w_0) + b_1 - b_0; rows of opposite
+    # signs near the largest float, whose difference overflows, from both
+    # rows' logits as before.
+    from scipy.special import expit
+
+    X, y = make_classification(n_samples=300, n_features=6, random_state=0)
+    clf = SoftmaxRegression(solver="lbfgs").fit(X, y)
+    score = clf.decision_function(X)
+    direct = X @ (clf.coef_[1] - clf.coef_[0]) + (clf.intercept_[1] - clf.intercept_[0])
+    np.testing.assert_array_equal(score, direct)  # (not z_1 - z_0, rounded twice)
+    np.testing.assert_allclose(clf.predict_proba(X)[:, 1], expit(score), rtol=1e-12)
+    np.testing.assert_array_equal(
+        clf.predict(X), clf.classes_[(score > 0).view(np.int8)]
+    )
+    big = np.finfo(np.float64).max / 1.5
+    clf.coef_ = np.array([[-big] + [0.0] * 5, [big] + [0.0] * 5])
+    clf.intercept_ = np.zeros(2)
+    rows = np.array([[1e-300] + [0.0] * 5, [-1e-300] + [0.0] * 5, [0.0] * 6])
+    proba = clf.predict_proba(rows)
+    np.testing.assert_allclose(proba[:, 1], [1.0, 0.0, 0.5])
+    np.testing.assert_array_equal(clf.predict(rows), clf.classes_[[1, 0, 0]])
+    assert np.isfinite(clf.decision_function(rows)).all()
