@@ -546,11 +546,21 @@ def _blocks_loss_and_gradient(
             raw_t, y[start:stop], weight, label_smoothing
         )
         if block_loss is None:
-            # exp of the logits as they are left the range: again, shifted
-            # (two classes: from both rows' logits, whose difference may
-            # overflow where each of them does not).
-            coef_t, block_coef_t = _coef_t_for(X_block, coef, coef_t)
-            raw_t = _forward(X_block, coef, block_coef_t, intercept_raw)
+            # exp of the logits as they are left the range: again, shifted.
+            if binary is not None:
+                raw_t = _binary_forward(X_block, *binary)
+                # (Samples whose difference overflows, where each logit
+                # may not: from both rows' logits.  A sample's shift is
+                # its own, so the two forms mix.)
+                overflowed = np.flatnonzero(~np.isfinite(raw_t[1]))
+                if overflowed.size:
+                    coef_t, block_coef_t = _coef_t_for(X_block, coef, coef_t)
+                    raw_t[:, overflowed] = _forward(
+                        X_block[overflowed], coef, block_coef_t, intercept_raw
+                    )
+            else:
+                coef_t, block_coef_t = _coef_t_for(X_block, coef, coef_t)
+                raw_t = _forward(X_block, coef, block_coef_t, intercept_raw)
             block_loss = _gradient_block_inplace(
                 raw_t, y[start:stop], weight, label_smoothing, shift=True
             )

@@ -1958,20 +1958,30 @@ def _logits(X, coef, intercept, shift):
 
     See :meth:`SoftmaxRegression._raw_prediction`.  Two classes, where the
     caller allows a shift, give ``[0, z_1 - z_0]``: one matrix-vector
-    product (see :func:`~sk_softmax._loss._binary_forward`).
+    product (see :func:`~sk_softmax._loss._binary_forward`), and exact
+    where ``z_1`` and ``z_0`` are large; rows whose difference overflows
+    come from both logits.
     """
+    binary = None
+    if shift and coef.shape[0] == 2:
+        binary = _binary_difference(coef, intercept)
+    if binary is None:
+        return _both_logits(X, coef, intercept, shift)
     with np.errstate(over="ignore", invalid="ignore"):
-        binary = None
-        if shift and coef.shape[0] == 2:
-            binary = _binary_difference(coef, intercept)
-        if binary is not None:
-            difference = np.asarray(X @ binary[0])
-            if binary[1] is not None:
-                difference += binary[1]
-            if np.isfinite(difference.sum()):
-                raw = np.zeros((X.shape[0], 2), dtype=difference.dtype)
-                raw[:, 1] = difference
-                return raw
+        difference = np.asarray(X @ binary[0])
+        if binary[1] is not None:
+            difference += binary[1]
+    raw = np.zeros((X.shape[0], 2), dtype=difference.dtype)
+    raw[:, 1] = difference
+    rows = np.flatnonzero(~np.isfinite(difference))
+    if rows.size:
+        raw[rows] = _both_logits(X[rows], coef, intercept, shift)
+    return raw
+
+
+def _both_logits(X, coef, intercept, shift):
+    """:func:`_logits` from every class's row of W."""
+    with np.errstate(over="ignore", invalid="ignore"):
         raw = np.asarray(X @ coef.T)
         raw += intercept
         if np.isfinite(raw.sum()):

@@ -2002,3 +2002,29 @@ def test_two_classes_whose_difference_overflows(dtype):
         loss, grad_coef, _ = loss_and_gradient(coef, np.zeros(2, dtype), Xc, [1])
         assert loss == 0.0
         np.testing.assert_array_equal(grad_coef, np.zeros((2, 2)))
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+def test_two_classes_retried_shifted_keep_the_difference(sparse):
+    # A block whose exp leaves its range is computed again, shifted: from
+    # the logits' difference where it is finite (z_1 and z_0 of 1.5e308
+    # lose it to rounding), from both rows' logits where it overflows.
+    def container(X):
+        return sp.csr_matrix(X) if sparse else X
+
+    X = container(np.array([[0.0, 1.0], [0.0, 0.5]]))
+    loss, _, grad_intercept = loss_and_gradient(
+        [[0.0, 0.0], [0.0, 1000.0]], [1.5e308, 1.5e308], X, [1, 1]
+    )
+    assert loss == 0.0
+    np.testing.assert_array_equal(grad_intercept, [0.0, 0.0])
+    X = container(np.ones((1, 2), np.float32))
+    loss = loss_and_gradient(
+        np.array([[1e8, 0.0], [1e8, 100.0]], np.float32), None, X, [0]
+    )[0]
+    assert loss == 100.0
+    # One sample whose difference overflows next to one whose does not.
+    X = container(np.array([[1.0, 0.0], [0.0, 1.0]]))
+    big = np.finfo(np.float64).max / 1.5
+    loss = loss_and_gradient([[-big, 0.0], [big, 1000.0]], None, X, [1, 1])[0]
+    assert loss == 0.0

@@ -2371,3 +2371,21 @@ def test_two_class_predictions_take_the_logits_difference():
     np.testing.assert_allclose(proba[:, 1], [1.0, 0.0, 0.5])
     np.testing.assert_array_equal(clf.predict(rows), clf.classes_[[1, 0, 0]])
     assert np.isfinite(clf.decision_function(rows)).all()
+
+
+def test_two_class_predictions_of_a_row_do_not_depend_on_the_others():
+    # Logit differences that overflow (or sum past the largest float) in
+    # some rows sent every row of the call to both rows' logits, which lose
+    # a difference of 1 next to 1e300.
+    X, y = make_classification(
+        n_samples=50, n_features=3, n_informative=2, n_redundant=0, random_state=0
+    )
+    clf = SoftmaxRegression(solver="lbfgs").fit(X, y)
+    clf.coef_ = np.array([[1e300, 0.0, 1.0], [1e300, 1e300, 2.0]])
+    clf.intercept_ = np.zeros(2)
+    a = np.array([[1.0, 0.0, 1.0]])
+    for others in ([[0.0, 1e10, 0.0]], [[0.0, 1e8, 0.0], [0.0, 1e8, 0.0]]):
+        rows = np.vstack([a, others])
+        assert clf.decision_function(rows)[0] == 1.0
+        np.testing.assert_allclose(clf.predict_proba(rows)[0], clf.predict_proba(a)[0])
+        assert clf.predict(rows)[0] == clf.classes_[1]
