@@ -572,7 +572,7 @@ def _blocks_loss_and_gradient(
             # G's columns sum to 0 (the probabilities and the targets each
             # sum to 1): X^T G is [-g, g] with g = X^T G_1.
             column = (_transpose(X_block) if sparse else X_block.T) @ raw_t[1]
-            block_grad = np.stack([-column, column], axis=1)
+            block_grad = np.stack([0.0 - column, column], axis=1)  # (no -0.0)
         elif sparse:
             block_grad = _transpose(X_block) @ np.ascontiguousarray(raw_t.T)
         else:
@@ -580,7 +580,7 @@ def _blocks_loss_and_gradient(
         # 1^T G as a product: faster than a sum along rows.
         block_grad_intercept = raw_t @ _ones(raw_t.shape[1], raw_t.dtype)
         if binary is not None:
-            block_grad_intercept[0] = -block_grad_intercept[1]
+            block_grad_intercept[0] = 0.0 - block_grad_intercept[1]
         if grad_coef is None:
             grad_coef, grad_intercept = block_grad, block_grad_intercept
         else:

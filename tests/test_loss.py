@@ -2002,6 +2002,7 @@ def test_two_classes_whose_difference_overflows(dtype):
         loss, grad_coef, _ = loss_and_gradient(coef, np.zeros(2, dtype), Xc, [1])
         assert loss == 0.0
         np.testing.assert_array_equal(grad_coef, np.zeros((2, 2)))
+        assert not np.signbit(grad_coef).any()  # (0.0, not -g = -0.0)
 
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
