@@ -851,9 +851,10 @@ def _torch_available():
 
 def _runs_mini_batches(est, workload):
     """Whether the SoftmaxRegression ``est`` fits the workload on mini-batches."""
+    from ._softmax import _density
+
     X = workload.X_train
-    density = X.nnz / (X.shape[0] * X.shape[1]) if sp.issparse(X) else None
-    return est._mini_batches(X.shape[0], X.shape[1], partial=False, density=density)
+    return est._mini_batches(X.shape[0], X.shape[1], partial=False, density=_density(X))
 
 
 def make_estimator(method, workload, seed=0, max_iter=None):

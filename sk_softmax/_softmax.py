@@ -42,6 +42,7 @@ from ._dask import is_dask_array
 from ._loss import (
     _PLAIN_RANGE,
     _binary_difference,
+    _binary_forward,
     _loss_and_gradient,
     _mean_and_range,
     _scaled_logits,
@@ -637,7 +638,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             return False  # validation will say what is wrong with X
         # (Nested lists become C-ordered arrays anyway.)
         n_features = shape[1] if shape is not None and len(shape) > 1 else 0
-        density = _density(X) if sp.issparse(X) else None
+        density = _density(X)
         return self._mini_batches(
             n_samples, n_features, partial=partial, density=density
         )
@@ -910,7 +911,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # weights differently each time.
             weights_normalized = weights_normalized.persist()
 
-        density = _density(X) if sp.issparse(X) else None
+        density = _density(X)
         batch_size = self._batch_size(n_samples, X.shape[1], partial, density)
         full_batch = not self._mini_batches(
             n_samples, X.shape[1], partial=partial, density=density
@@ -1767,7 +1768,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
 
 def _density(X):
-    """The fraction of a sparse X's entries that are stored."""
+    """The fraction of a sparse X's entries that are stored; None if dense."""
+    if not sp.issparse(X):
+        return None
     return X.nnz / max(X.shape[0] * X.shape[1], 1)
 
 
@@ -1968,12 +1971,8 @@ def _logits(X, coef, intercept, shift):
     if binary is None:
         return _both_logits(X, coef, intercept, shift)
     with np.errstate(over="ignore", invalid="ignore"):
-        difference = np.asarray(X @ binary[0])
-        if binary[1] is not None:
-            difference += binary[1]
-    raw = np.zeros((X.shape[0], 2), dtype=difference.dtype)
-    raw[:, 1] = difference
-    rows = np.flatnonzero(~np.isfinite(difference))
+        raw = np.ascontiguousarray(_binary_forward(X, *binary).T)
+    rows = np.flatnonzero(~np.isfinite(raw[:, 1]))
     if rows.size:
         raw[rows] = _both_logits(X[rows], coef, intercept, shift)
     return raw
