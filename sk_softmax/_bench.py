@@ -849,12 +849,17 @@ def _torch_available():
     return True
 
 
-def _runs_mini_batches(est, workload):
-    """Whether the SoftmaxRegression ``est`` fits the workload on mini-batches."""
-    from ._softmax import _density
+def _ran_mini_batches(model, workload):
+    """Whether the fitted SoftmaxRegression ``model`` stepped on mini-batches."""
+    rows = getattr(model, "_batch_size_used", None)
+    if rows is None:  # (versions before it recorded its batch size)
+        from ._softmax import _density
 
-    X = workload.X_train
-    return est._mini_batches(X.shape[0], X.shape[1], partial=False, density=_density(X))
+        X = workload.X_train
+        return model._mini_batches(
+            X.shape[0], X.shape[1], partial=False, density=_density(X)
+        )
+    return rows < workload.n_train
 
 
 def make_estimator(method, workload, seed=0, max_iter=None):
@@ -874,11 +879,9 @@ def make_estimator(method, workload, seed=0, max_iter=None):
             tol = 1e-8 if method.endswith("1e-8") else 1e-4
             est = SoftmaxRegression(solver="lbfgs", alpha=alpha, tol=tol, max_iter=1000)
         elif method == "ours sgd":
-            # The defaults: mini-batches, or the full batch on small or
-            # wide sparse data, whose passes are not capped.
+            # The defaults as they are: the full batch on these workloads
+            # (no strongly correlated features), whose passes are not capped.
             est = SoftmaxRegression(alpha=alpha, random_state=seed)
-            if cap is not None and _runs_mini_batches(est, workload):
-                est.set_params(max_iter=cap)
         elif method == "ours sgd full batch":
             est = SoftmaxRegression(
                 solver="sgd", batch_size=None, alpha=alpha, max_iter=1000
@@ -1815,7 +1818,7 @@ class Bench:
                 # (whose second allocates what the first does not).
                 mini_batch = "sgd" in method.lower() or "adam" in method
                 if method.startswith("ours sgd"):
-                    mini_batch = _runs_mini_batches(model, wl)
+                    mini_batch = _ran_mini_batches(model, wl)
                 mem_cap = 1 if mini_batch else 2
                 mem_est = make_estimator(method, wl, self.seed, max_iter=mem_cap)
                 _, peak = peak_memory(

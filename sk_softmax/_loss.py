@@ -54,6 +54,8 @@ __all__ = [
     "log_softmax",
     "softmax",
     "lipschitz_constants",
+    "largest_eigenvalue",
+    "mini_batch_curvature",
     "feature_scales",
     "weighted_std",
     "stored_magnitudes",
@@ -1207,6 +1209,7 @@ def lipschitz_constants(
     joint=None,
     sample=None,
     row_norms_sq=None,
+    largest=None,
 ):
     """Curvature bounds of ``J`` per parameter block, in centered coordinates.
 
@@ -1267,8 +1270,11 @@ def lipschitz_constants(
         that lives elsewhere (a dask array, a GPU), whose rows this function
         then never reads (``mean`` must be given, X gives only its shape).
     row_norms_sq : ndarray of shape (n_samples,), default=None
-        ``||(x_i - mean) / scale||^2`` for every row, computed where X lives
-        (mini-batches only, with ``sample``).
+        ``||(x_i - mean) / scale||^2`` for every row, if already computed
+        (mini-batches only); for data elsewhere, computed where X lives.
+    largest : float, default=None
+        ``lambda_max(X_c^T diag(s) X_c)`` as :func:`largest_eigenvalue`
+        estimates it, if already known (its estimate is then skipped).
 
     Returns
     -------
@@ -1309,26 +1315,23 @@ def lipschitz_constants(
         # (Divided twice: scale**2 overflows for scales near 2**512, those of
         # alpha near 1e308.)
         penalty = alpha / scale / scale
-    if sample is None:
-        sample = _curvature_sample(X, sample_weight)
-    largest = _largest_weighted_eigenvalue(*sample, mean, scale)
-    # The sample of a sparse X is a copy of its rows: gone before the row
-    # norms below read X.
-    del sample
+    if largest is None:
+        largest = largest_eigenvalue(
+            X, sample_weight, mean=mean, scale=scale, sample=sample
+        )
     if joint and fit_intercept:
         largest += 1.0
     data_term = 0.5 * largest
     if batch_size is not None and batch_size < n_samples and n_samples > 1:
-        # Per-sample curvature, with the intercept column: a single sample's
-        # centered row is not orthogonal to it.
         if row_norms_sq is None:
             row_norms_sq = _centered_row_norms_sq(X, mean, scale)
-        row_norms = row_norms_sq + (1.0 if fit_intercept else 0.0)
-        data_max = 0.5 * n_samples * float(np.max(sample_weight * row_norms))
-        b, n = batch_size, n_samples
-        data_term = (n * (b - 1) * data_term + (n - b) * data_max) / (b * (n - 1))
-        if fit_intercept:
-            data_term = max(data_term, 0.5)
+        data_term = mini_batch_curvature(
+            data_term,
+            row_norms_sq,
+            sample_weight,
+            batch_size=batch_size,
+            fit_intercept=fit_intercept,
+        )
         joint = True
     lipschitz = data_term + penalty
     if not fit_intercept:
@@ -1336,6 +1339,92 @@ def lipschitz_constants(
     else:
         lipschitz_intercept = data_term if joint else 0.5
     return lipschitz, lipschitz_intercept, mean
+
+
+def largest_eigenvalue(X, sample_weight, *, mean, scale, sample=None):
+    """``lambda_max(X_c^T diag(s) X_c)`` with ``X_c = (X - mean) / scale``.
+
+    The largest eigenvalue of the weighted second-moment matrix of the
+    centered, scaled rows; for standardized features, of their weighted
+    covariance, whose eigenvalues average 1: far above 1, the features are
+    strongly correlated.  Estimated as in :func:`lipschitz_constants`, on at
+    most 8192 evenly spaced rows (exactly up to 256 features, by Lanczos
+    with a 2% margin above).
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+        Samples (never modified or copied whole).
+    sample_weight : ndarray of shape (n_samples,)
+        Weights normalized to sum to one.
+    mean : ndarray of shape (n_features,)
+        Center of the rows.
+    scale : ndarray of shape (n_features,)
+        Divisor of each centered feature.
+    sample : tuple of (ndarray, ndarray), default=None
+        Rows and weights already selected (see :func:`lipschitz_constants`).
+
+    Returns
+    -------
+    largest : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_softmax._loss import largest_eigenvalue
+    >>> X = np.array([[1.0, 1.0], [-1.0, -1.0]])
+    >>> round(largest_eigenvalue(X, np.full(2, 0.5), mean=np.zeros(2),
+    ...                          scale=np.ones(2)), 12)
+    2.0
+    """
+    if sample is None:
+        sample = _curvature_sample(X, sample_weight)
+    return _largest_weighted_eigenvalue(*sample, mean, scale)
+
+
+def mini_batch_curvature(
+    data_term, row_norms_sq, sample_weight, *, batch_size, fit_intercept
+):
+    """Expected curvature bound of mini-batches of ``batch_size`` rows.
+
+    The interpolation of :func:`lipschitz_constants` between the full
+    batch's data term and the largest per-sample one,
+    ``n max_i s_i (||x_i - mu||^2 + 1) / 2`` (the 1 is the intercept column,
+    which a single centered row is not orthogonal to), for batches drawn
+    without replacement (Gower et al., 2019); at least 1/2 with an
+    intercept.
+
+    Parameters
+    ----------
+    data_term : float
+        The full batch's bound without the penalty, ``lambda_max / 2``.
+    row_norms_sq : ndarray of shape (n_samples,)
+        ``||(x_i - mu) / scale||^2`` for every row.
+    sample_weight : ndarray of shape (n_samples,)
+        Weights normalized to sum to one.
+    batch_size : int
+        Rows per batch, less than ``n_samples``.
+    fit_intercept : bool
+        Whether the model has an intercept.
+
+    Returns
+    -------
+    bound : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_softmax._loss import mini_batch_curvature
+    >>> float(mini_batch_curvature(1.0, np.array([3.0, 3.0, 3.0]),
+    ...                            np.full(3, 1 / 3), batch_size=1,
+    ...                            fit_intercept=False))
+    1.5
+    """
+    row_norms = row_norms_sq + (1.0 if fit_intercept else 0.0)
+    n, b = row_norms.shape[0], batch_size
+    data_max = 0.5 * n * float(np.max(sample_weight * row_norms))
+    bound = (n * (b - 1) * data_term + (n - b) * data_max) / (b * (n - 1))
+    return max(bound, 0.5) if fit_intercept else bound
 
 
 def weighted_mean(X, sample_weight):

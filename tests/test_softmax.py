@@ -958,39 +958,63 @@ def test_random_state_reproducible(solver):
 
 
 @pytest.mark.parametrize(
-    "solver, n_samples, n_features, same_as",
+    "solver, n_samples, features, same_as",
     [
         # "sgd": the full batch (accelerated, exact) up to 4096 samples ...
-        ("sgd", 1000, 5, None),
-        # ... and batches of 256 above, however many dense features ...
-        ("sgd", 5000, 5, 256),
-        ("sgd", 5000, 1000, 256),
-        # ... unless X is sparse with more features than a batch has rows
-        # (and the full batch takes accelerated steps).
+        ("sgd", 1000, "5", None),
+        # ... and above, for features far from strongly correlated ...
+        ("sgd", 5000, "5", None),
+        ("sgd", 5000, "1000", None),
+        ("sgd", 5000, "sparse 256", None),
+        # ... or sparse with more features than a batch has rows, however
+        # correlated ...
         ("sgd", 5000, "sparse 1000", None),
-        ("sgd", 5000, "sparse 256", 256),
+        ("sgd", 5000, "sparse correlated 1000", None),
+        # ... and batches of 256 for strongly correlated features, whose
+        # batches step about as far as the full batch ...
+        ("sgd", 5000, "correlated 300", 256),
+        # ... unless a row far out shortens their steps.
+        ("sgd", 5000, "correlated 300 outlier", None),
+        # Heavy-ball momentum (no accelerated full-batch steps) and a step
+        # set by hand (one for batches) keep the batches.
+        ("sgd heavy ball", 5000, "5", 256),
         ("sgd heavy ball", 5000, "sparse 1000", 256),
+        ("sgd 0.01", 5000, "5", 256),
         # "adam": batches of 256 however few the samples or many the features.
-        ("adam", 1000, 5, 256),
-        ("adam", 200, 5, None),
+        ("adam", 1000, "5", 256),
+        ("adam", 200, "5", None),
         ("adam", 5000, "sparse 1000", 256),
     ],
 )
-def test_auto_batch_size(solver, n_samples, n_features, same_as):
-    sparse = str(n_features).startswith("sparse")
-    X, y = make_classification(
-        n_samples=n_samples,
-        n_features=int(str(n_features).split()[-1]),
-        n_informative=3,
-        n_classes=3,
-        random_state=0,
-    )
-    if sparse:
-        X[np.abs(X) < 2.5] = 0.0  # about 1% of the entries stored
+def test_auto_batch_size(solver, n_samples, features, same_as):
+    n_features = int(features.split()[1 if "outlier" in features else -1])
+    if "correlated" in features:
+        # Rank 10 plus noise: the standardized covariance's largest
+        # eigenvalue is about 39 (average 1); the outlier row makes a batch's
+        # curvature bound 19 times the full batch's.
+        rng = np.random.default_rng(0)
+        factors = rng.standard_normal((n_samples, 10))
+        X = factors @ rng.standard_normal((10, n_features))
+        X += 0.1 * rng.standard_normal(X.shape)
+        y = (factors[:, 0] > 0).astype(int) + (factors[:, 1] > 0.5)
+        if "outlier" in features:
+            X[0] *= 1000.0
+    else:
+        X, y = make_classification(
+            n_samples=n_samples,
+            n_features=n_features,
+            n_informative=3,
+            n_classes=3,
+            random_state=0,
+        )
+    if "sparse" in features:
+        X[np.abs(X) < 2.5 * X.std()] = 0.0  # about 1% of the entries stored
         X = sp.csr_matrix(X)
     params = dict(solver=solver.split()[0], max_iter=3, random_state=0)
     if solver == "sgd heavy ball":
         params["nesterovs_momentum"] = False
+    if solver == "sgd 0.01":
+        params["learning_rate_init"] = 0.01
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         auto = SoftmaxRegression(batch_size="auto", **params).fit(X, y)
