@@ -1341,15 +1341,18 @@ def lipschitz_constants(
     return lipschitz, lipschitz_intercept, mean
 
 
-def largest_eigenvalue(X, sample_weight, *, mean, scale, sample=None):
+def largest_eigenvalue(
+    X, sample_weight, *, mean, scale, sample=None, correlation=False
+):
     """``lambda_max(X_c^T diag(s) X_c)`` with ``X_c = (X - mean) / scale``.
 
     The largest eigenvalue of the weighted second-moment matrix of the
-    centered, scaled rows; for standardized features, of their weighted
-    covariance, whose eigenvalues average 1: far above 1, the features are
-    strongly correlated.  Estimated as in :func:`lipschitz_constants`, on at
-    most 8192 evenly spaced rows (exactly up to 256 features, by Lanczos
-    with a 2% margin above).
+    centered, scaled rows, estimated as in :func:`lipschitz_constants` on at
+    most 8192 evenly spaced rows (exactly up to 256 features, otherwise by
+    Lanczos with a 2% margin above).  With ``correlation``, that of the
+    weighted correlation matrix instead (each feature scaled to unit
+    spread on those rows; a constant one is left out), whose eigenvalues
+    average 1: far above 1, the features are strongly correlated.
 
     Parameters
     ----------
@@ -1363,6 +1366,8 @@ def largest_eigenvalue(X, sample_weight, *, mean, scale, sample=None):
         Divisor of each centered feature.
     sample : tuple of (ndarray, ndarray), default=None
         Rows and weights already selected (see :func:`lipschitz_constants`).
+    correlation : bool, default=False
+        Whether to scale each feature to unit spread first.
 
     Returns
     -------
@@ -1372,14 +1377,35 @@ def largest_eigenvalue(X, sample_weight, *, mean, scale, sample=None):
     --------
     >>> import numpy as np
     >>> from sk_softmax._loss import largest_eigenvalue
-    >>> X = np.array([[1.0, 1.0], [-1.0, -1.0]])
-    >>> round(largest_eigenvalue(X, np.full(2, 0.5), mean=np.zeros(2),
-    ...                          scale=np.ones(2)), 12)
+    >>> X = np.array([[1.0, 2.0], [-1.0, -2.0]])
+    >>> w, zero, one = np.full(2, 0.5), np.zeros(2), np.ones(2)
+    >>> round(largest_eigenvalue(X, w, mean=zero, scale=one), 12)
+    5.0
+    >>> round(largest_eigenvalue(X, w, mean=zero, scale=one, correlation=True), 12)
     2.0
     """
     if sample is None:
         sample = _curvature_sample(X, sample_weight)
+    if correlation:
+        rows, weights = sample
+        spread = np.sqrt(
+            np.maximum(
+                _sample_second_moments(rows, weights, mean) / np.square(scale), 0.0
+            )
+        )
+        scale = np.where(spread > 0, scale * spread, np.inf)
     return _largest_weighted_eigenvalue(*sample, mean, scale)
+
+
+def _sample_second_moments(rows, weights, mean):
+    """``sum_i s_i (x_ij - mean_j)^2`` per feature, float64, by row chunks."""
+    moments = np.zeros(rows.shape[1])
+    for start in range(0, rows.shape[0], _CHUNK_ROWS):
+        chunk = rows[start : start + _CHUNK_ROWS]
+        chunk = chunk.toarray() if sp.issparse(chunk) else chunk
+        chunk = np.array(chunk, dtype=np.float64) - mean
+        moments += weights[start : start + _CHUNK_ROWS] @ np.square(chunk)
+    return moments
 
 
 def mini_batch_curvature(

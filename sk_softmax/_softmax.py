@@ -83,15 +83,15 @@ _AUTO_FULL_BATCH_MAX = 4096
 # their full batch may take hundreds of passes.)
 _AUTO_BATCH_SIZE = 256
 # Above 4096 samples, batch_size="auto" (with the automatic step and
-# Nesterov's momentum) trains on the full batch too, unless the standardized
-# features are strongly correlated: the largest eigenvalue of their
-# covariance (which average 1) above this.  The accelerated full batch
-# then needs about sqrt(condition number) times more passes, and a
-# mini-batch's step is about as long as the full batch's (the full batch's
-# curvature bound is large), so the n / 256 steps of an epoch pay off: on
-# 100,000 x 300 features of rank 10 plus noise (eigenvalue 40), 15 epochs
-# in 1.0 s against 200 full-batch passes in 5.0 s, to about the same
-# objective.  Otherwise the full batch's passes, about 3 times cheaper than
+# Nesterov's momentum) trains on the full batch too, unless the features are
+# strongly correlated: the largest eigenvalue of their correlation matrix
+# (the eigenvalues average 1) above this (see largest_eigenvalue).  The
+# accelerated full batch then needs about sqrt(condition number) times more
+# passes, and a mini-batch's step is about as long as the full batch's (the
+# full batch's curvature bound is large), so the n / 256 steps of an epoch
+# pay off: on 100,000 x 300 features of rank 10 plus noise (eigenvalue 40),
+# 15 epochs in 1.0 s against 200 full-batch passes in 5.0 s, to about the
+# same objective.  Otherwise the full batch's passes, about 3 times cheaper than
 # an epoch of batches, reach the exact optimum in about as much time or
 # less: 100,000 x 100 Gaussian features, 15 passes in 0.15 s against 9
 # epochs in 0.30 s, 200 times closer to the optimum; log-normal features,
@@ -215,9 +215,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         features (each batch's step would update every coefficient, and the
         safe step shrinks with features / 256) and, with
         ``learning_rate_init="auto"``, for features that are not strongly
-        correlated (the largest eigenvalue of the standardized features'
-        covariance at most 16, or batches whose safe step would be less
-        than half the full batch's: see Notes); 256 otherwise.  For
+        correlated (the largest eigenvalue of their correlation matrix at
+        most 16, or batches whose safe step would be less than half the
+        full batch's: see Notes); 256 otherwise.  (A dask array always
+        takes the full batch then: fit refuses its mini-batches.)  For
         ``"adam"``, 256 (or all samples, when fewer), like
         ``MLPClassifier``'s ``min(200, n_samples)``.  ``partial_fit`` takes
         256 rows of its chunk, or with ``"sgd"`` on sparse X and
@@ -366,7 +367,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     would make them far too short.
 
     ``batch_size="auto"`` picks the full batch above 4096 samples unless the
-    standardized features are strongly correlated.  The accelerated full
+    features are strongly correlated.  The accelerated full
     batch's passes then take about the time of the fewer but costlier
     epochs of 256-row batches, or less, and reach the exact optimum, where
     batches stop at their noise: 100,000 x 100 Gaussian features, 15 passes
@@ -374,8 +375,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     far out, have a large per-row curvature, which shortens the batches'
     safe step: log-normal features trained 7 to 14 times faster, and data
     with one row 100 times the others 4.6 times.  Strongly correlated
-    features (their covariance's largest eigenvalue above 16, where the
-    eigenvalues average 1) slow the full batch down, and their batches step
+    features (the largest eigenvalue of their correlation matrix above 16,
+    where the eigenvalues average 1) slow the full batch down, and their batches step
     about as far as it does: 100,000 x 300 features of rank 10 plus noise
     (eigenvalue 40) take 15 epochs in 1.0 s against 200 passes in 5.0 s.
 
@@ -649,8 +650,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 "dask array; fit with early_stopping=False."
             )
         n_samples = X.shape[0] if X.ndim == 2 else math.nan
-        if not math.isnan(n_samples) and self._mini_batches(
-            n_samples, X.shape[1], partial=False
+        # (Where fit chooses by the data's curvature, a dask array takes
+        # the full batch.)
+        if (
+            not math.isnan(n_samples)
+            and self._mini_batches(n_samples, X.shape[1], partial=False)
+            and not self._batch_follows_curvature(False, partial=False)
         ):
             raise ValueError(
                 f"{name} fits a dask array on the full batch only: use "
@@ -1104,10 +1109,22 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 if not full_batch:
                     row_norms_sq = _array_api.row_norms_sq(X, mean, scale)
             if self._batch_follows_curvature(full_batch, partial):
-                largest = largest_eigenvalue(
-                    X, weights_normalized, mean=mean, scale=scale, sample=sample
+                # (A dask array takes the full batch: fit refuses its
+                # mini-batches.)
+                correlated = largest_eigenvalue(
+                    X,
+                    weights_normalized,
+                    mean=mean,
+                    scale=scale,
+                    sample=sample,
+                    correlation=True,
                 )
-                if largest > _CORRELATED_EIGENVALUE:
+                if correlated > _CORRELATED_EIGENVALUE and not dask_X:
+                    # The batches' curvature against the full batch's, in
+                    # the solver's coordinates.
+                    largest = largest_eigenvalue(
+                        X, weights_normalized, mean=mean, scale=scale, sample=sample
+                    )
                     if row_norms_sq is None:
                         row_norms_sq = _centered_row_norms_sq(X, mean, scale)
                     batch_term = mini_batch_curvature(
@@ -1118,7 +1135,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                         fit_intercept=self.fit_intercept,
                     )
                 if (
-                    largest <= _CORRELATED_EIGENVALUE
+                    correlated <= _CORRELATED_EIGENVALUE
+                    or dask_X
                     or batch_term >= _SHORTER_BATCH_STEPS * 0.5 * largest
                 ):
                     full_batch, batch_size = True, n_samples

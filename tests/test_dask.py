@@ -303,12 +303,17 @@ def test_distributed_cluster_with_weights(caplog):
 
 @pytest.mark.parametrize(
     "params",
-    [dict(), dict(solver="adam"), dict(solver="sgd", batch_size=32)],
-    ids=["default-above-4096", "adam", "sgd-32"],
+    [
+        dict(nesterovs_momentum=False),
+        dict(learning_rate_init=0.01),
+        dict(solver="adam"),
+        dict(solver="sgd", batch_size=32),
+    ],
+    ids=["heavy-ball-above-4096", "step-by-hand-above-4096", "adam", "sgd-32"],
 )
 def test_mini_batches_are_refused(params):
     rng = np.random.default_rng(0)
-    # batch_size="auto" means mini-batches above 4096 samples.
+    # batch_size="auto" means mini-batches above 4096 samples here.
     n = 200 if "batch_size" in params else 5000
     X = da.from_array(rng.standard_normal((n, 3)), chunks=1000)
     y = rng.integers(0, 3, size=n)
@@ -322,6 +327,27 @@ def test_default_estimator_fits_small_dask_data_on_the_full_batch():
     _assert_same_model(_fit(dict(random_state=0), X, y), clf)
 
 
+@pytest.mark.parametrize("correlated", [False, True])
+def test_default_estimator_fits_large_dask_data_on_the_full_batch(correlated):
+    # Above 4096 samples the defaults choose by the features' correlation:
+    # in memory, batches for strongly correlated ones; a dask array, whose
+    # mini-batches fit refuses, always takes the full batch.
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((5000, 20))
+    if correlated:
+        X += 3.0 * rng.standard_normal((5000, 1))  # correlation eigenvalue 18
+    y = (X[:, 0] - X[:, 1] > 0).astype(int) + (X[:, 2] > X[:, 3])
+    params = dict(random_state=0, max_iter=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        chunked = _fit(params, da.from_array(X, chunks=1000), y)
+        full = _fit(dict(params, batch_size=None), X, y)
+        auto = _fit(params, X, y)
+    _assert_same_model(full, chunked)
+    assert chunked.n_iter_ == 5
+    assert np.allclose(auto.coef_, full.coef_) != correlated
+
+
 def test_early_stopping_is_refused():
     X, y = _data()
     with pytest.raises(ValueError, match="early_stopping"):
@@ -332,8 +358,12 @@ def test_early_stopping_is_refused():
 
 @pytest.mark.parametrize(
     "params",
-    [dict(), dict(solver="adam", batch_size=32), dict(early_stopping=True)],
-    ids=["default-above-4096", "adam-32", "early-stopping"],
+    [
+        dict(nesterovs_momentum=False),
+        dict(solver="adam", batch_size=32),
+        dict(early_stopping=True),
+    ],
+    ids=["heavy-ball-above-4096", "adam-32", "early-stopping"],
 )
 def test_refused_settings_read_no_chunk(params):
     # The input checks persist X: refused settings read it all first.

@@ -19,6 +19,7 @@ from sk_softmax import loss_and_gradient
 from sk_softmax._loss import (
     _loss_and_gradient,
     feature_scales,
+    largest_eigenvalue,
     lipschitz_constants,
     log_softmax,
     softmax,
@@ -1089,6 +1090,40 @@ def test_lipschitz_mini_batch(kind, fit_intercept):
             X, s, alpha=alpha, fit_intercept=fit_intercept, batch_size=batch_size
         )
         assert (L_b, L_int_b) == (L_full, L_int_full)
+
+
+@pytest.mark.parametrize("n_features", [40, 300], ids=["gram", "lanczos"])
+@pytest.mark.parametrize("container", [np.asarray, sp.csr_matrix], ids=["dense", "csr"])
+def test_largest_eigenvalue_of_the_correlation_matrix(container, n_features):
+    # Weighted correlations whatever the scale passed; a constant feature is
+    # left out (its correlations are undefined), not a zero-spread blow-up.
+    rng = np.random.default_rng(0)
+    n = 600
+    X = rng.standard_normal((n, n_features)) * rng.uniform(0.1, 10.0, n_features)
+    X[:, 1:6] += 2.0 * X[:, :1] / np.std(X[:, 0])  # a correlated group
+    X[rng.random(X.shape) < 0.3] = 0.0
+    X[:, 7] = 3.0
+    s = rng.uniform(0.0, 2.0, n)
+    s /= s.sum()
+    mean = s @ X
+    Xc = (X - mean) * np.sqrt(s)[:, None]
+    moments = np.sum(Xc**2, axis=0)
+    kept = moments > 1e-20
+    corr = (Xc[:, kept].T @ Xc[:, kept]) / np.sqrt(
+        np.outer(moments, moments)[kept][:, kept]
+    )
+    expected = np.linalg.eigvalsh(corr)[-1]
+    scale = rng.choice([0.25, 1.0, 8.0], n_features)
+    value = largest_eigenvalue(
+        container(X), s, mean=mean, scale=scale, correlation=True
+    )
+    # Exact up to 256 features; Lanczos's estimate has a 2% margin above.
+    np.testing.assert_allclose(
+        value, expected, rtol=1e-9 if n_features <= 256 else 0.03
+    )
+    assert value >= expected * (1 - 1e-9)
+    plain = largest_eigenvalue(container(X), s, mean=mean, scale=scale)
+    assert abs(plain - value) > 0.1 * value  # the scales matter without it
 
 
 @pytest.mark.parametrize("chunk", [1, 5, 1 << 20])

@@ -989,7 +989,7 @@ def test_random_state_reproducible(solver):
 def test_auto_batch_size(solver, n_samples, features, same_as):
     n_features = int(features.split()[1 if "outlier" in features else -1])
     if "correlated" in features:
-        # Rank 10 plus noise: the standardized covariance's largest
+        # Rank 10 plus noise: the correlation matrix's largest
         # eigenvalue is about 39 (average 1); the outlier row makes a batch's
         # curvature bound 19 times the full batch's.
         rng = np.random.default_rng(0)
