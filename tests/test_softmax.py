@@ -1026,6 +1026,23 @@ def test_auto_batch_size(solver, n_samples, features, same_as):
     assert not np.allclose(auto.coef_, other.coef_)
 
 
+@pytest.mark.parametrize("unit", [1.0, 1.45, 2.54])
+def test_auto_batch_size_does_not_depend_on_units(unit):
+    # The correlation matrix decides, not the power-of-two scales the solver
+    # works in (which made a common factor's eigenvalue of 18 look like 11
+    # at one unit and 21 at another).
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((5000, 20)) + 3.0 * rng.standard_normal((5000, 1))
+    X *= unit
+    y = (X[:, 0] > X[:, 1]).astype(int) + (X[:, 2] > X[:, 3])
+    params = dict(max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        auto = SoftmaxRegression(**params).fit(X, y)
+        batches = SoftmaxRegression(batch_size=256, **params).fit(X, y)
+    np.testing.assert_array_equal(auto.coef_, batches.coef_)
+
+
 @pytest.mark.parametrize(
     "solver, sparse, same_as",
     [
