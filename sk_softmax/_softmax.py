@@ -91,8 +91,8 @@ _AUTO_BATCH_SIZE = 256
 # full batch's curvature bound is large), so the n / 256 steps of an epoch
 # pay off: on 100,000 x 300 features of rank 10 plus noise (eigenvalue 40),
 # 15 epochs in 1.0 s against 200 full-batch passes in 5.0 s, to about the
-# same objective.  Otherwise the full batch's passes, about 3 times cheaper than
-# an epoch of batches, reach the exact optimum in about as much time or
+# same objective.  Otherwise the full batch's passes, about 3 times cheaper
+# than an epoch of batches, reach the exact optimum in about as much time or
 # less: 100,000 x 100 Gaussian features, 15 passes in 0.15 s against 9
 # epochs in 0.30 s, 200 times closer to the optimum; log-normal features,
 # whose per-row curvature shortens the batches' steps (see
@@ -367,16 +367,16 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     would make them far too short.
 
     ``batch_size="auto"`` picks the full batch above 4096 samples unless the
-    features are strongly correlated.  The accelerated full
-    batch's passes then take about the time of the fewer but costlier
-    epochs of 256-row batches, or less, and reach the exact optimum, where
-    batches stop at their noise: 100,000 x 100 Gaussian features, 15 passes
-    in 0.15 s against 9 epochs in 0.30 s.  Heavy-tailed features, or a row
-    far out, have a large per-row curvature, which shortens the batches'
-    safe step: log-normal features trained 7 to 14 times faster, and data
-    with one row 100 times the others 4.6 times.  Strongly correlated
-    features (the largest eigenvalue of their correlation matrix above 16,
-    where the eigenvalues average 1) slow the full batch down, and their batches step
+    features are strongly correlated.  The accelerated full batch's passes
+    then take about the time of the fewer but costlier epochs of 256-row
+    batches, or less, and reach the exact optimum, where batches stop at
+    their noise: 100,000 x 100 Gaussian features, 15 passes in 0.15 s
+    against 9 epochs in 0.30 s.  Heavy-tailed features, or a row far out,
+    have a large per-row curvature, which shortens the batches' safe step:
+    log-normal features trained 7 to 14 times faster, and data with one row
+    100 times the others 4.6 times.  Strongly correlated features (the
+    largest eigenvalue of their correlation matrix above 16, where the
+    eigenvalues average 1) slow the full batch down, and their batches step
     about as far as it does: 100,000 x 300 features of rank 10 plus noise
     (eigenvalue 40) take 15 epochs in 1.0 s against 200 passes in 5.0 s.
 
@@ -1111,17 +1111,21 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             if self._batch_follows_curvature(full_batch, partial):
                 # (A dask array takes the full batch: fit refuses its
                 # mini-batches.)
-                correlated = largest_eigenvalue(
-                    X,
-                    weights_normalized,
-                    mean=mean,
-                    scale=scale,
-                    sample=sample,
-                    correlation=True,
-                )
-                if correlated > _CORRELATED_EIGENVALUE and not dask_X:
-                    # The batches' curvature against the full batch's, in
-                    # the solver's coordinates.
+                batches = False
+                if not dask_X and (
+                    largest_eigenvalue(
+                        X,
+                        weights_normalized,
+                        mean=mean,
+                        scale=scale,
+                        sample=sample,
+                        correlation=True,
+                    )
+                    > _CORRELATED_EIGENVALUE
+                ):
+                    # Strongly correlated: batches, unless their curvature
+                    # bound is twice the full batch's, in the solver's
+                    # coordinates.
                     largest = largest_eigenvalue(
                         X, weights_normalized, mean=mean, scale=scale, sample=sample
                     )
@@ -1134,11 +1138,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                         batch_size=batch_size,
                         fit_intercept=self.fit_intercept,
                     )
-                if (
-                    correlated <= _CORRELATED_EIGENVALUE
-                    or dask_X
-                    or batch_term >= _SHORTER_BATCH_STEPS * 0.5 * largest
-                ):
+                    batches = batch_term < _SHORTER_BATCH_STEPS * 0.5 * largest
+                if not batches:
                     full_batch, batch_size = True, n_samples
                     rule = self._update_rule(True)
             self._lipschitz = lipschitz_constants(
