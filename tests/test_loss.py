@@ -1812,6 +1812,23 @@ def test_centered_blocks_stay_small(monkeypatch):
     assert peak < 3.5 * _loss._MIN_BLOCK_BYTES, peak
 
 
+def test_correlation_eigenvalue_reads_small_chunks():
+    # The features' spreads on the curvature sample: row chunks of about
+    # 1 MiB (chunks of 4096 rows took 40 MB on 5000 x 600, twice the row
+    # chunk in float64).
+    rng = np.random.default_rng(0)
+    n, d = 5000, 600
+    X = rng.standard_normal((n, d))
+    s = np.full(n, 1.0 / n)
+    tracemalloc.start()
+    try:
+        largest_eigenvalue(X, s, mean=np.zeros(d), scale=np.ones(d), correlation=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20, peak
+
+
 @pytest.mark.parametrize("batch", [False, True])
 def test_centered_rows_keep_float32_products_of_offset_features(batch):
     # A float32 timestamp column (1.7e9 + up to 1e5): centered implicitly
