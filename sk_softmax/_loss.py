@@ -1387,34 +1387,9 @@ def largest_eigenvalue(
     if sample is None:
         sample = _curvature_sample(X, sample_weight)
     if correlation:
-        rows, weights = sample
-        spread = np.sqrt(
-            np.maximum(
-                _sample_second_moments(rows, weights, mean) / np.square(scale), 0.0
-            )
-        )
+        spread = weighted_std(*sample, mean) / scale
         scale = np.where(spread > 0, scale * spread, np.inf)
     return _largest_weighted_eigenvalue(*sample, mean, scale)
-
-
-def _sample_second_moments(rows, weights, mean):
-    """``sum_i s_i (x_ij - mean_j)^2`` per feature, float64.
-
-    By chunks of rows of about 1 MiB in float64, one buffer each: chunks of
-    4096 rows of 1000 features took 64 MB (a fit's whole extra memory on
-    the benchmark's wide problem is 3 MB).
-    """
-    n_rows, n_features = rows.shape
-    moments = np.zeros(n_features)
-    step = max(1, (1 << 17) // max(n_features, 1))
-    for start in range(0, n_rows, step):
-        chunk = rows[start : start + step]
-        chunk = chunk.toarray() if sp.issparse(chunk) else chunk
-        chunk = np.array(chunk, dtype=np.float64)
-        chunk -= mean
-        np.square(chunk, out=chunk)
-        moments += weights[start : start + step] @ chunk
-    return moments
 
 
 def mini_batch_curvature(

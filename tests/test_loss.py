@@ -1813,9 +1813,9 @@ def test_centered_blocks_stay_small(monkeypatch):
 
 
 def test_correlation_eigenvalue_reads_small_chunks():
-    # The features' spreads on the curvature sample: row chunks of about
-    # 1 MiB (chunks of 4096 rows took 40 MB on 5000 x 600, twice the row
-    # chunk in float64).
+    # The features' spreads on the curvature sample, by weighted_std's
+    # chunks of about 512 KiB (chunks of 4096 rows took 40 MB on 5000 x 600,
+    # twice the row chunk in float64).
     rng = np.random.default_rng(0)
     n, d = 5000, 600
     X = rng.standard_normal((n, d))
