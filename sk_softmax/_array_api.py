@@ -159,6 +159,28 @@ def weighted_std(X, sample_weight, mean, unit=1.0):
     return np.sqrt(np.maximum(variance, 0.0))
 
 
+def weighted_gram(X, sample_weight, mean, scale):
+    """``X_c^T diag(s) X_c``, ``X_c = (X - mean) / scale``, as float64 numpy.
+
+    As :func:`sk_softmax._loss.weighted_gram`: one pass, a chunk of rows at
+    a time on X's device, in the widest float there.
+    """
+    xp, device = array_namespace(X)
+    wide = max_float_dtype(xp, device)
+    center = _on_device(mean, X, dtype=wide)
+    inverse = _on_device(1.0 / scale, X, dtype=wide)
+    n_samples, n_features = X.shape
+    gram = np.zeros((n_features, n_features))
+    for start in range(0, n_samples, _CHUNK_ROWS):
+        stop = min(start + _CHUNK_ROWS, n_samples)
+        chunk = (xp.astype(X[start:stop, :], wide) - center) * inverse
+        root = _on_device(np.sqrt(sample_weight[start:stop]), X, dtype=wide)
+        # Rows of zero weight may overflow: 0 * inf is NaN.
+        chunk = xp.where(root[:, None] > 0, chunk * root[:, None], 0.0)
+        gram += np.asarray(to_numpy(chunk.T @ chunk), dtype=np.float64)
+    return gram
+
+
 def row_norms_sq(X, mean, scale):
     """``||(x_i - mean) / scale||^2`` for every row, on X's device, as numpy."""
     xp, _ = array_namespace(X)

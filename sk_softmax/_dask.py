@@ -344,3 +344,18 @@ def weighted_std(X, sample_weight, mean, unit=1.0):
     squares = da.where(weights[:, None] > 0, centered * centered, 0.0)
     variance = squares.T @ weights
     return np.sqrt(np.maximum(np.asarray(variance.compute(), dtype=np.float64), 0.0))
+
+
+def weighted_gram(X, sample_weight, mean, scale):
+    """``X_c^T diag(s) X_c``, ``X_c = (X - mean) / scale``, computed (in memory).
+
+    As :func:`sk_softmax._loss.weighted_gram`, in float64: a sum of the
+    chunks' Gram matrices.
+    """
+    import dask.array as da
+
+    centered = (X.astype(np.float64) - mean) * (1.0 / scale)
+    root = da.sqrt(da.asarray(sample_weight).astype(np.float64))
+    # Rows of zero weight may overflow: 0 * inf is NaN.
+    rows = da.where(root[:, None] > 0, centered * root[:, None], 0.0)
+    return np.asarray((rows.T @ rows).compute(), dtype=np.float64)

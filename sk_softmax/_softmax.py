@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg import solve_triangular
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
@@ -40,15 +41,18 @@ from ._compat import (
 )
 from ._dask import is_dask_array
 from ._loss import (
+    _GRAM_FEATURES,
     _PLAIN_RANGE,
     _binary_difference,
     _binary_forward,
     _centered_row_norms_sq,
+    _curvature_sample,
     _loss_and_gradient,
     _mean_and_range,
     _scaled_logits,
     _summable_weights,
     feature_scales,
+    gram_preconditioner,
     largest_eigenvalue,
     lipschitz_constants,
     log_softmax,
@@ -56,6 +60,7 @@ from ._loss import (
     single_threaded_blas,
     softmax,
     stored_magnitudes,
+    weighted_gram,
     weighted_std,
 )
 from ._solvers import (
@@ -1090,6 +1095,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # X in memory, whose products take and give W^T; W for data
             # elsewhere, whose gradient comes back as W.
             feature_major = not (dask_X or device_X)
+        gram_factor = None
         # Only the automatic step of sgd (and of custom rules) needs the
         # curvature bound: L-BFGS finds its own steps, Adam's automatic step
         # is a constant, and a resumed optimizer keeps its step.
@@ -1106,9 +1112,27 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 sample = _dask.curvature_sample(X, weights_normalized)
             elif device_X:
                 sample = _array_api.curvature_sample(X, weights_normalized)
-                if not full_batch:
-                    row_norms_sq = _array_api.row_norms_sq(X, mean, scale)
-            if self._batch_follows_curvature(full_batch, partial):
+            if self._may_precondition(X, full_batch, partial):
+                gram_factor = _gram_factor(
+                    X,
+                    weights_normalized,
+                    mean,
+                    scale,
+                    constant,
+                    self.alpha,
+                    sample=sample,
+                    n_threads=n_threads,
+                )
+                if gram_factor is not None:
+                    # Correlated features cost the preconditioned full batch
+                    # nothing (see gram_preconditioner): no batches.
+                    full_batch, batch_size = True, n_samples
+                    rule = self._update_rule(True)
+            if device_X and not full_batch:
+                row_norms_sq = _array_api.row_norms_sq(X, mean, scale)
+            if gram_factor is None and self._batch_follows_curvature(
+                full_batch, partial
+            ):
                 # (A dask array takes the full batch: fit refuses its
                 # mini-batches.)
                 batches = False
@@ -1291,6 +1315,21 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 if batch_size >= n_samples or self.learning_rate == "adaptive":
                     preconditioner = factors
                 del factors
+            to_plain = tested_gradient = None
+            if gram_factor is not None:
+                # Whitened coordinates: steps of 1 on the coefficients (0 on
+                # those of constant features), the intercept's as it was.
+                learning_rate = np.array(np.broadcast_to(learning_rate, params.shape))
+                coef_rate = _coef_view(
+                    learning_rate, n_classes, n_features, feature_major
+                )
+                coef_rate[...] = 1.0
+                coef_rate[:, constant] = 0.0
+                objective, to_plain, tested_gradient = _whitened(
+                    objective, gram_factor, params, n_classes, feature_major
+                )
+                if validation is not None:
+                    validation = functools.partial(_plain_call, validation, to_plain)
             state = copy.deepcopy(self._state) if keep else None
             # The batch size the step is sized for: a resumed step keeps that
             # of the call that sized it (a later chunk of one row moves the
@@ -1322,9 +1361,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     preconditioner=preconditioner,
                     step_batch=step_batch,
                     test_gradient=not partial,
+                    tested_gradient=tested_gradient,
                 )
             except DivergenceError as exc:
                 raise ValueError(self._divergence_message(exc.what, keep)) from None
+            if to_plain is not None:
+                result.params[...] = to_plain(result.params)
             # Momentum steps sized for a full-batch fit's curvature are too
             # long for a chunk's mini-batches: partial_fit resumes them only
             # after mini-batches (earlier partial_fit calls, a mini-batch
@@ -1436,6 +1478,25 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             and self.solver == "sgd"
             and self.nesterovs_momentum
             and self.learning_rate_init == "auto"
+        )
+
+    def _may_precondition(self, X, full_batch, partial):
+        """Whether fit's full batch may take the Gram preconditioner (see
+        gram_preconditioner): the accelerated rule of ``"sgd"`` with
+        Nesterov's momentum (and the automatic step), on the full batch or
+        on the batches that _batch_follows_curvature may turn into it, for
+        dense X of at most _GRAM_FEATURES features."""
+        accelerated = (
+            full_batch
+            and not partial
+            and isinstance(self.solver, str)
+            and self.solver == "sgd"
+            and self.nesterovs_momentum
+        )
+        return (
+            (accelerated or self._batch_follows_curvature(full_batch, partial))
+            and not sp.issparse(X)
+            and 0 < X.shape[1] <= _GRAM_FEATURES
         )
 
     def _mini_batches(self, n_samples, n_features, *, partial, density=None):
@@ -2160,6 +2221,76 @@ def _hold_constant_features(objective, params, constant, n_classes, feature_majo
         return loss, grad
 
     return held
+
+
+def _gram_factor(X, weights, mean, scale, constant, alpha, *, sample, n_threads):
+    """The Cholesky factor of gram_preconditioner for fit's full batch, or None.
+
+    Decided on the curvature sample of at most 8192 rows (``sample``, in
+    memory, or None to take it from X in memory): the condition number of
+    the features' correlation there.  The factor is then that of all rows,
+    whose curvature it must bound, computed where X lives.
+    """
+    with np.errstate(over="ignore"):
+        penalty = alpha / scale / scale
+    if not np.all(np.isfinite(penalty)):
+        return None  # (scales of extreme data: diagonal steps)
+    if sample is None:
+        sample = _curvature_sample(X, weights)
+    gram = weighted_gram(*sample, mean=mean, scale=scale)
+    if not np.all(np.isfinite(gram)):
+        return None
+    factor = gram_preconditioner(gram, penalty, constant=constant)
+    if factor is None or sample[0].shape[0] == X.shape[0]:
+        return factor
+    if is_dask_array(X):
+        gram = _dask.weighted_gram(X, weights, mean, scale)
+    elif array_namespace(X) is not None:
+        gram = _array_api.weighted_gram(X, weights, mean, scale)
+    else:
+        gram = weighted_gram(X, weights, mean=mean, scale=scale, n_threads=n_threads)
+    return gram_preconditioner(gram, penalty, constant=constant, threshold=0)
+
+
+def _whitened(objective, factor, params, n_classes, feature_major):
+    """The objective in the coordinates ``V = W L`` of the factor ``L``.
+
+    With ``P = L L^T`` (see gram_preconditioner), a gradient step of 1 on
+    ``V`` is the step ``grad_W P^{-1}`` on the coefficients: their gradient
+    is ``grad_V = grad_W L^{-T}``, and ``W = V L^{-1}``.  The intercept
+    keeps its coordinate.  ``params`` (the starting point) is converted in
+    place.  Returns the objective of ``V``, the function that gives the
+    plain parameters back, and the one that gives the plain gradient (which
+    the full-batch test against ``tol`` reads).
+    """
+    n_features = factor.shape[0]
+
+    def coef_t(flat):  # (n_features, n_classes)
+        return _coef_view(flat, n_classes, n_features, feature_major).T
+
+    def to_plain(flat):
+        plain = flat.copy()
+        coef = solve_triangular(factor, coef_t(flat), lower=True, trans="T")
+        coef_t(plain)[...] = coef
+        return plain
+
+    def plain_gradient(grad):
+        plain = grad.copy()
+        coef_t(plain)[...] = factor @ coef_t(grad)
+        return plain
+
+    def whitened(flat, batch):
+        loss, grad = objective(to_plain(flat), batch)
+        coef_t(grad)[...] = solve_triangular(factor, coef_t(grad), lower=True)
+        return loss, grad
+
+    coef_t(params)[...] = factor.T @ coef_t(params)
+    return whitened, to_plain, plain_gradient
+
+
+def _plain_call(function, to_plain, flat):
+    """``function(to_plain(flat))``."""
+    return function(to_plain(flat))
 
 
 def _coef_view(params, n_classes, n_features, feature_major=False):

@@ -355,6 +355,7 @@ def gradient_descent(
     preconditioner=None,
     step_batch=None,
     test_gradient=True,
+    tested_gradient=None,
 ):
     """Minimize ``objective`` by (mini-)batch gradient steps of ``rule``.
 
@@ -426,6 +427,10 @@ def gradient_descent(
         entry is at most ``tol``.  ``partial_fit`` passes False: its batch
         is one chunk of a stream, whose gradient says nothing of the
         stream's convergence, and the test would skip the chunk's step.
+    tested_gradient : callable or None, default=None
+        ``tested_gradient(grad) -> array``: the gradient in the coordinates
+        whose largest entry the full-batch test reads, for ``params`` in
+        other coordinates (see ``preconditioner``, which it replaces).
 
     Returns
     -------
@@ -486,9 +491,12 @@ def gradient_descent(
                 epoch_loss += loss * batch.size / n_samples
             if stop_on_gradient:
                 # In the coordinates of the steps (see preconditioner).
-                scaled = (
-                    grad if root_preconditioner is None else grad * root_preconditioner
-                )
+                if tested_gradient is not None:
+                    scaled = tested_gradient(grad)
+                elif root_preconditioner is not None:
+                    scaled = grad * root_preconditioner
+                else:
+                    scaled = grad
                 grad_norm = float(np.max(np.abs(scaled))) if grad.size else 0.0
                 if grad_norm <= tol:
                     break

@@ -115,20 +115,24 @@ SETUP = textwrap.dedent(
         # mini-batch bound every row's norm, a chunk of rows at a time; the
         # features' spreads, which set the solvers' coordinates, are read
         # on the device too (past 2**16, in the units of a common power of
-        # two).
+        # two).  Correlated features take the Gram matrix's preconditioner,
+        # summed on the device.
         rng = np.random.default_rng(0)
         X_big = rng.standard_normal((9000, 6)) * [0.1, 1.0, 30.0, 1.0, 3.0, 0.5]
         y_big = (X_big[:, :2] @ rng.standard_normal((2, 3))).argmax(axis=1)
-        for params, magnitude in (
-            (dict(max_iter=2, random_state=0), 1.0),
-            (dict(batch_size=None), 1.0),
-            (dict(max_iter=2, random_state=0), 2.0**40),
+        X_correlated = X_big.copy()
+        X_correlated[:, 5] = X_big[:, 1] + 0.01 * rng.standard_normal(9000)
+        for params, X_case in (
+            (dict(max_iter=2, random_state=0), X_big),
+            (dict(batch_size=None), X_big),
+            (dict(max_iter=2, random_state=0), X_big * 2.0**40),
+            (dict(batch_size=None), X_correlated),
         ):
-            X_case = X_big * magnitude
             reference = SoftmaxRegression(**params).fit(X_case, y_big)
             with sklearn.config_context(array_api_dispatch=True):
                 big = SoftmaxRegression(**params).fit(to_xp(X_case), to_xp(y_big))
             np.testing.assert_allclose(as_numpy(big.coef_), reference.coef_, rtol=1e-9)
+            assert big.n_iter_ == reference.n_iter_
         return clf, expected
     """
 )

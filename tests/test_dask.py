@@ -330,12 +330,13 @@ def test_default_estimator_fits_small_dask_data_on_the_full_batch():
 @pytest.mark.parametrize("correlated", [False, True])
 def test_default_estimator_fits_large_dask_data_on_the_full_batch(correlated):
     # Above 4096 samples the defaults choose by the features' correlation:
-    # in memory, batches for strongly correlated ones; a dask array, whose
+    # in memory, batches for strongly correlated ones beyond 256 features
+    # (up to 256, the preconditioned full batch); a dask array, whose
     # mini-batches fit refuses, always takes the full batch.
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((5000, 20))
+    X = rng.standard_normal((5000, 300))
     if correlated:
-        X += 3.0 * rng.standard_normal((5000, 1))  # correlation eigenvalue 18
+        X += 0.24 * rng.standard_normal((5000, 1))  # correlation eigenvalue 18
     y = (X[:, 0] - X[:, 1] > 0).astype(int) + (X[:, 2] > X[:, 3])
     params = dict(random_state=0, max_iter=5)
     with warnings.catch_warnings():
@@ -346,6 +347,27 @@ def test_default_estimator_fits_large_dask_data_on_the_full_batch(correlated):
     _assert_same_model(full, chunked)
     assert chunked.n_iter_ == 5
     assert np.allclose(auto.coef_, full.coef_) != correlated
+
+
+def test_correlated_features_take_the_same_preconditioner():
+    # Above the 8192 rows of the curvature sample, the Gram matrix that
+    # preconditions the full batch is summed over the chunks: the same
+    # model as in memory, in as few passes.
+    rng = np.random.default_rng(0)
+    factors = rng.standard_normal((9000, 4))
+    X = factors @ rng.standard_normal((4, 30)) + 0.05 * rng.standard_normal((9000, 30))
+    y = (factors[:, 0] > 0).astype(int) + (factors[:, 1] > 0.5)
+    weights = rng.uniform(0.5, 2.0, 9000)
+    params = dict(random_state=0)
+    memory = _fit(params, X, y, sample_weight=weights)
+    chunked = _fit(
+        params,
+        da.from_array(X, chunks=(2000, 30)),
+        y,
+        sample_weight=da.from_array(weights, chunks=2000),
+    )
+    _assert_same_model(memory, chunked, rtol=1e-6)
+    assert memory.n_iter_ < 40
 
 
 def test_early_stopping_is_refused():

@@ -19,11 +19,13 @@ from sk_softmax import loss_and_gradient
 from sk_softmax._loss import (
     _loss_and_gradient,
     feature_scales,
+    gram_preconditioner,
     largest_eigenvalue,
     lipschitz_constants,
     log_softmax,
     softmax,
     stored_magnitudes,
+    weighted_gram,
     weighted_std,
 )
 
@@ -1124,6 +1126,71 @@ def test_largest_eigenvalue_of_the_correlation_matrix(container, n_features):
     assert value >= expected * (1 - 1e-9)
     plain = largest_eigenvalue(container(X), s, mean=mean, scale=scale)
     assert abs(plain - value) > 0.1 * value  # the scales matter without it
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize(
+    "container",
+    [np.asarray, lambda X: X.astype(np.float32), sp.csr_matrix],
+    ids=["dense", "float32", "csr"],
+)
+def test_weighted_gram(container, n_threads):
+    # The weighted Gram matrix of the centered, scaled rows, in float64, by
+    # chunks of rows (3000 x 50 float64 is more than one): features far
+    # from 0 lose nothing to cancellation, and a row of zero weight far out
+    # (its deviation overflows once scaled) adds nothing.
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((3000, 50)) * rng.uniform(0.5, 2.0, 50)
+    X[:, :5] += 1e6
+    X[7] = 1.7e308 if container is np.asarray else 1e30
+    s = rng.uniform(0.0, 2.0, 3000)
+    s[7] = 0.0
+    s /= s.sum()
+    data = container(X)
+    X_used = np.asarray(data.toarray() if sp.issparse(data) else data, np.float64)
+    mean = s @ np.where(s[:, None] > 0, X_used, 0.0)
+    scale = rng.choice([0.5, 1.0, 4.0], 50)
+    scale[0] = 0.5  # (1.7e308 / 0.5 overflows)
+    kept = np.delete(np.arange(3000), 7)
+    Xc = (X_used[kept] - mean) / scale * np.sqrt(s[kept])[:, None]
+    gram = weighted_gram(data, s, mean=mean, scale=scale, n_threads=n_threads)
+    assert gram.dtype == np.float64
+    np.testing.assert_allclose(gram, Xc.T @ Xc, rtol=1e-9, atol=1e-12)
+
+
+def test_gram_preconditioner():
+    rng = np.random.default_rng(0)
+    pen = np.full(4, 0.01)
+    # Uncorrelated features: diagonal steps do as well, no factor.
+    assert gram_preconditioner(np.diag([1.0, 2.0, 0.5, 1.0]), pen) is None
+    # Two features nearly equal (correlation condition number 2e4): the
+    # factor of gram / 2 + diag(penalty) + a ridge of 1e-3 of its mean
+    # diagonal.
+    root = rng.standard_normal((200, 4))
+    root[:, 1] = root[:, 0] + 0.01 * root[:, 1]
+    gram = root.T @ root / 200
+    factor = gram_preconditioner(gram, pen)
+    bound = 0.5 * gram + np.diag(pen)
+    ridge = 1e-3 * np.mean(np.diag(bound))
+    np.testing.assert_allclose(factor @ factor.T, bound + ridge * np.eye(4))
+    assert np.all(np.triu(factor, 1) == 0)
+    # The scale of each feature does not decide (the correlation matrix
+    # does); threshold=0 always gives the factor.
+    spread = np.diag([1e-3, 1.0, 1e3, 1.0])
+    assert gram_preconditioner(spread @ gram @ spread, pen) is not None
+    assert gram_preconditioner(np.eye(4), pen, threshold=0) is not None
+    # A constant feature is left out: its row and column are the identity's.
+    gram_c = gram.copy()
+    gram_c[3, :] = gram_c[:, 3] = 0.0
+    constant = np.array([False, False, False, True])
+    factor = gram_preconditioner(gram_c, pen, constant=constant)
+    np.testing.assert_array_equal(factor[3], [0.0, 0.0, 0.0, 1.0])
+    # Singular to rounding (fewer rows than features, a duplicated
+    # column): no factor.
+    few = rng.standard_normal((3, 4))
+    assert gram_preconditioner(few.T @ few / 3, pen) is None
+    root[:, 1] = root[:, 0]
+    assert gram_preconditioner(root.T @ root / 200, pen) is None
 
 
 @pytest.mark.parametrize("chunk", [1, 5, 1 << 20])

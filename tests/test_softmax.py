@@ -970,8 +970,10 @@ def test_random_state_reproducible(solver):
         # correlated ...
         ("sgd", 5000, "sparse 1000", None),
         ("sgd", 5000, "sparse correlated 1000", None),
-        # ... and batches of 256 for strongly correlated features, whose
-        # batches step about as far as the full batch ...
+        # ... or correlated, up to 256 features (the Gram preconditioner) ...
+        ("sgd", 5000, "correlated 100", None),
+        # ... and batches of 256 for strongly correlated features beyond,
+        # whose batches step about as far as the full batch ...
         ("sgd", 5000, "correlated 300", 256),
         # ... unless a row far out shortens their steps.
         ("sgd", 5000, "correlated 300 outlier", None),
@@ -1026,13 +1028,76 @@ def test_auto_batch_size(solver, n_samples, features, same_as):
     assert not np.allclose(auto.coef_, other.coef_)
 
 
+def _correlated_problem(kind, n_samples=6000, seed=0):
+    """Dense features whose correlation matrix is badly conditioned."""
+    rng = np.random.default_rng(seed)
+    if kind == "rank 6 of 60":
+        factors = rng.standard_normal((n_samples, 6))
+        X = factors @ rng.standard_normal((6, 60)) + 0.1 * rng.standard_normal(
+            (n_samples, 60)
+        )
+        y = (factors[:, 0] > 0).astype(int) + (factors[:, 1] > 0.5)
+    elif kind == "one factor":
+        X = rng.standard_normal((n_samples, 1)) + 0.03 * rng.standard_normal(
+            (n_samples, 5)
+        )
+        y = np.argmax(
+            X @ rng.standard_normal((5, 3)) + rng.gumbel(size=(n_samples, 3)), 1
+        )
+    else:  # cubic polynomial features of two positive variables
+        u, v = rng.uniform(1, 3, (2, n_samples))
+        X = np.column_stack([u, u**2, u**3, v, v**2, v**3, u * v])
+        y = np.sin(3 * u) + np.cos(2 * v) + 0.3 * rng.standard_normal(n_samples) > 0.2
+    return X, y.astype(int)
+
+
+@pytest.mark.parametrize("n_samples", [2000, 6000])
+@pytest.mark.parametrize("kind", ["rank 6 of 60", "one factor", "cubic"])
+def test_correlated_features_converge_in_few_passes(kind, n_samples):
+    # Steps preconditioned by the features' Gram matrix: the passes no
+    # longer grow with the condition number of their correlation (1e3 to
+    # 1e8 here), whose diagonal steps took 130 to 200 passes, to max_iter
+    # with a ConvergenceWarning, or (above 4096 samples) mini-batches
+    # stopping farther from the optimum.
+    X, y = _correlated_problem(kind, n_samples)
+    alpha = 1e-4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = SoftmaxRegression(alpha=alpha).fit(X, y)
+        exact = SoftmaxRegression(solver="lbfgs", alpha=alpha, tol=1e-10, max_iter=5000)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        exact.fit(X, y)
+    assert clf.n_iter_ <= 40
+    optimum = _objective(exact, X, y, alpha)
+    assert _objective(clf, X, y, alpha) - optimum < 1e-4 * optimum
+    # float32 X: the same steps, to float32's resolution.
+    clf32 = SoftmaxRegression(alpha=alpha).fit(X.astype(np.float32), y)
+    assert clf32.n_iter_ <= 40
+    assert _objective(clf32, X, y, alpha) - optimum < 1e-4 * optimum
+
+
+def test_preconditioned_fit_weights_equal_repeated_rows():
+    # The Gram matrix is weighted as the loss: integer weights and repeated
+    # rows make the same preconditioner, the same steps and the same model.
+    X, y = _correlated_problem("rank 6 of 60", 1500)
+    weights = np.random.default_rng(1).integers(0, 3, 1500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        weighted = SoftmaxRegression(tol=1e-6).fit(X, y, sample_weight=weights)
+        repeated = SoftmaxRegression(tol=1e-6).fit(
+            np.repeat(X, weights, axis=0), np.repeat(y, weights)
+        )
+    np.testing.assert_allclose(weighted.coef_, repeated.coef_, rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize("unit", [1.0, 1.45, 2.54])
 def test_auto_batch_size_does_not_depend_on_units(unit):
     # The correlation matrix decides, not the power-of-two scales the solver
     # works in (which made a common factor's eigenvalue of 18 look like 11
-    # at one unit and 21 at another).
+    # at one unit and 21 at another).  (300 features: up to 256, correlated
+    # ones take the preconditioned full batch.)
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((5000, 20)) + 3.0 * rng.standard_normal((5000, 1))
+    X = rng.standard_normal((5000, 300)) + 0.24 * rng.standard_normal((5000, 1))
     X *= unit
     y = (X[:, 0] > X[:, 1]).astype(int) + (X[:, 2] > X[:, 3])
     params = dict(max_iter=2, random_state=0)
