@@ -1485,7 +1485,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         gram_preconditioner): the accelerated rule of ``"sgd"`` with
         Nesterov's momentum (and the automatic step), on the full batch or
         on the batches that _batch_follows_curvature may turn into it, for
-        dense X of at most _GRAM_FEATURES features."""
+        X of at most _GRAM_FEATURES features."""
         accelerated = (
             full_batch
             and not partial
@@ -1494,10 +1494,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             and self.nesterovs_momentum
         )
         return (
-            (accelerated or self._batch_follows_curvature(full_batch, partial))
-            and not sp.issparse(X)
-            and 0 < X.shape[1] <= _GRAM_FEATURES
-        )
+            accelerated or self._batch_follows_curvature(full_batch, partial)
+        ) and 0 < X.shape[1] <= _GRAM_FEATURES
 
     def _mini_batches(self, n_samples, n_features, *, partial, density=None):
         """Whether the solver may step on mini-batches of ``n_samples`` rows
