@@ -1485,7 +1485,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         gram_preconditioner): the accelerated rule of ``"sgd"`` with
         Nesterov's momentum (and the automatic step), on the full batch or
         on the batches that _batch_follows_curvature may turn into it, for
-        X of at most _GRAM_FEATURES features."""
+        X of more than 4096 samples and at most _GRAM_FEATURES features.
+
+        On fewer samples the diagonal steps stay: there, on nearly
+        separable data and the default weak penalty, their early stop
+        generalizes better than the optimum (digits, 8 splits: 96.1% test
+        accuracy, the optimum 95.6%, the preconditioned steps' stop 94.8%;
+        with ``alpha=1e-2`` all alike).
+        """
         accelerated = (
             full_batch
             and not partial
@@ -1494,8 +1501,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             and self.nesterovs_momentum
         )
         return (
-            accelerated or self._batch_follows_curvature(full_batch, partial)
-        ) and 0 < X.shape[1] <= _GRAM_FEATURES
+            (accelerated or self._batch_follows_curvature(full_batch, partial))
+            and X.shape[0] > _AUTO_FULL_BATCH_MAX
+            and 0 < X.shape[1] <= _GRAM_FEATURES
+        )
 
     def _mini_batches(self, n_samples, n_features, *, partial, density=None):
         """Whether the solver may step on mini-batches of ``n_samples`` rows

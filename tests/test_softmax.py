@@ -1051,14 +1051,15 @@ def _correlated_problem(kind, n_samples=6000, seed=0):
     return X, y.astype(int)
 
 
-@pytest.mark.parametrize("n_samples", [2000, 6000])
+@pytest.mark.parametrize("n_samples", [6000, 9000])
 @pytest.mark.parametrize("kind", ["rank 6 of 60", "one factor", "cubic"])
 def test_correlated_features_converge_in_few_passes(kind, n_samples):
-    # Steps preconditioned by the features' Gram matrix: the passes no
-    # longer grow with the condition number of their correlation (1e3 to
-    # 1e8 here), whose diagonal steps took 130 to 200 passes, to max_iter
-    # with a ConvergenceWarning, or (above 4096 samples) mini-batches
-    # stopping farther from the optimum.
+    # Above 4096 samples, steps preconditioned by the features' Gram matrix
+    # (over the 8192 rows of the curvature sample, and beyond): the passes
+    # no longer grow with the condition number of their correlation (1e3
+    # to 1e8 here), whose diagonal steps took 130 to 200 passes, to
+    # max_iter with a ConvergenceWarning, or mini-batches stopping farther
+    # from the optimum.
     X, y = _correlated_problem(kind, n_samples)
     alpha = 1e-4
     with warnings.catch_warnings():
@@ -1076,11 +1077,25 @@ def test_correlated_features_converge_in_few_passes(kind, n_samples):
     assert _objective(clf32, X, y, alpha) - optimum < 1e-4 * optimum
 
 
+def test_small_data_keeps_diagonal_steps():
+    # Up to 4096 samples the full batch keeps its diagonal steps, whose
+    # early stop on nearly separable data (digits, the default weak
+    # penalty) generalizes better than the optimum.
+    X, y = load_digits(return_X_y=True)
+    X = X[:, X.std(axis=0) > 0]
+    clf = SoftmaxRegression().fit(X, y)
+    assert clf._batch_size_used == X.shape[0]
+    assert not clf._may_precondition(X, True, False)
+    big = np.repeat(X, 3, axis=0)
+    assert clf._may_precondition(big, True, False)
+
+
 def test_preconditioned_fit_weights_equal_repeated_rows():
     # The Gram matrix is weighted as the loss: integer weights and repeated
     # rows make the same preconditioner, the same steps and the same model.
-    X, y = _correlated_problem("rank 6 of 60", 1500)
-    weights = np.random.default_rng(1).integers(0, 3, 1500)
+    X, y = _correlated_problem("rank 6 of 60", 5000)
+    weights = np.random.default_rng(1).integers(1, 3, 5000)
+    weights[::7] = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         weighted = SoftmaxRegression(tol=1e-6).fit(X, y, sample_weight=weights)
