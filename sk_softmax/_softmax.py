@@ -101,7 +101,12 @@ _AUTO_BATCH_SIZE = 256
 # less: 100,000 x 100 Gaussian features, 15 passes in 0.15 s against 9
 # epochs in 0.30 s, 200 times closer to the optimum; log-normal features,
 # whose per-row curvature shortens the batches' steps (see
-# mini_batch_curvature), 7 to 14 times faster.
+# mini_batch_curvature), 7 to 14 times faster.  This rule decides beyond
+# 256 features only: up to 256, correlated features take the full batch
+# with steps preconditioned by their Gram matrix (see gram_preconditioner),
+# whose passes do not grow with the condition number (the same 100,000
+# samples of rank 10 plus noise, 100 features: 26 passes in 0.36 s against
+# 19 epochs in 0.46 s).
 _CORRELATED_EIGENVALUE = 16.0
 # ... and even then, where the batches' curvature bound is at least twice
 # the full batch's (a batch's step would be half as long or less).
@@ -219,7 +224,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         ``nesterovs_momentum=True``, also for sparse X of more than 256
         features (each batch's step would update every coefficient, and the
         safe step shrinks with features / 256) and, with
-        ``learning_rate_init="auto"``, for features that are not strongly
+        ``learning_rate_init="auto"``, for dense or sparse X of at most
+        256 features (whose correlated features the full batch
+        preconditions: see Notes) and for features that are not strongly
         correlated (the largest eigenvalue of their correlation matrix at
         most 16, or batches whose safe step would be less than half the
         full batch's: see Notes); 256 otherwise.  (A dask array always
@@ -384,6 +391,24 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     eigenvalues average 1) slow the full batch down, and their batches step
     about as far as it does: 100,000 x 300 features of rank 10 plus noise
     (eigenvalue 40) take 15 epochs in 1.0 s against 200 passes in 5.0 s.
+
+    Up to 256 features, above 4096 samples, the accelerated full batch
+    (``"sgd"`` with ``nesterovs_momentum=True`` and
+    ``learning_rate_init="auto"``) steps by the gradient times the inverse
+    of ``X_c^T diag(s) X_c / 2 + alpha diag(1 / scale**2)`` plus a small
+    ridge (``X_c`` the centered, standardized features), a bound of the
+    loss's curvature, where the condition number of the features'
+    correlation matrix is above 10 (and not beyond 1e10, as for duplicated
+    columns): its passes then no longer grow with that condition number.
+    The Gram matrix costs one pass over X, and each step two triangular
+    solves of ``n_classes x n_features**2``.  Correlated features that took
+    130 to 200 passes, often to ``max_iter`` with a ``ConvergenceWarning``,
+    converge in 13 to 26 (40,000 x 100 of rank 8 plus noise: 0.07 s against
+    0.51 s; cubic polynomial features: 0.010 s against 0.069 s, at a gap to
+    the optimum of 3e-6 against 7e-3), and so do those that took batches of
+    256.  On fewer samples the diagonal steps stay: on small, nearly
+    separable data with a weak penalty their early stop generalizes better
+    (digits: 96.1% test accuracy against 94.8%, the optimum 95.6%).
 
     Examples
     --------
