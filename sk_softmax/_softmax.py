@@ -392,7 +392,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     about as far as it does: 100,000 x 300 features of rank 10 plus noise
     (eigenvalue 40) take 15 epochs in 1.0 s against 200 passes in 5.0 s.
 
-    Up to 256 features, above 4096 samples, the accelerated full batch
+    Up to 256 features, above 4096 samples of positive weight, the
+    accelerated full batch
     (``"sgd"`` with ``nesterovs_momentum=True`` and
     ``learning_rate_init="auto"``) steps by the gradient times the inverse
     of ``X_c^T diag(s) X_c / 2 + alpha diag(1 / scale**2)`` plus a small
@@ -1137,7 +1138,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 sample = _dask.curvature_sample(X, weights_normalized)
             elif device_X:
                 sample = _array_api.curvature_sample(X, weights_normalized)
-            if self._may_precondition(X, full_batch, partial):
+            if self._may_precondition(X, weights_normalized, full_batch, partial):
                 gram_factor = _gram_factor(
                     X,
                     weights_normalized,
@@ -1505,12 +1506,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             and self.learning_rate_init == "auto"
         )
 
-    def _may_precondition(self, X, full_batch, partial):
+    def _may_precondition(self, X, weights, full_batch, partial):
         """Whether fit's full batch may take the Gram preconditioner (see
         gram_preconditioner): the accelerated rule of ``"sgd"`` with
         Nesterov's momentum (and the automatic step), on the full batch or
         on the batches that _batch_follows_curvature may turn into it, for
-        X of more than 4096 samples and at most _GRAM_FEATURES features.
+        X of more than 4096 samples (of positive weight: zero weights equal
+        removed rows) and at most _GRAM_FEATURES features.
 
         On fewer samples the diagonal steps stay: there, on nearly
         separable data and the default weak penalty, their early stop
@@ -1527,8 +1529,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         )
         return (
             (accelerated or self._batch_follows_curvature(full_batch, partial))
-            and X.shape[0] > _AUTO_FULL_BATCH_MAX
             and 0 < X.shape[1] <= _GRAM_FEATURES
+            and X.shape[0] > _AUTO_FULL_BATCH_MAX
+            and int(np.count_nonzero(weights)) > _AUTO_FULL_BATCH_MAX
         )
 
     def _mini_batches(self, n_samples, n_features, *, partial, density=None):

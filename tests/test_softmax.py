@@ -1085,9 +1085,25 @@ def test_small_data_keeps_diagonal_steps():
     X = X[:, X.std(axis=0) > 0]
     clf = SoftmaxRegression().fit(X, y)
     assert clf._batch_size_used == X.shape[0]
-    assert not clf._may_precondition(X, True, False)
+    assert not clf._may_precondition(X, np.ones(len(y)), True, False)
     big = np.repeat(X, 3, axis=0)
-    assert clf._may_precondition(big, True, False)
+    assert clf._may_precondition(big, np.ones(len(big)), True, False)
+
+
+def test_rows_of_zero_weight_do_not_switch_to_the_preconditioner():
+    # The 4096 samples are counted by positive weight: 1500 rows of weight
+    # 0 next to 3500 are the 3500 alone (diagonal steps on the full batch;
+    # the features' largest correlation eigenvalue, 5, is below the
+    # threshold of batches), the same model.
+    X, y = _correlated_problem("one factor", 5000)
+    weights = np.ones(5000)
+    weights[3500:] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        weighted = SoftmaxRegression().fit(X, y, sample_weight=weights)
+        kept = SoftmaxRegression().fit(X[:3500], y[:3500])
+    assert weighted.n_iter_ == kept.n_iter_
+    np.testing.assert_allclose(weighted.coef_, kept.coef_, rtol=1e-6, atol=1e-8)
 
 
 def test_preconditioned_fit_weights_equal_repeated_rows():
