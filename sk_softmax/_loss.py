@@ -2332,7 +2332,7 @@ def gram_preconditioner(gram, penalty, *, constant=None, threshold=_ILL_CONDITIO
         Curvature of the penalty per coefficient (``alpha / scale**2``).
     constant : ndarray of shape (n_features,) of bool, default=None
         Features to leave out (held by the caller): their rows and columns
-        of ``P`` are those of the identity.
+        of ``P`` are those of ``diag(1 + penalty)``.
     threshold : float, default=_ILL_CONDITIONED
         Condition number of the correlation matrix (``gram`` with unit
         diagonal, constant features left out) at and below which no factor
@@ -2372,7 +2372,8 @@ def gram_preconditioner(gram, penalty, *, constant=None, threshold=_ILL_CONDITIO
     bound[~keep, :] = 0.0
     bound[:, ~keep] = 0.0
     ridge = _GRAM_RIDGE * float(np.mean(np.diag(bound)[keep]))
-    bound[np.diag_indices(n_features)] += np.where(keep, ridge, 1.0)
+    # (Features left out: a step of 1 is safe for their penalty alone.)
+    bound[np.diag_indices(n_features)] += np.where(keep, ridge, 1.0 + penalty)
     return cholesky(bound, lower=True)
 
 

@@ -1179,12 +1179,14 @@ def test_gram_preconditioner():
     spread = np.diag([1e-3, 1.0, 1e3, 1.0])
     assert gram_preconditioner(spread @ gram @ spread, pen) is not None
     assert gram_preconditioner(np.eye(4), pen, threshold=0) is not None
-    # A constant feature is left out: its row and column are the identity's.
+    # A constant feature is left out: its row and column are those of
+    # 1 + its penalty (a step of 1 safe for the penalty alone).
     gram_c = gram.copy()
     gram_c[3, :] = gram_c[:, 3] = 0.0
     constant = np.array([False, False, False, True])
     factor = gram_preconditioner(gram_c, pen, constant=constant)
-    np.testing.assert_array_equal(factor[3], [0.0, 0.0, 0.0, 1.0])
+    np.testing.assert_allclose(factor[3], [0.0, 0.0, 0.0, np.sqrt(1.01)])
+    assert np.all(factor[:3, 3] == 0.0)
     # Singular to rounding (fewer rows than features, a duplicated
     # column): no factor.
     few = rng.standard_normal((3, 4))
