@@ -394,26 +394,24 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     about as far as it does: 100,000 x 300 features of rank 10 plus noise
     (eigenvalue 40) take 15 epochs in 1.0 s against 200 passes in 5.0 s.
 
-    Up to 256 features, the accelerated full batch (``"sgd"`` with
-    ``nesterovs_momentum=True`` and ``learning_rate_init="auto"``) steps by
-    the gradient times the inverse of ``X_c^T diag(s) X_c / 2 + alpha
-    diag(1 / scale**2)`` plus a small ridge (``X_c`` the centered,
-    standardized features), a bound of the loss's curvature, where the
-    condition number of the features' correlation matrix is above 10 (above
-    1000 on at most 4096 samples of positive weight; and not beyond 1e10,
-    as for duplicated columns): its passes then no longer grow with that
-    condition number.
+    Up to 256 features, above 4096 samples of positive weight, the
+    accelerated full batch
+    (``"sgd"`` with ``nesterovs_momentum=True`` and
+    ``learning_rate_init="auto"``) steps by the gradient times the inverse
+    of ``X_c^T diag(s) X_c / 2 + alpha diag(1 / scale**2)`` plus a small
+    ridge (``X_c`` the centered, standardized features), a bound of the
+    loss's curvature, where the condition number of the features'
+    correlation matrix is above 10 (and not beyond 1e10, as for duplicated
+    columns): its passes then no longer grow with that condition number.
     The Gram matrix costs one pass over X, and each step two triangular
     solves of ``n_classes x n_features**2``.  Correlated features that took
     130 to 200 passes, often to ``max_iter`` with a ``ConvergenceWarning``,
     converge in 13 to 26 (40,000 x 100 of rank 8 plus noise: 0.07 s against
     0.51 s; cubic polynomial features: 0.010 s against 0.069 s, at a gap to
     the optimum of 3e-6 against 7e-3), and so do those that took batches of
-    256; breast cancer took 199 passes, now 83.  Small data of moderate
-    condition numbers keep the diagonal steps: on nearly separable data
-    with a weak penalty their early stop generalizes better (digits,
-    condition number 150: 96.1% test accuracy against 94.8%, the optimum
-    95.6%).
+    256.  On fewer samples the diagonal steps stay: on small, nearly
+    separable data with a weak penalty their early stop generalizes better
+    (digits: 96.1% test accuracy against 94.8%, the optimum 95.6%).
 
     Examples
     --------
