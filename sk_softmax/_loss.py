@@ -2291,11 +2291,6 @@ def weighted_gram(X, sample_weight, *, mean, scale, n_threads=1):
 # of 4 to 7, 1.2 to 3 times; Gaussian features (about 1.5) take as many
 # passes either way, and the Gram matrix would cost a tenth more time.
 _ILL_CONDITIONED = 10.0
-# ... and above this on at most 4096 samples (see SoftmaxRegression's
-# _gram_threshold), where the diagonal steps' early stop regularizes nearly
-# separable data (digits, condition number 150) but runs to max_iter on
-# severely ill-conditioned features (breast cancer, 1e5).
-_SMALL_DATA_ILL_CONDITIONED = 1e3
 # The ridge of the preconditioner, relative to the mean diagonal of the
 # penalized curvature bound: it caps the step along directions the data
 # (nearly) lack, where a gradient is rounding noise (float32's 6e-8 of the

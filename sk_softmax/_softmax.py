@@ -42,9 +42,7 @@ from ._compat import (
 from ._dask import is_dask_array
 from ._loss import (
     _GRAM_FEATURES,
-    _ILL_CONDITIONED,
     _PLAIN_RANGE,
-    _SMALL_DATA_ILL_CONDITIONED,
     _binary_difference,
     _binary_forward,
     _centered_row_norms_sq,
@@ -1140,8 +1138,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 sample = _dask.curvature_sample(X, weights_normalized)
             elif device_X:
                 sample = _array_api.curvature_sample(X, weights_normalized)
-            threshold = self._gram_threshold(X, weights_normalized, full_batch, partial)
-            if threshold is not None:
+            if self._may_precondition(X, weights_normalized, full_batch, partial):
                 gram_factor = _gram_factor(
                     X,
                     weights_normalized,
@@ -1149,7 +1146,6 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     scale,
                     constant,
                     self.alpha,
-                    threshold=threshold,
                     sample=sample,
                     n_threads=n_threads,
                 )
@@ -1510,23 +1506,19 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             and self.learning_rate_init == "auto"
         )
 
-    def _gram_threshold(self, X, weights, full_batch, partial):
-        """The condition number above which fit's full batch takes the Gram
-        preconditioner (see gram_preconditioner), or None where it may not:
-        the accelerated rule of ``"sgd"`` with Nesterov's momentum (and the
-        automatic step), on the full batch or on the batches that
-        _batch_follows_curvature may turn into it, for X of at most
-        _GRAM_FEATURES features.
+    def _may_precondition(self, X, weights, full_batch, partial):
+        """Whether fit's full batch may take the Gram preconditioner (see
+        gram_preconditioner): the accelerated rule of ``"sgd"`` with
+        Nesterov's momentum (and the automatic step), on the full batch or
+        on the batches that _batch_follows_curvature may turn into it, for
+        X of more than 4096 samples (of positive weight: zero weights equal
+        removed rows) and at most _GRAM_FEATURES features.
 
-        10 above 4096 samples (of positive weight: zero weights equal
-        removed rows), 1000 on fewer.  There, on nearly separable data with
-        the default weak penalty, the diagonal steps' early stop
-        generalizes better than the optimum (digits, condition number 150,
-        8 splits: 96.1% test accuracy, the optimum 95.6%, the
-        preconditioned steps' stop 94.8%; with ``alpha=1e-2`` all alike),
-        but severely ill-conditioned features run them to ``max_iter``
-        (breast cancer, 1e5: 199 passes and a ConvergenceWarning in 4
-        splits of 5, preconditioned 83 passes, the same accuracy).
+        On fewer samples the diagonal steps stay: there, on nearly
+        separable data and the default weak penalty, their early stop
+        generalizes better than the optimum (digits, 8 splits: 96.1% test
+        accuracy, the optimum 95.6%, the preconditioned steps' stop 94.8%;
+        with ``alpha=1e-2`` all alike).
         """
         accelerated = (
             full_batch
@@ -1535,16 +1527,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             and self.solver == "sgd"
             and self.nesterovs_momentum
         )
-        if not (
+        return (
             (accelerated or self._batch_follows_curvature(full_batch, partial))
             and 0 < X.shape[1] <= _GRAM_FEATURES
-        ):
-            return None
-        large = (
-            X.shape[0] > _AUTO_FULL_BATCH_MAX
+            and X.shape[0] > _AUTO_FULL_BATCH_MAX
             and int(np.count_nonzero(weights)) > _AUTO_FULL_BATCH_MAX
         )
-        return _ILL_CONDITIONED if large else _SMALL_DATA_ILL_CONDITIONED
 
     def _mini_batches(self, n_samples, n_features, *, partial, density=None):
         """Whether the solver may step on mini-batches of ``n_samples`` rows
@@ -2270,16 +2258,13 @@ def _hold_constant_features(objective, params, constant, n_classes, feature_majo
     return held
 
 
-def _gram_factor(
-    X, weights, mean, scale, constant, alpha, *, threshold, sample, n_threads
-):
+def _gram_factor(X, weights, mean, scale, constant, alpha, *, sample, n_threads):
     """The Cholesky factor of gram_preconditioner for fit's full batch, or None.
 
     Decided on the curvature sample of at most 8192 rows (``sample``, in
     memory, or None to take it from X in memory): the condition number of
-    the features' correlation there, against ``threshold``.  The factor is
-    then that of all rows, whose curvature it must bound, computed where X
-    lives.
+    the features' correlation there.  The factor is then that of all rows,
+    whose curvature it must bound, computed where X lives.
     """
     with np.errstate(over="ignore"):
         penalty = alpha / scale / scale
@@ -2290,7 +2275,7 @@ def _gram_factor(
     gram = weighted_gram(*sample, mean=mean, scale=scale)
     if not np.all(np.isfinite(gram)):
         return None
-    factor = gram_preconditioner(gram, penalty, constant=constant, threshold=threshold)
+    factor = gram_preconditioner(gram, penalty, constant=constant)
     if factor is None or sample[0].shape[0] == X.shape[0]:
         return factor
     if is_dask_array(X):
