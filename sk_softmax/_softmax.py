@@ -224,12 +224,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         ``nesterovs_momentum=True``, also for sparse X of more than 256
         features (each batch's step would update every coefficient, and the
         safe step shrinks with features / 256) and, with
-        ``learning_rate_init="auto"``, for dense or sparse X of at most
-        256 features (whose correlated features the full batch
-        preconditions: see Notes) and for features that are not strongly
+        ``learning_rate_init="auto"``, for features that are not strongly
         correlated (the largest eigenvalue of their correlation matrix at
         most 16, or batches whose safe step would be less than half the
-        full batch's: see Notes); 256 otherwise.  (A dask array always
+        full batch's: see Notes) and, up to 256 features, for correlated
+        ones whose correlation matrix is not singular (the full batch
+        preconditions their steps: see Notes); 256 otherwise.  (A dask array always
         takes the full batch then: fit refuses its mini-batches.)  For
         ``"adam"``, 256 (or all samples, when fewer), like
         ``MLPClassifier``'s ``min(200, n_samples)``.  ``partial_fit`` takes
