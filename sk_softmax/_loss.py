@@ -1342,7 +1342,7 @@ def lipschitz_constants(
 
 
 def largest_eigenvalue(
-    X, sample_weight, *, mean, scale, sample=None, correlation=False
+    X, sample_weight, *, mean, scale, sample=None, correlation=False, gram=None
 ):
     """``lambda_max(X_c^T diag(s) X_c)`` with ``X_c = (X - mean) / scale``.
 
@@ -1368,6 +1368,9 @@ def largest_eigenvalue(
         Rows and weights already selected (see :func:`lipschitz_constants`).
     correlation : bool, default=False
         Whether to scale each feature to unit spread first.
+    gram : ndarray of shape (n_features, n_features), default=None
+        The sample's :func:`weighted_gram` in these coordinates, already
+        formed (at most 256 features): no pass over the rows.
 
     Returns
     -------
@@ -1384,6 +1387,13 @@ def largest_eigenvalue(
     >>> round(largest_eigenvalue(X, w, mean=zero, scale=one, correlation=True), 12)
     2.0
     """
+    if gram is not None:
+        if correlation:
+            # (The spreads on the sample: the square roots of its diagonal.)
+            spread = np.sqrt(np.diag(gram))
+            kept = spread > 0
+            gram = gram[np.ix_(kept, kept)] / np.outer(spread[kept], spread[kept])
+        return float(eigvalsh(gram)[-1]) if gram.size else 0.0
     if sample is None:
         sample = _curvature_sample(X, sample_weight)
     if correlation:

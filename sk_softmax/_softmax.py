@@ -1133,13 +1133,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # Data elsewhere (dask, another device): the bound's sample of at
             # most 8192 evenly spaced rows comes to memory, and on mini-batches
             # the rows' norms are computed where the rows are.
-            sample = row_norms_sq = largest = None
+            sample = row_norms_sq = largest = sample_gram = None
             if dask_X:
                 sample = _dask.curvature_sample(X, weights_normalized)
             elif device_X:
                 sample = _array_api.curvature_sample(X, weights_normalized)
             if self._may_precondition(X, weights_normalized, full_batch, partial):
-                gram_factor = _gram_factor(
+                gram_factor, sample_gram = _gram_factor(
                     X,
                     weights_normalized,
                     mean,
@@ -1170,6 +1170,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                         scale=scale,
                         sample=sample,
                         correlation=True,
+                        gram=sample_gram,
                     )
                     > _CORRELATED_EIGENVALUE
                 ):
@@ -1177,7 +1178,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     # bound is twice the full batch's, in the solver's
                     # coordinates.
                     largest = largest_eigenvalue(
-                        X, weights_normalized, mean=mean, scale=scale, sample=sample
+                        X,
+                        weights_normalized,
+                        mean=mean,
+                        scale=scale,
+                        sample=sample,
+                        gram=sample_gram,
                     )
                     if row_norms_sq is None:
                         row_norms_sq = _centered_row_norms_sq(X, mean, scale)
@@ -1192,6 +1198,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 if not batches:
                     full_batch, batch_size = True, n_samples
                     rule = self._update_rule(True)
+            if largest is None and sample_gram is not None:
+                # (The bound's eigenvalue, of the sample's Gram matrix formed
+                # above.)
+                largest = largest_eigenvalue(
+                    X, weights_normalized, mean=mean, scale=scale, gram=sample_gram
+                )
             self._lipschitz = lipschitz_constants(
                 X,
                 weights_normalized,
@@ -2259,7 +2271,9 @@ def _hold_constant_features(objective, params, constant, n_classes, feature_majo
 
 
 def _gram_factor(X, weights, mean, scale, constant, alpha, *, sample, n_threads):
-    """The Cholesky factor of gram_preconditioner for fit's full batch, or None.
+    """``(factor, sample_gram)``: the Cholesky factor of gram_preconditioner
+    for fit's full batch (or None), and the Gram matrix of the curvature
+    sample it was decided on (or None), which the batch-size rule reuses.
 
     Decided on the curvature sample of at most 8192 rows (``sample``, in
     memory, or None to take it from X in memory): the condition number of
@@ -2269,22 +2283,23 @@ def _gram_factor(X, weights, mean, scale, constant, alpha, *, sample, n_threads)
     with np.errstate(over="ignore"):
         penalty = alpha / scale / scale
     if not np.all(np.isfinite(penalty)):
-        return None  # (scales of extreme data: diagonal steps)
+        return None, None  # (scales of extreme data: diagonal steps)
     if sample is None:
         sample = _curvature_sample(X, weights)
-    gram = weighted_gram(*sample, mean=mean, scale=scale)
-    if not np.all(np.isfinite(gram)):
-        return None
-    factor = gram_preconditioner(gram, penalty, constant=constant)
+    sample_gram = weighted_gram(*sample, mean=mean, scale=scale)
+    if not np.all(np.isfinite(sample_gram)):
+        return None, None
+    factor = gram_preconditioner(sample_gram, penalty, constant=constant)
     if factor is None or sample[0].shape[0] == X.shape[0]:
-        return factor
+        return factor, sample_gram
     if is_dask_array(X):
         gram = _dask.weighted_gram(X, weights, mean, scale)
     elif array_namespace(X) is not None:
         gram = _array_api.weighted_gram(X, weights, mean, scale)
     else:
         gram = weighted_gram(X, weights, mean=mean, scale=scale, n_threads=n_threads)
-    return gram_preconditioner(gram, penalty, constant=constant, threshold=0)
+    factor = gram_preconditioner(gram, penalty, constant=constant, threshold=0)
+    return factor, sample_gram
 
 
 def _whitened(objective, factor, params, n_classes, feature_major):

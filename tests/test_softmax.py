@@ -1106,6 +1106,32 @@ def test_rows_of_zero_weight_do_not_switch_to_the_preconditioner():
     np.testing.assert_allclose(weighted.coef_, kept.coef_, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("factor", [0.0, 2.0], ids=["gaussian", "correlated"])
+def test_curvature_sample_gram_formed_once(monkeypatch, factor):
+    # The Gram matrix of the curvature sample decides the preconditioner and
+    # gives the batch-size rule's and the step's eigenvalues: one pass over
+    # the sample (it was three), plus one over all rows where the
+    # preconditioner is taken.
+    from sk_softmax import _loss, _softmax
+
+    rows = []
+    formed = _loss.weighted_gram
+
+    def counted(X, *args, **kwargs):
+        rows.append(X.shape[0])
+        return formed(X, *args, **kwargs)
+
+    monkeypatch.setattr(_loss, "weighted_gram", counted)
+    monkeypatch.setattr(_softmax, "weighted_gram", counted)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20000, 50)) + factor * rng.standard_normal((20000, 1))
+    y = (X[:, 0] > X[:, 1]).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        SoftmaxRegression(max_iter=3).fit(X, y)
+    assert rows == ([6667] if factor == 0.0 else [6667, 20000])
+
+
 def test_preconditioned_fit_weights_equal_repeated_rows():
     # The Gram matrix is weighted as the loss: integer weights and repeated
     # rows make the same preconditioner, the same steps and the same model.
