@@ -29,7 +29,7 @@ from ._compat import (
     raise_not_finite,
     to_numpy,
 )
-from ._loss import _CHUNK_ROWS, _curvature_sample
+from ._loss import _CHUNK_ROWS, _curvature_sample, softmax_curvature
 
 
 def float_dtypes(X):
@@ -159,22 +159,32 @@ def weighted_std(X, sample_weight, mean, unit=1.0):
     return np.sqrt(np.maximum(variance, 0.0))
 
 
-def weighted_gram(X, sample_weight, mean, scale):
+def weighted_gram(X, sample_weight, mean, scale, coef=None, intercept=None):
     """``X_c^T diag(s) X_c``, ``X_c = (X - mean) / scale``, as float64 numpy.
 
     As :func:`sk_softmax._loss.weighted_gram`: one pass, a chunk of rows at
-    a time on X's device, in the widest float there.
+    a time on X's device, in the widest float there; given ``coef``, each
+    row also weighs its curvature at the logits ``X_c coef + intercept``
+    (computed on the host from the chunk's logits).
     """
     xp, device = array_namespace(X)
     wide = max_float_dtype(xp, device)
     center = _on_device(mean, X, dtype=wide)
     inverse = _on_device(1.0 / scale, X, dtype=wide)
+    if coef is not None:
+        coef_there = _on_device(coef, X, dtype=wide)
     n_samples, n_features = X.shape
     gram = np.zeros((n_features, n_features))
     for start in range(0, n_samples, _CHUNK_ROWS):
         stop = min(start + _CHUNK_ROWS, n_samples)
         chunk = (xp.astype(X[start:stop, :], wide) - center) * inverse
-        root = _on_device(np.sqrt(sample_weight[start:stop]), X, dtype=wide)
+        weights = np.asarray(sample_weight[start:stop], dtype=np.float64)
+        if coef is not None:
+            logits = np.asarray(to_numpy(chunk @ coef_there), dtype=np.float64)
+            if intercept is not None:
+                logits += intercept
+            weights = weights * softmax_curvature(logits)
+        root = _on_device(np.sqrt(weights), X, dtype=wide)
         # Rows of zero weight may overflow: 0 * inf is NaN.
         chunk = xp.where(root[:, None] > 0, chunk * root[:, None], 0.0)
         gram += np.asarray(to_numpy(chunk.T @ chunk), dtype=np.float64)

@@ -25,7 +25,7 @@ from ._compat import (
     raise_not_finite,
     warn_at_caller,
 )
-from ._loss import _curvature_sample, single_threaded_blas
+from ._loss import _curvature_sample, single_threaded_blas, softmax_curvature
 
 # Partial sums combined per task of the reduction tree.
 _FAN_IN = 8
@@ -346,16 +346,26 @@ def weighted_std(X, sample_weight, mean, unit=1.0):
     return np.sqrt(np.maximum(np.asarray(variance.compute(), dtype=np.float64), 0.0))
 
 
-def weighted_gram(X, sample_weight, mean, scale):
+def weighted_gram(X, sample_weight, mean, scale, coef=None, intercept=None):
     """``X_c^T diag(s) X_c``, ``X_c = (X - mean) / scale``, computed (in memory).
 
     As :func:`sk_softmax._loss.weighted_gram`, in float64: a sum of the
-    chunks' Gram matrices.
+    chunks' Gram matrices; given ``coef``, each row also weighs its
+    curvature at the logits ``X_c coef + intercept``.
     """
     import dask.array as da
 
     centered = (X.astype(np.float64) - mean) * (1.0 / scale)
-    root = da.sqrt(da.asarray(sample_weight).astype(np.float64))
+    weights = da.asarray(sample_weight).astype(np.float64)
+    if coef is not None:
+        logits = centered @ np.asarray(coef, dtype=np.float64)
+        if intercept is not None:
+            logits = logits + np.asarray(intercept, dtype=np.float64)
+        curvature = logits.rechunk({1: -1}).map_blocks(
+            softmax_curvature, drop_axis=1, dtype=np.float64
+        )
+        weights = weights * curvature
+    root = da.sqrt(weights)
     # Rows of zero weight may overflow: 0 * inf is NaN.
     rows = da.where(root[:, None] > 0, centered * root[:, None], 0.0)
     return np.asarray((rows.T @ rows).compute(), dtype=np.float64)

@@ -156,6 +156,46 @@ def softmax(raw_prediction, *, copy=True):
     return proba
 
 
+def softmax_curvature(raw_prediction):
+    """Per row, a bound on the softmax cross-entropy's curvature in the logits.
+
+    The loss's Hessian in a row's logits is ``diag(p) - p p^T`` (``p`` its
+    probabilities), whatever the targets and their smoothing.  Its largest
+    eigenvalue is at most ``max_k p_k`` (the matrix is below ``diag(p)``)
+    and at most ``max_k 2 p_k (1 - p_k)`` (Gershgorin's discs), so at most
+    1/2; both are exact (``1 / K``) where the probabilities are uniform.
+    A confident row, whose largest probability is near 1, curves the loss
+    little: its bound goes to 0 with ``1 - max_k p_k``.
+
+    Parameters
+    ----------
+    raw_prediction : ndarray of shape (n_samples, n_classes)
+        Finite logits ``z``.
+
+    Returns
+    -------
+    curvature : ndarray of shape (n_samples,)
+        ``min(max_k p_k, max_k 2 p_k (1 - p_k))``, in float64, in [0, 1/2].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_softmax._loss import softmax_curvature
+    >>> softmax_curvature(np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 20.0]])).round(6)
+    array([0.333333, 0.      ])
+    """
+    # Classes along the first axis: reductions over a few classes are far
+    # faster across rows than along them.
+    proba = np.array(np.asarray(raw_prediction).T, dtype=np.float64, order="C")
+    proba -= proba.max(axis=0)
+    np.exp(proba, out=proba)
+    total = proba.sum(axis=0)
+    proba /= total
+    largest = 1.0 / total  # (the largest logit's term is exp(0) = 1)
+    np.multiply(proba, 1.0 - proba, out=proba)
+    return np.minimum(largest, 2.0 * proba.max(axis=0))
+
+
 def _float_logits(raw_prediction):
     """The logits as a float32 or float64 array (float64 for other types)."""
     raw_prediction = np.asarray(raw_prediction)
@@ -2223,14 +2263,19 @@ def _sparse_row_sums_sq(X, inv_scale, offset=None, unit=1.0):
 _GRAM_FEATURES = 256
 
 
-def weighted_gram(X, sample_weight, *, mean, scale, n_threads=1):
+def weighted_gram(
+    X, sample_weight, *, mean, scale, n_threads=1, coef=None, intercept=None
+):
     """``X_c^T diag(s) X_c`` with ``X_c = (X - mean) / scale``, in float64.
 
     One pass over X, by chunks of about 1 MiB of float64 rows (one buffer
     per thread), centered and scaled on the fly: X is neither modified nor
     copied whole, and centering each chunk keeps the rounding of features
     far from 0 out of the result (the difference ``X^T X - mu mu^T`` would
-    lose it to cancellation).
+    lose it to cancellation).  Given ``coef``, each row also weighs its
+    curvature at the logits ``X_c coef + intercept`` (see
+    :func:`softmax_curvature`): the matrix then bounds the data term's
+    Hessian there, per class.
 
     Parameters
     ----------
@@ -2245,6 +2290,11 @@ def weighted_gram(X, sample_weight, *, mean, scale, n_threads=1):
         Positive divisor of each centered feature.
     n_threads : int, default=1
         Threads that sum row blocks in parallel.
+    coef : ndarray of shape (n_features, n_classes), default=None
+        Coefficients of the centered, scaled features (``W^T``); None
+        weighs the rows by ``sample_weight`` alone.
+    intercept : ndarray of shape (n_classes,), default=None
+        Intercept of those logits (0 when None).
 
     Returns
     -------
@@ -2260,11 +2310,17 @@ def weighted_gram(X, sample_weight, *, mean, scale, n_threads=1):
     ...               scale=np.ones(2))
     array([[1., 0.],
            [0., 0.]])
+    >>> weighted_gram(X, np.full(2, 0.5), mean=np.array([2.0, 2.0]),
+    ...               scale=np.ones(2), coef=np.zeros((2, 2)))
+    array([[0.5, 0. ],
+           [0. , 0. ]])
     """
     n_samples, n_features = X.shape
     rows = max(1, (1 << 20) // max(8 * n_features, 1))
     weights = np.broadcast_to(sample_weight, (n_samples,))
     inverse = 1.0 / np.asarray(scale, dtype=np.float64)
+    if coef is not None:
+        coef = np.asarray(coef, dtype=np.float64)
 
     def work(blocks):
         gram = np.zeros((n_features, n_features))
@@ -2278,13 +2334,18 @@ def weighted_gram(X, sample_weight, *, mean, scale, n_threads=1):
                     chunk -= mean
                 else:
                     np.subtract(part, mean, out=chunk)
-                root_weight = np.sqrt(weights[lo:hi], dtype=np.float64)
+                chunk_weights = np.asarray(weights[lo:hi], dtype=np.float64)
                 # (A row of zero weight may lie far outside the range the
                 # scale comes from: 0 * inf is NaN.)
-                chunk[root_weight == 0] = 0.0
+                chunk[chunk_weights == 0] = 0.0
                 chunk *= inverse
+                if coef is not None:
+                    logits = chunk @ coef
+                    if intercept is not None:
+                        logits += intercept
+                    chunk_weights = chunk_weights * softmax_curvature(logits)
                 # (sqrt(w) on both sides: the product stays one GEMM.)
-                chunk *= root_weight[:, None]
+                chunk *= np.sqrt(chunk_weights)[:, None]
                 gram += chunk.T @ chunk
         return gram
 
@@ -2321,11 +2382,13 @@ def gram_preconditioner(gram, penalty, *, constant=None, threshold=_ILL_CONDITIO
     """Cholesky factor of the full batch's curvature bound, where it pays.
 
     The softmax cross-entropy's Hessian in the coefficients is at most
-    ``I_K kron (gram / 2)`` (``diag(p) - p p^T <= I / 2``; with centered
-    features the intercept's block is separate), so with the penalty's
-    per-feature curvature ``penalty``::
+    ``I_K kron G`` (per class; with centered features the intercept's block
+    is separate), where ``G`` is the Gram matrix of the rows weighted by
+    their curvature (:func:`weighted_gram` with ``coef``; at most ``gram /
+    2`` of the plain one, as ``diag(p) - p p^T <= I / 2``), so with the
+    penalty's per-feature curvature ``penalty``::
 
-        P = gram / 2 + diag(penalty) + ridge I
+        P = G + diag(penalty) + ridge I
 
     bounds it, and steps of ``grad P^{-1}`` (per class) are safe at length
     1, whatever the correlation of the features: the iterations then depend
@@ -2336,8 +2399,9 @@ def gram_preconditioner(gram, penalty, *, constant=None, threshold=_ILL_CONDITIO
     Parameters
     ----------
     gram : ndarray of shape (n_features, n_features)
-        The weighted Gram matrix of the centered, scaled features (see
-        :func:`weighted_gram`); a sample's decides, the full batch's bounds.
+        ``G``, the weighted Gram matrix of the centered, scaled features (see
+        :func:`weighted_gram`); a sample's plain one decides, the
+        curvature-weighted one of all rows bounds.
     penalty : ndarray of shape (n_features,)
         Curvature of the penalty per coefficient (``alpha / scale**2``).
     constant : ndarray of shape (n_features,) of bool, default=None
@@ -2361,7 +2425,7 @@ def gram_preconditioner(gram, penalty, *, constant=None, threshold=_ILL_CONDITIO
     >>> from sk_softmax._loss import gram_preconditioner
     >>> gram = np.array([[1.0, 0.999], [0.999, 1.0]])  # condition number 1999
     >>> factor = gram_preconditioner(gram, np.zeros(2))
-    >>> bool(np.allclose(factor @ factor.T, gram / 2 + 5e-4 * np.eye(2)))
+    >>> bool(np.allclose(factor @ factor.T, gram + 1e-3 * np.eye(2)))
     True
     >>> gram_preconditioner(np.eye(2), np.zeros(2)) is None
     True
@@ -2378,7 +2442,7 @@ def gram_preconditioner(gram, penalty, *, constant=None, threshold=_ILL_CONDITIO
         smallest, largest = eigenvalues[0], eigenvalues[-1]
         if largest <= threshold * smallest or smallest <= _RANK_DEFICIENT * largest:
             return None
-    bound = 0.5 * gram + np.diag(penalty)
+    bound = gram + np.diag(penalty)
     bound[~keep, :] = 0.0
     bound[:, ~keep] = 0.0
     ridge = _GRAM_RIDGE * float(np.mean(np.diag(bound)[keep]))

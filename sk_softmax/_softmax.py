@@ -59,6 +59,7 @@ from ._loss import (
     mini_batch_curvature,
     single_threaded_blas,
     softmax,
+    softmax_curvature,
     stored_magnitudes,
     weighted_gram,
     weighted_std,
@@ -1121,7 +1122,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # X in memory, whose products take and give W^T; W for data
             # elsewhere, whose gradient comes back as W.
             feature_major = not (dask_X or device_X)
-        gram_factor = None
+        gram_penalty = gram_sample = None
         # Only the automatic step of sgd (and of custom rules) needs the
         # curvature bound: L-BFGS finds its own steps, Adam's automatic step
         # is a constant, and a resumed optimizer keeps its step.
@@ -1139,24 +1140,17 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             elif device_X:
                 sample = _array_api.curvature_sample(X, weights_normalized)
             if self._may_precondition(X, weights_normalized, full_batch, partial):
-                gram_factor, sample_gram = _gram_factor(
-                    X,
-                    weights_normalized,
-                    mean,
-                    scale,
-                    constant,
-                    self.alpha,
-                    sample=sample,
-                    n_threads=n_threads,
+                gram_penalty, gram_sample, sample_gram = _gram_decision(
+                    X, weights_normalized, mean, scale, self.alpha, sample=sample
                 )
-                if gram_factor is not None:
+                if gram_penalty is not None:
                     # Correlated features cost the preconditioned full batch
                     # nothing (see gram_preconditioner): no batches.
                     full_batch, batch_size = True, n_samples
                     rule = self._update_rule(True)
             if device_X and not full_batch:
                 row_norms_sq = _array_api.row_norms_sq(X, mean, scale)
-            if gram_factor is None and self._batch_follows_curvature(
+            if gram_penalty is None and self._batch_follows_curvature(
                 full_batch, partial
             ):
                 # (A dask array takes the full batch: fit refuses its
@@ -1353,8 +1347,24 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 if batch_size >= n_samples or self.learning_rate == "adaptive":
                     preconditioner = factors
                 del factors
-            to_plain = tested_gradient = None
-            if gram_factor is not None:
+            whitening = None
+            if gram_penalty is not None:
+                whitening = _Whitening(
+                    _gram_of(X, weights_normalized, mean, scale, n_threads),
+                    gram_sample,
+                    sample_gram,
+                    mean=mean,
+                    scale=scale,
+                    penalty=gram_penalty,
+                    constant=constant,
+                    n_classes=n_classes,
+                    feature_major=feature_major,
+                    all_rows=gram_sample[0].shape[0] == n_samples,
+                )
+                if not whitening.start(params):
+                    whitening = None
+            to_plain = tested_gradient = recondition = None
+            if whitening is not None:
                 # Whitened coordinates: steps of 1 on the coefficients (0 on
                 # those of constant features), the intercept's as it was.
                 learning_rate = np.array(np.broadcast_to(learning_rate, params.shape))
@@ -1363,9 +1373,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 )
                 coef_rate[...] = 1.0
                 coef_rate[:, constant] = 0.0
-                objective, to_plain, tested_gradient = _whitened(
-                    objective, gram_factor, params, n_classes, feature_major
-                )
+                objective = whitening.wrap(objective)
+                to_plain = whitening.to_plain
+                tested_gradient = whitening.plain_gradient
+                recondition = whitening.recondition
                 if validation is not None:
                     validation = functools.partial(_plain_call, validation, to_plain)
             state = copy.deepcopy(self._state) if keep else None
@@ -1400,6 +1411,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     step_batch=step_batch,
                     test_gradient=not partial,
                     tested_gradient=tested_gradient,
+                    recondition=recondition,
                 )
             except DivergenceError as exc:
                 raise ValueError(self._divergence_message(exc.what, keep)) from None
@@ -2270,72 +2282,220 @@ def _hold_constant_features(objective, params, constant, n_classes, feature_majo
     return held
 
 
-def _gram_factor(X, weights, mean, scale, constant, alpha, *, sample, n_threads):
-    """``(factor, sample_gram)``: the Cholesky factor of gram_preconditioner
-    for fit's full batch (or None), and the Gram matrix of the curvature
-    sample it was decided on (or None), which the batch-size rule reuses.
+def _gram_decision(X, weights, mean, scale, alpha, *, sample):
+    """``(penalty, sample, sample_gram)`` of fit's choice of the Gram
+    preconditioner (see gram_preconditioner).
 
     Decided on the curvature sample of at most 8192 rows (``sample``, in
     memory, or None to take it from X in memory): the condition number of
-    the features' correlation there.  The factor is then that of all rows,
-    whose curvature it must bound, computed where X lives.
+    the features' correlation there.  ``penalty`` (the penalty's curvature
+    per coefficient) is None where the diagonal steps stay; ``sample_gram``
+    is the sample's Gram matrix (or None), which the batch-size rule
+    reuses.
     """
     with np.errstate(over="ignore"):
         penalty = alpha / scale / scale
     if not np.all(np.isfinite(penalty)):
-        return None, None  # (scales of extreme data: diagonal steps)
+        return None, None, None  # (scales of extreme data: diagonal steps)
     if sample is None:
         sample = _curvature_sample(X, weights)
     sample_gram = weighted_gram(*sample, mean=mean, scale=scale)
     if not np.all(np.isfinite(sample_gram)):
-        return None, None
-    factor = gram_preconditioner(sample_gram, penalty, constant=constant)
-    if factor is None or sample[0].shape[0] == X.shape[0]:
-        return factor, sample_gram
-    if is_dask_array(X):
-        gram = _dask.weighted_gram(X, weights, mean, scale)
-    elif array_namespace(X) is not None:
-        gram = _array_api.weighted_gram(X, weights, mean, scale)
-    else:
-        gram = weighted_gram(X, weights, mean=mean, scale=scale, n_threads=n_threads)
-    factor = gram_preconditioner(gram, penalty, constant=constant, threshold=0)
-    return factor, sample_gram
+        return None, None, None
+    if gram_preconditioner(sample_gram, penalty) is None:
+        return None, sample, sample_gram
+    return penalty, sample, sample_gram
 
 
-def _whitened(objective, factor, params, n_classes, feature_major):
-    """The objective in the coordinates ``V = W L`` of the factor ``L``.
+# The whitening's curvature is measured on the curvature sample every this
+# many steps, and its factor formed again at the current point where that
+# curvature has moved by more than this factor since the factor was formed.
+# Separable data (6,000 and 20,000 rows of 200 low-rank features) took 200
+# passes, to max_iter, with a bound formed once; outlying rows, 140 to 160
+# where 30 do.
+_RECONDITION_EVERY = 5
+_CURVATURE_MOVED = 4.0
 
-    With ``P = L L^T`` (see gram_preconditioner), a gradient step of 1 on
-    ``V`` is the step ``grad_W P^{-1}`` on the coefficients: their gradient
-    is ``grad_V = grad_W L^{-T}``, and ``W = V L^{-1}``.  The intercept
-    keeps its coordinate.  ``params`` (the starting point) is converted in
-    place.  Returns the objective of ``V``, the function that gives the
-    plain parameters back, and the one that gives the plain gradient (which
-    the full-batch test against ``tol`` reads).
+
+class _Whitening:
+    """The coordinates ``V = W L`` of the factor of the curvature bound
+    ``P = L L^T`` at the current point (see gram_preconditioner).
+
+    A gradient step of 1 on ``V`` is the step ``grad_W P^{-1}`` on the
+    coefficients: their gradient is ``grad_V = grad_W L^{-T}``, and ``W = V
+    L^{-1}``.  The intercept keeps its coordinate.  Formed where the
+    probabilities are uniform (every row's curvature 1/K), the bound
+    overestimates the curvature of rows that grow confident: the data's
+    directions end up flat in these coordinates, and the penalty's
+    curvature ``alpha P^{-1}`` as badly conditioned as the features
+    (separable data), or the direction of one confident outlying row keeps
+    steps too short for the other rows.  So :meth:`recondition` measures
+    the curvature of the sample every ``_RECONDITION_EVERY`` steps, and
+    where it has moved by more than ``_CURVATURE_MOVED`` since the factor
+    was formed, forms it again at the current point (one pass over X).
+
+    Parameters
+    ----------
+    gram_of : callable
+        ``gram_of(coef=coef_t, intercept=intercept)``: the curvature-weighted
+        Gram matrix of all rows (see weighted_gram), computed where X lives.
+    sample : tuple
+        The curvature sample (rows in memory, weights summing to one).
+    sample_gram : ndarray of shape (n_features, n_features)
+        The sample's plain Gram matrix, which gives the first factor where
+        the sample is all the rows (``all_rows``).
     """
-    n_features = factor.shape[0]
 
-    def coef_t(flat):  # (n_features, n_classes)
-        return _coef_view(flat, n_classes, n_features, feature_major).T
+    def __init__(
+        self,
+        gram_of,
+        sample,
+        sample_gram,
+        *,
+        mean,
+        scale,
+        penalty,
+        constant,
+        n_classes,
+        feature_major,
+        all_rows,
+    ):
+        self._gram_of = gram_of
+        self._sample = sample
+        # (Fixed: the rows' squared norms, which weigh their curvature.)
+        self._sample_norms = sample[1] * _centered_row_norms_sq(sample[0], mean, scale)
+        self._sample_gram = sample_gram if all_rows else None
+        self._mean, self._scale = mean, scale
+        self._penalty, self._constant = penalty, constant
+        self._n_classes, self._n_features = n_classes, mean.size
+        self._feature_major = feature_major
+        self.factor = None
+        self.n_formed = 0
+        self._steps = 0
+        self._trace = None
 
-    def to_plain(flat):
+    def _coef_t(self, flat):  # (n_features, n_classes)
+        return _coef_view(
+            flat, self._n_classes, self._n_features, self._feature_major
+        ).T
+
+    def _measure(self, plain):
+        """The trace of the sample's curvature-weighted Gram matrix: its
+        rows' curvature, weighted by their squared norms (one product)."""
+        X, _ = self._sample
+        coef, intercept = _original_parameters(
+            plain, self._n_classes, self._scale, self._mean, self._feature_major
+        )
+        logits = np.asarray(X @ coef.T.astype(X.dtype, copy=False)) + intercept
+        return float(softmax_curvature(logits) @ self._sample_norms)
+
+    def _set_factor(self, gram, trace):
+        """The factor of ``gram`` (of the sample's curvature ``trace``);
+        False where it cannot be formed (the current one stays)."""
+        if not np.all(np.isfinite(gram)):
+            return False
+        factor = gram_preconditioner(
+            gram, self._penalty, constant=self._constant, threshold=0
+        )
+        if factor is None:
+            return False
+        self.factor, self._trace = factor, trace
+        self.n_formed += 1
+        return True
+
+    def start(self, params):
+        """Form the first factor, converting ``params`` in place.
+
+        The first is the global bound, the Gram matrix over 2 (every row's
+        curvature at most 1/2, wherever the steps go).  Returns False
+        (``params`` unchanged) where no factor can be formed.
+        """
+        gram = self._sample_gram
+        if gram is None:
+            gram = self._gram_of(None, None)
+        if not self._set_factor(0.5 * gram, 0.5 * float(np.sum(self._sample_norms))):
+            return False
+        self._coef_t(params)[...] = self.factor.T @ self._coef_t(params)
+        return True
+
+    def to_plain(self, flat, factor=None):
+        """The plain parameters of whitened ``flat`` (of ``factor``'s
+        coordinates, the current ones by default)."""
         plain = flat.copy()
-        coef = solve_triangular(factor, coef_t(flat), lower=True, trans="T")
-        coef_t(plain)[...] = coef
+        self._coef_t(plain)[...] = solve_triangular(
+            self.factor if factor is None else factor,
+            self._coef_t(flat),
+            lower=True,
+            trans="T",
+        )
         return plain
 
-    def plain_gradient(grad):
+    def plain_gradient(self, grad):
         plain = grad.copy()
-        coef_t(plain)[...] = factor @ coef_t(grad)
+        self._coef_t(plain)[...] = self.factor @ self._coef_t(grad)
         return plain
 
-    def whitened(flat, batch):
-        loss, grad = objective(to_plain(flat), batch)
-        coef_t(grad)[...] = solve_triangular(factor, coef_t(grad), lower=True)
-        return loss, grad
+    def wrap(self, objective):
+        """The objective of the whitened parameters."""
 
-    coef_t(params)[...] = factor.T @ coef_t(params)
-    return whitened, to_plain, plain_gradient
+        def whitened(flat, batch):
+            loss, grad = objective(self.to_plain(flat), batch)
+            self._coef_t(grad)[...] = solve_triangular(
+                self.factor, self._coef_t(grad), lower=True
+            )
+            return loss, grad
+
+        return whitened
+
+    def recondition(self, params):
+        """Form the factor again where the curvature has moved (see the
+        class docstring); then the map from the old coordinates to the new
+        (see gradient_descent), otherwise None."""
+        self._steps += 1
+        if self._steps % _RECONDITION_EVERY:
+            return None
+        old = self.factor
+        plain = self.to_plain(params)
+        trace = self._measure(plain)
+        moved = max(trace, 1e-300) / max(self._trace, 1e-300)
+        if 1.0 / _CURVATURE_MOVED <= moved <= _CURVATURE_MOVED:
+            return None
+        if not math.isfinite(trace):
+            return None
+        coef_t = np.asarray(self._coef_t(plain), dtype=np.float64)
+        if not self._set_factor(self._gram_of(coef_t, plain[coef_t.size :]), trace):
+            return None
+        return functools.partial(self._convert, old)
+
+    def _convert(self, old, flat):
+        """Whitened ``flat`` of the factor ``old`` in the current coordinates."""
+        converted = self.to_plain(flat, old)
+        self._coef_t(converted)[...] = self.factor.T @ self._coef_t(converted)
+        return converted
+
+
+def _gram_of(X, weights, mean, scale, n_threads):
+    """``gram_of(coef, intercept)`` for _Whitening, where X lives."""
+    if is_dask_array(X):
+        return functools.partial(_dask.weighted_gram, X, weights, mean, scale)
+    if array_namespace(X) is not None:
+        return functools.partial(_array_api.weighted_gram, X, weights, mean, scale)
+    return functools.partial(
+        _weighted_gram_at, X, weights, mean=mean, scale=scale, n_threads=n_threads
+    )
+
+
+def _weighted_gram_at(X, weights, coef, intercept, *, mean, scale, n_threads):
+    """weighted_gram of X in memory, ``coef`` and ``intercept`` positional."""
+    return weighted_gram(
+        X,
+        weights,
+        mean=mean,
+        scale=scale,
+        n_threads=n_threads,
+        coef=coef,
+        intercept=intercept,
+    )
 
 
 def _plain_call(function, to_plain, flat):

@@ -95,6 +95,12 @@ class UpdateRule:
         """Update ``params`` in place from ``grad`` (which may be overwritten)."""
         raise NotImplementedError
 
+    def change_coordinates(self, params, state, convert):
+        """State for ``params`` (already converted) after a change of
+        coordinates ``convert`` (a linear map of parameter vectors): by
+        default the rule starts again."""
+        return self.init(params)
+
 
 class Momentum(UpdateRule):
     """SGD with optional heavy-ball or Nesterov momentum (MLPClassifier's rule).
@@ -263,6 +269,15 @@ class AcceleratedGradient(UpdateRule):
         params += x_new
         x[...] = x_new
 
+    def change_coordinates(self, params, state, convert):
+        """Keep the momentum: the previous iterate in the new coordinates,
+        the sequence ``t`` as it was; the step multiplier and its curvature
+        estimates, which measured the old coordinates, start again."""
+        state["x"][...] = convert(state["x"])
+        if self.adaptive:
+            state.update(scale=1.0, y_prev=None, steps=[])
+        return state
+
     def _adapt_scale(self, params, grad, state, learning_rate):
         y_prev, g_prev = state["y_prev"], state["g_prev"]
         if y_prev is not None:
@@ -356,6 +371,7 @@ def gradient_descent(
     step_batch=None,
     test_gradient=True,
     tested_gradient=None,
+    recondition=None,
 ):
     """Minimize ``objective`` by (mini-)batch gradient steps of ``rule``.
 
@@ -431,6 +447,13 @@ def gradient_descent(
         ``tested_gradient(grad) -> array``: the gradient in the coordinates
         whose largest entry the full-batch test reads, for ``params`` in
         other coordinates (see ``preconditioner``, which it replaces).
+    recondition : callable or None, default=None
+        Full batch only: ``recondition(params) -> convert or None``, called
+        after each step, may change the coordinates of the parameters (a
+        preconditioner formed again at the current point): it then returns
+        the linear map ``convert(flat) -> flat`` from the old coordinates to
+        the new, which converts ``params`` and the rule's state (see
+        :meth:`UpdateRule.change_coordinates`).
 
     Returns
     -------
@@ -505,6 +528,14 @@ def gradient_descent(
                 rule.step(params, grad, state, learning_rate * (rows / step_batch))
             else:
                 rule.step(params, grad, state, learning_rate)
+            convert = None
+            if recondition is not None and batch is None:
+                convert = recondition(params)
+            if convert is not None:
+                params[...] = convert(params)
+                state = rule.change_coordinates(params, state, convert)
+                if verbose:
+                    print("Preconditioner formed again at the current curvature.")
             if averaging:
                 params_sum += params
                 n_steps += 1

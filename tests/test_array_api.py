@@ -122,11 +122,16 @@ SETUP = textwrap.dedent(
         y_big = (X_big[:, :2] @ rng.standard_normal((2, 3))).argmax(axis=1)
         X_correlated = X_big.copy()
         X_correlated[:, 5] = X_big[:, 1] + 0.01 * rng.standard_normal(9000)
+        # One outlying row: the preconditioner is formed again from the
+        # device's logits once that row is predicted confidently.
+        X_outlier = X_big.copy()
+        X_outlier[0] *= 1e3
         for params, X_case in (
             (dict(max_iter=2, random_state=0), X_big),
             (dict(batch_size=None), X_big),
             (dict(max_iter=2, random_state=0), X_big * 2.0**40),
             (dict(batch_size=None), X_correlated),
+            (dict(batch_size=None), X_outlier),
         ):
             reference = SoftmaxRegression(**params).fit(X_case, y_big)
             with sklearn.config_context(array_api_dispatch=True):

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from sklearn.datasets import load_iris, load_wine
+from sklearn.datasets import load_iris, load_wine, make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
@@ -368,6 +368,26 @@ def test_correlated_features_take_the_same_preconditioner():
     )
     _assert_same_model(memory, chunked, rtol=1e-6)
     assert memory.n_iter_ < 40
+
+
+def test_preconditioner_formed_again_from_the_chunks():
+    # One outlying row, soon predicted confidently: the preconditioner is
+    # formed again at the current curvature, from the chunks' logits (see
+    # test_preconditioner_follows_confident_rows): the same model as in
+    # memory, in as few passes.
+    X, y = make_classification(
+        n_samples=9000,
+        n_features=20,
+        n_informative=10,
+        n_redundant=0,
+        n_classes=3,
+        random_state=0,
+    )
+    X[0] *= 1e3
+    memory = _fit({}, X, y)
+    chunked = _fit({}, da.from_array(X, chunks=(2000, 20)), y)
+    _assert_same_model(memory, chunked, rtol=1e-6)
+    assert memory.n_iter_ == chunked.n_iter_ < 30
 
 
 def test_early_stopping_is_refused():

@@ -24,6 +24,7 @@ from sk_softmax._loss import (
     lipschitz_constants,
     log_softmax,
     softmax,
+    softmax_curvature,
     stored_magnitudes,
     weighted_gram,
     weighted_std,
@@ -1156,6 +1157,49 @@ def test_weighted_gram(container, n_threads):
     gram = weighted_gram(data, s, mean=mean, scale=scale, n_threads=n_threads)
     assert gram.dtype == np.float64
     np.testing.assert_allclose(gram, Xc.T @ Xc, rtol=1e-9, atol=1e-12)
+    # Given coefficients, each row also weighs its curvature at its logits.
+    coef = rng.standard_normal((50, 3)) * 0.05
+    intercept = np.array([0.5, -1.0, 0.0])
+    logits = (X_used[kept] - mean) / scale @ coef + intercept
+    Xa = Xc * np.sqrt(softmax_curvature(logits))[:, None]
+    gram = weighted_gram(
+        data,
+        s,
+        mean=mean,
+        scale=scale,
+        n_threads=n_threads,
+        coef=coef,
+        intercept=intercept,
+    )
+    np.testing.assert_allclose(gram, Xa.T @ Xa, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 10])
+def test_softmax_curvature_bounds_the_hessian(n_classes):
+    # The largest eigenvalue of diag(p) - p p^T, the loss's Hessian in one
+    # row's logits, lies below the bound, which is at most 1/2, exact (1/K)
+    # at uniform probabilities, and vanishes as a row grows confident.
+    rng = np.random.default_rng(n_classes)
+    logits = (
+        rng.standard_normal((500, n_classes))
+        * rng.choice([0.1, 3.0, 30.0], 500)[:, None]
+    )
+    logits[0] = 0.0
+    logits[1] = [1e300] + [-1e300] * (n_classes - 1)
+    bound = softmax_curvature(logits)
+    proba = scipy_softmax(logits, axis=1)
+    hessians = (
+        proba[:, :, None] * np.eye(n_classes) - proba[:, :, None] * proba[:, None, :]
+    )
+    largest = np.linalg.eigvalsh(hessians)[:, -1]
+    assert bound.shape == (500,) and bound.dtype == np.float64
+    assert np.all(largest <= bound * (1 + 1e-12) + 1e-15)  # (eigvalsh rounding)
+    assert np.all(bound <= 0.5)
+    assert bound[0] == pytest.approx(1.0 / n_classes, rel=1e-14)
+    assert bound[1] == 0.0
+    # Not far above the eigenvalue where the rows are uncertain.
+    uncertain = largest > 0.05
+    assert np.all(bound[uncertain] <= 2.0 * largest[uncertain])
 
 
 def test_gram_preconditioner():
@@ -1164,13 +1208,12 @@ def test_gram_preconditioner():
     # Uncorrelated features: diagonal steps do as well, no factor.
     assert gram_preconditioner(np.diag([1.0, 2.0, 0.5, 1.0]), pen) is None
     # Two features nearly equal (correlation condition number 2e4): the
-    # factor of gram / 2 + diag(penalty) + a ridge of 1e-3 of its mean
-    # diagonal.
+    # factor of gram + diag(penalty) + a ridge of 1e-3 of its mean diagonal.
     root = rng.standard_normal((200, 4))
     root[:, 1] = root[:, 0] + 0.01 * root[:, 1]
     gram = root.T @ root / 200
     factor = gram_preconditioner(gram, pen)
-    bound = 0.5 * gram + np.diag(pen)
+    bound = gram + np.diag(pen)
     ridge = 1e-3 * np.mean(np.diag(bound))
     np.testing.assert_allclose(factor @ factor.T, bound + ridge * np.eye(4))
     assert np.all(np.triu(factor, 1) == 0)

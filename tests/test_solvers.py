@@ -442,6 +442,74 @@ def test_accelerated_gradient_beats_plain_gradient_descent():
     assert np.mean(tail <= 1e-12) > 0.9
 
 
+def test_recondition_changes_coordinates_during_the_run():
+    # Steps in coordinates z, x = L^-T z (L L^T the preconditioner):
+    # gradient_descent lets a callback change L midway, converting the
+    # parameters and the rule's state; the run then converges in the new
+    # coordinates, to the same optimum, in fewer steps than without.
+    objective, A, _, x_opt = quadratic(condition=1e4)
+    factors = [np.eye(20), np.linalg.cholesky(A)]
+    current = [0]
+    calls = []
+
+    def in_coordinates(z, batch=None):
+        L = factors[current[0]]
+        loss, grad = objective(np.linalg.solve(L.T, z))
+        return loss, np.linalg.solve(L, grad)
+
+    def recondition(z):
+        calls.append(z.copy())
+        if len(calls) != 10:
+            return None
+        old = factors[current[0]]
+        current[0] = 1
+
+        def convert(flat):
+            return factors[1].T @ np.linalg.solve(old.T, flat)
+
+        return convert
+
+    start = np.zeros(20)
+    learning_rate = 1.0 / np.linalg.eigvalsh(A)[-1]
+    options = dict(max_iter=100_000, tol=1e-8, rule=AcceleratedGradient())
+    result = gd(
+        in_coordinates,
+        start,
+        learning_rate=learning_rate,
+        **options,
+        recondition=recondition,
+    )
+    assert current[0] == 1 and len(calls) == result.n_iter - 1
+    x = np.linalg.solve(factors[1].T, result.params)
+    assert_allclose(x, x_opt, rtol=1e-6, atol=1e-7)
+    current[0] = 0
+    plain = gd(in_coordinates, np.zeros(20), learning_rate=learning_rate, **options)
+    assert result.n_iter < plain.n_iter / 3
+
+
+def test_accelerated_gradient_keeps_its_momentum_across_coordinates():
+    # After a change of coordinates the previous iterate is converted and
+    # the sequence t kept; the step multiplier starts again.  A rule
+    # without its own method starts again altogether.
+    rule = AcceleratedGradient()
+    objective, A, _, _ = quadratic()
+    params = np.zeros(20)
+    state = rule.init(params)
+    for _ in range(5):
+        rule.step(params, objective(params)[1], state, 0.5 / np.linalg.eigvalsh(A)[-1])
+    previous, t = state["x"].copy(), state["t"]
+    params *= 2.0
+    state = rule.change_coordinates(params, state, lambda flat: 2.0 * flat)
+    assert_allclose(state["x"], 2.0 * previous)
+    assert state["t"] == t > 1.0
+    assert state["scale"] == 1.0 and state["y_prev"] is None and state["steps"] == []
+    momentum = Momentum(momentum=0.9)
+    moving = momentum.init(params)
+    momentum.step(params, np.ones(20), moving, 0.1)
+    fresh = momentum.change_coordinates(params, moving, lambda flat: 2.0 * flat)
+    assert_array_equal(fresh["velocity"], 0.0)
+
+
 def test_accelerated_gradient_step_and_restart_by_hand():
     objective, A, _, _ = quadratic(condition=1e3)
     learning_rate = 1.0 / np.linalg.eigvalsh(A)[-1]
