@@ -159,13 +159,14 @@ def weighted_std(X, sample_weight, mean, unit=1.0):
     return np.sqrt(np.maximum(variance, 0.0))
 
 
-def weighted_gram(X, sample_weight, mean, scale, coef=None, intercept=None):
+def weighted_gram(X, sample_weight, mean, scale, coef=None, intercept=None, y=None):
     """``X_c^T diag(s) X_c``, ``X_c = (X - mean) / scale``, as float64 numpy.
 
     As :func:`sk_softmax._loss.weighted_gram`: one pass, a chunk of rows at
     a time on X's device, in the widest float there; given ``coef``, each
     row also weighs its curvature at the logits ``X_c coef + intercept``
-    (computed on the host from the chunk's logits).
+    (and its label ``y``, in memory), computed on the host from the chunk's
+    logits.
     """
     xp, device = array_namespace(X)
     wide = max_float_dtype(xp, device)
@@ -183,7 +184,8 @@ def weighted_gram(X, sample_weight, mean, scale, coef=None, intercept=None):
             logits = np.asarray(to_numpy(chunk @ coef_there), dtype=np.float64)
             if intercept is not None:
                 logits += intercept
-            weights = weights * softmax_curvature(logits)
+            labels = None if y is None else y[start:stop]
+            weights = weights * softmax_curvature(logits, labels)
         root = _on_device(np.sqrt(weights), X, dtype=wide)
         # Rows of zero weight may overflow: 0 * inf is NaN.
         chunk = xp.where(root[:, None] > 0, chunk * root[:, None], 0.0)

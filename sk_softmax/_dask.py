@@ -346,12 +346,12 @@ def weighted_std(X, sample_weight, mean, unit=1.0):
     return np.sqrt(np.maximum(np.asarray(variance.compute(), dtype=np.float64), 0.0))
 
 
-def weighted_gram(X, sample_weight, mean, scale, coef=None, intercept=None):
+def weighted_gram(X, sample_weight, mean, scale, coef=None, intercept=None, y=None):
     """``X_c^T diag(s) X_c``, ``X_c = (X - mean) / scale``, computed (in memory).
 
     As :func:`sk_softmax._loss.weighted_gram`, in float64: a sum of the
     chunks' Gram matrices; given ``coef``, each row also weighs its
-    curvature at the logits ``X_c coef + intercept``.
+    curvature at the logits ``X_c coef + intercept`` (and its label ``y``).
     """
     import dask.array as da
 
@@ -361,11 +361,23 @@ def weighted_gram(X, sample_weight, mean, scale, coef=None, intercept=None):
         logits = centered @ np.asarray(coef, dtype=np.float64)
         if intercept is not None:
             logits = logits + np.asarray(intercept, dtype=np.float64)
-        curvature = logits.rechunk({1: -1}).map_blocks(
-            softmax_curvature, drop_axis=1, dtype=np.float64
-        )
+        logits = logits.rechunk({1: -1})
+        if y is None:
+            curvature = logits.map_blocks(
+                softmax_curvature, drop_axis=1, dtype=np.float64
+            )
+        else:
+            labels = da.asarray(y).rechunk((logits.chunks[0],))[:, None]
+            curvature = da.map_blocks(
+                _labeled_curvature, logits, labels, drop_axis=1, dtype=np.float64
+            )
         weights = weights * curvature
     root = da.sqrt(weights)
     # Rows of zero weight may overflow: 0 * inf is NaN.
     rows = da.where(root[:, None] > 0, centered * root[:, None], 0.0)
     return np.asarray((rows.T @ rows).compute(), dtype=np.float64)
+
+
+def _labeled_curvature(logits, labels):
+    """softmax_curvature of a chunk, its labels a column."""
+    return softmax_curvature(logits, labels[:, 0])

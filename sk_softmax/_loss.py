@@ -156,7 +156,7 @@ def softmax(raw_prediction, *, copy=True):
     return proba
 
 
-def softmax_curvature(raw_prediction):
+def softmax_curvature(raw_prediction, y=None):
     """Per row, a bound on the softmax cross-entropy's curvature in the logits.
 
     The loss's Hessian in a row's logits is ``diag(p) - p p^T`` (``p`` its
@@ -171,6 +171,11 @@ def softmax_curvature(raw_prediction):
     ----------
     raw_prediction : ndarray of shape (n_samples, n_classes)
         Finite logits ``z``.
+    y : ndarray of shape (n_samples,), default=None
+        Class indices: a row whose class has a probability below 1/2 gets
+        the bound 1/2.  Steps move such a row towards its class, through
+        the uncertain region, where its curvature grows (a row confidently
+        wrong curves the loss little at this point only).
 
     Returns
     -------
@@ -181,8 +186,11 @@ def softmax_curvature(raw_prediction):
     --------
     >>> import numpy as np
     >>> from sk_softmax._loss import softmax_curvature
-    >>> softmax_curvature(np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 20.0]])).round(6)
+    >>> logits = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 20.0]])
+    >>> softmax_curvature(logits).round(6)
     array([0.333333, 0.      ])
+    >>> softmax_curvature(logits, y=np.array([0, 0])).round(6)
+    array([0.5, 0.5])
     """
     # Classes along the first axis: reductions over a few classes are far
     # faster across rows than along them.
@@ -192,8 +200,13 @@ def softmax_curvature(raw_prediction):
     total = proba.sum(axis=0)
     proba /= total
     largest = 1.0 / total  # (the largest logit's term is exp(0) = 1)
+    if y is not None:
+        uncertain = proba[np.asarray(y), np.arange(proba.shape[1])] < 0.5
     np.multiply(proba, 1.0 - proba, out=proba)
-    return np.minimum(largest, 2.0 * proba.max(axis=0))
+    curvature = np.minimum(largest, 2.0 * proba.max(axis=0))
+    if y is not None:
+        curvature[uncertain] = 0.5
+    return curvature
 
 
 def _float_logits(raw_prediction):
@@ -2090,20 +2103,25 @@ def stored_magnitudes(X, sample_weight, mean, *, unit=1.0):
 _CURVATURE_ROWS = 8192
 
 
-def _curvature_sample(X, sample_weight):
-    """Evenly spaced rows of X and their weights, renormalized to sum to one.
+def _curvature_sample(X, sample_weight, labels=None):
+    """Evenly spaced rows of X and their weights, renormalized to sum to one
+    (and the rows' ``labels``, when given, as a third item).
 
     A strided slice: a view of dense X, not a copy.
     """
     n_samples = X.shape[0]
-    if n_samples <= _CURVATURE_ROWS:
-        return X, sample_weight
     step = -(-n_samples // _CURVATURE_ROWS)
-    weights = sample_weight[::step]
-    total = weights.sum()
-    if total <= 0:
-        return X, sample_weight
-    return X[::step, :], weights / total
+    if step > 1:
+        weights = sample_weight[::step]
+        total = weights.sum()
+    if step == 1 or total <= 0:
+        sample = X, sample_weight
+        step = 1
+    else:
+        sample = X[::step, :], weights / total
+    if labels is None:
+        return sample
+    return *sample, labels[::step]
 
 
 def _centered_row_norms_sq(X, mean, scale):
@@ -2264,7 +2282,7 @@ _GRAM_FEATURES = 256
 
 
 def weighted_gram(
-    X, sample_weight, *, mean, scale, n_threads=1, coef=None, intercept=None
+    X, sample_weight, *, mean, scale, n_threads=1, coef=None, intercept=None, y=None
 ):
     """``X_c^T diag(s) X_c`` with ``X_c = (X - mean) / scale``, in float64.
 
@@ -2295,6 +2313,9 @@ def weighted_gram(
         weighs the rows by ``sample_weight`` alone.
     intercept : ndarray of shape (n_classes,), default=None
         Intercept of those logits (0 when None).
+    y : ndarray of shape (n_samples,), default=None
+        The rows' class indices, for their curvature (see
+        :func:`softmax_curvature`).
 
     Returns
     -------
@@ -2343,7 +2364,8 @@ def weighted_gram(
                     logits = chunk @ coef
                     if intercept is not None:
                         logits += intercept
-                    chunk_weights = chunk_weights * softmax_curvature(logits)
+                    labels = None if y is None else y[lo:hi]
+                    chunk_weights = chunk_weights * softmax_curvature(logits, labels)
                 # (sqrt(w) on both sides: the product stays one GEMM.)
                 chunk *= np.sqrt(chunk_weights)[:, None]
                 gram += chunk.T @ chunk
@@ -2439,8 +2461,11 @@ def gram_preconditioner(gram, penalty, *, constant=None, threshold=_ILL_CONDITIO
     if threshold > 0:
         root = np.sqrt(diagonal[keep])
         eigenvalues = eigvalsh(gram[np.ix_(keep, keep)] / np.outer(root, root))
-        smallest, largest = eigenvalues[0], eigenvalues[-1]
-        if largest <= threshold * smallest or smallest <= _RANK_DEFICIENT * largest:
+        largest = eigenvalues[-1]
+        # (The data's own directions: along a null space, duplicated or
+        # one-hot columns, the gradient has no data term.)
+        smallest = eigenvalues[eigenvalues > _RANK_DEFICIENT * largest][0]
+        if largest <= threshold * smallest:
             return None
     bound = gram + np.diag(penalty)
     bound[~keep, :] = 0.0

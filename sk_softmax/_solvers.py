@@ -452,8 +452,9 @@ def gradient_descent(
         after each step, may change the coordinates of the parameters (a
         preconditioner formed again at the current point): it then returns
         the linear map ``convert(flat) -> flat`` from the old coordinates to
-        the new, which converts ``params`` and the rule's state (see
-        :meth:`UpdateRule.change_coordinates`).
+        the new, which converts ``params``, the rule's state (see
+        :meth:`UpdateRule.change_coordinates`) and the best parameters kept
+        for early stopping.
 
     Returns
     -------
@@ -534,6 +535,8 @@ def gradient_descent(
             if convert is not None:
                 params[...] = convert(params)
                 state = rule.change_coordinates(params, state, convert)
+                if best_params is not None:
+                    best_params = convert(best_params)
                 if verbose:
                     print("Preconditioner formed again at the current curvature.")
             if averaging:

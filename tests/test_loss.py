@@ -1157,21 +1157,26 @@ def test_weighted_gram(container, n_threads):
     gram = weighted_gram(data, s, mean=mean, scale=scale, n_threads=n_threads)
     assert gram.dtype == np.float64
     np.testing.assert_allclose(gram, Xc.T @ Xc, rtol=1e-9, atol=1e-12)
-    # Given coefficients, each row also weighs its curvature at its logits.
+    # Given coefficients, each row also weighs its curvature at its logits
+    # (with its label, when given).
     coef = rng.standard_normal((50, 3)) * 0.05
     intercept = np.array([0.5, -1.0, 0.0])
     logits = (X_used[kept] - mean) / scale @ coef + intercept
-    Xa = Xc * np.sqrt(softmax_curvature(logits))[:, None]
-    gram = weighted_gram(
-        data,
-        s,
-        mean=mean,
-        scale=scale,
-        n_threads=n_threads,
-        coef=coef,
-        intercept=intercept,
-    )
-    np.testing.assert_allclose(gram, Xa.T @ Xa, rtol=1e-9, atol=1e-12)
+    y = rng.integers(0, 3, 3000)
+    for labels in (None, y):
+        curvature = softmax_curvature(logits, None if labels is None else y[kept])
+        Xa = Xc * np.sqrt(curvature)[:, None]
+        gram = weighted_gram(
+            data,
+            s,
+            mean=mean,
+            scale=scale,
+            n_threads=n_threads,
+            coef=coef,
+            intercept=intercept,
+            y=labels,
+        )
+        np.testing.assert_allclose(gram, Xa.T @ Xa, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("n_classes", [2, 3, 10])
@@ -1200,6 +1205,13 @@ def test_softmax_curvature_bounds_the_hessian(n_classes):
     # Not far above the eigenvalue where the rows are uncertain.
     uncertain = largest > 0.05
     assert np.all(bound[uncertain] <= 2.0 * largest[uncertain])
+    # With labels, a row whose class has a probability below 1/2 takes 1/2:
+    # steps move it through the uncertain region.
+    y = rng.integers(0, n_classes, 500)
+    labeled = softmax_curvature(logits, y)
+    below = proba[np.arange(500), y] < 0.5
+    assert np.all(labeled[below] == 0.5) and 0 < below.sum() < 500
+    np.testing.assert_array_equal(labeled[~below], bound[~below])
 
 
 def test_gram_preconditioner():
@@ -1230,12 +1242,15 @@ def test_gram_preconditioner():
     factor = gram_preconditioner(gram_c, pen, constant=constant)
     np.testing.assert_allclose(factor[3], [0.0, 0.0, 0.0, np.sqrt(1.01)])
     assert np.all(factor[:3, 3] == 0.0)
-    # Singular to rounding (fewer rows than features, a duplicated
-    # column): no factor.
-    few = rng.standard_normal((3, 4))
-    assert gram_preconditioner(few.T @ few / 3, pen) is None
-    root[:, 1] = root[:, 0]
-    assert gram_preconditioner(root.T @ root / 200, pen) is None
+    # Singular to rounding (a duplicated column): the null space, where
+    # the gradient has no data term, does not decide; the other directions
+    # do (here uncorrelated: no factor; the pair above correlated too: a
+    # factor).
+    plain = rng.standard_normal((200, 4))
+    plain[:, 3] = plain[:, 0]
+    assert gram_preconditioner(plain.T @ plain / 200, pen) is None
+    root = np.column_stack([root, root[:, 2]])
+    assert gram_preconditioner(root.T @ root / 200, np.full(5, 0.01)) is not None
 
 
 @pytest.mark.parametrize("chunk", [1, 5, 1 << 20])
