@@ -2391,12 +2391,16 @@ _ILL_CONDITIONED = 10.0
 # ridge of 1e-3 took 11 to 27 passes to a 1e-6 gap where none took 11 to
 # 26, on five problems with condition numbers of 1e3 to 1e8).
 _GRAM_RIDGE = 1e-3
-# ... unless the correlation matrix is singular to rounding (fewer rows than
-# features, duplicated columns, one-hot columns with their sum): along its
-# null space only the penalty curves the loss, and bounded as closely as the
-# data's directions it held the steps of confident predictions back (15
-# separable rows of 30 features: 200 passes to a 1e-6 gradient, where
-# diagonal steps took 63).
+# Eigenvalues of the correlation matrix below this fraction of the largest
+# make its null space (duplicated columns, redundant ones, one-hot columns
+# with their sum), where the gradient has no data term: the condition number
+# that decides is that of the other directions.  (Singular matrices used to
+# keep the diagonal steps: along the null space only the penalty curves the
+# loss, and a bound formed once held confident predictions back there; the
+# factor formed again at the current curvature does not (see
+# sk_softmax._softmax._Whitening).  make_classification's redundant features
+# mixed into correlated ones: 110 passes, now 15; one-hot columns keep the
+# diagonal steps, their other directions being uncorrelated.)
 _RANK_DEFICIENT = 1e-10
 
 
@@ -2432,9 +2436,11 @@ def gram_preconditioner(gram, penalty, *, constant=None, threshold=_ILL_CONDITIO
     threshold : float, default=_ILL_CONDITIONED
         Condition number of the correlation matrix (``gram`` with unit
         diagonal, constant features left out) at and below which no factor
-        is returned: diagonal steps are as good there.  None is returned
-        too where that matrix is singular to rounding (condition number
-        above 1e10).  0 always returns a factor.
+        is returned: diagonal steps are as good there.  Where that matrix
+        is singular to rounding (duplicated or redundant columns), its
+        smallest eigenvalue above 1e-10 of the largest counts: along the
+        null space the gradient has no data term.  0 always returns a
+        factor.
 
     Returns
     -------
