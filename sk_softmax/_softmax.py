@@ -2329,7 +2329,7 @@ def _gram_decision(X, weights, mean, scale, alpha, *, sample):
 # and it takes more passes where the curvature keeps moving afterwards
 # (noisy labels): a factor of 4 took 10 classes of quadratic features at
 # the default tol from 71 passes (formed once) to 92; 6 keeps them at 71,
-# at the cost of 87 passes instead of 60 on 40,000 x 100 of rank 8.
+# at the cost of 87 passes instead of 62 on 40,000 x 100 of rank 8.
 _RECONDITION_EVERY = 5
 _CURVATURE_MOVED = 6.0
 # The factor formed again keeps at least this fraction of the global bound
