@@ -180,7 +180,8 @@ def softmax_curvature(raw_prediction, y=None):
     Returns
     -------
     curvature : ndarray of shape (n_samples,)
-        ``min(max_k p_k, max_k 2 p_k (1 - p_k))``, in float64, in [0, 1/2].
+        ``min(max_k p_k, max_k 2 p_k (1 - p_k))`` (1/2 for the rows ``y``
+        marks), in float64, in [0, 1/2].
 
     Examples
     --------

@@ -1151,7 +1151,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 sample = _array_api.curvature_sample(X, weights_normalized)
             if self._may_precondition(X, weights_normalized, full_batch, partial):
                 gram_penalty, gram_sample, sample_gram = _gram_decision(
-                    X, weights_normalized, mean, scale, self.alpha, sample=sample
+                    X,
+                    weights_normalized,
+                    mean,
+                    scale,
+                    constant,
+                    self.alpha,
+                    sample=sample,
                 )
                 if gram_penalty is not None:
                     # Correlated features cost the preconditioned full batch
@@ -2295,7 +2301,7 @@ def _hold_constant_features(objective, params, constant, n_classes, feature_majo
     return held
 
 
-def _gram_decision(X, weights, mean, scale, alpha, *, sample):
+def _gram_decision(X, weights, mean, scale, constant, alpha, *, sample):
     """``(penalty, sample, sample_gram)`` of fit's choice of the Gram
     preconditioner (see gram_preconditioner).
 
@@ -2315,7 +2321,7 @@ def _gram_decision(X, weights, mean, scale, alpha, *, sample):
     sample_gram = weighted_gram(*sample, mean=mean, scale=scale)
     if not np.all(np.isfinite(sample_gram)):
         return None, None, None
-    if gram_preconditioner(sample_gram, penalty) is None:
+    if gram_preconditioner(sample_gram, penalty, constant=constant) is None:
         return None, sample, sample_gram
     return penalty, sample, sample_gram
 
@@ -2542,33 +2548,13 @@ class _Whitening:
 def _gram_of(X, weights, y_index, mean, scale, n_threads):
     """``gram_of(coef, intercept)`` for _Whitening, where X lives."""
     if is_dask_array(X):
-        return functools.partial(
-            _labeled_gram,
-            _dask.weighted_gram,
-            X,
-            weights,
-            y_index,
-            mean=mean,
-            scale=scale,
-        )
-    if array_namespace(X) is not None:
-        return functools.partial(
-            _labeled_gram,
-            _array_api.weighted_gram,
-            X,
-            weights,
-            y_index,
-            mean=mean,
-            scale=scale,
-        )
+        weighted = _dask.weighted_gram
+    elif array_namespace(X) is not None:
+        weighted = _array_api.weighted_gram
+    else:
+        weighted = functools.partial(weighted_gram, n_threads=n_threads)
     return functools.partial(
-        _labeled_gram,
-        functools.partial(weighted_gram, n_threads=n_threads),
-        X,
-        weights,
-        y_index,
-        mean=mean,
-        scale=scale,
+        _labeled_gram, weighted, X, weights, y_index, mean=mean, scale=scale
     )
 
 
