@@ -1077,19 +1077,24 @@ def test_correlated_features_converge_in_few_passes(kind, n_samples):
     assert _objective(clf32, X, y, alpha) - optimum < 1e-4 * optimum
 
 
+def _outlier_problem(n_samples, seed=0):
+    """make_classification's 20 features, 3 classes, row 0 1000 times out."""
+    X, y = make_classification(
+        n_samples=n_samples,
+        n_features=20,
+        n_informative=10,
+        n_redundant=0,
+        n_classes=3,
+        random_state=seed,
+    )
+    X[0] *= 1e3
+    return X, y
+
+
 def _confident_rows_problem(kind):
     """Data whose rows grow confident: one outlying row, or separable."""
     if kind == "outlier":
-        X, y = make_classification(
-            n_samples=5000,
-            n_features=20,
-            n_informative=10,
-            n_redundant=0,
-            n_classes=3,
-            random_state=0,
-        )
-        X[0] *= 1e3
-        return X, y
+        return _outlier_problem(5000)
     rng = np.random.RandomState(1)  # separable: 50 features of rank 10
     factors = rng.standard_normal((5000, 10))
     X = factors @ rng.standard_normal((10, 50)) + 1e-3 * rng.standard_normal((5000, 50))
@@ -1192,15 +1197,7 @@ def test_early_stopping_keeps_the_best_model_across_factors():
     # follow the later factors: the model returned is the one whose
     # validation score is reported (a best epoch before the factor was
     # formed again came back 46% off, scoring 0.682 against 0.696).
-    X, y = make_classification(
-        n_samples=9000,
-        n_features=20,
-        n_informative=10,
-        n_redundant=0,
-        n_classes=3,
-        random_state=3,
-    )
-    X[0] *= 1000.0
+    X, y = _outlier_problem(9000, seed=3)
     clf = SoftmaxRegression(early_stopping=True, random_state=0).fit(X, y)
     best = int(np.argmax(clf.validation_scores_)) + 1
     assert best < clf.n_iter_
@@ -1216,15 +1213,7 @@ def test_far_rows_of_zero_weight_do_not_stop_the_preconditioner():
     # Rows of zero weight far out (1e200) equal removed rows, also for the
     # curvature measured on the sample (0 * inf was NaN there, and the
     # factor was never formed again: 127 passes against 17).
-    X, y = make_classification(
-        n_samples=9000,
-        n_features=20,
-        n_informative=10,
-        n_redundant=0,
-        n_classes=3,
-        random_state=0,
-    )
-    X[0] *= 1000.0
+    X, y = _outlier_problem(9000)
     weights = np.ones(9000)
     X[1:50], weights[1:50] = 1e200, 0.0
     with np.errstate(over="ignore"):
