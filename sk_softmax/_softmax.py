@@ -2381,9 +2381,9 @@ class _Whitening:
     Parameters
     ----------
     gram_of : callable
-        ``gram_of(coef_t, intercept)``: the Gram matrix of all rows, each
-        weighted by its curvature (see weighted_gram), computed where X
-        lives; ``gram_of(None, None)`` the plain one.
+        ``gram_of(coef=coef_t, intercept=intercept)``: the Gram matrix of
+        all rows, each weighted by its curvature (see weighted_gram),
+        computed where X lives; with ``coef=None`` the plain one.
     sample : tuple
         The curvature sample: rows in memory, weights summing to one, and
         labels.
@@ -2481,7 +2481,7 @@ class _Whitening:
         """
         gram = self._sample_gram
         if gram is None:
-            gram = self._gram_of(None, None)
+            gram = self._gram_of(coef=None, intercept=None)
         bound = 0.5 * gram
         if not self._set_factor(bound, float(np.sum(self._sample_norms)) / 2):
             return False
@@ -2534,7 +2534,8 @@ class _Whitening:
         if not math.isfinite(trace):
             return None
         coef_t = np.asarray(self._coef_t(plain), dtype=np.float64)
-        gram = self._gram_of(coef_t, plain[coef_t.size :]) + self._floor
+        gram = self._gram_of(coef=coef_t, intercept=plain[coef_t.size :])
+        gram += self._floor
         if not self._set_factor(gram, trace):
             return None
         return functools.partial(self._convert, old)
@@ -2547,26 +2548,16 @@ class _Whitening:
 
 
 def _gram_of(X, weights, y_index, mean, scale, n_threads):
-    """``gram_of(coef, intercept)`` for _Whitening, where X lives."""
+    """``gram_of(coef=, intercept=)`` for _Whitening: weighted_gram where X
+    lives, the rows weighted by their curvature (and labels) at ``coef``,
+    plain where ``coef`` is None."""
     if is_dask_array(X):
         weighted = _dask.weighted_gram
     elif array_namespace(X) is not None:
         weighted = _array_api.weighted_gram
     else:
         weighted = functools.partial(weighted_gram, n_threads=n_threads)
-    return functools.partial(
-        _labeled_gram, weighted, X, weights, y_index, mean=mean, scale=scale
-    )
-
-
-def _labeled_gram(weighted, X, weights, y_index, coef, intercept, *, mean, scale):
-    """``weighted(X, weights, ...)``: the Gram matrix with the rows weighted
-    by their curvature and labels, or the plain one where ``coef`` is None."""
-    if coef is None:
-        return weighted(X, weights, mean=mean, scale=scale)
-    return weighted(
-        X, weights, mean=mean, scale=scale, coef=coef, intercept=intercept, y=y_index
-    )
+    return functools.partial(weighted, X, weights, mean=mean, scale=scale, y=y_index)
 
 
 def _plain_call(function, to_plain, flat):
