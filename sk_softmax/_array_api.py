@@ -29,7 +29,12 @@ from ._compat import (
     raise_not_finite,
     to_numpy,
 )
-from ._loss import _CHUNK_ROWS, _curvature_sample, softmax_curvature
+from ._loss import (
+    _CHUNK_ROWS,
+    _curvature_sample,
+    _std_from_sums,
+    softmax_curvature,
+)
 
 
 def float_dtypes(X):
@@ -129,6 +134,22 @@ def mean_and_range(X, sample_weight, *, mean=True, per_feature=False, estimator_
     return total, min(float(low), 0.0), max(float(high), 0.0)
 
 
+def mean_shift(X, sample_weight, mean, columns):
+    """As :func:`sk_softmax._loss.mean_shift`, on X's device, as numpy."""
+    xp, device = array_namespace(X)
+    wide = max_float_dtype(xp, device)
+    center = _on_device(mean, X, dtype=wide)
+    indices = _on_device(np.asarray(columns), X, dtype=xp.int64)
+    total = np.zeros(len(columns))
+    for start in range(0, X.shape[0], _CHUNK_ROWS):
+        stop = min(start + _CHUNK_ROWS, X.shape[0])
+        chunk = xp.astype(xp.take(X[start:stop, :], indices, axis=1), wide) - center
+        weights = _on_device(sample_weight[start:stop], X, dtype=wide)
+        total += np.asarray(to_numpy(weights @ chunk), dtype=np.float64)
+    weight = float(np.sum(np.asarray(sample_weight, dtype=np.float64)))
+    return total / weight if weight > 0 else total
+
+
 def curvature_sample(X, sample_weight):
     """The rows the curvature bound is estimated on, copied to numpy."""
     rows, weights = _curvature_sample(X, sample_weight)
@@ -139,7 +160,7 @@ def weighted_std(X, sample_weight, mean, unit=1.0):
     """Weighted standard deviation of each feature, on X's device, as numpy.
 
     As :func:`sk_softmax._loss.weighted_std`: one pass, a chunk of rows at a
-    time, in units of ``unit``.
+    time, in units of ``unit`` (see :func:`sk_softmax._loss._std_from_sums`).
     """
     xp, device = array_namespace(X)
     # In the widest float of the device: float32 squares of a feature 2**64
@@ -147,16 +168,17 @@ def weighted_std(X, sample_weight, mean, unit=1.0):
     wide = max_float_dtype(xp, device)
     center = _on_device(mean, X, dtype=wide)
     n_samples = X.shape[0]
-    variance = np.zeros(X.shape[1])
+    first, second = np.zeros(X.shape[1]), np.zeros(X.shape[1])
     for start in range(0, n_samples, _CHUNK_ROWS):
         stop = min(start + _CHUNK_ROWS, n_samples)
         chunk = (xp.astype(X[start:stop, :], wide) - center) * (1.0 / unit)
         weights = _on_device(sample_weight[start:stop], X, dtype=wide)
-        squares = chunk * chunk
         # Rows of zero weight may overflow: 0 * inf is NaN.
-        squares = xp.where(weights[:, None] > 0, squares, xp.zeros_like(squares))
-        variance += np.asarray(to_numpy(weights @ squares), dtype=np.float64)
-    return np.sqrt(np.maximum(variance, 0.0))
+        chunk = xp.where(weights[:, None] > 0, chunk, xp.zeros_like(chunk))
+        first += np.asarray(to_numpy(weights @ chunk), dtype=np.float64)
+        second += np.asarray(to_numpy(weights @ (chunk * chunk)), dtype=np.float64)
+    total = float(np.sum(np.asarray(sample_weight, dtype=np.float64)))
+    return _std_from_sums(first, second, total, mean, unit)
 
 
 def weighted_gram(X, sample_weight, mean, scale, coef=None, intercept=None, y=None):
@@ -248,7 +270,17 @@ def loss_and_gradient(xp, coef, intercept, X, y, weights, label_smoothing, class
     return loss, grad_coef, grad_intercept
 
 
-def device_loss(X, y_index, weights, *, alpha, label_smoothing, offset, n_threads):
+def device_loss(
+    X,
+    y_index,
+    weights,
+    *,
+    alpha,
+    label_smoothing,
+    offset,
+    n_threads,
+    center_rows=False,
+):
     """``loss(coef, intercept, y, weights, batch)`` computed on X's device.
 
     What :func:`sk_softmax._softmax._make_objective` calls for an X of
@@ -259,7 +291,9 @@ def device_loss(X, y_index, weights, *, alpha, label_smoothing, offset, n_thread
     are sent once: a batch takes its labels there, by its indices, and only
     unequal weights (scaled for the batch by the caller) travel with
     each batch.  Every transfer waits for the device, so a mini-batch step
-    makes as few as it can.
+    makes as few as it can.  With ``center_rows``, the rows are centered
+    on the device (a copy of the batch) rather than the intercept shifted:
+    see :func:`sk_softmax._loss._loss_and_gradient`.
     """
     xp, device = array_namespace(X)
 
@@ -286,7 +320,10 @@ def device_loss(X, y_index, weights, *, alpha, label_smoothing, offset, n_thread
             rows = to_device(batch, dtype=xp.int64)
             X_b, y = xp.take(X, rows, axis=0), xp.take(all_y, rows)
             weights = to_device(weights)
-        if offset is not None and intercept is not None:
+        implicit = offset is not None and intercept is not None
+        if implicit and center_rows:
+            X_b, implicit = X_b - offset, False
+        elif implicit:
             # z = W (x - offset) + b': shift the intercept, not the data.
             intercept = intercept - coef @ offset
         value, grad_coef, grad_intercept = loss_and_gradient(
@@ -294,7 +331,7 @@ def device_loss(X, y_index, weights, *, alpha, label_smoothing, offset, n_thread
         )
         parts = [xp.reshape(value, (1,))]
         if grad_intercept is not None:
-            if offset is not None:
+            if implicit:
                 grad_coef = grad_coef - grad_intercept[:, None] * offset[None, :]
             parts.append(grad_intercept)
         parts.append(xp.reshape(grad_coef, (-1,)))

@@ -25,7 +25,12 @@ from ._compat import (
     raise_not_finite,
     warn_at_caller,
 )
-from ._loss import _curvature_sample, single_threaded_blas, softmax_curvature
+from ._loss import (
+    _curvature_sample,
+    _std_from_sums,
+    single_threaded_blas,
+    softmax_curvature,
+)
 
 # Partial sums combined per task of the reduction tree.
 _FAN_IN = 8
@@ -229,6 +234,17 @@ def mean_and_range(X, sample_weight, *, mean=True, per_feature=False, estimator_
     return total, float(low), float(high)
 
 
+def mean_shift(X, sample_weight, mean, columns):
+    """As :func:`sk_softmax._loss.mean_shift`, computed (in memory)."""
+    import dask.array as da
+
+    weights = da.asarray(sample_weight).astype(np.float64)
+    deviations = X[:, columns].astype(np.float64) - mean
+    total, weight = da.compute(deviations.T @ weights, weights.sum())
+    total = np.asarray(total, dtype=np.float64)
+    return total / float(weight) if weight > 0 else total
+
+
 def curvature_sample(X, sample_weight):
     """The rows the curvature bound is estimated on, computed (in memory)."""
     import dask
@@ -333,7 +349,7 @@ def weighted_std(X, sample_weight, mean, unit=1.0):
     """Weighted standard deviation of each feature, computed (in memory).
 
     As :func:`sk_softmax._loss.weighted_std`: one pass over the chunks, in
-    units of ``unit``.
+    units of ``unit`` (see :func:`sk_softmax._loss._std_from_sums`).
     """
     import dask.array as da
 
@@ -341,9 +357,11 @@ def weighted_std(X, sample_weight, mean, unit=1.0):
     # weight may overflow, and 0 * inf is NaN.
     centered = (X.astype(np.float64) - mean) * (1.0 / unit)
     weights = da.asarray(sample_weight).astype(np.float64)
-    squares = da.where(weights[:, None] > 0, centered * centered, 0.0)
-    variance = squares.T @ weights
-    return np.sqrt(np.maximum(np.asarray(variance.compute(), dtype=np.float64), 0.0))
+    centered = da.where(weights[:, None] > 0, centered, 0.0)
+    first, second, total = da.compute(
+        centered.T @ weights, (centered * centered).T @ weights, weights.sum()
+    )
+    return _std_from_sums(first, second, total, mean, unit)
 
 
 def weighted_gram(X, sample_weight, mean, scale, coef=None, intercept=None, y=None):

@@ -1530,6 +1530,43 @@ def weighted_mean(X, sample_weight):
     return _mean_and_range(X, sample_weight)[0]
 
 
+def mean_shift(X, sample_weight, mean, columns):
+    """The error of ``mean`` on ``columns`` of dense X: ``sum w (x - mean) /
+    sum w``, float64.
+
+    A sum of values far from 0 rounds at their size: the mean of 9,000 rows
+    of 1e14 + N(0, 1) came out 3.5 spreads off (the rounding of 1e14 is
+    0.016), and centered about it the feature took the full batch to
+    max_iter.  The deviations from it are of the spread's size, and so is
+    their sum's rounding.  Chunks of about 512 KiB of rows, in float64.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Finite samples.
+    sample_weight : ndarray of shape (n_samples,)
+        Non-negative weights.
+    mean : ndarray of shape (n_columns,)
+        The approximate mean of the columns.
+    columns : ndarray of shape (n_columns,)
+        Indices of the columns.
+
+    Returns
+    -------
+    shift : ndarray of shape (n_columns,)
+        Zeros where the weights sum to 0.
+    """
+    n_samples = X.shape[0]
+    weights = np.broadcast_to(np.asarray(sample_weight, dtype=np.float64), (n_samples,))
+    rows = max(1, (1 << 16) // max(len(columns), 1))
+    total = np.zeros(len(columns))
+    for lo in range(0, n_samples, rows):
+        chunk = X[lo : lo + rows][:, columns].astype(np.float64) - mean
+        total += weights[lo : lo + rows] @ chunk
+    weight = float(np.sum(weights))
+    return total / weight if weight > 0 else total
+
+
 def _mean_and_range(X, sample_weight, *, n_threads=1, mean=True, per_feature=False):
     """``(weighted mean of the rows, min value, max value)`` in one pass.
 
@@ -1605,8 +1642,16 @@ def _weighted_column_sums(X_block, w_block):
 
 
 # A standardized feature whose spread is at most this fraction of its mean
-# is constant (see feature_scales): for float64 X (True), float32 X.
-_CONSTANT_SPREAD = {True: 2.0**-40, False: 2.0**-20}
+# is constant (see feature_scales): for float64 X (True), float32 X.  Dense
+# spreads are computed about the rows' own mean (see weighted_std): a
+# constant column's is far below one unit in the last place of its mean,
+# and 4 units (2**-50, float32 2**-21) mark it.  (2**-40 took X + 1e15,
+# features of unit spread, for constants: the default fit stopped after 3
+# passes at chance accuracy.)  Sparse spreads are about the given mean,
+# whose sums round by up to ``n_samples * 2**-52`` of it: they keep the
+# wider bounds.
+_CONSTANT_SPREAD = {True: 2.0**-50, False: 2.0**-21}
+_SPARSE_CONSTANT_SPREAD = {True: 2.0**-40, False: 2.0**-20}
 
 # Data whose largest centered value lies in this range is solved as given
 # (see feature_scales).
@@ -1689,17 +1734,18 @@ def feature_scales(
         scale**2``, is at most 2.
     spread : callable, default=None
         ``spread(unit) -> ndarray of shape (n_features,)``, the weighted
-        standard deviations of ``X / unit`` (``unit`` a power of two),
-        computed where X lives (a dask cluster, a device); called only with
-        ``standardize``.  By default :func:`weighted_std` of X in memory, on
-        ``n_threads`` threads.
+        standard deviations of ``X / unit`` (``unit`` a power of two; for
+        dense X about the rows' own mean), computed where X lives (a dask
+        cluster, a device); called only with ``standardize``.  By default
+        :func:`weighted_std` of X in memory, on ``n_threads`` threads.
     n_threads : int, default=1
         Threads sharing the pass over X for the standard deviations.
     return_constant : bool, default=False
         Also return which features are constant: with ``standardize``, a
-        spread of at most ``2**-40`` (float32 X: ``2**-20``; at least
-        ``n_samples * 2**-52``) times the feature's mean, the rounding noise
-        of centering.
+        spread of at most ``2**-50`` (float32 X: ``2**-21``), about 4 units
+        in the last place of the feature's mean; for sparse X, whose spreads
+        are about the given mean, ``2**-40`` (float32 X: ``2**-20``; at
+        least ``n_samples * 2**-52``), that mean's rounding noise.
 
     Returns
     -------
@@ -1767,18 +1813,23 @@ def feature_scales(
             return weighted_std(X, sample_weight, mean, unit=unit, n_threads=n_threads)
 
     float32 = str(X.dtype).endswith("float32")
-    # (The mean's sums round too: by up to about n_samples * 2**-53 of it.)
-    noise = max(_CONSTANT_SPREAD[not float32], X.shape[0] * 2.0**-52)
+    if sp.issparse(X):
+        # (About the given mean, whose sums round by up to about n_samples *
+        # 2**-53 of it.)
+        noise = max(_SPARSE_CONSTANT_SPREAD[not float32], X.shape[0] * 2.0**-52)
+    else:
+        noise = _CONSTANT_SPREAD[not float32]
     std = np.asarray(spread(unit), dtype=np.float64)
     if floor_exponent < _FAINT_EXPONENT:
         std = _faint_spreads(spread, std, np.abs(mean) / unit, unit, noise)
     # A constant feature keeps the common factor: its centered values are
     # rounding noise of the mean, which a tiny scale would blow up into a
     # signal (Adam's normalized steps follow any gradient however small).
-    # That noise is about 2**-52 |mean| for float64 X (its blocks are
-    # summed in float64), up to 2**-20 |mean| in float32 (each block in
-    # float32): a spread above it is a feature's, timestamps' and
-    # coordinates' included.
+    # Dense spreads are about the rows' own mean, where that noise cancels:
+    # a spread above 4 units in the last place of the mean is a feature's,
+    # timestamps', coordinates' and X + 1e15's included.  Sparse spreads
+    # are about the given mean, whose sums round by up to about n_samples *
+    # 2**-52 of it (float32: 2**-20).
     # Below sqrt(alpha), a scale would make the penalty on the coordinate,
     # alpha / scale**2, stiffer than the data (about 1 for a standardized
     # feature), and Adam's steps of learning_rate_init would oscillate
@@ -2066,12 +2117,45 @@ def _centered_squares(X, weights, mean, unit, dtype, n_threads, about_mean=False
 
     parts = _per_thread(work, _row_blocks(X, n_samples, n_threads), n_threads)
     second = sum(part[1] for part in parts)
-    total_weight = float(np.sum(chunk_weights, dtype=np.float64))
-    if not about_mean or total_weight <= 0:
+    if not about_mean:
         return np.maximum(second, 0.0)
     first = sum(part[0] for part in parts)
-    with np.errstate(over="ignore"):
-        return np.maximum(second - first * first / total_weight, 0.0)
+    return _variance_about_mean(
+        first, second, float(np.sum(chunk_weights, dtype=np.float64))
+    )
+
+
+def _variance_about_mean(first, second, total_weight):
+    """``second - first**2 / total_weight``, float64 and at least 0.
+
+    The weighted variance about the rows' own mean from the sums ``first =
+    sum w d`` and ``second = sum w d^2`` of the deviations ``d`` from an
+    approximation of it: the approximation's error cancels (a constant
+    column's spread comes out far below the rounding of its mean).
+    ``second`` alone where the weights sum to 0.
+    """
+    first = np.asarray(first, dtype=np.float64)
+    second = np.asarray(second, dtype=np.float64)
+    if total_weight > 0:
+        with np.errstate(over="ignore"):
+            second = second - first * first / float(total_weight)
+    return np.maximum(second, 0.0)
+
+
+def _std_from_sums(first, second, total_weight, mean, unit):
+    """:func:`weighted_std` from the sums of the deviations from ``mean``.
+
+    ``first = sum w d`` and ``second = sum w d^2`` per feature, in units of
+    ``unit``, computed where X lives (a dask cluster, a device): the spread
+    about ``mean``, as the in-memory one, except for the features whose
+    spread is close to their mean's rounding, about the rows' own mean.
+    """
+    variance = np.maximum(np.asarray(second, dtype=np.float64), 0.0)
+    near = (variance <= (_NEAR_CONSTANT * np.abs(mean) / unit) ** 2) & (mean != 0)
+    variance[near] = _variance_about_mean(
+        np.asarray(first)[near], variance[near], total_weight
+    )
+    return np.sqrt(variance)
 
 
 def stored_magnitudes(X, sample_weight, mean, *, unit=1.0):

@@ -56,6 +56,7 @@ from ._loss import (
     largest_eigenvalue,
     lipschitz_constants,
     log_softmax,
+    mean_shift,
     mini_batch_curvature,
     single_threaded_blas,
     softmax,
@@ -1133,6 +1134,17 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # X in memory, whose products take and give W^T; W for data
             # elsewhere, whose gradient comes back as W.
             feature_major = not (dask_X or device_X)
+            far = None
+            if center:
+                spread = _centering_spread(self.solver, low, high, scale, constant)
+                far = _far_from_zero(X, mean, spread)
+            if far is not None:
+                # A sum of values far from 0 rounds at their size: their
+                # mean, once more from the deviations.
+                where = _dask if dask_X else _array_api if device_X else None
+                shift = where.mean_shift if where else mean_shift
+                mean = mean.copy()
+                mean[far] += shift(X, weights_normalized, mean[far], far)
         gram_penalty = gram_sample = None
         # Only the automatic step of sgd (and of custom rules) needs the
         # curvature bound: L-BFGS finds its own steps, Adam's automatic step
@@ -1251,17 +1263,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self._mean, self._scale, self._folded_scale = mean, scale, folded
         self._feature_major = feature_major
         offset = mean if center else None
-        # Each feature's spread: its range for L-BFGS, its scale otherwise
-        # (0 where the feature is constant, whose mean does not matter).
-        if self.solver == "lbfgs":
-            spread = high - low if np.ndim(low) else None
-        else:
-            spread = folded if folded is not None else scale
-            if constant is not None:
-                spread = np.where(constant, 0.0, spread)
-        make_loss = _array_api.device_loss if device_X else None
-        if center and not device_X and _centers_rows(X, mean, spread):
-            make_loss = functools.partial(_in_memory_loss, center_rows=True)
+        spread = _centering_spread(
+            self.solver, low, high, scale if folded is None else folded, constant
+        )
+        make_loss = _array_api.device_loss if device_X else _in_memory_loss
+        if center and _far_from_zero(X, mean, spread) is not None:
+            make_loss = functools.partial(make_loss, center_rows=True)
         validation = None
         if validation_data is not None:
             validation = _validation_scorer(
@@ -2130,30 +2137,46 @@ def _make_objective(
     return objective
 
 
-# float32 X is centered row block by row block (see _centers_rows) where a
-# feature's mean exceeds this many times its spread.
-_OFFSET_RATIO = 2.0**8
+# X is centered row block by row block (see _far_from_zero) where a
+# feature's mean exceeds this many times its spread: for float32 X (its
+# products then keep 2**-16 of their precision), for float64 X (2**-24).
+_OFFSET_RATIO = {np.dtype(np.float32): 2.0**8, np.dtype(np.float64): 2.0**29}
 
 
-def _centers_rows(X, mean, spread):
-    """Whether the loss centers X's row blocks itself (see ``center_rows`` in
-    :func:`sk_softmax._loss._loss_and_gradient`).
+def _centering_spread(solver, low, high, scale, constant):
+    """Each feature's spread for :func:`_far_from_zero`: its range for
+    L-BFGS (None unless per feature), its scale otherwise (0 where the
+    feature is constant, whose mean does not matter)."""
+    if solver == "lbfgs":
+        return high - low if np.ndim(low) else None
+    if constant is None:
+        return scale
+    return np.where(constant, 0.0, scale)
 
-    For dense float32 X (in memory or a dask array of numpy chunks) with a
-    feature whose mean is more than
-    ``_OFFSET_RATIO`` times its spread (timestamps, a column of 1000 +- 0.1):
-    the implicit centering would cost its products about ``ratio * 2**-24``
-    of their precision.  A pass over each block (a copy for slices of X;
+
+def _far_from_zero(X, mean, spread):
+    """The features for which the loss centers X's row blocks itself (see
+    ``center_rows`` in :func:`sk_softmax._loss._loss_and_gradient`), or None.
+
+    For dense X (in memory, a dask array of numpy chunks, or on a device)
+    with a feature whose mean is more than ``ratio`` times its spread, the implicit
+    centering would cost its products about ``ratio * 2**-24`` of their
+    precision in float32 (timestamps, a column of 1000 +- 0.1), ``ratio *
+    2**-53`` in float64 (X + 1e14: the default fit ran to max_iter with the
+    gradient above ``tol``; X + 1e11, L-BFGS stopped short of it).  Beyond
+    ``_OFFSET_RATIO``, a pass over each block (a copy for slices of X;
     mini-batches are copies already) keeps it.  ``spread`` is None, or 0
     for the features that do not count.
     """
     # (A dask array's chunks are such blocks, one objective each.)
-    if not ((isinstance(X, np.ndarray) or is_dask_array(X)) and X.dtype == np.float32):
-        return False
-    if spread is None:
-        return False
+    if sp.issparse(X) or spread is None:
+        return None
+    ratio = _OFFSET_RATIO.get(np.dtype(_host_dtype(X)))
+    if ratio is None:
+        return None
     spread = np.asarray(spread, dtype=np.float64)
-    return bool(np.any((spread > 0) & (np.abs(mean) > _OFFSET_RATIO * spread)))
+    far = np.flatnonzero((spread > 0) & (np.abs(mean) > ratio * spread))
+    return far if far.size else None
 
 
 def _in_memory_loss(
@@ -2174,7 +2197,7 @@ def _in_memory_loss(
     ``weights`` are the batch's own (all of them for ``batch=None``);
     ``y_index`` and ``weights`` here are those of all samples (unused: the
     objective selects them).  ``center_rows``: the core centers each row
-    block itself (see :func:`_centers_rows`).
+    block itself (see :func:`_far_from_zero`).
     """
 
     def loss(coef, intercept, y, weights, batch):

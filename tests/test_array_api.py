@@ -126,18 +126,25 @@ SETUP = textwrap.dedent(
         # device's logits once that row is predicted confidently.
         X_outlier = X_big.copy()
         X_outlier[0] *= 1e3
+        # A feature of unit spread at 1e14: its mean from the deviations,
+        # and the rows centered on the device.
+        X_far = X_big + [0.0, 1e14, 0.0, 0.0, 0.0, 0.0]
         for params, X_case in (
             (dict(max_iter=2, random_state=0), X_big),
             (dict(batch_size=None), X_big),
             (dict(max_iter=2, random_state=0), X_big * 2.0**40),
             (dict(batch_size=None), X_correlated),
             (dict(batch_size=None), X_outlier),
+            (dict(batch_size=None), X_far),
+            (dict(max_iter=2, random_state=0), X_far),
         ):
             reference = SoftmaxRegression(**params).fit(X_case, y_big)
             with sklearn.config_context(array_api_dispatch=True):
                 big = SoftmaxRegression(**params).fit(to_xp(X_case), to_xp(y_big))
             np.testing.assert_allclose(as_numpy(big.coef_), reference.coef_, rtol=1e-9)
             assert big.n_iter_ == reference.n_iter_
+            if X_case is X_far:  # (not constant: it labels the rows)
+                assert np.abs(as_numpy(big.coef_)[:, 1]).max() > 0.1
         return clf, expected
     """
 )

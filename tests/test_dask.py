@@ -157,7 +157,7 @@ def test_float32_means_of_columns_far_from_zero():
 
 def test_float32_feature_far_from_zero_fits_as_in_memory():
     # float32 chunks with a feature of 1e4 + N(0, 1): in memory the loss
-    # centers each row block (see _centers_rows), the chunks' loss did not,
+    # centers each row block (see _far_from_zero), the chunks' loss did not,
     # and lost 2**-24 of 1e4 in both products: full-batch sgd ran to
     # max_iter (300 epochs against 48) and the coefficients were off by
     # 7e-4 of their size against 3e-7 in memory.
@@ -172,6 +172,24 @@ def test_float32_feature_far_from_zero_fits_as_in_memory():
     assert chunked.n_iter_ < 300
     scale = np.abs(memory.coef_).max()
     assert np.abs(chunked.coef_ - memory.coef_).max() < 1e-5 * scale
+
+
+def test_features_far_from_zero_fit_as_in_memory():
+    # A feature of unit spread at 1e14: its spread about the rows' own mean,
+    # its mean again from the deviations, and each chunk centered.  Its
+    # spread, below 2**-40 of the mean, made it constant; or, summed down a
+    # chunk, its mean came out spreads off.
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((9000, 5))
+    y = np.argmax(X[:, :3] @ rng.standard_normal((3, 3)), axis=1)
+    params = dict(batch_size=None)
+    plain = _fit(params, X, y)
+    X_far = X + [0.0, 1e14, 0.0, 0.0, 0.0]
+    memory = _fit(params, X_far, y)
+    chunked = _fit(params, da.from_array(X_far, chunks=(2000, 5)), y)
+    _assert_same_model(memory, chunked)
+    assert chunked.n_iter_ <= plain.n_iter_ + 2
+    assert chunked.score(X_far, y) >= plain.score(X, y) - 0.01
 
 
 def test_float32_and_string_labels():

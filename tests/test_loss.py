@@ -5,6 +5,7 @@ finite differences, a naive dense reference (explicit smoothed one-hot
 targets, ``scipy.special.log_softmax``), PyTorch autograd, or closed forms.
 """
 
+import math
 import tracemalloc
 import warnings
 
@@ -23,6 +24,7 @@ from sk_softmax._loss import (
     largest_eigenvalue,
     lipschitz_constants,
     log_softmax,
+    mean_shift,
     softmax,
     softmax_curvature,
     stored_magnitudes,
@@ -1764,6 +1766,61 @@ def test_sparse_spreads_about_a_large_mean(fmt, dtype):
     # float64 reads spreads down to 2**-40 of the mean; float32 to 2**-20.
     assert (scale[1] == 1.0) == (dtype == np.float32)
     assert scale[3] == 1.0
+
+
+def test_spreads_of_features_far_from_zero():
+    # Dense spreads are about the rows' own mean: a constant column about a
+    # rounded mean has none, and a spread above 4 units in the last place
+    # of the mean is a feature's.  X + 1e15 (steps of 0.125, unit spread)
+    # counted as constant below 2**-40 of the mean.  Sparse spreads are
+    # about the given mean: they keep that bound.
+    from sk_softmax import _dask
+
+    rng = np.random.RandomState(0)
+    n = 3000
+    X = np.c_[rng.randn(n), np.full(n, 0.1), 1e15 + rng.randn(n), 1e15 + rng.randn(n)]
+    X[:, 3] = np.round(X[:, 3])  # 1e15 + integers: 8 units in the last place
+    w = np.full(n, 1.0 / n)
+    mean = w @ X
+    mean[1] = 0.1 * (1 + 2.0**-45)  # a rounded mean of the constant column
+    std = weighted_std(X, w, mean)
+    assert std[1] <= 2.0**-60 * 0.1
+    np.testing.assert_allclose(std[2:], X[:, 2:].std(axis=0), rtol=1e-3)
+    _, constant = feature_scales(X, w, mean, standardize=True, return_constant=True)
+    np.testing.assert_array_equal(constant, [False, True, False, False])
+    _, constant = feature_scales(
+        sp.csr_matrix(X), w, mean, standardize=True, return_constant=True
+    )
+    np.testing.assert_array_equal(constant, [False, True, True, True])
+    da = pytest.importorskip("dask.array")
+    chunked = _dask.weighted_std(da.from_array(X, chunks=700), w, mean)
+    np.testing.assert_allclose(chunked, std, rtol=1e-6, atol=2.0**-60 * 0.1)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_mean_shift_corrects_a_rounded_mean(dtype):
+    # Summed at their size, 9,000 values of 1e14 + N(0, 1) gave a mean 3.5
+    # spreads off; their deviations from it give its error.
+    from sk_softmax import _dask
+
+    rng = np.random.RandomState(0)
+    n = 9000
+    offset = 1e14 if dtype == np.float64 else 1e5
+    X = np.c_[rng.randn(n), offset + rng.randn(n)].astype(dtype)
+    w = rng.uniform(0.0, 2.0, n)
+    w[:10] = 0.0
+    exact = np.array(
+        [math.fsum(w * X[:, j].astype(np.float64)) / math.fsum(w) for j in (0, 1)]
+    )
+    rough = exact + [0.5, 3.0]
+    shift = mean_shift(X, w, rough, np.arange(2))
+    # (The products w x of the exact sum round at 1e-2 for 1e14.)
+    np.testing.assert_allclose(rough + shift, exact, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(mean_shift(X, w, rough[1:], np.array([1])), shift[1:])
+    da = pytest.importorskip("dask.array")
+    chunked = _dask.mean_shift(da.from_array(X, chunks=2000), w, rough, np.arange(2))
+    np.testing.assert_allclose(chunked, shift, rtol=1e-9)
+    assert np.all(mean_shift(X, np.zeros(n), rough, np.arange(2)) == 0)
 
 
 def test_standardized_scales_ignore_rows_of_zero_weight():

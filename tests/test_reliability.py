@@ -245,6 +245,33 @@ def test_float32_timestamps_train_as_float64_ones():
     )
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("offset", [1e11, 1e13, 1e14, 1e15])
+def test_features_of_unit_spread_far_from_zero(offset, solver):
+    # X + 1e15 holds 8 steps of 0.125 per unit of spread.  Spreads below
+    # 2**-40 of the mean counted as constant: "sgd" and "adam" stopped after
+    # 3 to 8 passes at chance accuracy (0.34), without a warning, from 1e13
+    # on.  And the implicit centering rounded the gradient at about 1e-16 of
+    # the offset: at 1e14 "sgd" ran to max_iter, at 1e11 L-BFGS stopped
+    # short of tol, both warning.
+    X, y = _data(n_samples=300)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        plain = SoftmaxRegression(solver=solver, random_state=0).fit(X, y)
+    far = SoftmaxRegression(solver=solver, random_state=0)
+    with warnings.catch_warnings():
+        # (Adam's mini-batches warn on the plain data too; X + 1e15's values
+        # are rounded to 1/8 of the spread: a slower, noisier fit.)
+        if offset < 1e15 and not caught:
+            warnings.simplefilter("error", ConvergenceWarning)
+        else:
+            warnings.simplefilter("ignore", ConvergenceWarning)
+        far.fit(X + offset, y)
+    assert far.score(X + offset, y) >= plain.score(X, y) - 0.03
+    if offset < 1e15 and solver != "adam":
+        assert far.n_iter_ <= plain.n_iter_ + 2
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("factor", [1e22, 1e-30])
 def test_features_of_wildly_different_spreads_each_keep_their_scale(factor, dtype):
