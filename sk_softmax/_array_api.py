@@ -145,6 +145,8 @@ def mean_shift(X, sample_weight, mean, columns):
         stop = min(start + _CHUNK_ROWS, X.shape[0])
         chunk = xp.astype(xp.take(X[start:stop, :], indices, axis=1), wide) - center
         weights = _on_device(sample_weight[start:stop], X, dtype=wide)
+        # Rows of zero weight may overflow: 0 * inf is NaN.
+        chunk = xp.where(weights[:, None] > 0, chunk, xp.zeros_like(chunk))
         total += np.asarray(to_numpy(weights @ chunk), dtype=np.float64)
     weight = float(np.sum(np.asarray(sample_weight, dtype=np.float64)))
     return total / weight if weight > 0 else total
@@ -323,6 +325,9 @@ def device_loss(
         implicit = offset is not None and intercept is not None
         if implicit and center_rows:
             X_b, implicit = X_b - offset, False
+            if np.ndim(weights):
+                # Rows of zero weight may overflow: 0 * inf is NaN.
+                X_b = xp.where(weights[:, None] > 0, X_b, xp.zeros_like(X_b))
         elif implicit:
             # z = W (x - offset) + b': shift the intercept, not the data.
             intercept = intercept - coef @ offset

@@ -239,7 +239,10 @@ def mean_shift(X, sample_weight, mean, columns):
     import dask.array as da
 
     weights = da.asarray(sample_weight).astype(np.float64)
-    deviations = X[:, columns].astype(np.float64) - mean
+    # (Rows of zero weight may overflow: 0 * inf is NaN.)
+    deviations = da.where(
+        weights[:, None] > 0, X[:, columns].astype(np.float64) - mean, 0.0
+    )
     total, weight = da.compute(deviations.T @ weights, weights.sum())
     total = np.asarray(total, dtype=np.float64)
     return total / float(weight) if weight > 0 else total

@@ -1257,6 +1257,35 @@ def test_gram_preconditioner():
     assert gram_preconditioner(plain.T @ plain / 200, pen) is None
     root = np.column_stack([root, root[:, 2]])
     assert gram_preconditioner(root.T @ root / 200, np.full(5, 0.01)) is not None
+    # ridge_fraction scales the ridge (features far from 0 without
+    # intercept: sized by their spread, not by their offset).
+    factor = gram_preconditioner(gram, pen, ridge_fraction=1e-6)
+    np.testing.assert_allclose(factor @ factor.T, bound + 1e-6 * ridge * np.eye(4))
+
+
+def test_offsets_of_features_without_intercept():
+    # The share of the features' second moments that is spread, and their
+    # squared means in spreads; a column of ones and constant features
+    # left out.
+    from sk_softmax._softmax import _Offsets
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    X = np.c_[rng.standard_normal(n), 3.0 + rng.standard_normal(n), np.ones(n)]
+    w = np.full(n, 1.0 / n)
+    scale = np.array([1.0, 4.0, 1.0])
+    offsets = _Offsets((X, w), scale, None)
+    mean, var = X.mean(axis=0) / scale, X.var(axis=0) / scale**2
+    share = (var[0] + var[1]) / (var[0] + var[1] + mean[0] ** 2 + mean[1] ** 2 + 1)
+    assert offsets.share == pytest.approx(share, rel=1e-9)
+    assert offsets.squared == pytest.approx(np.sum(mean[:2] ** 2 / var[:2]), rel=1e-9)
+    assert not offsets.far
+    held = _Offsets((X + [100.0, 0, 0], w), scale, np.array([False, True, True]))
+    assert held.far and held.share == pytest.approx(
+        var[0] / (var[0] + 100.0**2), rel=1e-3
+    )
+    sparse = _Offsets((sp.csr_matrix(X), w), scale, None)
+    assert sparse.share == pytest.approx(share, rel=1e-9)
 
 
 @pytest.mark.parametrize("chunk", [1, 5, 1 << 20])

@@ -30,6 +30,7 @@ import scipy.sparse as sp
 import skops.io as sio
 from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
+from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
 import sk_softmax
@@ -318,6 +319,77 @@ def test_a_huge_value_in_a_row_of_zero_weight_leaves_its_feature_alone():
         clf = SoftmaxRegression(random_state=0).fit(X, y, sample_weight=weights)
     kept = np.arange(200) != 5
     assert clf.score(X[kept], y[kept]) > 0.95
+
+
+@pytest.mark.parametrize("n_samples", [600, 6000])
+@pytest.mark.parametrize("offset", [30.0, 1e4, 1e6])
+def test_features_far_from_zero_without_intercept(offset, n_samples):
+    # Without intercept the features' common offset is one stiff direction
+    # of the curvature: standardized about 0, every other direction was
+    # 1e-8 (X + 1e4) as steep, the gradient fell below tol along them at
+    # once, and the default fit stopped after 3 or 4 passes at chance
+    # accuracy (0.34), silently.  It now takes the Gram preconditioner, with
+    # a ridge sized by the spread.
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = make_classification(
+        n_samples, 5, n_informative=3, n_redundant=0, n_classes=3, random_state=0
+    )
+    X = X + offset
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf = SoftmaxRegression(fit_intercept=False).fit(X, y)
+    reference = LogisticRegression(fit_intercept=False, max_iter=10_000).fit(
+        X - offset + 100, y
+    )
+    assert clf.n_iter_ <= 30
+    assert clf.score(X, y) >= reference.score(X - offset + 100, y) - 0.01
+
+
+@pytest.mark.parametrize("params", [dict(solver="adam"), dict(batch_size=64)])
+def test_features_far_from_zero_without_intercept_warn_elsewhere(params):
+    # Adam and sgd's set mini-batches take no preconditioner: on X + 100
+    # they stopped at chance accuracy after 8 or 9 passes, silently.
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(
+        600, 5, n_informative=3, n_redundant=0, n_classes=3, random_state=0
+    )
+    clf = SoftmaxRegression(fit_intercept=False, random_state=0, **params)
+    with pytest.warns(UserWarning, match="far from 0 against their spread"):
+        clf.fit(X + 100, y)
+    with pytest.warns(UserWarning, match="far from 0 against their spread"):
+        clone(clf).partial_fit(X + 100, y, classes=[0, 1, 2])
+    # Near 0, with an intercept, or with a column of ones: no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X + 1, y)
+        clf.set_params(fit_intercept=True).fit(X + 100, y)
+        clf.set_params(fit_intercept=False).fit(np.c_[X, np.ones(600)], y)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_rows_of_zero_weight_beyond_a_feature_far_from_zero(solver):
+    # A feature of 1e294 spread at -1e308, and rows of zero weight at
+    # 1.5e308: their deviations from the mean overflow.  Its mean computed
+    # again from them was NaN (0 * inf), and so were the centered rows'
+    # logits: every solver failed.
+    rng = np.random.RandomState(0)
+    X = rng.randn(2000, 3)
+    y = (X[:, 1] + X[:, 2] > 0).astype(int)
+    X[:, 0] = -1e308 + 1e294 * rng.randn(2000)
+    weights = np.ones(2000)
+    weights[:5] = 0.0
+    X[:5, 0] = 1.5e308
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = SoftmaxRegression(solver=solver, random_state=0)
+        clf.fit(X, y, sample_weight=weights)
+    assert np.all(np.isfinite(clf.coef_)) and np.all(np.isfinite(clf.intercept_))
+    if solver != "lbfgs":  # (L-BFGS works on the features as given)
+        assert clf.score(X[5:], y[5:]) > 0.95
 
 
 def test_a_constant_sparse_column_of_many_rows_is_constant():
