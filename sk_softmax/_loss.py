@@ -637,6 +637,10 @@ def _blocks_loss_and_gradient(
             else:
                 coef_t, block_coef_t = _coef_t_for(X_block, coef, coef_t)
                 raw_t = _forward(X_block, coef, block_coef_t, intercept_raw)
+            if weighted:
+                # Rows of zero weight count for nothing, and so do their
+                # logits, which may have overflowed (0 * inf is NaN).
+                raw_t[:, weight == 0] = 0.0
             block_loss = _gradient_block_inplace(
                 raw_t, y[start:stop], weight, label_smoothing, shift=True
             )
@@ -2558,8 +2562,8 @@ def gram_preconditioner(
         is returned: diagonal steps are as good there.  Where that matrix
         is singular to rounding (duplicated or redundant columns), its
         smallest eigenvalue above 1e-10 of the largest counts: along the
-        null space the gradient has no data term.  0 always returns a
-        factor.
+        null space the gradient has no data term.  0 returns a factor
+        wherever ``P`` is positive definite to float64's resolution.
     ridge_fraction : float, default=1.0
         Scales the ridge.  For features far from 0 without an intercept,
         the share of their second moments that is spread: most of ``gram``
@@ -2571,7 +2575,8 @@ def gram_preconditioner(
     Returns
     -------
     factor : ndarray of shape (n_features, n_features) or None
-        Lower-triangular ``L`` with ``P = L L^T``, or None.
+        Lower-triangular ``L`` with ``P = L L^T``, or None (also where the
+        Cholesky factorization fails).
 
     Examples
     --------
@@ -2605,7 +2610,13 @@ def gram_preconditioner(
     ridge = _GRAM_RIDGE * ridge_fraction * float(np.mean(np.diag(bound)[keep]))
     # (Features left out: a step of 1 is safe for their penalty alone.)
     bound[np.diag_indices(n_features)] += np.where(keep, ridge, 1.0 + penalty)
-    return cholesky(bound, lower=True)
+    try:
+        return cholesky(bound, lower=True)
+    except np.linalg.LinAlgError:
+        # Positive definite only beyond float64's resolution: features 1e8
+        # spreads from 0 without intercept, whose Gram matrix about 0 is
+        # their offsets' and rounding.
+        return None
 
 
 def _largest_weighted_eigenvalue(X, sample_weight, mean, scale):

@@ -429,9 +429,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     (a mean of about 1.5 spreads and more), whose offset is one stiff
     direction of the curvature: the full batch takes the preconditioner on
     any number of samples (``X + 1e4``: 17 passes, where the diagonal steps
-    stopped after 3 at chance accuracy).  Adam and set batch sizes take
-    none, and ``fit`` warns where the features' squared means add up to
-    more than 1000 times their variances.
+    stopped after 3 at chance accuracy), up to means of about 3 million
+    spreads, which float64 still resolves.  Beyond, and for Adam and set
+    batch sizes, which take none, ``fit`` warns where the features' squared
+    means also add up to more than 1000 times their variances.
 
     Examples
     --------
@@ -1158,6 +1159,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         # Data elsewhere (dask, another device): the curvature sample of at
         # most 8192 evenly spaced rows comes to memory.
         sample = offsets = None
+        eligible = False  # (for the Gram preconditioner, see below)
         if dask_X:
             sample_of = _dask.curvature_sample
         elif device_X:
@@ -1180,9 +1182,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             row_norms_sq = largest = sample_gram = None
             if sample is None and (dask_X or device_X):
                 sample = sample_of(X, weights_normalized)
-            if self._may_precondition(
+            eligible = self._may_precondition(
                 X, weights_normalized, full_batch, partial, offsets=offsets
-            ):
+            )
+            if eligible:
                 gram_penalty, gram_sample, sample_gram = _gram_decision(
                     X,
                     weights_normalized,
@@ -1415,16 +1418,28 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             if (
                 whitening is None
                 and offsets is not None
+                and offsets.far
                 and offsets.squared > _FAR_OFFSETS
             ):
+                advice = "Center X and set fit_intercept=True"
+                if eligible:  # (the preconditioner failed: too far)
+                    advice += (
+                        ": the Gram preconditioner that the default solver "
+                        "takes for such data cannot resolve a spread this "
+                        "small in float64"
+                    )
+                else:
+                    advice += (
+                        ", or fit with the default solver='sgd' and "
+                        "batch_size='auto' (up to "
+                        f"{_GRAM_FEATURES} features), which preconditions "
+                        "for it"
+                    )
                 warnings.warn(
-                    f"The features lie far from 0 against their spread (their "
-                    f"squared means add up to {offsets.squared:.2g} times "
-                    f"their variances) and fit_intercept=False: these "
-                    f"gradient steps converge slowly or stall on such data. "
-                    f"Center X and set fit_intercept=True, or fit with the "
-                    f"default solver='sgd' and batch_size='auto' (at most "
-                    f"{_GRAM_FEATURES} features), which precondition for it.",
+                    f"The features lie far from 0 against their spread "
+                    f"(their variance is {offsets.share:.2g} of their mean "
+                    f"square) and fit_intercept=False: these gradient steps "
+                    f"converge slowly or stall on such data. {advice}.",
                     UserWarning,
                     stacklevel=6,
                 )
@@ -2387,6 +2402,8 @@ def _gram_decision(X, weights, mean, scale, constant, alpha, *, sample, offsets=
         penalty = alpha / scale / scale
     if not np.all(np.isfinite(penalty)):
         return None, None, None  # (scales of extreme data: diagonal steps)
+    if offsets is not None and offsets.share < _LEAST_SPREAD_SHARE:
+        return None, None, None  # (beyond float64's resolution: see below)
     if sample is None:
         sample = _curvature_sample(X, weights)
     sample_gram = weighted_gram(*sample, mean=mean, scale=scale)
@@ -2414,9 +2431,17 @@ def _gram_decision(X, weights, mean, scale, constant, alpha, *, sample, offsets=
 # the test accuracy of the diagonal steps' stop or of LogisticRegression.
 # (0.1 left iris and breast cancer out; X + 30 takes 13 passes, not 200.)
 _SPREAD_SHARE = 0.3
+# Below this share, float64's Gram matrix about 0 holds the spread to
+# fewer than 3 digits (a mean 3e6 spreads from 0): its factor failed or,
+# on 3 features, came out and left the fit at chance accuracy.  Such fits
+# keep the diagonal steps, and warn.
+_LEAST_SPREAD_SHARE = 1e-13
 # Where the squared offsets, in spreads and summed over the features, pass
-# this (a mean 15 spreads from 0 in each of 5 features), the first-order
-# solvers without that preconditioner converge slowly or stall: fit warns.
+# this (a mean 15 spreads from 0 in each of 5 features), and the share of
+# spread is below _SPREAD_SHARE, the first-order solvers without that
+# preconditioner converge slowly or stall: fit warns.  (The sum alone grows
+# with the number of features, and with a column of ones of 1e-9 noise:
+# it warned on TF-IDF documents, whose spread is 0.95 of their mean square.)
 _FAR_OFFSETS = 1e3
 
 

@@ -361,13 +361,55 @@ def test_features_far_from_zero_without_intercept_warn_elsewhere(params):
         clf.fit(X + 100, y)
     with pytest.warns(UserWarning, match="far from 0 against their spread"):
         clone(clf).partial_fit(X + 100, y, classes=[0, 1, 2])
-    # Near 0, with an intercept, or with a column of ones: no warning.
+    # Near 0, with an intercept, or with a column of ones (plain, or with
+    # noise of 1e-9: its squared mean is 1e18 times its variance, but the
+    # other features' spread is most of their mean square): no warning.
+    noisy_ones = 1.0 + 1e-9 * np.random.default_rng(0).standard_normal(600)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(X + 1, y)
         clf.set_params(fit_intercept=True).fit(X + 100, y)
         clf.set_params(fit_intercept=False).fit(np.c_[X, np.ones(600)], y)
+        clf.fit(np.c_[X, noisy_ones], y)
+
+
+@pytest.mark.parametrize("n_features", [3, 20])
+def test_features_too_far_from_zero_without_intercept(n_features):
+    # 1e8 spreads from 0: float64's Gram matrix about 0 no longer holds the
+    # spread.  Its factor failed in scipy (LinAlgError), or came out and
+    # left the fit at chance accuracy, silently; the fit now warns.
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(
+        500, n_features, n_informative=3, n_redundant=0, n_classes=3, random_state=0
+    )
+    with pytest.warns(UserWarning, match="cannot resolve a spread this small"):
+        SoftmaxRegression(fit_intercept=False).fit(X + 1e8, y)
+
+
+@pytest.mark.parametrize("fit_intercept", [False, True])
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_rows_of_zero_weight_at_the_largest_floats(solver, fit_intercept):
+    # Rows of zero weight count for nothing, and so do their logits, which
+    # overflow once the coefficients grow: 0 * inf made the gradient NaN.
+    # L-BFGS failed ("non-finite parameters"), and so did the
+    # preconditioned full batch on X + 1e4 without intercept (in scipy).
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(400, 5, n_informative=3, n_classes=3, random_state=0)
+    if not fit_intercept:
+        X = X + 1e4
+    weights = np.ones(400)
+    weights[:5] = 0.0
+    X_out = X.copy()
+    X_out[:5] = 1e308
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        params = dict(solver=solver, fit_intercept=fit_intercept, random_state=0)
+        clf = SoftmaxRegression(**params).fit(X_out, y, sample_weight=weights)
+        removed = SoftmaxRegression(**params).fit(X[5:], y[5:])
+    assert clf.score(X[5:], y[5:]) >= removed.score(X[5:], y[5:]) - 0.02
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
