@@ -265,8 +265,11 @@ def loss_and_gradient(xp, coef, intercept, X, y, weights, label_smoothing, class
         loss = xp.sum(per_sample) * weights
         grad = grad * weights
     else:
-        loss = xp.sum(per_sample * weights)
-        grad = grad * weights[:, None]
+        # Rows of zero weight count for nothing, and so do their logits,
+        # which may have overflowed (0 * inf is NaN).
+        kept = weights > 0
+        loss = xp.sum(xp.where(kept, per_sample * weights, 0.0))
+        grad = xp.where(kept[:, None], grad * weights[:, None], 0.0)
     grad_coef = grad.T @ X
     grad_intercept = xp.sum(grad, axis=0) if intercept is not None else None
     return loss, grad_coef, grad_intercept

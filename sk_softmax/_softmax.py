@@ -1422,7 +1422,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 and offsets.squared > _FAR_OFFSETS
             ):
                 advice = "Center X and set fit_intercept=True"
-                if eligible:  # (the preconditioner failed: too far)
+                if eligible or offsets.share < _LEAST_SPREAD_SHARE:  # (too far)
                     advice += (
                         ": the Gram preconditioner that the default solver "
                         "takes for such data cannot resolve a spread this "
@@ -1430,10 +1430,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     )
                 else:
                     advice += (
-                        ", or fit with the default solver='sgd' and "
-                        "batch_size='auto' (up to "
-                        f"{_GRAM_FEATURES} features), which preconditions "
-                        "for it"
+                        ", or fit with the default solver='sgd', "
+                        "batch_size='auto' and learning_rate_init='auto' "
+                        f"(up to {_GRAM_FEATURES} features), which "
+                        "preconditions for it"
                     )
                 warnings.warn(
                     f"The features lie far from 0 against their spread "
@@ -1456,6 +1456,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 objective = whitening.wrap(objective)
                 to_plain = whitening.to_plain
                 tested_gradient = whitening.plain_gradient
+                if offsets is not None and offsets.far:
+                    # tol bounds the whitened gradient: in the plain one,
+                    # scaled by the features' size about 0, the directions
+                    # that tell the classes apart are 1e-4 as steep at X +
+                    # 1e4, and with balanced classes (no offset part at 0)
+                    # the fit stopped before its first step, at
+                    # coefficients of 0 and chance accuracy.
+                    tested_gradient = _whitened_gradient
                 recondition = whitening.recondition
                 if validation is not None:
                     validation = functools.partial(_plain_call, validation, to_plain)
@@ -2703,6 +2711,11 @@ class _Whitening:
         converted = self.to_plain(flat, old)
         self._coef_t(converted)[...] = self.factor.T @ self._coef_t(converted)
         return converted
+
+
+def _whitened_gradient(grad):
+    """The gradient the whitened steps take, as it is (see _Whitening)."""
+    return grad
 
 
 def _gram_of(X, weights, y_index, mean, scale, n_threads):

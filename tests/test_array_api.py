@@ -145,6 +145,22 @@ SETUP = textwrap.dedent(
             assert big.n_iter_ == reference.n_iter_
             if X_case is X_far:  # (not constant: it labels the rows)
                 assert np.abs(as_numpy(big.coef_)[:, 1]).max() > 0.1
+        # Rows of zero weight at the largest floats count for nothing, their
+        # logits too (L-BFGS failed, sgd diverged: 0 * inf is NaN).
+        X_huge = X_big.copy()
+        X_huge[:5] = 1e308
+        w_huge = np.ones(9000)
+        w_huge[:5] = 0.0
+        for params in (dict(solver="lbfgs", alpha=1e-2), dict(batch_size=None)):
+            reference = SoftmaxRegression(**params)
+            reference.fit(X_huge, y_big, sample_weight=w_huge)
+            with sklearn.config_context(array_api_dispatch=True):
+                big = SoftmaxRegression(**params).fit(
+                    to_xp(X_huge), to_xp(y_big), sample_weight=to_xp(w_huge)
+                )
+            np.testing.assert_allclose(
+                as_numpy(big.coef_), reference.coef_, rtol=1e-5, atol=1e-7
+            )
         return clf, expected
     """
 )

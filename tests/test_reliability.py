@@ -347,6 +347,33 @@ def test_features_far_from_zero_without_intercept(offset, n_samples):
     assert clf.score(X, y) >= reference.score(X - offset + 100, y) - 0.01
 
 
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_balanced_classes_far_from_zero_without_intercept(n_classes):
+    # With balanced classes the gradient at 0 has no offset part, and the
+    # rest, in the coordinates scaled by the features' size about 0, was
+    # below tol: the fit stopped before its first step, coefficients 0,
+    # chance accuracy, silently.  tol now bounds the whitened gradient.
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = make_classification(
+        300,
+        5,
+        n_informative=3,
+        n_redundant=0,
+        n_classes=n_classes,
+        flip_y=0.0,
+        random_state=0,
+    )
+    assert np.all(np.bincount(y) == 300 // n_classes)
+    reference = LogisticRegression(fit_intercept=False).fit(X + 100, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf = SoftmaxRegression(fit_intercept=False).fit(X + 1e4, y)
+    assert clf.n_iter_ <= 30
+    assert clf.score(X + 1e4, y) >= reference.score(X + 100, y) - 0.01
+
+
 @pytest.mark.parametrize("params", [dict(solver="adam"), dict(batch_size=64)])
 def test_features_far_from_zero_without_intercept_warn_elsewhere(params):
     # Adam and sgd's set mini-batches take no preconditioner: on X + 100
@@ -374,18 +401,20 @@ def test_features_far_from_zero_without_intercept_warn_elsewhere(params):
         clf.fit(np.c_[X, noisy_ones], y)
 
 
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
 @pytest.mark.parametrize("n_features", [3, 20])
-def test_features_too_far_from_zero_without_intercept(n_features):
+def test_features_too_far_from_zero_without_intercept(n_features, solver):
     # 1e8 spreads from 0: float64's Gram matrix about 0 no longer holds the
     # spread.  Its factor failed in scipy (LinAlgError), or came out and
-    # left the fit at chance accuracy, silently; the fit now warns.
+    # left the fit at chance accuracy, silently; the fit now warns (and
+    # does not send Adam's users to a preconditioner that cannot help).
     from sklearn.datasets import make_classification
 
     X, y = make_classification(
         500, n_features, n_informative=3, n_redundant=0, n_classes=3, random_state=0
     )
     with pytest.warns(UserWarning, match="cannot resolve a spread this small"):
-        SoftmaxRegression(fit_intercept=False).fit(X + 1e8, y)
+        SoftmaxRegression(fit_intercept=False, solver=solver).fit(X + 1e8, y)
 
 
 @pytest.mark.parametrize("fit_intercept", [False, True])
