@@ -274,8 +274,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     tol : float, default=1e-4
         Tolerance.  Full-batch ``"sgd"`` and L-BFGS: stop when the largest
         gradient entry is at most ``tol`` (for ``"sgd"``, the gradient in its
-        standardized coordinates, or, without intercept on float64 features
-        far from 0, the whitened one its steps take; for ``"lbfgs"`` on
+        standardized coordinates, or, without intercept on features far
+        from 0, the whitened one its steps take; for ``"lbfgs"`` on
         dense X with an intercept, in centered ones, where a coefficient's
         entry lacks the intercept's entry times the feature's mean: see
         Notes).  In
@@ -1445,7 +1445,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     UserWarning,
                     stacklevel=6,
                 )
-            to_plain = tested_gradient = recondition = None
+            to_plain = tested_gradient = recondition = loss_resolution = None
             if whitening is not None:
                 # Whitened coordinates: steps of 1 on the coefficients (0 on
                 # those of constant features), the intercept's as it was.
@@ -1465,12 +1465,15 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     # 1e4, and with balanced classes (no offset part at 0)
                     # the fit stopped before its first step, at
                     # coefficients of 0 and chance accuracy.  float32's
-                    # rounding, amplified as much, kept it above tol (200
-                    # passes and a ConvergenceWarning where 13 did): there,
-                    # after the first step, the plain one.
+                    # rounding, amplified as much, can keep it above tol
+                    # (200 passes and a ConvergenceWarning where 13 did):
+                    # there the fit also stops where the loss no longer
+                    # falls measurably.  (The plain gradient after the first
+                    # test stopped some after 4 passes at 3 times the
+                    # optimal loss.)
                     tested_gradient = _whitened_gradient
                     if dtype == np.float32:
-                        tested_gradient = _FirstWhitened(whitening.plain_gradient)
+                        loss_resolution = _FLOAT32_LOSS_RESOLUTION
                 recondition = whitening.recondition
                 if validation is not None:
                     validation = functools.partial(_plain_call, validation, to_plain)
@@ -1506,6 +1509,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     step_batch=step_batch,
                     test_gradient=not partial,
                     tested_gradient=tested_gradient,
+                    loss_resolution=loss_resolution,
                     recondition=recondition,
                 )
             except DivergenceError as exc:
@@ -2446,6 +2450,9 @@ def _gram_decision(X, weights, mean, scale, constant, alpha, *, sample, offsets=
 # the test accuracy of the diagonal steps' stop or of LogisticRegression.
 # (0.1 left iris and breast cancer out; X + 30 takes 19 passes, not 200.)
 _SPREAD_SHARE = 0.3
+# The relative fall of the loss below which float32 resolves no progress
+# (see gradient_descent's loss_resolution).
+_FLOAT32_LOSS_RESOLUTION = 2.0**-20
 # Below this share, float64's Gram matrix about 0 holds the spread to
 # fewer than 3 digits (a mean 3e6 spreads from 0): its factor failed or,
 # on 3 features, came out and left the fit at chance accuracy.  Such fits
@@ -2723,20 +2730,6 @@ class _Whitening:
 def _whitened_gradient(grad):
     """The gradient the whitened steps take, as it is (see _Whitening)."""
     return grad
-
-
-class _FirstWhitened:
-    """The whitened gradient at the first test, then ``plain_gradient``'s."""
-
-    def __init__(self, plain_gradient):
-        self._plain_gradient = plain_gradient
-        self._first = True
-
-    def __call__(self, grad):
-        if self._first:
-            self._first = False
-            return grad
-        return self._plain_gradient(grad)
 
 
 def _gram_of(X, weights, y_index, mean, scale, n_threads):

@@ -372,6 +372,7 @@ def gradient_descent(
     test_gradient=True,
     tested_gradient=None,
     recondition=None,
+    loss_resolution=None,
 ):
     """Minimize ``objective`` by (mini-)batch gradient steps of ``rule``.
 
@@ -455,6 +456,11 @@ def gradient_descent(
         the new, which converts ``params``, the rule's state (see
         :meth:`UpdateRule.change_coordinates`) and the best parameters kept
         for early stopping.
+    loss_resolution : float or None, default=None
+        Full batch with the gradient test: also stop (converged) after
+        ``n_iter_no_change`` passes whose loss fell below the best by at
+        most this fraction of it, the loss's own rounding (float32), where
+        rounding in the tested gradient may keep it above ``tol``.
 
     Returns
     -------
@@ -486,6 +492,7 @@ def gradient_descent(
         root_preconditioner = np.sqrt(preconditioner)
     loss_curve, val_scores, val_losses = [], [], []
     best_loss, best_score, no_improvement = np.inf, -np.inf, 0
+    resolved_loss, unresolved = np.inf, 0  # (see loss_resolution)
     best_params = None
     converged = False
     epoch = 0
@@ -576,6 +583,21 @@ def gradient_descent(
                 print(f"Largest gradient entry at most tol={tol:g}. Stopping.")
             converged = True
             break
+        if stop_on_gradient and loss_resolution is not None:
+            if resolved_loss == np.inf or (
+                epoch_loss < resolved_loss - loss_resolution * abs(resolved_loss)
+            ):
+                resolved_loss, unresolved = epoch_loss, 0
+            else:
+                unresolved += 1
+            if unresolved > n_iter_no_change:
+                if verbose:
+                    print(
+                        f"Loss did not fall by more than its resolution for "
+                        f"{n_iter_no_change} consecutive passes. Stopping."
+                    )
+                converged = True
+                break
         # The loss-based rule stops noisy (mini-batch, Adam) runs, and any
         # run watched by a validation set.
         if no_improvement > n_iter_no_change and (

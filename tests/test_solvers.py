@@ -442,6 +442,34 @@ def test_accelerated_gradient_beats_plain_gradient_descent():
     assert np.mean(tail <= 1e-12) > 0.9
 
 
+def test_loss_resolution_stops_where_the_loss_no_longer_falls():
+    # A gradient held above tol by rounding noise, on a loss that has
+    # stopped falling: with loss_resolution the full batch stops after
+    # n_iter_no_change passes without a fall beyond it (converged);
+    # without, at max_iter.
+    def objective(params, batch=None):
+        noise = np.full_like(params, 1e-2)  # (above tol, whatever params)
+        return 1.0 + 1e-9 * float(params @ params), 2e-9 * params + noise
+
+    runs = [
+        gradient_descent(
+            objective,
+            np.zeros(3),
+            rule=Momentum(momentum=0.0),
+            n_samples=10,
+            batch_size=10,
+            learning_rate=1e-3,
+            max_iter=100,
+            tol=1e-4,
+            n_iter_no_change=5,
+            loss_resolution=resolution,
+        )
+        for resolution in (None, 2.0**-20)
+    ]
+    assert runs[0].n_iter == 100 and not runs[0].converged
+    assert runs[1].n_iter == 7 and runs[1].converged
+
+
 def test_recondition_changes_coordinates_during_the_run():
     # Steps in coordinates z, x = L^-T z (L L^T the preconditioner):
     # gradient_descent lets a callback change L midway, converting the
