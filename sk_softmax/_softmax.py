@@ -275,11 +275,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         Tolerance.  Full-batch ``"sgd"`` and L-BFGS: stop when the largest
         gradient entry is at most ``tol`` (for ``"sgd"``, the gradient in its
         standardized coordinates, or, without intercept on features far
-        from 0, the whitened one its steps take; for ``"lbfgs"`` on
-        dense X with an intercept, in centered ones, where a coefficient's
-        entry lacks the intercept's entry times the feature's mean: see
-        Notes).  In
-        float64, L-BFGS also stops where the loss no longer decreases
+        from 0, the whitened one its steps take; for ``"lbfgs"`` on dense X
+        with an intercept, in centered ones, where a coefficient's entry
+        lacks the intercept's entry times the feature's mean: see Notes).
+        In float64, L-BFGS also stops where the loss no longer decreases
         measurably, with the gradient near 1e-8: a smaller ``tol`` is not
         reached, silently.  Mini-batch, and ``"adam"`` on any batch (its
         steps of about ``learning_rate_init`` hover around the optimum):
