@@ -1563,6 +1563,14 @@ def mean_shift(X, sample_weight, mean, columns):
     -------
     shift : ndarray of shape (n_columns,)
         Zeros where the weights sum to 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_softmax._loss import mean_shift
+    >>> X = np.array([[1e14 + 1.0, 0.0], [1e14 + 3.0, 1.0]])
+    >>> mean_shift(X, np.ones(2), np.array([1e14]), np.array([0])).tolist()
+    [2.0]
     """
     n_samples = X.shape[0]
     weights = np.broadcast_to(np.asarray(sample_weight, dtype=np.float64), (n_samples,))
@@ -1671,6 +1679,25 @@ def constant_noise(X):
     About 4 units in the last place of the mean for dense X, whose spreads
     are about the rows' own mean; for sparse X, about the given mean, that
     mean's rounding: up to about ``n_samples * 2**-53`` of it.
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+        The samples (only their dtype, format and number count).
+
+    Returns
+    -------
+    noise : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import scipy.sparse as sp
+    >>> from sk_softmax._loss import constant_noise
+    >>> float(np.log2(constant_noise(np.ones((3, 2)))))
+    -50.0
+    >>> float(np.log2(constant_noise(sp.csr_matrix(np.ones((3, 2))))))
+    -40.0
     """
     float64 = not str(X.dtype).endswith("float32")
     if sp.issparse(X):
