@@ -1712,6 +1712,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             y_index = np.concatenate([pending[1], y_index])
             weights = np.concatenate([pending[2], weights])
         if np.count_nonzero(weights) < _MIN_SIZING_ROWS:
+            if pending is None:
+                # The caller's own arrays (validation copies none that it
+                # can take as they are): a buffer reused for the next rows
+                # would change the rows held.
+                X, y_index, weights = _own_copy(X), np.array(y_index), np.array(weights)
             self._pending = (X, y_index, weights)
             return None, None, None
         self._pending = None
@@ -2332,6 +2337,20 @@ def _both_logits(X, coef, intercept, shift):
                 scaled -= scaled.max(axis=1, keepdims=True)
             raw[rows] = np.ldexp(scaled, exponent[:, None])
     return raw
+
+
+def _own_copy(X):
+    """A copy of X in its own format, namespace and device (a dask array,
+    which cannot change, as it is)."""
+    if sp.issparse(X):
+        return X.copy()
+    if is_dask_array(X):
+        return X
+    namespace = array_namespace(X)
+    if namespace is None:
+        return np.array(X, copy=True)
+    xp, device = namespace
+    return xp.asarray(X, copy=True, device=device)
 
 
 def _stack_rows(top, bottom):

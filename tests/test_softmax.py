@@ -788,6 +788,38 @@ def test_online_learning_a_few_samples_at_a_time(solver, offset, chunk):
     assert _training_objective(clf, X, y) < optimum + 0.35 < np.log(5)
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_held_rows_do_not_follow_the_callers_buffers(sparse):
+    # Rows held back until 10 have come were the caller's own arrays: a
+    # buffer reused for the next rows (read from a file or a socket) changed
+    # them, and the model trained on the last rows with the first labels.
+    X, y = make_classification(
+        n_samples=60, n_features=4, n_informative=3, n_redundant=0, random_state=0
+    )
+    weights = np.linspace(0.5, 2.0, 60)
+    fresh = SoftmaxRegression(random_state=0)
+    reused = SoftmaxRegression(random_state=0)
+    rows, row_weight = np.empty((3, 4)), np.empty(3)
+    for start in range(0, 30, 3):
+        stop = start + 3
+        fresh.partial_fit(
+            sp.csr_matrix(X[start:stop]) if sparse else X[start:stop].copy(),
+            y[start:stop],
+            classes=[0, 1],
+            sample_weight=weights[start:stop].copy(),
+        )
+        rows[:], row_weight[:] = X[start:stop], weights[start:stop]
+        chunk = sp.csr_matrix(rows) if sparse else rows
+        reused.partial_fit(
+            chunk, y[start:stop], classes=[0, 1], sample_weight=row_weight
+        )
+        if sparse:
+            chunk.data[:] = 0.0  # (a CSR chunk whose values the caller clears)
+    assert fresh.n_iter_ > 0
+    np.testing.assert_array_equal(reused.coef_, fresh.coef_)
+    np.testing.assert_array_equal(reused.intercept_, fresh.intercept_)
+
+
 @pytest.mark.parametrize("batch_size", ["auto", None])
 def test_partial_fit_steps_on_a_chunk_whatever_its_gradient(batch_size):
     # A chunk taken as one full batch met the full-batch gradient test
