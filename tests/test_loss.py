@@ -19,6 +19,7 @@ from scipy.special import softmax as scipy_softmax
 from sk_softmax import loss_and_gradient
 from sk_softmax._loss import (
     _loss_and_gradient,
+    dominant_rows,
     feature_scales,
     gram_preconditioner,
     largest_eigenvalue,
@@ -1850,6 +1851,53 @@ def test_mean_shift_corrects_a_rounded_mean(dtype):
     chunked = _dask.mean_shift(da.from_array(X, chunks=2000), w, rough, np.arange(2))
     np.testing.assert_allclose(chunked, shift, rtol=1e-9)
     assert np.all(mean_shift(X, np.zeros(n), rough, np.arange(2)) == 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_dominant_rows(dtype, n_threads):
+    rng = np.random.RandomState(0)
+    n = 3000
+    X = rng.randn(n, 6)
+    X[:, 3] = 0.0
+    X[17, 3] = 1.0  # a one-hot column of one sample: its other rows are constant
+    X[:, 4] = 5.0 + rng.randn(n)
+    X[[5, 6], 4] = 5e4  # two rows share this one's spread
+    # Values of 1e-30 next to 1e12 ones (in the unit of the largest value).
+    X[:, 5] = rng.randn(n) * 1e-30
+    X[1000, 5] = 1e-24
+    X[1000, :3] *= [1e3, 1e6, -1e12]
+    # A row of zero weight, beyond any range.
+    X[2000, :3] = 1e300 if dtype == np.float64 else 1e38
+    X = X.astype(dtype)
+    w = rng.uniform(0.5, 1.5, n)
+    w[2000] = 0.0
+    w /= w.sum()
+    mean = w @ X.astype(np.float64)
+    bound = float(np.abs(np.delete(X, 2000, axis=0)).max())
+    dominated, rows, bulk_mean = dominant_rows(X, w, mean, bound, n_threads=n_threads)
+    expected = [True, True, True, False, False, True]
+    assert dominated.tolist() == expected
+    assert rows.tolist() == [1000 if e else -1 for e in expected]
+    others = np.delete(np.arange(n), [1000, 2000])
+    exact = w[others] @ X[others].astype(np.float64) / w[others].sum()
+    spread = X[others].astype(np.float64).std(axis=0)
+    error = np.abs(bulk_mean - exact) / spread
+    assert np.all(error[dominated] < 1e-9), error
+    np.testing.assert_array_equal(bulk_mean[~dominated], mean[~dominated])
+    # A row that is far out only as much as the others vary dominates
+    # nothing, nor does a heavy one; equal weights give the same rows.
+    X = rng.randn(n, 3)
+    X[0] *= 30.0
+    w = np.full(n, 1.0 / n)
+    assert not dominant_rows(X, w, w @ X, 200.0)[0].any()
+    X[0] = [1.0, 2.0, 3.0]
+    w = np.r_[0.5, np.full(n - 1, 0.5 / (n - 1))]
+    assert not dominant_rows(X, w, w @ X, 200.0)[0].any()
+    X[0] *= 1e5
+    w = np.full(n, 1.0 / n)
+    found = dominant_rows(X, w, w @ X, 1e6, n_threads=n_threads)
+    assert found[0].all() and (found[1] == 0).all()
 
 
 def test_standardized_scales_ignore_rows_of_zero_weight():
