@@ -1350,6 +1350,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             n_threads=n_threads,
             make_loss=make_loss,
         )
+        final_loss = None  # (the loss after the last step, where measured)
         if self.solver == "lbfgs":
             if center and np.ndim(low):
                 objective = _hold_constant_features(
@@ -1529,6 +1530,16 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 )
             except DivergenceError as exc:
                 raise ValueError(self._divergence_message(exc.what, keep)) from None
+            if (
+                full_batch
+                and not partial
+                and self.learning_rate_init != "auto"
+                and not result.converged
+            ):
+                # The loss curve holds the loss before each step: a step
+                # set by hand that ruins the model at the last pass (at
+                # max_iter=1, 1e6 times the starting loss) is measured here.
+                final_loss = float(objective(result.params, None)[0])
             if to_plain is not None:
                 result.params[...] = to_plain(result.params)
             # Momentum steps sized for a full-batch fit's curvature are too
@@ -1575,6 +1586,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         )
         self.n_passes_ = result.n_passes
         message = None
+        last_loss, when = None, "its last epoch's mean, over batches, before each step"
+        if result.loss_curve:
+            last_loss = result.loss_curve[-1]
+        if final_loss is not None:
+            last_loss, when = final_loss, "after its last step"
         # The zero coefficients a fit starts from have the objective log(K),
         # whatever the weights: a last epoch well above it means that a step
         # set by hand made things worse, short of the divergence the loop
@@ -1586,12 +1602,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             self.solver != "lbfgs"
             and self.learning_rate_init != "auto"
             and not warm
-            and result.loss_curve
-            and result.loss_curve[-1] > (1.0 + _WORSE_THAN_START) * start
+            and last_loss is not None
+            and not last_loss <= (1.0 + _WORSE_THAN_START) * start
         ):
             message = (
-                f"ended with a training loss of {result.loss_curve[-1]:.4g} "
-                "(its last epoch's mean, over batches, before each step), "
+                f"ended with a training loss of {last_loss:.4g} ({when}), "
                 f"above the {start:.4g} of its starting point: "
                 f"learning_rate_init={self.learning_rate_init:g} is too large; "
                 "lower it, or use learning_rate_init='auto'."

@@ -1745,6 +1745,26 @@ def test_a_step_that_makes_the_loss_worse_is_reported(params):
     assert clf.loss_curve_[-1] > np.log(10)
 
 
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_a_last_full_batch_step_that_ruins_the_model_is_reported(solver):
+    # The loss curve holds the loss before each step: the one step of
+    # max_iter=1 took the loss from log(3) to 8e6 (sgd) or 5e8 (adam), and
+    # the fit reported only that it had reached max_iter.
+    rng = np.random.RandomState(0)
+    X = rng.randn(200, 3)
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
+    clf = SoftmaxRegression(
+        solver=solver, batch_size=None, learning_rate_init=1e6, max_iter=1
+    )
+    with pytest.warns(ConvergenceWarning, match="after its last step.*is too large"):
+        clf.fit(X, y)
+    assert clf.loss_curve_ == [pytest.approx(np.log(3))]
+    # A step that only leaves the fit unconverged is reported as such.
+    clf.set_params(learning_rate_init=0.5, max_iter=3)
+    with pytest.warns(ConvergenceWarning, match="reached max_iter=3"):
+        clf.fit(X, y)
+
+
 @pytest.mark.parametrize("alpha", [1e-4, 10.0, 1000.0])
 def test_the_automatic_step_is_not_reported_on_data_with_nothing_to_learn(alpha):
     # Pure noise: the optimum is near the starting point, and the noise of
