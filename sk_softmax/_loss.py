@@ -2253,32 +2253,41 @@ _CURVATURE_ROWS = 8192
 
 # A feature is dominated by one row where the other rows' spread, about
 # their own mean, is at most this fraction of the feature's (the row holds
-# some 99% of its variance), and more than _BULK_SPREAD of it: they still
-# vary (see dominant_rows).  One row 1e3 times the others among 300 (their
-# spread 0.08 of the feature's) left the default fit 40% above the optimal
-# loss at max_iter; at 1e6, it stopped after 17 passes at 0.39 accuracy (3
-# classes), and L-BFGS, centered on the mean that row pulls, ran to
-# max_iter 20% above it.  At 0.26 (5,000 rows, one 1e3 times out) the
-# default fit reached the optimum.
+# some 99% of its variance), and more than _BULK_SPREAD of it and the
+# constant bound of their mean (see constant_noise): they still vary (see
+# dominant_rows).  One row 1e3 times the others among 300 (their spread 0.08
+# of the feature's) left the default fit 40% above the optimal loss at
+# max_iter; at 1e6, it stopped after 17 passes at 0.39 accuracy (3 classes),
+# and L-BFGS, centered on the mean that row pulls, ran to max_iter 20% above
+# it.  At 0.26 (5,000 rows, one 1e3 times out) the default fit reached the
+# optimum.
 _OTHERS_SPREAD = 0.1
 _BULK_SPREAD = 2.0**-40
+# Fewer rows of positive weight say nothing of the kind: among 3 to 5
+# Gaussian rows, one held 99% of a feature's variance in 16% to 0.2% of
+# the features.
+_DOMINANT_MIN_ROWS = 10
 
 
-def dominant_rows(X, sample_weight, mean, bound, *, n_threads=1):
+def dominant_rows(X, sample_weight, mean, value_range, *, n_threads=1):
     """Features whose spread one row holds, and the mean of their other rows.
 
     For each feature, the row of largest weighted squared deviation from
     ``mean``.  Where the other rows' spread about their own mean is at most
     ``_OTHERS_SPREAD`` of the feature's (that row holds some 99% of the
     variance) and they still vary (a spread above ``_BULK_SPREAD`` of the
-    feature's), the feature is dominated by that row: a value 1000 times as
-    far out as the others, say.  Standardized by its
-    spread, such a feature's other values shrink to next to nothing, and
-    centered on a mean that row pulls, they lie far from 0.  A one-hot
-    column of a single sample is no such feature: its other rows are
-    constant.
+    feature's, and above the constant bound of their mean), the feature is
+    dominated by that row: a value 1000 times as far out as the others, say.
+    Standardized by its spread, such a feature's other values shrink to
+    next to nothing, and centered on a mean that row pulls, they lie far
+    from 0.  A one-hot column of a single sample is no such feature: its
+    other rows are constant.  Nor are those of fewer than
+    ``_DOMINANT_MIN_ROWS`` rows of positive weight.
 
-    One pass over X, in float64 chunks of about 512 KiB shared among
+    Per-feature ranges rule most features out at no cost: with equal
+    weights and at least 10 rows, such a row lies more than 4 times as far
+    from ``mean`` as any row on the other side.  Where one may be left, one
+    pass over X, in float64 chunks of about 512 KiB shared among
     ``n_threads`` threads, and one over the columns that one row holds
     most of.  Rows of zero weight count for nothing.
 
@@ -2290,8 +2299,10 @@ def dominant_rows(X, sample_weight, mean, bound, *, n_threads=1):
         Non-negative weights summing to one.
     mean : ndarray of shape (n_features,)
         Their weighted mean.
-    bound : float
-        The largest absolute value of X in rows of positive weight (or more).
+    value_range : tuple
+        ``(low, high)``: the smallest and largest value of each feature in
+        rows of positive weight (arrays of shape (n_features,)), or of all
+        features (floats, which rule nothing out).
     n_threads : int, default=1
         Threads sharing the rows.
 
@@ -2309,11 +2320,12 @@ def dominant_rows(X, sample_weight, mean, bound, *, n_threads=1):
     --------
     >>> import numpy as np
     >>> from sk_softmax._loss import dominant_rows
-    >>> X = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [1e4, 1.0]])
-    >>> w = np.full(4, 0.25)
-    >>> dominated, rows, bulk_mean = dominant_rows(X, w, X.mean(axis=0), 1e4)
-    >>> dominated.tolist(), rows.tolist(), bulk_mean.tolist()
-    ([True, False], [3, -1], [1.0, 0.25])
+    >>> X = np.c_[np.arange(12.0), np.arange(12.0) % 2]
+    >>> X[11, 0] = 1e4  # one value far out
+    >>> w = np.full(12, 1 / 12)
+    >>> found = dominant_rows(X, w, w @ X, (X.min(axis=0), X.max(axis=0)))
+    >>> found[0].tolist(), found[1].tolist(), found[2].round(6).tolist()
+    ([True, False], [11, -1], [5.0, 0.5])
     """
     n_samples, n_features = X.shape
     weights = np.broadcast_to(sample_weight, (n_samples,)).astype(np.float64)
@@ -2321,17 +2333,27 @@ def dominant_rows(X, sample_weight, mean, bound, *, n_threads=1):
     dominated = np.zeros(n_features, dtype=bool)
     rows = np.full(n_features, -1, dtype=np.intp)
     bulk_mean = mean.copy()
-    if n_features == 0 or np.count_nonzero(weights) < 3:
+    if n_features == 0 or np.count_nonzero(weights) < _DOMINANT_MIN_ROWS:
         return dominated, rows, bulk_mean
+    low, high = (np.asarray(v, dtype=np.float64) for v in value_range)
+    possible = np.ones(n_features, dtype=bool)
+    if low.ndim and np.all(weights[weights > 0] == weights.max()):
+        with np.errstate(invalid="ignore", over="ignore"):
+            far, near = np.maximum(high - mean, 0.0), np.maximum(mean - low, 0.0)
+            possible = np.maximum(far, near) > 4.0 * np.minimum(far, near)
+        if not possible.any():
+            return dominated, rows, bulk_mean
     # Deviations in a power-of-two unit of the largest value: their squares
     # stay finite whatever the magnitude of the data.  (Rows of zero weight
     # may lie beyond it: theirs are set to 0.)
-    largest = max(float(bound), float(np.max(np.abs(mean), initial=0.0)))
+    largest = float(
+        np.max(np.abs(np.concatenate([np.ravel(low), np.ravel(high), mean])))
+    )
     if not largest > 0 or not math.isfinite(largest):
         return dominated, rows, bulk_mean
     unit = math.ldexp(1.0, math.frexp(largest)[1] - 1)  # (at most 2**1023)
     center = mean / unit
-    chunk_rows = max(1, (1 << 19) // (8 * n_features))
+    chunk_rows = max(8, (1 << 19) // (8 * n_features))
     columns = np.arange(n_features)
     # (Equal weights: the rows' order is that of their squared deviations.)
     equal = float(weights[0]) if np.all(weights == weights[0]) else None
@@ -2376,7 +2398,10 @@ def dominant_rows(X, sample_weight, mean, bound, *, n_threads=1):
     limit = 1.0 - _OTHERS_SPREAD**2
     with np.errstate(divide="ignore", invalid="ignore"):
         candidates = np.flatnonzero(
-            (second > 0) & (others > 0) & (peak * total >= limit * others * second)
+            possible
+            & (second > 0)
+            & (others > 0)
+            & (peak * total >= limit * others * second)
         )
     if not candidates.size:
         return dominated, rows, bulk_mean
@@ -2389,7 +2414,7 @@ def dominant_rows(X, sample_weight, mean, bound, *, n_threads=1):
     with np.errstate(divide="ignore", invalid="ignore"):
         others_mean = (center[candidates] * total - peak_weights * held) / others
     first, squares = np.zeros(candidates.size), np.zeros(candidates.size)
-    chunk_rows = max(1, (1 << 19) // (8 * candidates.size))
+    chunk_rows = max(8, (1 << 19) // (8 * candidates.size))
     for lo in range(0, n_samples, chunk_rows):
         hi = min(lo + chunk_rows, n_samples)
         with np.errstate(over="ignore", invalid="ignore"):
@@ -2401,17 +2426,22 @@ def dominant_rows(X, sample_weight, mean, bound, *, n_threads=1):
         first += w @ deviation
         squares += w @ (deviation * deviation)
     with np.errstate(divide="ignore", invalid="ignore"):
-        variance = squares / others - (first / others) ** 2
+        shift = first / others
+        variance = squares / others - shift**2
         spread = np.sqrt(second[candidates] / total)
+        # (About a mean of rounding, a constant column's residue: float32
+        # X's mean in float32 is off by up to 2**-21 of itself.)
+        noise = constant_noise(X) * np.abs(others_mean + shift)
         varies = (
             (others > 0)
             & (variance <= (_OTHERS_SPREAD * spread) ** 2)
             & (variance > (_BULK_SPREAD * spread) ** 2)
+            & (variance > noise**2)
         )
     chosen = candidates[varies]
     dominated[chosen] = True
     rows[chosen] = peak_rows[varies]
-    bulk_mean[chosen] = (others_mean[varies] + first[varies] / others[varies]) * unit
+    bulk_mean[chosen] = (others_mean[varies] + shift[varies]) * unit
     return dominated, rows, bulk_mean
 
 

@@ -1048,6 +1048,15 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         keep = partial and warm and rule is not None and self._resumes_optimizer(rule)
         center = self.fit_intercept and (first_order or not sp.issparse(X))
         dask_X = is_dask_array(X)
+        # Dense X in memory, centered, and for the first-order solvers on
+        # the full batch: whether one row dominates a feature (see
+        # _dominated_features), ruled out for most features by their ranges.
+        check_dominance = (
+            center
+            and not keep
+            and isinstance(X, np.ndarray)
+            and (not first_order or (full_batch and not partial))
+        )
         if dask_X or device_X:
             mean, low, high = (_dask if dask_X else _array_api).mean_and_range(
                 X,
@@ -1063,8 +1072,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 n_threads=n_threads,
                 mean=center and not keep,
                 # (L-BFGS's common factor comes from the centered range.)
-                per_feature=not first_order,
+                per_feature=not first_order or check_dominance,
             )
+            ranges = (low, high)
+            if first_order and check_dominance:
+                # (The first-order solvers take the range of all features,
+                # 0 included, as they would be given it.)
+                low = float(np.minimum(np.min(low, initial=0.0), 0.0))
+                high = float(np.maximum(np.max(high, initial=0.0), 0.0))
             finite = bool(np.all(np.isfinite(low)) and np.all(np.isfinite(high)))
             if not finite or not np.all(weights):
                 # (The range skips rows of zero weight: check those too.)
@@ -1072,23 +1087,20 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if validation_data is not None:
             assert_all_finite(validation_data[0], estimator_name=type(self).__name__)
         dominated = None
-        if (
-            center
-            and not keep
-            and isinstance(X, np.ndarray)
-            and (not first_order or (full_batch and not partial))
-        ):
+        if check_dominance:
             dominated = self._dominated_features(
                 X,
                 weights_normalized,
                 mean,
-                (low, high),
+                ranges,
                 first_order,
                 n_threads,
                 # (Rows of the training split are not the caller's.)
                 name_rows=validation_data is None,
             )
-            if dominated is not None and not first_order:
+            if dominated is not None and first_order:
+                dominated = None  # (a warning only: see _dominated_features)
+            if dominated is not None:
                 mean = np.where(dominated[0], dominated[1], mean)
         if keep:
             # partial_fit resuming an optimizer keeps its coordinates and
@@ -1170,7 +1182,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 spread = _centering_spread(self.solver, low, high, scale, constant)
                 far = _far_from_zero(X, mean, spread)
             if far is not None and dominated is not None:
-                # (Centered on their other rows on purpose.)
+                # (L-BFGS's, centered on their other rows on purpose.)
                 far = far[~dominated[0][far]]
             if far is not None and far.size:
                 # A sum of values far from 0 rounds at their size: their
@@ -1680,9 +1692,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         The first-order solvers' steps, sized by the spread that row makes,
         barely move such a feature's coefficients: fit warns.
         """
-        bound = max(float(np.max(np.abs(v), initial=0.0)) for v in value_range)
         dominated, rows, bulk_mean = dominant_rows(
-            X, weights, mean, bound, n_threads=n_threads
+            X, weights, mean, value_range, n_threads=n_threads
         )
         if not dominated.any():
             return None

@@ -1853,6 +1853,11 @@ def test_mean_shift_corrects_a_rounded_mean(dtype):
     assert np.all(mean_shift(X, np.zeros(n), rough, np.arange(2)) == 0)
 
 
+def _ranges(X, w):
+    kept = X[w > 0].astype(np.float64)
+    return kept.min(axis=0), kept.max(axis=0)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_dominant_rows(dtype, n_threads):
@@ -1874,30 +1879,54 @@ def test_dominant_rows(dtype, n_threads):
     w[2000] = 0.0
     w /= w.sum()
     mean = w @ X.astype(np.float64)
-    bound = float(np.abs(np.delete(X, 2000, axis=0)).max())
-    dominated, rows, bulk_mean = dominant_rows(X, w, mean, bound, n_threads=n_threads)
     expected = [True, True, True, False, False, True]
-    assert dominated.tolist() == expected
-    assert rows.tolist() == [1000 if e else -1 for e in expected]
     others = np.delete(np.arange(n), [1000, 2000])
     exact = w[others] @ X[others].astype(np.float64) / w[others].sum()
     spread = X[others].astype(np.float64).std(axis=0)
-    error = np.abs(bulk_mean - exact) / spread
-    assert np.all(error[dominated] < 1e-9), error
-    np.testing.assert_array_equal(bulk_mean[~dominated], mean[~dominated])
-    # A row that is far out only as much as the others vary dominates
-    # nothing, nor does a heavy one; equal weights give the same rows.
+    low, high = _ranges(X, w)
+    # Per-feature ranges, or one range for all features (which rules out
+    # none), find the same.
+    for value_range in [(low, high), (low.min(), high.max())]:
+        dominated, rows, bulk_mean = dominant_rows(
+            X, w, mean, value_range, n_threads=n_threads
+        )
+        assert dominated.tolist() == expected
+        assert rows.tolist() == [1000 if e else -1 for e in expected]
+        error = np.abs(bulk_mean - exact) / spread
+        assert np.all(error[dominated] < 1e-9), error
+        np.testing.assert_array_equal(bulk_mean[~dominated], mean[~dominated])
+
+
+def test_dominant_rows_leave_ordinary_columns_alone():
+    rng = np.random.RandomState(0)
+    n = 3000
+    # A row far out only as much as the others vary dominates nothing, nor
+    # does a heavy one; equal weights (the ranges' shortcut) find it.
     X = rng.randn(n, 3)
     X[0] *= 30.0
     w = np.full(n, 1.0 / n)
-    assert not dominant_rows(X, w, w @ X, 200.0)[0].any()
+    assert not dominant_rows(X, w, w @ X, _ranges(X, w))[0].any()
     X[0] = [1.0, 2.0, 3.0]
-    w = np.r_[0.5, np.full(n - 1, 0.5 / (n - 1))]
-    assert not dominant_rows(X, w, w @ X, 200.0)[0].any()
+    heavy = np.r_[0.5, np.full(n - 1, 0.5 / (n - 1))]
+    assert not dominant_rows(X, heavy, heavy @ X, _ranges(X, heavy))[0].any()
     X[0] *= 1e5
-    w = np.full(n, 1.0 / n)
-    found = dominant_rows(X, w, w @ X, 1e6, n_threads=n_threads)
+    found = dominant_rows(X, w, w @ X, _ranges(X, w))
     assert found[0].all() and (found[1] == 0).all()
+    # A float32 column constant but in one row, about a float32 mean that
+    # rounding put 1e-4 off (the others' residue spread past 2**-40 of the
+    # column's): they are constant.
+    X = np.c_[rng.randn(200), np.full(200, 2020.0)].astype(np.float32)
+    X[7, 1] = 2021.0
+    w = rng.uniform(0.5, 2.0, 200)
+    w /= w.sum()
+    mean = (w.astype(np.float32) @ X).astype(np.float64)
+    assert not dominant_rows(X, w, mean, _ranges(X, w))[0].any()
+    # Among a few rows, one holding most of a feature's spread says nothing.
+    for seed in range(50):
+        X = np.random.RandomState(seed).randn(4, 20)
+        w = np.random.RandomState(seed).uniform(0.9, 1.1, 4)
+        w /= w.sum()
+        assert not dominant_rows(X, w, w @ X, _ranges(X, w))[0].any()
 
 
 def test_standardized_scales_ignore_rows_of_zero_weight():
