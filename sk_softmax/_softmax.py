@@ -1086,9 +1086,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 assert_all_finite(X, estimator_name=type(self).__name__)
         if validation_data is not None:
             assert_all_finite(validation_data[0], estimator_name=type(self).__name__)
-        dominated = None
+        dominated = None  # (the features L-BFGS centers on their other rows)
         if check_dominance:
-            dominated = self._dominated_features(
+            found = self._dominated_features(
                 X,
                 weights_normalized,
                 mean,
@@ -1098,10 +1098,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 # (Rows of the training split are not the caller's.)
                 name_rows=validation_data is None,
             )
-            if dominated is not None and first_order:
-                dominated = None  # (a warning only: see _dominated_features)
-            if dominated is not None:
-                mean = np.where(dominated[0], dominated[1], mean)
+            if found is not None and not first_order:
+                dominated, bulk_mean = found
+                mean = np.where(dominated, bulk_mean, mean)
         if keep:
             # partial_fit resuming an optimizer keeps its coordinates and
             # step sizes (its state refers to them), and draws its shuffles
@@ -1182,8 +1181,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 spread = _centering_spread(self.solver, low, high, scale, constant)
                 far = _far_from_zero(X, mean, spread)
             if far is not None and dominated is not None:
-                # (L-BFGS's, centered on their other rows on purpose.)
-                far = far[~dominated[0][far]]
+                far = far[~dominated[far]]  # (centered so on purpose)
             if far is not None and far.size:
                 # A sum of values far from 0 rounds at their size: their
                 # mean, once more from the deviations.
@@ -1712,7 +1710,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 f"spread, their coefficients barely move in the gradient steps "
                 f"of solver={self.solver!r}, and the fit may stop far from the "
                 f"optimum. solver='lbfgs' centers such features on their other "
-                f"rows and fits them; or clip or remove that row.",
+                f"rows and fits them; or clip or remove such rows.",
                 UserWarning,
                 stacklevel=7,
             )
