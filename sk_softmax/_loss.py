@@ -2315,6 +2315,9 @@ def dominant_rows(X, sample_weight, mean, value_range, *, n_threads=1):
     bulk_mean : ndarray of shape (n_features,)
         The weighted mean of the other rows of each dominated feature,
         ``mean`` elsewhere.
+    bulk_range : tuple of two ndarrays of shape (n_features,)
+        The smallest and largest value of those other rows (of positive
+        weight) for each dominated feature, ``value_range`` elsewhere.
 
     Examples
     --------
@@ -2326,6 +2329,8 @@ def dominant_rows(X, sample_weight, mean, value_range, *, n_threads=1):
     >>> found = dominant_rows(X, w, w @ X, (X.min(axis=0), X.max(axis=0)))
     >>> found[0].tolist(), found[1].tolist(), found[2].round(6).tolist()
     ([True, False], [11, -1], [5.0, 0.5])
+    >>> [bound.tolist() for bound in found[3]]
+    [[0.0, 0.0], [10.0, 1.0]]
     """
     n_samples, n_features = X.shape
     weights = np.broadcast_to(sample_weight, (n_samples,)).astype(np.float64)
@@ -2333,16 +2338,21 @@ def dominant_rows(X, sample_weight, mean, value_range, *, n_threads=1):
     dominated = np.zeros(n_features, dtype=bool)
     rows = np.full(n_features, -1, dtype=np.intp)
     bulk_mean = mean.copy()
+    low, high = (
+        np.broadcast_to(np.asarray(v, dtype=np.float64), (n_features,))
+        for v in value_range
+    )
+    bulk_low, bulk_high = low.copy(), high.copy()
+    nothing = dominated, rows, bulk_mean, (bulk_low, bulk_high)
     if n_features == 0 or np.count_nonzero(weights) < _DOMINANT_MIN_ROWS:
-        return dominated, rows, bulk_mean
-    low, high = (np.asarray(v, dtype=np.float64) for v in value_range)
+        return nothing
     possible = np.ones(n_features, dtype=bool)
-    if low.ndim and np.all(weights[weights > 0] == weights.max()):
+    if np.ndim(value_range[0]) and np.all(weights[weights > 0] == weights.max()):
         with np.errstate(invalid="ignore", over="ignore"):
             far, near = np.maximum(high - mean, 0.0), np.maximum(mean - low, 0.0)
             possible = np.maximum(far, near) > 4.0 * np.minimum(far, near)
         if not possible.any():
-            return dominated, rows, bulk_mean
+            return nothing
     # Deviations in a power-of-two unit of the largest value: their squares
     # stay finite whatever the magnitude of the data.  (Rows of zero weight
     # may lie beyond it: theirs are set to 0.)
@@ -2350,7 +2360,7 @@ def dominant_rows(X, sample_weight, mean, value_range, *, n_threads=1):
         np.max(np.abs(np.concatenate([np.ravel(low), np.ravel(high), mean])))
     )
     if not largest > 0 or not math.isfinite(largest):
-        return dominated, rows, bulk_mean
+        return nothing
     unit = math.ldexp(1.0, math.frexp(largest)[1] - 1)  # (at most 2**1023)
     center = mean / unit
     chunk_rows = max(8, (1 << 19) // (8 * n_features))
@@ -2404,9 +2414,9 @@ def dominant_rows(X, sample_weight, mean, value_range, *, n_threads=1):
             & (peak * total >= limit * others * second)
         )
     if not candidates.size:
-        return dominated, rows, bulk_mean
-    # The other rows' mean and spread, about that mean, with each column's
-    # row left out.
+        return nothing
+    # The other rows' mean, spread about that mean, and range, with each
+    # column's row left out.
     peak_rows = where[candidates]
     peak_weights = weights[peak_rows]
     others = total - peak_weights
@@ -2414,6 +2424,8 @@ def dominant_rows(X, sample_weight, mean, value_range, *, n_threads=1):
     with np.errstate(divide="ignore", invalid="ignore"):
         others_mean = (center[candidates] * total - peak_weights * held) / others
     first, squares = np.zeros(candidates.size), np.zeros(candidates.size)
+    # (Deviations left out are 0, the others' mean: inside their range.)
+    least, most = np.zeros(candidates.size), np.zeros(candidates.size)
     chunk_rows = max(8, (1 << 19) // (8 * candidates.size))
     for lo in range(0, n_samples, chunk_rows):
         hi = min(lo + chunk_rows, n_samples)
@@ -2425,6 +2437,8 @@ def dominant_rows(X, sample_weight, mean, value_range, *, n_threads=1):
         deviation[peak_rows[inside] - lo, inside] = 0.0
         first += w @ deviation
         squares += w @ (deviation * deviation)
+        np.minimum(least, deviation.min(axis=0), out=least)
+        np.maximum(most, deviation.max(axis=0), out=most)
     with np.errstate(divide="ignore", invalid="ignore"):
         shift = first / others
         variance = squares / others - shift**2
@@ -2442,7 +2456,9 @@ def dominant_rows(X, sample_weight, mean, value_range, *, n_threads=1):
     dominated[chosen] = True
     rows[chosen] = peak_rows[varies]
     bulk_mean[chosen] = (others_mean[varies] + shift[varies]) * unit
-    return dominated, rows, bulk_mean
+    bulk_low[chosen] = (others_mean[varies] + least[varies]) * unit
+    bulk_high[chosen] = (others_mean[varies] + most[varies]) * unit
+    return nothing
 
 
 def _curvature_sample(X, sample_weight, labels=None):

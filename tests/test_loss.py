@@ -1883,11 +1883,12 @@ def test_dominant_rows(dtype, n_threads):
     others = np.delete(np.arange(n), [1000, 2000])
     exact = w[others] @ X[others].astype(np.float64) / w[others].sum()
     spread = X[others].astype(np.float64).std(axis=0)
+    bulk = X[others].astype(np.float64)
     low, high = _ranges(X, w)
     # Per-feature ranges, or one range for all features (which rules out
     # none), find the same.
     for value_range in [(low, high), (low.min(), high.max())]:
-        dominated, rows, bulk_mean = dominant_rows(
+        dominated, rows, bulk_mean, (bulk_low, bulk_high) = dominant_rows(
             X, w, mean, value_range, n_threads=n_threads
         )
         assert dominated.tolist() == expected
@@ -1895,6 +1896,14 @@ def test_dominant_rows(dtype, n_threads):
         error = np.abs(bulk_mean - exact) / spread
         assert np.all(error[dominated] < 1e-9), error
         np.testing.assert_array_equal(bulk_mean[~dominated], mean[~dominated])
+        # The other rows' range, the given one elsewhere.
+        for found, side, given in [
+            (bulk_low, bulk.min(axis=0), value_range[0]),
+            (bulk_high, bulk.max(axis=0), value_range[1]),
+        ]:
+            error = np.abs(found - side) / spread
+            assert np.all(error[dominated] < 1e-9), error
+            assert np.all(found[~dominated] == np.broadcast_to(given, 6)[~dominated])
 
 
 def test_dominant_rows_leave_ordinary_columns_alone():
