@@ -863,6 +863,28 @@ def test_tiny_features_with_a_subnormal_alpha(solver):
     np.testing.assert_allclose(loss_tiny, loss_plain, rtol=1e-12)
 
 
+@pytest.mark.parametrize("alpha", [1e10, 1e12, 1e14])
+def test_lbfgs_with_a_huge_alpha_fits_the_intercept(alpha):
+    # The penalty 1e10 to 1e14 times stiffer than the data, next to an
+    # intercept of the data's curvature: L-BFGS on the features as given
+    # warned that the loss no longer decreased (1e10), or stopped after one
+    # iteration with the intercept 0.34 off the log prior (1e14).  At such
+    # an alpha the optimum is, to first order in 1/alpha, the intercept of
+    # the class priors and W = -grad_W(0, b) / alpha.
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    X, y = X[30:], y[30:]  # unequal priors: 20, 50, 50
+    prior = np.log(np.bincount(y) / y.size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = SoftmaxRegression(solver="lbfgs", alpha=alpha).fit(X, y)
+    intercept = clf.intercept_ - clf.intercept_.mean()
+    np.testing.assert_allclose(intercept, prior - prior.mean(), atol=1e-7)
+    grad = loss_and_gradient(np.zeros_like(clf.coef_), prior, X, y)[1]
+    np.testing.assert_allclose(clf.coef_ * alpha, -grad, rtol=1e-5, atol=1e-12)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_lbfgs_with_a_large_constant_column(dtype):
     # Centered, a constant column's gradient is the difference of two sums
