@@ -1345,11 +1345,6 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             coef[...] = self.coef_ * scale
             if self.fit_intercept:
                 params[n_coef:] = self.intercept_ + self.coef_ @ mean
-        elif dominated is not None:
-            # (L-BFGS with an intercept.)
-            params[n_coef:] = _prior_intercept(
-                y_index, weights_normalized, n_classes, float(self.label_smoothing)
-            )
 
         # Equal weights travel as a scalar: cheaper on every batch.  Others
         # in X's dtype, as the losses.
@@ -2321,30 +2316,6 @@ def _make_objective(
 # feature's mean exceeds this many times its spread: for float32 X (its
 # products then keep 2**-16 of their precision), for float64 X (2**-24).
 _OFFSET_RATIO = {np.dtype(np.float32): 2.0**8, np.dtype(np.float64): 2.0**29}
-
-
-def _prior_intercept(y_index, weights, n_classes, label_smoothing):
-    """The intercept of the model without features: the log of the (smoothed,
-    weighted) class shares, less their mean; zeros for labels elsewhere
-    (dask, a device) or a class of no weight.
-
-    L-BFGS starts there where one row dominates features (see
-    _dominated_features): its first steps follow that row alone, and a fit
-    that stopped after two of them (one row 1e10 times the others, float32
-    X or X + 1e9) had left the intercepts at 0, above the priors' loss.
-    From there it ends no worse than the priors (to the precision of X's
-    dtype).  (Elsewhere L-BFGS starts at 0, as LogisticRegression, whose
-    iterates it then follows.)
-    """
-    if not isinstance(y_index, np.ndarray):
-        return 0.0
-    shares = np.bincount(y_index, weights=weights, minlength=n_classes)
-    shares = (1.0 - label_smoothing) * shares / shares.sum()
-    shares += label_smoothing / n_classes
-    if not np.all(shares > 0):
-        return 0.0
-    logs = np.log(shares)
-    return logs - logs.mean()
 
 
 def _centering_spread(solver, low, high, scale, constant):
