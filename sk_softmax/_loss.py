@@ -1909,7 +1909,8 @@ def feature_scales(
 # a penalty 2**32 times their curvature (in their units), and beyond divides
 # them by about sqrt(alpha): at alpha = 1e10 L-BFGS reached the optimum but
 # warned that the loss no longer decreased; at 1e14 it stopped after one
-# iteration (LogisticRegression too).  Divided, 4 to 6 iterations.
+# iteration (LogisticRegression converged there in 34; at 1e16 it stopped
+# after one, without a warning).  Divided, 4 to 6 iterations.
 _STIFF_PENALTY_EXPONENT = 16
 
 # Spreads below 2**_FAINT_EXPONENT of the unit they were computed in may
@@ -2359,16 +2360,17 @@ def dominant_rows(X, sample_weight, mean, value_range, *, n_threads=1):
         for v in value_range
     )
     bulk_low, bulk_high = low.copy(), high.copy()
-    nothing = dominated, rows, bulk_mean, (bulk_low, bulk_high)
+    # (Filled in place below: so far, nothing found.)
+    result = dominated, rows, bulk_mean, (bulk_low, bulk_high)
     if n_features == 0 or np.count_nonzero(weights) < _DOMINANT_MIN_ROWS:
-        return nothing
+        return result
     possible = np.ones(n_features, dtype=bool)
     if np.ndim(value_range[0]) and np.all(weights[weights > 0] == weights.max()):
         with np.errstate(invalid="ignore", over="ignore"):
             far, near = np.maximum(high - mean, 0.0), np.maximum(mean - low, 0.0)
             possible = np.maximum(far, near) > 4.0 * np.minimum(far, near)
         if not possible.any():
-            return nothing
+            return result
     # Deviations in a power-of-two unit of the largest value: their squares
     # stay finite whatever the magnitude of the data.  (Rows of zero weight
     # may lie beyond it: theirs are set to 0.)
@@ -2376,7 +2378,7 @@ def dominant_rows(X, sample_weight, mean, value_range, *, n_threads=1):
         np.max(np.abs(np.concatenate([np.ravel(low), np.ravel(high), mean])))
     )
     if not largest > 0 or not math.isfinite(largest):
-        return nothing
+        return result
     unit = math.ldexp(1.0, math.frexp(largest)[1] - 1)  # (at most 2**1023)
     center = mean / unit
     chunk_rows = max(8, (1 << 19) // (8 * n_features))
@@ -2430,7 +2432,7 @@ def dominant_rows(X, sample_weight, mean, value_range, *, n_threads=1):
             & (peak * total >= limit * others * second)
         )
     if not candidates.size:
-        return nothing
+        return result
     # The other rows' mean, spread about that mean, and range, with each
     # column's row left out.
     peak_rows = where[candidates]
@@ -2474,7 +2476,7 @@ def dominant_rows(X, sample_weight, mean, value_range, *, n_threads=1):
     bulk_mean[chosen] = (others_mean[varies] + shift[varies]) * unit
     bulk_low[chosen] = (others_mean[varies] + least[varies]) * unit
     bulk_high[chosen] = (others_mean[varies] + most[varies]) * unit
-    return nothing
+    return result
 
 
 def _curvature_sample(X, sample_weight, labels=None):
