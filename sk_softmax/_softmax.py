@@ -1099,6 +1099,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 name_rows=validation_data is None,
             )
             if found is not None and not first_order:
+                # (From here on, the ranges of those features are their
+                # other rows': for the common factor and the centering.)
                 dominated, bulk_mean, (low, high) = found
                 mean = np.where(dominated, bulk_mean, mean)
         if keep:
