@@ -300,7 +300,7 @@ def test_lbfgs_centers_features_one_row_dominates_on_their_other_rows(
     # to 24 iterations.  Beyond 2**32 that row's values also set the common
     # factor of all features (see feature_scales), which shrank the other
     # rows to next to nothing: the fit stopped at the intercepts' model
-    # (1e10, 1e12: 1.08 against the optimal 0.58), warned.
+    # (1e10, 1e12: 1.09 against the optimal 0.58), warned.
     from sklearn.linear_model import LogisticRegression
 
     X, y = _one_row_far_out(factor, n_samples)
