@@ -1860,7 +1860,7 @@ def feature_scales(
         # Nor, as given, where the penalty is stiffer than the data by more
         # than 2**(2 _STIFF_PENALTY_EXPONENT): between it and the intercept
         # L-BFGS lost its way (alpha 1e14 on iris: it stopped after one
-        # iteration with the intercept 0.34 off the log prior, warned).
+        # iteration with the intercept 0.61 off the log prior, warned).
         if (unit < 1.0 and floor_exponent > 0) or (
             floor_exponent > _STIFF_PENALTY_EXPONENT
         ):
@@ -1907,10 +1907,10 @@ def feature_scales(
 
 # feature_scales leaves the features of ordinary magnitude as given up to
 # a penalty 2**32 times their curvature (in their units), and beyond divides
-# them by about sqrt(alpha): at alpha = 1e10 L-BFGS reached the optimum but
-# warned that the loss no longer decreased; at 1e14 it stopped after one
-# iteration (LogisticRegression converged there in 34; at 1e16 it stopped
-# after one, without a warning).  Divided, 4 to 6 iterations.
+# them by about sqrt(alpha): at alpha = 1e10 to 1e12 L-BFGS reached the
+# optimum but could warn that the loss no longer decreased; at 1e14 it
+# stopped after one iteration (LogisticRegression converged there in 34; at
+# 1e16 it stopped after one, without a warning).  Divided, 7 or 8.
 _STIFF_PENALTY_EXPONENT = 16
 
 # Spreads below 2**_FAINT_EXPONENT of the unit they were computed in may

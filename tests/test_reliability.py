@@ -867,8 +867,8 @@ def test_tiny_features_with_a_subnormal_alpha(solver):
 def test_lbfgs_with_a_huge_alpha_fits_the_intercept(alpha):
     # The penalty 1e10 to 1e14 times stiffer than the data, next to an
     # intercept of the data's curvature: L-BFGS on the features as given
-    # warned that the loss no longer decreased (1e10), or stopped after one
-    # iteration with the intercept 0.34 off the log prior (1e14).  At such
+    # warned that the loss no longer decreased (1e12), or stopped after one
+    # iteration with the intercept 0.61 off the log prior (1e14).  At such
     # an alpha the optimum is, to first order in 1/alpha, the intercept of
     # the class priors and W = -grad_W(0, b) / alpha.
     from sklearn.datasets import load_iris
