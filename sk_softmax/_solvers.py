@@ -15,7 +15,9 @@ Life cycle of :func:`gradient_descent`
    ``rule.step(params, grad, state, learning_rate)`` in place.  An epoch
    is one pass over the samples.
 3. Check convergence after each epoch: full batch stops when the largest
-   gradient entry is at most ``tol`` (the optimum is reached); mini-batch
+   gradient entry is at most ``tol`` (the optimum is reached), and, with
+   ``settled_decrease``, the last pass changed the loss by at most that
+   fraction of it; mini-batch
    stops after ``n_iter_no_change`` epochs without an improvement of
    ``tol`` in the training loss, or in the validation score with early
    stopping.  The ``"adaptive"`` schedule divides the learning rate by 5
@@ -373,6 +375,7 @@ def gradient_descent(
     tested_gradient=None,
     recondition=None,
     loss_resolution=None,
+    settled_decrease=None,
 ):
     """Minimize ``objective`` by (mini-)batch gradient steps of ``rule``.
 
@@ -461,6 +464,16 @@ def gradient_descent(
         ``n_iter_no_change`` passes whose loss fell below the best by at
         most this fraction of it, the loss's own rounding (float32), where
         rounding in the tested gradient may keep it above ``tol``.
+    settled_decrease : float or None, default=None
+        Full batch with the gradient test: stop only where the last pass
+        also changed the loss by at most this fraction of it.  Momentum can
+        carry the iterates along a floor whose gradient is within ``tol``
+        while the loss still falls by percents a pass (nearly separable
+        data, many classes: the default fit stopped there 15% to 99% above
+        its optimal loss, at 0.27 test accuracy where the optimum and
+        LogisticRegression reach 0.46).  Only where the objective has a
+        minimum (a penalty): on separable data without one the loss falls
+        by about as much of itself at every pass, forever.
 
     Returns
     -------
@@ -501,6 +514,7 @@ def gradient_descent(
             learning_rate = base_rate / ((first_epoch + epoch - 1) ** power_t)
         epoch_loss = 0.0
         grad_norm = np.inf
+        settled = False
         # The epoch's mean iterate: its noise shrinks with the number of steps
         # averaged, the last iterate's does not.  The first epoch's mean
         # would carry the transient from the starting point: it is not
@@ -529,7 +543,12 @@ def gradient_descent(
                 else:
                     scaled = grad
                 grad_norm = float(np.max(np.abs(scaled))) if grad.size else 0.0
-                if grad_norm <= tol:
+                settled = grad_norm <= tol and not (
+                    settled_decrease is not None
+                    and loss_curve
+                    and abs(loss_curve[-1] - float(loss)) > settled_decrease * abs(loss)
+                )
+                if settled:
                     break
             rows = n_samples if batch is None else batch.size
             if rows < step_batch:
@@ -578,7 +597,7 @@ def gradient_descent(
             best_loss = min(best_loss, epoch_loss)
         if verbose:
             print(message)
-        if grad_norm <= tol:
+        if settled:
             if verbose:
                 print(f"Largest gradient entry at most tol={tol:g}. Stopping.")
             converged = True
