@@ -1550,7 +1550,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     loss_resolution=loss_resolution,
                     recondition=recondition,
                     # (A penalty gives the objective a minimum.)
-                    settled_decrease=self.tol if self.alpha > 0 else None,
+                    settled_change=self.tol if self.alpha > 0 else None,
                 )
             except DivergenceError as exc:
                 raise ValueError(self._divergence_message(exc.what, keep)) from None

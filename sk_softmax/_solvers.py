@@ -16,7 +16,7 @@ Life cycle of :func:`gradient_descent`
    is one pass over the samples.
 3. Check convergence after each epoch: full batch stops when the largest
    gradient entry is at most ``tol`` (the optimum is reached), and, with
-   ``settled_decrease``, the last pass changed the loss by at most that
+   ``settled_change``, the last pass changed the loss by at most that
    fraction of it; mini-batch
    stops after ``n_iter_no_change`` epochs without an improvement of
    ``tol`` in the training loss, or in the validation score with early
@@ -375,7 +375,7 @@ def gradient_descent(
     tested_gradient=None,
     recondition=None,
     loss_resolution=None,
-    settled_decrease=None,
+    settled_change=None,
 ):
     """Minimize ``objective`` by (mini-)batch gradient steps of ``rule``.
 
@@ -464,7 +464,7 @@ def gradient_descent(
         ``n_iter_no_change`` passes whose loss fell below the best by at
         most this fraction of it, the loss's own rounding (float32), where
         rounding in the tested gradient may keep it above ``tol``.
-    settled_decrease : float or None, default=None
+    settled_change : float or None, default=None
         Full batch with the gradient test: stop only where the last pass
         also changed the loss by at most this fraction of it.  Momentum can
         carry the iterates along a floor whose gradient is within ``tol``
@@ -544,9 +544,9 @@ def gradient_descent(
                     scaled = grad
                 grad_norm = float(np.max(np.abs(scaled))) if grad.size else 0.0
                 settled = grad_norm <= tol and not (
-                    settled_decrease is not None
+                    settled_change is not None
                     and loss_curve
-                    and abs(loss_curve[-1] - float(loss)) > settled_decrease * abs(loss)
+                    and abs(loss_curve[-1] - float(loss)) > settled_change * abs(loss)
                 )
                 if settled:
                     break
