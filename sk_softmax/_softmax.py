@@ -277,10 +277,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         gradient entry is at most ``tol`` (for ``"sgd"``, the gradient in its
         standardized coordinates, or, without intercept on features far
         from 0, the whitened one its steps take, and with ``alpha > 0`` only
-        where the last pass also changed the loss by at most ``tol`` of
-        itself; for ``"lbfgs"`` on dense X with an intercept, in centered
-        ones, where a coefficient's entry lacks the intercept's entry times
-        the feature's mean: see Notes).
+        where the last pass also lowered the loss by at most ``tol`` of
+        itself, and did not raise it beyond its rounding; for ``"lbfgs"`` on
+        dense X with an intercept, in centered ones, where a coefficient's
+        entry lacks the intercept's entry times the feature's mean: see
+        Notes).
         In float64, L-BFGS also stops where the loss no longer decreases
         measurably, with the gradient near 1e-8: a smaller ``tol`` is not
         reached, silently.  Mini-batch, and ``"adam"`` on any batch (its

@@ -16,8 +16,8 @@ Life cycle of :func:`gradient_descent`
    is one pass over the samples.
 3. Check convergence after each epoch: full batch stops when the largest
    gradient entry is at most ``tol`` (the optimum is reached), and, with
-   ``settled_change``, the last pass changed the loss by at most that
-   fraction of it; mini-batch
+   ``settled_change``, the last pass lowered the loss by at most that
+   fraction of it (and did not raise it beyond its rounding); mini-batch
    stops after ``n_iter_no_change`` epochs without an improvement of
    ``tol`` in the training loss, or in the validation score with early
    stopping.  The ``"adaptive"`` schedule divides the learning rate by 5
@@ -302,6 +302,32 @@ class AcceleratedGradient(UpdateRule):
         g_prev[...] = grad
 
 
+def _settled(previous, loss, change, rounding):
+    """Whether the loss settled over the last pass, from ``previous``.
+
+    It fell by at most ``change`` of itself, or rose by at most its own
+    ``rounding``.  A larger rise is momentum turning: on nearly separable
+    data the iterates turn on a floor within ``tol`` of flat and then
+    falls by percents a pass for dozens more (40 rows of 50 features:
+    stopped at the turn, 14% above the optimal loss and 4 points of test
+    accuracy below it).
+
+    Examples
+    --------
+    >>> _settled(1.0, 0.99999, change=1e-4, rounding=1e-12)
+    True
+    >>> _settled(1.0, 1.00001, change=1e-4, rounding=1e-12)
+    False
+    """
+    fall = previous - loss
+    return -rounding * abs(loss) <= fall <= change * abs(loss)
+
+
+def _loss_rounding(loss):
+    """The relative rounding of ``loss``, a sum over many rows."""
+    return 2.0**-20 if getattr(loss, "dtype", None) == np.float32 else 2.0**-40
+
+
 def _largest_step(learning_rate, preconditioner):
     """The largest step in the coordinates of ``preconditioner``."""
     if preconditioner is None:
@@ -466,7 +492,8 @@ def gradient_descent(
         rounding in the tested gradient may keep it above ``tol``.
     settled_change : float or None, default=None
         Full batch with the gradient test: stop only where the last pass
-        also changed the loss by at most this fraction of it.  Momentum can
+        also lowered the loss by at most this fraction of it, and did not
+        raise it beyond its rounding (see :func:`_settled`).  Momentum can
         carry the iterates along a floor whose gradient is within ``tol``
         while the loss still falls by percents a pass (nearly separable
         data, many classes: the default fit stopped there 15% to 99% above
@@ -543,10 +570,15 @@ def gradient_descent(
                 else:
                     scaled = grad
                 grad_norm = float(np.max(np.abs(scaled))) if grad.size else 0.0
-                settled = grad_norm <= tol and not (
-                    settled_change is not None
-                    and loss_curve
-                    and abs(loss_curve[-1] - float(loss)) > settled_change * abs(loss)
+                settled = grad_norm <= tol and (
+                    settled_change is None
+                    or not loss_curve
+                    or _settled(
+                        loss_curve[-1],
+                        float(loss),
+                        settled_change,
+                        loss_resolution or _loss_rounding(loss),
+                    )
                 )
                 if settled:
                     break

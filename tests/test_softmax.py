@@ -1207,6 +1207,32 @@ def test_full_batch_goes_on_while_the_loss_still_falls(
             SoftmaxRegression(alpha=0.0, random_state=0).fit(X, y)
 
 
+def test_full_batch_does_not_stop_where_momentum_turns():
+    # 40 rows of 50 features, nearly separable: the momentum turned on a
+    # floor within tol of flat (the loss rose by 7e-5 of itself, less than
+    # tol) and the fit stopped there, silently, 14% above its optimal loss
+    # and 4 points of test accuracy below the optimum.  After the turn the
+    # loss fell by up to 1% a pass for 20 more.  A pass where the loss rose
+    # beyond its rounding is no settled loss.
+    X, y = make_classification(
+        n_samples=340,
+        n_features=50,
+        n_informative=5,
+        n_redundant=0,
+        n_clusters_per_class=1,
+        random_state=5,
+    )
+    X_train, y_train = X[:40], y[:40]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = SoftmaxRegression(random_state=0).fit(X_train, y_train)
+    exact = SoftmaxRegression(solver="lbfgs", tol=1e-10, max_iter=10000)
+    exact.fit(X_train, y_train)
+    optimum = _objective(exact, X_train, y_train, 1e-4)
+    assert _objective(clf, X_train, y_train, 1e-4) - optimum < 1e-2 * optimum
+    assert clf.score(X[40:], y[40:]) >= exact.score(X[40:], y[40:]) - 0.01
+
+
 def test_singular_correlated_features_take_the_preconditioner():
     # Redundant features (exact combinations of others, as
     # make_classification draws them) make the correlation matrix singular:
