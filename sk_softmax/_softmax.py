@@ -278,8 +278,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         standardized coordinates, or, without intercept on features far
         from 0, the whitened one its steps take, and with ``alpha > 0`` only
         where the last pass also lowered the loss by at most ``tol`` of
-        itself, and did not raise it beyond its rounding; for ``"lbfgs"`` on
-        dense X with an intercept, in centered ones, where a coefficient's
+        itself, and did not raise it beyond its rounding; for ``"lbfgs"``
+        with an intercept, in centered ones on dense X and on the features
+        of sparse X whose mean exceeds their spread, where a coefficient's
         entry lacks the intercept's entry times the feature's mean: see
         Notes).
         In float64, L-BFGS also stops where the loss no longer decreases
@@ -336,8 +337,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     n_passes_ : int
         Passes over the training data made by the last call to ``fit`` or
         ``partial_fit`` (one pass for a ``partial_fit`` call, over its
-        chunk): epochs, or objective evaluations for L-BFGS (its line search
-        may take several per iteration).
+        chunk, or none while it holds back rows): epochs, or objective
+        evaluations for L-BFGS (its line search may take several per
+        iteration).
     n_features_in_ : int
         Number of features seen in fit.
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
@@ -597,6 +599,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     @_unchanged_on_error
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Run one epoch over (X, y), keeping the optimizer state between calls.
+
+        Until 10 rows of positive weight have come, the calls that start an
+        optimizer hold their rows back and train nothing (``coef_`` stays
+        0, ``n_iter_`` and ``n_passes_`` do not grow): a chunk of a few rows
+        says too little of the data's center and spreads, which size the
+        steps.  The call that completes 10 rows trains on all of them.
 
         Parameters
         ----------
@@ -1030,7 +1038,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         # feature_scales), except Adam on sparse X, whose features are
         # scaled by their size where stored (see below).  L-BFGS,
         # which learns the curvature, works on the plain features (scaled
-        # only for data of extreme magnitude), not centered for sparse X: a
+        # only for data of extreme magnitude), not centered for sparse X
+        # (but for its features far from 0, see _sparse_far_means): a
         # sparse feature's mean is small next to its spread (about
         # sqrt(density) of it), so centering changes little for a
         # quasi-Newton method, and the plain coordinates give exactly
@@ -1051,6 +1060,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         # coordinates, the others the step or the objective.
         keep = partial and warm and rule is not None and self._resumes_optimizer(rule)
         center = self.fit_intercept and (first_order or not sp.issparse(X))
+        # L-BFGS on sparse X centers only its features far from 0 (see
+        # _sparse_far_means).
+        center_far = self.fit_intercept and not first_order and sp.issparse(X)
         dask_X = is_dask_array(X)
         # Dense X in memory, centered, and for the first-order solvers on
         # the full batch: whether one row dominates a feature (see
@@ -1074,7 +1086,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 X,
                 weights_normalized,
                 n_threads=n_threads,
-                mean=center and not keep,
+                mean=(center or center_far) and not keep,
                 # (L-BFGS's common factor comes from the centered range.)
                 per_feature=not first_order or check_dominance,
             )
@@ -1107,6 +1119,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 # other rows': for the common factor and the centering.)
                 dominated, bulk_mean, (low, high) = found
                 mean = np.where(dominated, bulk_mean, mean)
+        sparse_constant = None  # (constant features of a sparse X, centered)
+        if center_far:
+            mean, sparse_constant = _sparse_far_means(
+                X, weights_normalized, mean, (low, high)
+            )
+            center = mean is not None
         if keep:
             # partial_fit resuming an optimizer keeps its coordinates and
             # step sizes (its state refers to them), and draws its shuffles
@@ -1375,9 +1393,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         )
         final_loss = None  # (the loss after the last step, where measured)
         if self.solver == "lbfgs":
+            constant_held = sparse_constant
             if center and np.ndim(low):
+                constant_held = low == high
+            if constant_held is not None:
                 objective = _hold_constant_features(
-                    objective, params, low == high, n_classes, feature_major
+                    objective, params, constant_held, n_classes, feature_major
                 )
             # Data beyond the ordinary magnitudes are divided by a power of
             # two (see feature_scales), which divides the coefficients'
@@ -2495,6 +2516,40 @@ def _widened_scales(size, scale):
         return scale, None
     grown = np.where(wider, np.minimum(size, _FOLD_RANGE[1]), scale)
     return grown, scale / grown
+
+
+def _sparse_far_means(X, weights, mean, value_range):
+    """L-BFGS's center for sparse X: ``(center, constant)``, or ``(None,
+    None)`` where no feature lies far from 0.
+
+    A sparse feature's mean is small next to its spread (about ``sqrt(p)``
+    of it for a feature stored in a fraction ``p`` of the rows): left as
+    given, L-BFGS follows LogisticRegression's iterates.  But a column
+    stored in most rows, far from 0 (ages, years next to one-hot columns
+    in a ColumnTransformer's sparse output), is a second intercept for it,
+    which only the penalty tells apart from the first: with a column of
+    years, L-BFGS ran to max_iter at 0.519 training accuracy where the
+    same data dense converged in 118 iterations at 0.562.  The center is the
+    mean of the features whose mean exceeds their spread, 0 elsewhere;
+    ``constant`` marks those whose spread is their mean's rounding (see
+    :func:`~sk_softmax._loss.constant_noise`), whose coefficients L-BFGS
+    then holds at 0 (see :func:`_hold_constant_features`).  ``weights``
+    sum to one.
+    """
+    low, high = value_range
+    top = max(abs(float(np.min(low))), abs(float(np.max(high))))
+    if not 0.0 < top < np.inf:
+        return None, None
+    # (Spreads in the units of a power of two near the data's size, whose
+    # squares stay finite.)
+    unit = float(np.exp2(np.floor(np.log2(top))))
+    std = weighted_std(X, weights, mean, unit=unit)
+    size = np.abs(mean) / unit
+    far = size > std
+    if not np.any(far):
+        return None, None
+    constant = far & (std <= constant_noise(X) * size)
+    return np.where(far, mean, 0.0), constant
 
 
 def _hold_constant_features(objective, params, constant, n_classes, feature_major):
