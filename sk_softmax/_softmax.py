@@ -103,10 +103,10 @@ _AUTO_BATCH_SIZE = 256
 # 15 epochs in 1.0 s against 200 full-batch passes in 5.0 s, to about the
 # same objective.  Otherwise the full batch's passes, about 3 times cheaper
 # than an epoch of batches, reach the exact optimum in about as much time or
-# less: 100,000 x 100 Gaussian features, 15 passes in 0.15 s against 9
-# epochs in 0.30 s, 200 times closer to the optimum; log-normal features,
-# whose per-row curvature shortens the batches' steps (see
-# mini_batch_curvature), 7 to 14 times faster.  This rule decides beyond
+# less: 100,000 x 100 Gaussian features, 20 passes in 0.25 s against 11
+# epochs in 0.38 s, to a lower loss; log-normal features, whose per-row
+# curvature shortens the batches' steps (see mini_batch_curvature), 1.4 to
+# 3.5 times faster (4 to 6 with a log-normal sigma of 2).  This rule decides beyond
 # 256 features only: up to 256, correlated features take the full batch
 # with steps preconditioned by their Gram matrix (see gram_preconditioner),
 # whose passes do not grow with the condition number (the same 100,000
@@ -393,15 +393,16 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     features are strongly correlated.  The accelerated full batch's passes
     then take about the time of the fewer but costlier epochs of 256-row
     batches, or less, and reach the exact optimum, where batches stop at
-    their noise: 100,000 x 100 Gaussian features, 15 passes in 0.15 s
-    against 9 epochs in 0.30 s.  Heavy-tailed features, or a row far out,
+    their noise: 100,000 x 100 Gaussian features, 20 passes in 0.25 s
+    against 11 epochs in 0.38 s.  Heavy-tailed features, or a row far out,
     have a large per-row curvature, which shortens the batches' safe step:
-    log-normal features trained 7 to 14 times faster, and data with one row
-    100 times the others 4.6 times.  Strongly correlated features (the
-    largest eigenvalue of their correlation matrix above 16, where the
-    eigenvalues average 1) slow the full batch down, and their batches step
-    about as far as it does: 100,000 x 300 features of rank 10 plus noise
-    (eigenvalue 40) take 15 epochs in 1.0 s against 200 passes in 5.0 s.
+    log-normal features train 1.4 to 6 times faster, and data with one row
+    100 times the others 17 times (its batches reach ``max_iter``).
+    Strongly correlated features (the largest eigenvalue of their
+    correlation matrix above 16, where the eigenvalues average 1) slow the
+    full batch down, and their batches step about as far as it does:
+    100,000 x 300 features of rank 10 plus noise (eigenvalue 40) take 15
+    epochs in 1.0 s against 200 passes in 5.0 s.
 
     Up to 256 features, above 4096 samples of positive weight, the
     accelerated full batch
