@@ -2540,6 +2540,58 @@ def _entry_chunks(X):
     return bounds
 
 
+def stored_share(X, sample_weight):
+    """Per feature of a sparse X, the weight of the rows where it is stored.
+
+    Stored zeros do not count.  A chunk of stored entries at a time (see
+    :func:`_entry_chunks`): one cheap pass, with temporaries of the size of
+    a chunk.  Other formats than CSR and CSC are converted to CSR.
+
+    Parameters
+    ----------
+    X : sparse matrix of shape (n_samples, n_features)
+        The samples.
+    sample_weight : ndarray of shape (n_samples,)
+        Non-negative weights.
+
+    Returns
+    -------
+    share : ndarray of shape (n_features,)
+        float64; with weights summing to one, the share of the weight.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from sk_softmax._loss import stored_share
+    >>> X = sp.csr_matrix(np.array([[1.0, 0.0], [2.0, 0.0], [3.0, 4.0]]))
+    >>> stored_share(X, np.array([0.5, 0.25, 0.25])).tolist()
+    [1.0, 0.25]
+    """
+    if X.format not in ("csr", "csc"):
+        X = X.tocsr()
+    weights = np.asarray(sample_weight, dtype=np.float64)
+    n_features = X.shape[1]
+    share = np.zeros(n_features)
+    indptr = X.indptr
+    bounds = _entry_chunks(X)
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        lo, hi = indptr[start], indptr[stop]
+        if hi == lo:
+            continue
+        stored = X.data[lo:hi] != 0
+        if X.format == "csr":
+            counts = np.diff(indptr[start : stop + 1])
+            entry_weights = np.repeat(weights[start:stop], counts) * stored
+            share += np.bincount(
+                X.indices[lo:hi], weights=entry_weights, minlength=n_features
+            )
+        else:
+            sums = np.r_[0.0, np.cumsum(weights[X.indices[lo:hi]] * stored)]
+            ends = indptr[start : stop + 1] - lo
+            share[start:stop] = sums[ends[1:]] - sums[ends[:-1]]
+    return share
+
+
 def _sparse_product_float64(X, vector):
     """``X @ vector`` for a sparse X, in float64, a chunk of entries at a time.
 

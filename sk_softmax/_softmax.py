@@ -65,6 +65,7 @@ from ._loss import (
     softmax,
     softmax_curvature,
     stored_magnitudes,
+    stored_share,
     weighted_gram,
     weighted_std,
 )
@@ -2540,6 +2541,13 @@ def _sparse_far_means(X, weights, mean, value_range):
     low, high = value_range
     top = max(abs(float(np.min(low))), abs(float(np.max(high))))
     if not 0.0 < top < np.inf:
+        return None, None
+    # Only a feature stored in rows of more than half the weight can be
+    # far: with ``p`` that share, ``mean**2 <= p E[x**2]`` (Cauchy-Schwarz),
+    # so ``var >= mean**2 (1 - p) / p``.  Text and one-hot columns never
+    # are, and cost one cheap pass instead of the spreads' (45 ms of the
+    # benchmark's 2.6 s sparse fit).
+    if not np.any(stored_share(X, weights) > 0.5):
         return None, None
     # (Spreads in the units of a power of two near the data's size, whose
     # squares stay finite.)

@@ -29,6 +29,7 @@ from sk_softmax._loss import (
     softmax,
     softmax_curvature,
     stored_magnitudes,
+    stored_share,
     weighted_gram,
     weighted_std,
 )
@@ -2384,3 +2385,25 @@ def test_two_classes_retried_shifted_keep_the_difference(sparse):
     big = np.finfo(np.float64).max / 1.5
     loss = loss_and_gradient([[-big, 0.0], [big, 1000.0]], None, X, [1, 1])[0]
     assert loss == 0.0
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+def test_stored_share_counts_the_weight_where_each_feature_is_stored(fmt, monkeypatch):
+    # Read a chunk of entries at a time (chunks of 50 here); stored zeros do
+    # not count.
+    from sk_softmax import _loss
+
+    monkeypatch.setattr(_loss, "_CHUNK_ENTRIES", 50)
+    rng = np.random.RandomState(0)
+    dense = rng.randn(300, 12) * (rng.rand(300, 12) < 0.3)
+    dense[:, 4] = 2.0  # stored everywhere
+    dense[:, 7] = 0.0  # nowhere
+    X = sp.csr_matrix(dense)
+    X.data[::9] = 0.0  # stored zeros
+    weights = rng.rand(300)
+    weights[::4] = 0.0
+    expected = (X.toarray() != 0).T @ weights
+    share = stored_share(X.asformat(fmt), weights)
+    np.testing.assert_allclose(share, expected, rtol=1e-12, atol=1e-15)
+    assert share[4] == pytest.approx(weights[X.toarray()[:, 4] != 0].sum())
+    assert share[7] == 0.0
