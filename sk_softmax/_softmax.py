@@ -261,7 +261,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         parameter block on the full batch (``(1 - momentum) / L`` with
         ``nesterovs_momentum=False``), ``(1 - momentum) / L(B)`` on
         mini-batches of size ``B``, and 0.001 for Adam, whose steps are
-        already normalized.  A float is a step in the solvers' coordinates,
+        already normalized: each moves a coefficient by about that much,
+        as in MLPClassifier, so on small data, a step or a few an epoch,
+        200 epochs may not reach the optimum (iris: 0.74 test accuracy, a
+        ConvergenceWarning says so; raise ``learning_rate_init`` or
+        ``max_iter``, or use ``"sgd"``, which needs no tuning).  A float is
+        a step in the solvers' coordinates,
         which are those of standardized features (see Notes).
     momentum : float, default=0.9
         Momentum of ``"sgd"`` on mini-batches, or on the full batch with
@@ -1068,7 +1073,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         dask_X = is_dask_array(X)
         # Dense X in memory, centered, and for the first-order solvers on
         # the full batch: whether one row dominates a feature (see
-        # _dominated_features), ruled out for most features by their ranges.
+        # dominant_rows), ruled out for most features by their ranges.
         check_dominance = (
             center
             and not keep
@@ -1105,25 +1110,34 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if validation_data is not None:
             assert_all_finite(validation_data[0], estimator_name=type(self).__name__)
         dominated = None  # (the features L-BFGS centers on their other rows)
+        dominance = None  # (first-order: checked once fitted)
         if check_dominance:
-            found = self._dominated_features(
-                X,
-                weights_normalized,
-                mean,
-                ranges,
-                first_order,
-                n_threads,
-                # (Rows of the training split are not the caller's.)
-                name_rows=validation_data is None,
+            found = dominant_rows(
+                X, weights_normalized, mean, ranges, n_threads=n_threads
             )
-            if found is not None and not first_order:
-                # (From here on, the ranges of those features are their
-                # other rows': for the common factor and the centering.)
-                dominated, bulk_mean, (low, high) = found
+            if not found[0].any():
+                pass
+            elif first_order:
+                dominance = found
+            else:
+                # L-BFGS centers them on their other rows: centered on the
+                # mean that row pulls, those lie far from 0, tied to the
+                # intercept (one row 1e6 times the others among 300: 200
+                # iterations to max_iter, 22% above the optimal loss, where
+                # LogisticRegression, uncentered, took 15).  Centered on
+                # the others, it takes LogisticRegression's iterations.
+                # Their range, not that row's, sets the common factor (see
+                # feature_scales): from that row's, 1e10 times the others',
+                # the other rows shrank to 1e-10, and L-BFGS stopped at the
+                # model of the intercepts alone, 1.09 against the optimal
+                # 0.58.  (From here on, the ranges of those features are
+                # their other rows': for the common factor and the
+                # centering.)
+                dominated, _, bulk_mean, (low, high) = found
                 mean = np.where(dominated, bulk_mean, mean)
         sparse_constant = None  # (constant features of a sparse X, centered)
         if center_far:
-            mean, sparse_constant = _sparse_far_means(
+            mean, sparse_constant, (low, high) = _sparse_far_means(
                 X, weights_normalized, mean, (low, high)
             )
             center = mean is not None
@@ -1396,7 +1410,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         final_loss = None  # (the loss after the last step, where measured)
         if self.solver == "lbfgs":
             constant_held = sparse_constant
-            if center and np.ndim(low):
+            if constant_held is None and center and np.ndim(low):
                 constant_held = low == high
             if constant_held is not None:
                 objective = _hold_constant_features(
@@ -1613,6 +1627,17 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         )
         self.coef_ = coef.astype(dtype)
         self.intercept_ = intercept.astype(dtype)
+        if dominance is not None:
+            self._warn_unresolved_rows(
+                X,
+                y_index,
+                objective_weights,
+                mean,
+                dominance,
+                n_threads,
+                # (Rows of the training split are not the caller's.)
+                name_rows=validation_data is None,
+            )
         if partial and warm:
             # After an early-stopping fit, best_loss_ is a validation loss:
             # partial_fit holds out nothing, so it reverts to the training
@@ -1707,49 +1732,62 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             and self.learning_rate_init == "auto"
         )
 
-    def _dominated_features(
-        self, X, weights, mean, value_range, first_order, n_threads, *, name_rows
+    def _warn_unresolved_rows(
+        self, X, y_index, weights, mean, dominance, n_threads, *, name_rows
     ):
-        """``(dominated, bulk_mean, bulk_range)`` of the features one row
-        dominates (see dominant_rows), or None where there is none.
+        """Warn where one row dominates features whose fit it left unresolved.
 
-        L-BFGS centers them on their other rows: centered on the mean that
-        row pulls, those lie far from 0, tied to the intercept (one row 1e6
-        times the others among 300: 200 iterations to max_iter, 22% above
-        the optimal loss, where LogisticRegression, uncentered, took 15).
-        Centered on the others, it takes LogisticRegression's iterations.
-        Their range, not that row's, sets L-BFGS's common factor (see
-        feature_scales): from that row's, 1e10 times the others', the other
-        rows shrank to 1e-10, and L-BFGS stopped at the model of the
-        intercepts alone, 1.09 against the optimal 0.58.  The first-order
-        solvers' steps, sized by the spread that row makes, barely move such
-        a feature's coefficients: fit warns.
+        Where one row holds nearly all of a feature's spread (see
+        dominant_rows), the first-order solvers' steps, sized by that
+        spread, barely move the feature's coefficients: the fit may stop
+        far from the optimum (one row 1e6 times the others: 17 passes at
+        0.39 accuracy, where LogisticRegression reaches 0.79).  Measured on
+        the other rows' scale, the gradient of those coefficients tells (a
+        quarter of their range: about their spread): above ``tol``, they
+        are unresolved, and fit warns, naming the features and the row.
+        Resolved, they are not: the outer B-splines of a SplineTransformer
+        hold such rows, and the fit had warned at its optimum.  One more
+        pass over X, only where such a row exists.
         """
-        dominated, rows, bulk_mean, bulk_range = dominant_rows(
-            X, weights, mean, value_range, n_threads=n_threads
+        dominated, rows, _, (bulk_low, bulk_high) = dominance
+        coef = self.coef_.astype(X.dtype)
+        intercept = None
+        if self.fit_intercept:
+            intercept = (self.intercept_ + self.coef_ @ mean).astype(X.dtype)
+        weights = 1.0 / X.shape[0] if weights is None else weights
+        grad = _loss_and_gradient(
+            coef,
+            intercept,
+            X,
+            y_index,
+            weights,
+            float(self.alpha),
+            float(self.label_smoothing),
+            mean.astype(X.dtype) if self.fit_intercept else None,
+            n_threads,
+        )[1]
+        columns = np.flatnonzero(dominated)
+        bulk = 0.25 * (bulk_high[columns] - bulk_low[columns])
+        unresolved = np.max(np.abs(grad[:, columns]), axis=0) * bulk > self.tol
+        columns = columns[unresolved]
+        if not columns.size:
+            return
+        names = getattr(self, "feature_names_in_", None)
+        listed = [str(names[j]) if names is not None else str(j) for j in columns]
+        shown = ", ".join(listed[:5]) + (", ..." if len(listed) > 5 else "")
+        held = np.unique(rows[columns])
+        who = f"{held.size} rows hold" if held.size > 1 else "One row holds"
+        if held.size == 1 and name_rows:
+            who = f"Row {held[0]} holds"
+        warn_at_caller(
+            f"{who} nearly all the spread of feature(s) {shown}: the other "
+            f"rows vary less than a tenth as much. Standardized by that "
+            f"spread, their coefficients barely moved in the gradient steps "
+            f"of solver={self.solver!r}, and the fit stopped short of the "
+            f"optimum. solver='lbfgs' centers such features on their other "
+            f"rows and fits them; or clip or remove such rows.",
+            UserWarning,
         )
-        if not dominated.any():
-            return None
-        if first_order:
-            columns = np.flatnonzero(dominated)
-            names = getattr(self, "feature_names_in_", None)
-            listed = [str(names[j]) if names is not None else str(j) for j in columns]
-            shown = ", ".join(listed[:5]) + (", ..." if len(listed) > 5 else "")
-            held = np.unique(rows[columns])
-            who = f"{held.size} rows hold" if held.size > 1 else "One row holds"
-            if held.size == 1 and name_rows:
-                who = f"Row {held[0]} holds"
-            warnings.warn(
-                f"{who} nearly all the spread of feature(s) {shown}: the other "
-                f"rows vary less than a tenth as much. Standardized by that "
-                f"spread, their coefficients barely move in the gradient steps "
-                f"of solver={self.solver!r}, and the fit may stop far from the "
-                f"optimum. solver='lbfgs' centers such features on their other "
-                f"rows and fits them; or clip or remove such rows.",
-                UserWarning,
-                stacklevel=7,
-            )
-        return dominated, bulk_mean, bulk_range
 
     def _may_precondition(self, X, weights, full_batch, partial, *, offsets=None):
         """Whether fit's full batch may take the Gram preconditioner (see
@@ -1885,8 +1923,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if self.batch_size == "auto":
             # partial_fit sees one chunk of a stream, and Adam is a method
             # for noisy gradients (its normalized steps of learning_rate_init
-            # are too short to make 200 full-batch steps a fit): mini-batches
-            # even when the data are small or wide.
+            # are too short to make 200 full-batch steps a fit): batches of
+            # at most 256 rows even when the data are small or wide (below
+            # 256 rows, one batch of all of them, as MLPClassifier's 200).
             if self.solver == "adam":
                 return min(_AUTO_BATCH_SIZE, n_samples)
             if not partial:
@@ -2521,8 +2560,8 @@ def _widened_scales(size, scale):
 
 
 def _sparse_far_means(X, weights, mean, value_range):
-    """L-BFGS's center for sparse X: ``(center, constant)``, or ``(None,
-    None)`` where no feature lies far from 0.
+    """L-BFGS's center for sparse X: ``(center, constant, value_range)``,
+    or ``(None, None, value_range)`` where no feature lies far from 0.
 
     A sparse feature's mean is small next to its spread (about ``sqrt(p)``
     of it for a feature stored in a fraction ``p`` of the rows): left as
@@ -2535,20 +2574,28 @@ def _sparse_far_means(X, weights, mean, value_range):
     mean of the features whose mean exceeds their spread, 0 elsewhere;
     ``constant`` marks those whose spread is their mean's rounding (see
     :func:`~sk_softmax._loss.constant_noise`), whose coefficients L-BFGS
-    then holds at 0 (see :func:`_hold_constant_features`).  ``weights``
-    sum to one.
+    then holds at 0 (see :func:`_hold_constant_features`): in float32, a
+    spread below ``2**-20`` of the mean, that of the first-order solvers,
+    since the mean's weights are rounded to float32.  The returned range
+    is per feature: each row of weight ``w``
+    lies within ``std / sqrt(w)`` of the mean (its share of the variance),
+    which bounds the centered values from which :func:`feature_scales`
+    takes L-BFGS's common factor without the far features' offsets (with
+    the global range, a column of 1e10 + N(0, 1) divided every feature by
+    2**34, and L-BFGS stopped after 6 iterations at the majority class).
+    ``weights`` sum to one.
     """
     low, high = value_range
     top = max(abs(float(np.min(low))), abs(float(np.max(high))))
     if not 0.0 < top < np.inf:
-        return None, None
+        return None, None, value_range
     # Only a feature stored in rows of more than half the weight can be
     # far: with ``p`` that share, ``mean**2 <= p E[x**2]`` (Cauchy-Schwarz),
     # so ``var >= mean**2 (1 - p) / p``.  Text and one-hot columns never
     # are, and cost one cheap pass instead of the spreads' (45 ms of the
     # benchmark's 2.6 s sparse fit).
     if not np.any(stored_share(X, weights) > 0.5):
-        return None, None
+        return None, None, value_range
     # (Spreads in the units of a power of two near the data's size, whose
     # squares stay finite.)
     unit = float(np.exp2(np.floor(np.log2(top))))
@@ -2556,9 +2603,13 @@ def _sparse_far_means(X, weights, mean, value_range):
     size = np.abs(mean) / unit
     far = size > std
     if not np.any(far):
-        return None, None
+        return None, None, value_range
     constant = far & (std <= constant_noise(X) * size)
-    return np.where(far, mean, 0.0), constant
+    reach = std * (unit / math.sqrt(float(np.min(weights[weights > 0]))))
+    with np.errstate(over="ignore", invalid="ignore"):
+        low = np.maximum(mean - reach, low)
+        high = np.minimum(mean + reach, high)
+    return np.where(far, mean, 0.0), constant, (low, high)
 
 
 def _hold_constant_features(objective, params, constant, n_classes, feature_major):
