@@ -2570,18 +2570,19 @@ def _sparse_far_means(X, weights, mean, value_range):
     in a ColumnTransformer's sparse output), is a second intercept for it,
     which only the penalty tells apart from the first: with a column of
     years, L-BFGS ran to max_iter at 0.519 training accuracy where the
-    same data dense converged in 118 iterations at 0.562.  The center is the
-    mean of the features whose mean exceeds their spread, 0 elsewhere;
-    ``constant`` marks those whose spread is their mean's rounding (see
-    :func:`~sk_softmax._loss.constant_noise`), whose coefficients L-BFGS
-    then holds at 0 (see :func:`_hold_constant_features`): in float32, a
-    spread below ``2**-20`` of the mean, that of the first-order solvers,
-    since the mean's weights are rounded to float32.  The returned range
-    is per feature: each row of weight ``w``
-    lies within ``std / sqrt(w)`` of the mean (its share of the variance),
-    which bounds the centered values from which :func:`feature_scales`
-    takes L-BFGS's common factor without the far features' offsets (with
-    the global range, a column of 1e10 + N(0, 1) divided every feature by
+    same data dense converged in 118 iterations at 0.562.
+
+    The center is the mean of the features whose mean exceeds their
+    spread, 0 elsewhere.  ``constant`` marks those whose spread is their
+    mean's rounding (see :func:`~sk_softmax._loss.constant_noise`; in
+    float32, below ``2**-20`` of the mean, as for the first-order solvers,
+    since the mean's weights are rounded to float32), whose coefficients
+    L-BFGS then holds at 0 (see :func:`_hold_constant_features`).  The
+    returned range is per feature: each row of weight ``w`` lies within
+    ``std / sqrt(w)`` of the mean (its share of the variance), which
+    bounds the centered values from which :func:`feature_scales` takes
+    L-BFGS's common factor without the far features' offsets (with the
+    global range, a column of 1e10 + N(0, 1) divided every feature by
     2**34, and L-BFGS stopped after 6 iterations at the majority class).
     ``weights`` sum to one.
     """

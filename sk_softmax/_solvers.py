@@ -307,10 +307,10 @@ def _settled(previous, loss, change, rounding):
 
     It fell by at most ``change`` of itself, or rose by at most its own
     ``rounding``.  A larger rise is momentum turning: on nearly separable
-    data the iterates turn on a floor within ``tol`` of flat and then
-    falls by percents a pass for dozens more (40 rows of 50 features:
-    stopped at the turn, 14% above the optimal loss and 4 points of test
-    accuracy below it).
+    data the iterates turn on a floor within ``tol`` of flat, and the loss
+    then falls by up to percents a pass for dozens more (40 rows of 50
+    features: stopped at the turn, 14% above the optimal loss and 4 points
+    of test accuracy below it).
 
     Examples
     --------
