@@ -490,9 +490,10 @@ def test_sparse_minibatch_fits():
         {"solver": "lbfgs", "max_iter": 3},
         {"solver": "sgd", "max_iter": 1},
         {"solver": "sgd", "batch_size": None, "max_iter": 3},
+        {"solver": "sgd", "batch_size": 256, "max_iter": 1},
         {"solver": "adam", "max_iter": 1},
     ],
-    ids=["lbfgs", "sgd", "sgd-full-batch", "adam"],
+    ids=["lbfgs", "sgd", "sgd-full-batch", "sgd-batches", "adam"],
 )
 @pytest.mark.parametrize("container", ["float64", "float32", "csr", "csr32"])
 def test_fit_makes_no_copy_of_X(container, params):
