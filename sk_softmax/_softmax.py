@@ -1115,11 +1115,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             found = dominant_rows(
                 X, weights_normalized, mean, ranges, n_threads=n_threads
             )
-            if not found[0].any():
-                pass
-            elif first_order:
+            if found[0].any() and first_order:
                 dominance = found
-            else:
+            elif found[0].any():
                 # L-BFGS centers them on their other rows: centered on the
                 # mean that row pulls, those lie far from 0, tied to the
                 # intercept (one row 1e6 times the others among 300: 200
@@ -1750,20 +1748,17 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         pass over X, only where such a row exists.
         """
         dominated, rows, _, (bulk_low, bulk_high) = dominance
-        coef = self.coef_.astype(X.dtype)
-        intercept = None
-        if self.fit_intercept:
-            intercept = (self.intercept_ + self.coef_ @ mean).astype(X.dtype)
-        weights = 1.0 / X.shape[0] if weights is None else weights
+        # (In the centered coordinates of the fit, which has an intercept:
+        # the check needs one.)
         grad = _loss_and_gradient(
-            coef,
-            intercept,
+            self.coef_.astype(X.dtype),
+            (self.intercept_ + self.coef_ @ mean).astype(X.dtype),
             X,
             y_index,
-            weights,
+            1.0 / X.shape[0] if weights is None else weights,
             float(self.alpha),
             float(self.label_smoothing),
-            mean.astype(X.dtype) if self.fit_intercept else None,
+            mean.astype(X.dtype),
             n_threads,
         )[1]
         columns = np.flatnonzero(dominated)
