@@ -5,6 +5,7 @@ moved between releases is adapted here so the rest of the package imports
 from one stable spot.
 """
 
+import numbers
 import os
 import sys
 import warnings
@@ -204,8 +205,13 @@ def array_namespace(X):
     None unless ``array_api_dispatch`` is on and X is such an array (dask
     arrays, which have their own path, excluded).
     """
-    # numpy itself, and dask arrays, which the estimator reads chunk by chunk.
-    if X is None or isinstance(X, np.ndarray) or type(X).__module__.startswith("dask."):
+    # numpy itself, and dask arrays, which the estimator reads chunk by chunk;
+    # a number (a scalar sample_weight) belongs to no namespace.
+    if (
+        X is None
+        or isinstance(X, (np.ndarray, np.generic, numbers.Number, str, bytes))
+        or type(X).__module__.startswith("dask.")
+    ):
         return None
     xp, is_array_api, device = get_namespace_and_device(X)
     if not is_array_api or _is_numpy_namespace(xp):

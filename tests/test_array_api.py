@@ -488,6 +488,14 @@ TORCH_INPUTS = textwrap.dedent(
         # bfloat16 labels (numpy has no bfloat16).
         bf16 = torch.asarray(y).to(torch.bfloat16)
         SoftmaxRegression(solver="lbfgs").fit(X_t, bf16, sample_weight=bf16 + 1)
+        # A number as sample_weight weighs every row alike, as without
+        # dispatch (it went to array_api_compat, which raised TypeError),
+        # for torch and numpy X, in fit and partial_fit.
+        plain = SoftmaxRegression(solver="lbfgs").fit(X, y)
+        for data in (X_t, X):
+            clf = SoftmaxRegression(solver="lbfgs").fit(data, y, sample_weight=2.0)
+            np.testing.assert_allclose(as_numpy(clf.coef_), plain.coef_, rtol=1e-9)
+            SoftmaxRegression().partial_fit(data, y, [0, 1, 2], sample_weight=2)
         # A sparse tensor: a clear error, not one from inside torch.
         for sparse in (X_t.to_sparse(), X_t.to_sparse_csr()):
             fit = SoftmaxRegression().fit
