@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 from sklearn.exceptions import DataConversionWarning
+from sklearn.utils import check_array
 
 from ._compat import (
     check_classification_targets,
@@ -77,8 +78,10 @@ def check_fit_input(X, y, sample_weight, *, estimator_name):
     if not isinstance(X._meta, np.ndarray):
         raise TypeError(
             f"{estimator_name} fits dask arrays of numpy chunks; got chunks of "
-            f"type {type(X._meta).__name__}. Convert them, e.g. with "
-            "X.map_blocks(np.asarray), or pass the sparse matrix itself."
+            f"type {type(X._meta).__name__}. Convert them to numpy arrays, e.g. "
+            "sparse ones with X.map_blocks(lambda block: block.toarray(), "
+            "meta=np.empty((0, 0), dtype=X.dtype)), or pass the sparse matrix "
+            "itself (in memory)."
         )
     if X.dtype.kind == "c":
         raise ValueError(f"Complex data not supported in {estimator_name}.")
@@ -103,7 +106,18 @@ def check_fit_input(X, y, sample_weight, *, estimator_name):
         X = X.rechunk({0: rows})
 
     def aligned(values, name):
-        if not is_dask_array(values):
+        if name == "y" and not is_dask_array(values):
+            # As validation converts y in memory: pandas' nullable Int64
+            # labels become float64 (scikit-learn's classes_), say.
+            values = check_array(
+                values,
+                ensure_2d=False,
+                dtype=None,
+                ensure_all_finite=False,
+                ensure_min_samples=0,
+                input_name="y",
+            )
+        elif not is_dask_array(values):
             values = np.asarray(values)
         elif any(math.isnan(size) for size in values.shape):
             raise ValueError(
@@ -171,15 +185,34 @@ def sample_weights(sample_weight, X):
 
     if sample_weight is None:
         return da.ones(X.shape[0], dtype=np.float64, chunks=(X.chunks[0],))
-    finite, negative, positive = dask.compute(
+    finite, negative, positive, totals, largest = dask.compute(
         da.isfinite(sample_weight).all(),
         (sample_weight < 0).any(),
         (sample_weight > 0).any(),
+        sample_weight.map_blocks(
+            _block_total,
+            chunks=((1,) * sample_weight.numblocks[0],),
+            dtype=np.float64,
+        ),
+        sample_weight.max(),
     )
     raise_for_sample_weight(
         finite=finite, negative=negative, positive=positive, size=X.shape[0]
     )
+    with np.errstate(over="ignore"):
+        total = totals.sum()
+    if not np.isfinite(total):
+        # Divided by the largest, as in memory (see _summable_weights): the
+        # fit divides them by their sum, which overflowed, and every weight
+        # became 0 (a model of zeros, silently).
+        return sample_weight / largest
     return sample_weight
+
+
+def _block_total(block):
+    """A chunk's sum, as a one-entry array (inf where it overflows)."""
+    with np.errstate(over="ignore"):
+        return np.array([block.sum()])
 
 
 def class_totals(y_index, weights, n_classes):

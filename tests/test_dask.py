@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from sklearn.base import clone
 from sklearn.datasets import load_iris, load_wine, make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
@@ -138,6 +139,32 @@ def test_float32_X_keeps_float64_weights(magnitude):
     _assert_same_model(memory, chunked, rtol=1e-5)
 
 
+@pytest.mark.parametrize("heavy", ["every-row", "every-third-row"])
+@pytest.mark.parametrize("weights_in_dask", [False, True])
+def test_weights_whose_sum_overflows_fit_as_in_memory(heavy, weights_in_dask):
+    # Their sum is inf: divided by it, every weight was 0, and the fit
+    # returned a model of zeros, silently.  In memory they are divided by
+    # the largest first (only their ratios count); so are they here.
+    X, y = _data()
+    if heavy == "every-row":
+        weights = np.linspace(1e306, 2e306, y.size)
+    else:
+        weights = np.ones(y.size)
+        weights[::3] = 1e308
+    with np.errstate(over="ignore"):
+        assert np.isinf(weights.sum())
+    memory = _fit(dict(solver="lbfgs"), X, y, sample_weight=weights)
+    assert np.abs(memory.coef_).max() > 0.1
+    if weights_in_dask:
+        weights = da.from_array(weights, chunks=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # (no overflow warning)
+        chunked = _fit(
+            dict(solver="lbfgs"), da.from_array(X, chunks=60), y, sample_weight=weights
+        )
+    _assert_same_model(memory, chunked)
+
+
 def test_float32_means_of_columns_far_from_zero():
     # Each chunk's column sums were one float32 sum: over 60,000 float32
     # timestamps (1.7e9 + up to 1e5) they drifted by 1.5e5, five spreads,
@@ -201,6 +228,19 @@ def test_float32_and_string_labels():
     _assert_same_model(memory, chunked, rtol=1e-5)
     assert chunked.coef_.dtype == np.float32
     assert chunked.predict(da.from_array(X, chunks=60)).dtype == labels.dtype
+
+
+def test_pandas_nullable_labels_give_the_in_memory_classes():
+    # Validation in memory turns pandas' Int64 labels into float64 (as for
+    # LogisticRegression); the dask path kept int64 classes_ and predictions.
+    pd = pytest.importorskip("pandas")
+    X, y = _data()
+    labels = pd.Series(y, dtype="Int64")
+    memory = _fit(dict(solver="lbfgs"), X, labels)
+    chunked = _fit(dict(solver="lbfgs"), da.from_array(X, chunks=60), labels)
+    _assert_same_model(memory, chunked)
+    assert chunked.classes_.dtype == memory.classes_.dtype == np.float64
+    assert chunked.predict(X).dtype == np.float64
 
 
 def test_integer_X_is_cast_to_float64():
@@ -544,8 +584,16 @@ def test_bad_shapes_and_types():
     with pytest.raises(ValueError, match="must hold numbers"):
         clf.fit(da.from_array(X.astype(str), chunks=50), y)
     sparse_chunks = da.from_array(sp.csr_matrix(X), chunks=(50, 13), asarray=False)
-    with pytest.raises(TypeError, match="numpy chunks; got chunks of type csr"):
+    with pytest.raises(
+        TypeError, match=r"numpy chunks; got chunks of type csr.*block.toarray\(\)"
+    ):
         clf.fit(sparse_chunks, y)
+    # The conversion it advises works (np.asarray, advised before, wrapped
+    # each sparse chunk in an object array, and the fit failed in numpy).
+    dense_chunks = sparse_chunks.map_blocks(
+        lambda block: block.toarray(), meta=np.empty((0, 0), dtype=X.dtype)
+    )
+    _assert_same_model(clf.fit(X, y), clone(clf).fit(dense_chunks, y))
     unknown = X_dask[X_dask[:, 0] > 0]
     with pytest.raises(ValueError, match="compute_chunk_sizes"):
         clf.fit(unknown, y)
