@@ -940,6 +940,64 @@ def test_partial_fit_a_feature_that_spreads_far_wider_later(first):
     assert clf.score(X[1600:], y[1600:]) > 0.8
 
 
+def test_widened_scales_round_the_chunk_sizes_to_powers_of_two():
+    # Only the sizes at least 2 * scale are rounded (see _widened_scales):
+    # the result is that of rounding every size, then keeping those at
+    # least 4 times their scale.
+    from sk_softmax._softmax import _FOLD_RANGE, _widened_scales
+
+    rng = np.random.RandomState(0)
+    scale = np.exp2(rng.randint(-6, 6, size=3000)) * rng.choice([1.0, 0.7], 3000)
+    size = scale * np.exp2(rng.uniform(-3.0, 4.0, size=3000))
+    size[::7] = 0.0
+    size[::11] = np.inf
+    size[::13] = scale[::13] * 2.0**1.5  # (near the rounding's midpoint)
+    size[::17] = scale[::17] * 4.0
+    with np.errstate(divide="ignore"):
+        rounded = np.exp2(np.round(np.log2(size)))
+    wider = rounded >= 4.0 * scale
+    grown, widened = _widened_scales(size, scale)
+    expected = np.where(wider, np.minimum(rounded, _FOLD_RANGE[1]), scale)
+    np.testing.assert_array_equal(grown, expected)
+    np.testing.assert_array_equal(widened, scale / expected)
+    assert wider.any() and not wider.all()
+    unchanged, none = _widened_scales(scale, scale)
+    assert unchanged is scale and none is None
+
+
+@pytest.mark.parametrize("feature_major", [False, True])
+@pytest.mark.parametrize("unit", [False, True])
+def test_solver_parameters_convert_by_blocks_of_features(feature_major, unit):
+    # Coefficients change memory order block by block of features (see
+    # _scaled_copy): past one block, and with a last block cut short, they
+    # are those of the plain expressions, bit for bit, both ways.
+    from sk_softmax._softmax import (
+        _TRANSPOSE_FEATURES,
+        _coef_view,
+        _original_parameters,
+        _scaled_copy,
+        _unit,
+    )
+
+    rng = np.random.RandomState(0)
+    n_classes, n_features = 3, 2 * _TRANSPOSE_FEATURES + 5
+    params = rng.randn(n_classes * n_features + n_classes)
+    scale = np.ones(n_features) if unit else np.exp2(rng.randint(-4, 4, n_features))
+    mean = rng.randn(n_features)
+    view = _coef_view(params, n_classes, n_features, feature_major)
+    coef, intercept = _original_parameters(
+        params, n_classes, scale, mean, feature_major
+    )
+    assert coef.flags.c_contiguous
+    np.testing.assert_array_equal(coef, view / scale)
+    np.testing.assert_array_equal(intercept, params[-n_classes:] - coef @ mean)
+    back = np.zeros_like(params)
+    back_view = _coef_view(back, n_classes, n_features, feature_major)
+    _scaled_copy(back_view, coef, _unit(scale), np.multiply)
+    np.testing.assert_array_equal(back_view, coef * scale)
+    np.testing.assert_array_equal(back[: coef.size], params[: coef.size])
+
+
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
 def test_partial_fit_a_feature_absent_first_when_every_scale_is_one(solver):
     # Standardized features (scales 1, which stay out of the steps) and
