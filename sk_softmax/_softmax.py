@@ -355,7 +355,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         on the full batch, at the start of the epoch's step; on
         mini-batches, the mean of the batches' losses, each before its
         step.  For L-BFGS, after each iteration (none when the starting
-        point already meets ``tol``).
+        point already meets ``tol``).  Of the last ``fit`` only, also with
+        ``warm_start=True`` (where ``MLPClassifier`` appends to it), as
+        ``n_iter_``; ``partial_fit`` calls append to it.
     best_loss_ : float
         Lowest training objective, or lowest validation loss with early
         stopping (the parameters kept are those of the best validation

@@ -676,6 +676,8 @@ def test_warm_start_continues_from_previous_solution(params):
     clf.fit(X, y)
     assert clf.n_iter_ <= max(2, first_iter // 10)
     np.testing.assert_allclose(clf.coef_, coef, rtol=1e-3, atol=1e-4)
+    # The curve is the last fit's, as documented (MLPClassifier appends).
+    assert len(clf.loss_curve_) == clf.n_iter_
 
     # Without warm_start the same fit starts from scratch again.
     clf.set_params(warm_start=False)
