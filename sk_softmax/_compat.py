@@ -136,21 +136,21 @@ def raise_not_finite(*, has_nan, dtype, estimator_name):
     assert_all_finite(bad, estimator_name=estimator_name)
 
 
-def assert_all_finite(X, *, estimator_name):
+def assert_all_finite(X, *, estimator_name, input_name="X"):
     """Raise scikit-learn's error if X (dense or sparse) has NaN or infinity.
 
     Under ``sklearn.set_config(assume_finite=True)`` scikit-learn's check
     does nothing; fitting on non-finite data would end in NaN, so this one
-    still checks.
+    still checks.  ``input_name`` names the input in the message.
     """
     values = X.data if sp.issparse(X) else X
     with np.errstate(over="ignore", invalid="ignore"):
         if np.isfinite(values.sum()):
             return
-    _assert_all_finite(values, input_name="X", estimator_name=estimator_name)
+    _assert_all_finite(values, input_name=input_name, estimator_name=estimator_name)
     # Either checks are off, or the sum overflowed on finite values.
     if not np.all(np.isfinite(values)):
-        raise ValueError("Input X contains NaN or infinity.")
+        raise ValueError(f"Input {input_name} contains NaN or infinity.")
 
 
 def to_numpy_namespace(*arrays):

@@ -20,6 +20,7 @@ from sklearn.exceptions import DataConversionWarning
 from sklearn.utils import check_array
 
 from ._compat import (
+    assert_all_finite,
     check_classification_targets,
     check_label_types,
     raise_for_sample_weight,
@@ -166,6 +167,10 @@ def encode_labels(y):
             y.map_blocks(_distinct_unsorted, dtype=object, chunks=(np.nan,)).compute()
         )
         raise
+    if classes.dtype.kind == "f":
+        # scikit-learn's error for y in memory (its check of the targets
+        # first warned that NaN cannot be cast to an integer).
+        assert_all_finite(classes, estimator_name=None, input_name="y")
     check_classification_targets(classes)
     return classes, y.map_blocks(_searchsorted_block, classes, dtype=np.intp)
 

@@ -156,6 +156,14 @@ def _is_pd_na(value):
     return type(value).__name__ == "NAType"
 
 
+def _reject_pd_na(y):
+    """Raise the missing-value error for labels holding ``pd.NA`` (numpy's
+    truth test of it fails with a TypeError)."""
+    y_values = np.asarray(y, dtype=object) if _is_object(y) else None
+    if y_values is not None and any(_is_pd_na(v) for v in y_values.ravel()):
+        raise ValueError(_PD_NA_MESSAGE)
+
+
 def _unchanged_on_error(method):
     """``fit`` or ``partial_fit`` that leaves the estimator as it was if it raises.
 
@@ -742,6 +750,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 "mini-batches, call partial_fit on the chunks in turn, as "
                 "dask_ml.wrappers.Incremental does."
             )
+        if not is_dask_array(y):
+            _reject_pd_na(y)
         X, y, sample_weight = _dask.check_fit_input(
             X, y, sample_weight, estimator_name=name
         )
@@ -780,9 +790,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         float32 or float64 (or CSR).  ``chunk`` (partial_fit): y may hold
         few samples of many classes without a warning.
         """
-        y_values = np.asarray(y, dtype=object) if _is_object(y) else None
-        if y_values is not None and any(_is_pd_na(v) for v in y_values.ravel()):
-            raise ValueError(_PD_NA_MESSAGE)
+        _reject_pd_na(y)
         # X's finiteness is checked in the first pass of fitting.
         X, y = self._validate(X, y, reset=reset, finite=False, rows=rows)
         if (

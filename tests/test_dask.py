@@ -230,7 +230,7 @@ def test_float32_and_string_labels():
     assert chunked.predict(da.from_array(X, chunks=60)).dtype == labels.dtype
 
 
-def test_pandas_nullable_labels_give_the_in_memory_classes():
+def test_labels_are_validated_as_in_memory():
     # Validation in memory turns pandas' Int64 labels into float64 (as for
     # LogisticRegression); the dask path kept int64 classes_ and predictions.
     pd = pytest.importorskip("pandas")
@@ -241,6 +241,25 @@ def test_pandas_nullable_labels_give_the_in_memory_classes():
     _assert_same_model(memory, chunked)
     assert chunked.classes_.dtype == memory.classes_.dtype == np.float64
     assert chunked.predict(X).dtype == np.float64
+    # A missing label gets the in-memory error (object labels with pd.NA
+    # failed in numpy's truth test: "boolean value of NA is ambiguous"), and
+    # so do float labels of NaN or infinity, with no warning first (that NaN
+    # cannot be cast to an integer).
+    cases = []
+    for message, missing in [("pd.NA", labels.astype(object)), ("NaN", labels)]:
+        missing = missing.copy()
+        missing.iloc[3] = pd.NA
+        cases.append((message, missing))
+    for value, message in [(np.nan, "NaN"), (np.inf, "infinity")]:
+        bad = y.astype(float)
+        bad[3] = value
+        cases += [(message, bad), (message, da.from_array(bad, chunks=50))]
+    for message, bad in cases:
+        for data in (X, da.from_array(X, chunks=60)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                with pytest.raises(ValueError, match=f"Input (y )?contains {message}"):
+                    SoftmaxRegression(solver="lbfgs").fit(data, bad)
 
 
 def test_integer_X_is_cast_to_float64():
