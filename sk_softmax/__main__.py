@@ -6,6 +6,7 @@ import io
 import math
 import os
 import re
+import shutil
 import sys
 import time
 import warnings
@@ -31,7 +32,15 @@ def figure_file(path):
         from matplotlib.backend_bases import FigureCanvasBase
     except ImportError:  # the missing matplotlib is reported with its remedy
         return path
-    known = FigureCanvasBase.get_supported_filetypes()
+    known = dict(FigureCanvasBase.get_supported_filetypes())
+    if extension == "pgf":
+        from matplotlib import rcParams
+
+        if shutil.which(rcParams["pgf.texsystem"]) is None:
+            raise argparse.ArgumentTypeError(
+                f"matplotlib writes .pgf files with {rcParams['pgf.texsystem']}, "
+                "which is not installed; use another format, e.g. .pdf or .svg"
+            )
     if extension not in known:
         raise argparse.ArgumentTypeError(
             f"matplotlib cannot write .{extension} files; use one of "
@@ -80,7 +89,9 @@ def _equivalent_C(alpha, n_samples, n_classes):
     """
     if alpha == 0:
         return math.inf
-    return (2.0 if n_classes == 2 else 1.0) / (alpha * n_samples)
+    # (Divided in turn: alpha * n overflowed for alpha near 1e306, and C = 0
+    # is no C LogisticRegression takes.)
+    return (2.0 if n_classes == 2 else 1.0) / alpha / n_samples
 
 
 def _softmax_parameters(model):
@@ -358,6 +369,7 @@ def _fit_dataset(name, X, y, alpha, progress_mode, progress_interval):
         "pipes": {},
         "objectives": {},
         "rows": [],
+        "warnings": [],
     }
     for model_name, model in models.items():
         pipe = make_pipeline(StandardScaler(), model)
@@ -369,6 +381,10 @@ def _fit_dataset(name, X, y, alpha, progress_mode, progress_interval):
                 pipe.fit(X_train, y_train)
                 elapsed = time.perf_counter() - start
         converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        # Shown under the table, not between the progress lines.
+        result["warnings"] += [
+            f"{label}: {w.category.__name__}: {w.message}" for w in caught
+        ]
         proba = pipe.predict_proba(X_test)
         objective = _objective(pipe, X_train, y_train, alpha)
         n_iter = int(np.max(pipe[-1].n_iter_))
@@ -411,7 +427,12 @@ def _print_table(results):
         "no optimum to agree on)."
     )
     if any(row[5].endswith("*") for result in results for row in result["rows"]):
-        print("* stopped before reaching tol (a ConvergenceWarning says why)")
+        print("* stopped before reaching tol (the ConvergenceWarning below says why)")
+    caught = [line for result in results for line in result["warnings"]]
+    if caught:
+        print("\nwarnings:")
+        for line in caught:
+            print(f"- {line}")
 
 
 def demo(args=None):

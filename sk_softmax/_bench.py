@@ -139,6 +139,8 @@ def output_file(path):
     if not path:
         raise argparse.ArgumentTypeError("the file name is empty")
     folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"{folder!r} is a file, not a folder")
     if not os.path.isdir(folder):
         raise argparse.ArgumentTypeError(f"folder {folder!r} does not exist")
     if os.path.isdir(path):

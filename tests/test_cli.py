@@ -112,6 +112,29 @@ def test_demo_objectives_agree(dataset, capsys):
 @pytest.mark.parametrize(("n_classes", "factor"), [(2, 2.0), (3, 1.0), (10, 1.0)])
 def test_equivalent_C(n_classes, factor):
     assert _equivalent_C(1e-2, 200, n_classes) == pytest.approx(factor / 2.0)
+    # alpha * n beyond float64: still a positive C (it was 0, which
+    # LogisticRegression refused with a traceback after the other fits).
+    assert 0 < _equivalent_C(1e306, 1347, n_classes) < 1e-300
+
+
+def test_demo_with_the_largest_alpha(capsys):
+    argv = ["demo", "--dataset", "wine", "--alpha", "1.7e308", "--progress", "off"]
+    assert main(argv) == 0
+    assert set(_rows(capsys.readouterr().out)) == {("wine", m) for m in MODELS}
+
+
+def test_demo_shows_the_warnings_it_marks(capsys):
+    # The table marks a fit stopped before tol and said "a ConvergenceWarning
+    # says why", but it recorded the warnings and showed none of them.
+    argv = ["demo", "--dataset", "breast_cancer", "--alpha", "0", "--progress", "off"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    marked = [row for row in out.splitlines() if re.search(r" \d+\* ", row)]
+    assert marked
+    warnings_part = out[out.index("\nwarnings:\n") :]
+    for row in marked:
+        model = next(m for m in MODELS if f" {m} " in row)
+        assert f"breast_cancer / {model}: ConvergenceWarning: " in warnings_part
 
 
 def test_softmax_parameters_of_binary_logistic_regression():
@@ -257,6 +280,7 @@ def test_python_dash_m_entry_point():
         (["demo", "--plot", ""], "--plot: the file name is empty"),
         (["bench", "--only", "nope"], "--only: unknown group(s) nope; choose from"),
         (["bench", "--only", ","], "--only: no group named"),
+        (["bench", "--output", f"{__file__}/x.json"], "is a file, not a folder"),
     ],
 )
 def test_bad_options_are_usage_errors(argv, message, capsys):
@@ -284,6 +308,19 @@ def test_plot_format_is_checked_before_fitting(tmp_path, capsys, name, message):
     assert message in captured.err
     assert captured.out == ""  # nothing was fitted
     assert list(tmp_path.iterdir()) == []  # nor left behind by the check
+
+
+def test_pgf_needs_its_tex_program(tmp_path, capsys, monkeypatch):
+    # matplotlib lists .pgf, but writes it with a TeX program: without one
+    # the demo failed with a traceback once every model was fitted.
+    pytest.importorskip("matplotlib")
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--dataset", "iris", "--plot", str(tmp_path / "f.pgf")])
+    assert exc.value.code == 2
+    assert "which is not installed" in capsys.readouterr().err
 
 
 def test_closed_output_pipe_ends_without_traceback():
