@@ -1705,6 +1705,9 @@ def constant_noise(X):
     return _CONSTANT_SPREAD[float64]
 
 
+# A constant feature whose centered values (its mean's rounding noise) stay
+# below this in plain units may take the scale 1 (see feature_scales).
+_QUIET_NOISE = 2.0**-8
 # Data whose largest centered value lies in this range is solved as given
 # (see feature_scales).
 _PLAIN_RANGE = (2.0**-16, 2.0**16)
@@ -1743,7 +1746,8 @@ def feature_scales(
     1e150 say, every feature is
     divided by the power of two just below ``m``, so that products, squares
     and curvature bounds stay finite.  That common factor is also the scale
-    of a constant feature, and the unit in which the standard deviations
+    of a constant feature (1 where that is larger and the feature's mean
+    rounds below ``2**-8``), and the unit in which the standard deviations
     are computed.  No scale of data below that range is finer than
     ``sqrt(alpha)`` (to the nearest power of two), with or without
     ``standardize``: the penalty on a coordinate, ``alpha / scale**2``,
@@ -1895,6 +1899,16 @@ def feature_scales(
     constant = ~(std > noise * np.abs(mean) / unit)
     spread_out = ~constant
     exponent[spread_out] = np.round(np.log2(std[spread_out]))
+    # Above a common factor of 1 (a column of incomes in dollars), a
+    # constant feature whose rounding noise stays below 2**-8 in plain
+    # units takes the scale 1 instead: that of a feature of unit spread.  A
+    # partial_fit chunk is not the data, and its scales only grow later: a
+    # column absent from the first chunk (0 there), at the scale 2**17 of
+    # the incomes, kept steps 2**34 times too short, and its coefficient
+    # stayed 0 for the whole stream.
+    if unit > 1.0:
+        quiet = constant & (np.abs(mean) * noise <= _QUIET_NOISE)
+        exponent[quiet] = -math.log2(unit)
     exponent = np.maximum(exponent, floor_exponent)
     info = np.finfo(np.float32 if float32 else np.float64)
     exponent = np.clip(

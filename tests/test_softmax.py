@@ -942,6 +942,107 @@ def test_partial_fit_a_feature_that_spreads_far_wider_later(first):
     assert clf.score(X[1600:], y[1600:]) > 0.8
 
 
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_partial_fit_widens_scales_next_to_a_column_beyond_the_folded_range(solver):
+    # A price column in dollars (spread 3e5): the scales stay in the
+    # coordinates (beyond 2**17 they are not folded into the steps), and
+    # no scale grew.  A count 0/1 in the first chunk, 10 to 30 later, took
+    # the loss from 1.1 to between 40 and 100, silently, where the same
+    # stream with the price divided by 16 (folded) stayed near 1.
+    rng = np.random.RandomState(0)
+    n, K = 6000, 3
+    y = rng.randint(K, size=n)
+    X = rng.randn(n, 3) + 0.4 * y[:, None]
+    count = rng.binomial(1, 0.3, n).astype(float)
+    count[1000:] = rng.poisson(np.array([10.0, 20.0, 30.0])[y[1000:]])
+    price = rng.normal(5e5, 3e5, n)
+    curves = []
+    for divisor in (1.0, 16.0):
+        Z = np.c_[X, count, price / divisor]
+        clf = SoftmaxRegression(solver=solver, random_state=0)
+        if solver == "adam":
+            clf.set_params(learning_rate_init=0.01)
+        for start in range(0, n, 1000):
+            rows = slice(start, start + 1000)
+            clf.partial_fit(Z[rows], y[rows], classes=range(K))
+        curves.append(clf.loss_curve_)
+    assert max(curves[0]) < 2.0 * np.log(K)
+    np.testing.assert_allclose(curves[0], curves[1], rtol=0.05)
+
+
+def test_partial_fit_learns_a_column_absent_first_next_to_incomes_in_dollars():
+    # Columns reindexed to a fixed list, one missing from the first chunk
+    # (0 there), next to incomes in dollars (2**17 the common factor of the
+    # first chunk's scales): the missing column took that scale, kept steps
+    # 2**34 times too short, and its coefficients stayed 0.  In thousands of
+    # dollars it was learned; now in dollars too.
+    rng = np.random.RandomState(0)
+    n = 6000
+    income = rng.lognormal(10.8, 0.5, n)
+    visits = rng.poisson(3, n).astype(float)
+    y = np.digitize(0.8 * (visits - 3) + rng.logistic(size=n) * 0.3, [-0.7, 0.7])
+    fits = []
+    for unit in (1.0, 1000.0):
+        Z = np.c_[income / unit, visits]
+        Z[:1000, 1] = 0.0
+        clf = SoftmaxRegression(random_state=0)
+        for start in range(0, n - 1000, 1000):
+            rows = slice(start, start + 1000)
+            clf.partial_fit(Z[rows], y[rows], classes=range(3))
+        fits.append((clf.coef_[:, 1], clf.score(Z[n - 1000 :], y[n - 1000 :])))
+    (coef, accuracy), (coef_k, accuracy_k) = fits
+    assert np.ptp(coef) > 0.3
+    np.testing.assert_allclose(coef, coef_k, rtol=0.05, atol=0.02)
+    assert accuracy > 0.6 and abs(accuracy - accuracy_k) < 0.02
+
+
+@pytest.mark.parametrize("batch_size", ["auto", 64, None])
+def test_partial_fit_rows_of_zero_weight_are_rows_removed(batch_size):
+    # A chunk's weights sum to one and it steps as far as its rows are
+    # many: 3 weighted rows among 500 moved the model as far as 500 rows
+    # (test accuracy from 0.63 to 0.45 in five calls, 0.63 with the rows
+    # removed).
+    X, y = make_classification(
+        n_samples=1500, n_features=10, n_informative=6, n_classes=3, random_state=0
+    )
+    weights = np.zeros(500)
+    weights[[0, 7, 9]] = [1.0, 2.0, 1.0]
+    kept = np.flatnonzero(weights)
+    models = []
+    for zeros in (True, False):
+        clf = SoftmaxRegression(batch_size=batch_size, random_state=0)
+        clf.partial_fit(X[:1000], y[:1000], classes=[0, 1, 2])
+        for _ in range(5):
+            if zeros:
+                clf.partial_fit(X[1000:], y[1000:], sample_weight=weights)
+            else:
+                clf.partial_fit(
+                    X[1000:][kept], y[1000:][kept], sample_weight=weights[kept]
+                )
+        models.append(clf)
+    np.testing.assert_array_equal(models[0].coef_, models[1].coef_)
+    np.testing.assert_array_equal(models[0].intercept_, models[1].intercept_)
+    assert models[0].n_iter_ == models[1].n_iter_ == 6
+
+
+def test_partial_fit_skips_a_chunk_that_class_weight_weighs_zero():
+    # A stream goes on past a chunk of one class weighted 0 (it raised "All
+    # sample weights are zero"), as SGDClassifier's does: the chunk holds no
+    # row to learn from.  Weights of 0 given by hand are refused, as by
+    # scikit-learn.
+    X, y = _standardized("iris")
+    clf = SoftmaxRegression(class_weight={0: 0.0, 1: 1.0, 2: 1.0}, random_state=0)
+    clf.partial_fit(X[::2], y[::2], classes=[0, 1, 2])
+    coef, n_iter = clf.coef_.copy(), clf.n_iter_
+    clf.partial_fit(X[y == 0], y[y == 0])
+    np.testing.assert_array_equal(clf.coef_, coef)
+    assert clf.n_iter_ == n_iter == 1
+    first = clone(clf).partial_fit(X[y == 0], y[y == 0], classes=[0, 1, 2])
+    assert first.n_iter_ == 0 and not np.any(first.coef_)
+    with pytest.raises(ValueError, match="non-zero"):
+        clf.partial_fit(X, y, sample_weight=np.zeros(len(y)))
+
+
 def test_widened_scales_round_the_chunk_sizes_to_powers_of_two():
     # Only the sizes at least 2 * scale are rounded (see _widened_scales):
     # the result is that of rounding every size, then keeping those at
