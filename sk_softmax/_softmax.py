@@ -138,6 +138,11 @@ _FLOAT64_STOP_GRADIENT = 1e-6
 # Scales that Momentum takes as per-parameter steps: 1 / scale**2 stays
 # within float32's range times any sensible learning rate.
 _FOLD_RANGE = (2.0**-60, 2.0**17)
+# How far partial_fit may grow a folded scale (2**-96 as a step factor,
+# still 2**30 above float32's smallest normal number): a timestamp column
+# spread 2.5e4 in the first chunk of a time-ordered stream (scale 2**15),
+# 3e7 later, stopped at 2**17, and its steps stayed 2**18 times too long.
+_GROWN_FOLD_CEILING = 2.0**48
 
 
 _PD_NA_MESSAGE = (
@@ -1106,7 +1111,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             mean, low, high = (_dask if dask_X else _array_api).mean_and_range(
                 X,
                 weights_normalized,
-                mean=center and not keep,
+                # (A resumed optimizer measures the chunk's drift with it.)
+                mean=center or keep,
                 per_feature=not first_order,
                 estimator_name=type(self).__name__,
             )
@@ -1115,7 +1121,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 X,
                 weights_normalized,
                 n_threads=n_threads,
-                mean=(center or center_far) and not keep,
+                mean=center or center_far or keep,
                 # (L-BFGS's common factor comes from the centered range.)
                 per_feature=not first_order or check_dominance,
             )
@@ -1169,6 +1175,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # (Copies, which the solver updates in place: a call that fails
             # leaves the estimator's own as they were.)
             rng = copy.deepcopy(self._shuffle_rng)
+            chunk_mean = mean
             mean, scale = self._mean, self._scale
             feature_major = getattr(self, "_feature_major", False)
             folded = getattr(self, "_folded_scale", None)
@@ -1200,17 +1207,23 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 # In units of the largest scale (a power of two): squares of
                 # data of 1e150 stay finite.
                 unit = float(np.max(sized_for, initial=1.0))
-                if dask_X or device_X:
-                    # (Computed where X lives.)
-                    where = _dask if dask_X else _array_api
-                    size = where.weighted_std(X, weights_normalized, mean, unit)
-                elif self.solver == "adam" and sp.issparse(X):
+                if self.solver == "adam" and sp.issparse(X):
                     size = stored_magnitudes(X, weights_normalized, mean, unit=unit)
                 else:
-                    size = weighted_std(X, weights_normalized, mean, unit=unit)
+                    # About the kept center: the chunk's spread about its own
+                    # mean and that mean's drift from the center.  (Dense
+                    # spreads within 2**-12 of a center far from 0 are
+                    # computed about the rows' own mean: a column at 1e6
+                    # drifting by 20 a chunk kept its scale and diverged.)
+                    where = _dask if dask_X else _array_api if device_X else None
+                    std = where.weighted_std if where else weighted_std
+                    size = std(X, weights_normalized, chunk_mean, unit=unit)
+                    size = np.hypot(size, (chunk_mean - mean) / unit)
                 size = size * unit
                 if folded is not None:
-                    folded, widened = _widened_scales(size, folded)
+                    folded, widened = _widened_scales(
+                        size, folded, ceiling=_GROWN_FOLD_CEILING
+                    )
                 else:
                     grown_scale, widened = _widened_scales(
                         size, sized_for, ceiling=np.inf

@@ -970,6 +970,49 @@ def test_partial_fit_widens_scales_next_to_a_column_beyond_the_folded_range(solv
     np.testing.assert_allclose(curves[0], curves[1], rtol=0.05)
 
 
+@pytest.mark.parametrize("offset", [1e6, 1.7e9])
+def test_partial_fit_measures_a_drift_far_from_zero(offset):
+    # A column of no bearing on the labels, spread 1 within a chunk, whose
+    # level drifts by 20 a chunk: its scale grows with the distance from
+    # the first chunk's center, wherever that lies.  Far from 0 the spread
+    # was computed about each chunk's own mean (rounding), the drift went
+    # unseen, and the fit diverged after 4 calls; without the offset it
+    # does not.
+    rng = np.random.RandomState(0)
+    chunks, rows = 20, 500
+    Z = rng.randn(chunks * rows, 3)
+    drift = np.repeat(np.arange(chunks), rows) * 20.0
+    y = np.argmax(np.c_[Z[:, 1:], np.zeros(len(Z))] + rng.gumbel(size=(len(Z), 3)), 1)
+    curves = []
+    for shift in (0.0, offset):
+        X = np.c_[shift + drift + Z[:, 0], Z[:, 1:]]
+        clf = SoftmaxRegression(random_state=0)
+        for start in range(0, len(X), rows):
+            clf.partial_fit(X[start : start + rows], y[start : start + rows], [0, 1, 2])
+        curves.append(clf.loss_curve_)
+    assert max(curves[1]) < np.log(3) + 0.05
+    # (Rounding at 1.7e9 leaves some percent between the paths.)
+    np.testing.assert_allclose(curves[1], curves[0], rtol=0.05)
+
+
+def test_partial_fit_grows_a_folded_scale_past_its_first_range():
+    # A time-ordered stream with a timestamp column, a chunk a day: a day's
+    # spread in the first chunk (a scale within the range folded into the
+    # steps), weeks from it later.  Its scale stopped at 2**17 and its
+    # steps stayed far too long: the loss rose to 17 to 20, silently.
+    rng = np.random.RandomState(0)
+    chunks, rows = 30, 500
+    day = np.repeat(np.arange(chunks), rows) + rng.rand(chunks * rows)
+    Z = rng.randn(chunks * rows, 3)
+    y = np.argmax(np.c_[Z[:, 0] + Z[:, 1], Z[:, 2], np.zeros(len(Z))], 1)
+    X = np.c_[1.7e9 + 86400.0 * day, Z]
+    clf = SoftmaxRegression(random_state=0)
+    for start in range(0, len(X), rows):
+        clf.partial_fit(X[start : start + rows], y[start : start + rows], [0, 1, 2])
+    assert clf._folded_scale is not None and clf._folded_scale[0] > 2.0**17
+    assert max(clf.loss_curve_) < np.log(3) + 0.05
+
+
 def test_partial_fit_learns_a_column_absent_first_next_to_incomes_in_dollars():
     # Columns reindexed to a fixed list, one missing from the first chunk
     # (0 there), next to incomes in dollars (2**17 the common factor of the
