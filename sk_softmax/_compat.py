@@ -5,7 +5,6 @@ moved between releases is adapted here so the rest of the package imports
 from one stable spot.
 """
 
-import numbers
 import os
 import sys
 import warnings
@@ -206,10 +205,12 @@ def array_namespace(X):
     arrays, which have their own path, excluded).
     """
     # numpy itself, and dask arrays, which the estimator reads chunk by chunk;
-    # a number (a scalar sample_weight) belongs to no namespace.
+    # no namespace either for what is no array (a number as sample_weight,
+    # a list, range(3) as classes), which array_api_compat refused.
     if (
         X is None
-        or isinstance(X, (np.ndarray, np.generic, numbers.Number, str, bytes))
+        or isinstance(X, (np.ndarray, np.generic))
+        or not hasattr(X, "shape")
         or type(X).__module__.startswith("dask.")
     ):
         return None

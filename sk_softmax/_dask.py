@@ -77,10 +77,14 @@ def check_fit_input(X, y, sample_weight, *, estimator_name):
             f"before fitting {estimator_name}."
         )
     if not isinstance(X._meta, np.ndarray):
+        # (scipy's sparse chunks convert with toarray, pydata's with todense.)
+        dense = (
+            "todense" if type(X._meta).__module__.startswith("sparse") else ("toarray")
+        )
         raise TypeError(
             f"{estimator_name} fits dask arrays of numpy chunks; got chunks of "
             f"type {type(X._meta).__name__}. Convert them to numpy arrays, e.g. "
-            "sparse ones with X.map_blocks(lambda block: block.toarray(), "
+            f"sparse ones with X.map_blocks(lambda block: block.{dense}(), "
             "meta=np.empty((0, 0), dtype=X.dtype)), or pass the sparse matrix "
             "itself (in memory)."
         )
@@ -114,7 +118,6 @@ def check_fit_input(X, y, sample_weight, *, estimator_name):
                 values,
                 ensure_2d=False,
                 dtype=None,
-                ensure_all_finite=False,
                 ensure_min_samples=0,
                 input_name="y",
             )

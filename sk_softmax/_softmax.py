@@ -163,8 +163,10 @@ def _is_pd_na(value):
 
 def _reject_pd_na(y):
     """Raise the missing-value error for labels holding ``pd.NA`` (numpy's
-    truth test of it fails with a TypeError)."""
-    y_values = np.asarray(y, dtype=object) if _is_object(y) else None
+    truth test of it fails with a TypeError): object labels, and pandas'
+    ``string`` ones."""
+    strings = str(getattr(y, "dtype", "")).startswith("string")
+    y_values = np.asarray(y, dtype=object) if _is_object(y) or strings else None
     if y_values is not None and any(_is_pd_na(v) for v in y_values.ravel()):
         raise ValueError(_PD_NA_MESSAGE)
 
@@ -688,6 +690,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             for value in (X, y, classes, sample_weight)
         )
         (y, classes, sample_weight), _ = to_numpy_namespace(y, classes, sample_weight)
+        if classes is not None and not hasattr(classes, "shape"):
+            # (Under array API dispatch, scikit-learn's check refused
+            # range(3).)
+            classes = np.asarray(classes)
         first_call = not hasattr(self, "classes_")
         self._classes_on_host()
         if first_call and classes is None:
@@ -717,7 +723,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # one, and it steps as far as its rows are many, so that 3
             # weighted rows among 500 moved the model as far as 500 rows
             # (from 0.63 to 0.45 test accuracy in five calls).  A chunk of
-            # one class that class_weight weighs 0 holds no row.
+            # one class that class_weight weighs 0 holds no row.  (Their
+            # values must be finite all the same, as in fit.)
+            dropped = _safe_indexing(X, np.flatnonzero(~positive))
+            if array_namespace(dropped) is not None:
+                dropped = host_array(dropped)
+            assert_all_finite(dropped, estimator_name=type(self).__name__)
             kept = np.flatnonzero(positive)
             X, y_index, weights = _safe_indexing(X, kept), y_index[kept], weights[kept]
         # A call that starts a new optimizer (the first, or one after a
@@ -932,7 +943,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             weights = weights * (
                 _dask.take(factors, y_index) if dask_X else factors[y_index]
             )
-            if not chunk and not np.any(weights > 0):
+            if not np.any(factors > 0) or (not chunk and not np.any(weights > 0)):
                 raise ValueError(
                     "All sample weights are zero after applying class_weight."
                 )

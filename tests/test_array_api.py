@@ -496,6 +496,8 @@ TORCH_INPUTS = textwrap.dedent(
             clf = SoftmaxRegression(solver="lbfgs").fit(data, y, sample_weight=2.0)
             np.testing.assert_allclose(as_numpy(clf.coef_), plain.coef_, rtol=1e-9)
             SoftmaxRegression().partial_fit(data, y, [0, 1, 2], sample_weight=2)
+            # (range() as classes reached array_api_compat too.)
+            SoftmaxRegression().partial_fit(data, y, classes=range(3))
         # A sparse tensor: a clear error, not one from inside torch.
         for sparse in (X_t.to_sparse(), X_t.to_sparse_csr()):
             fit = SoftmaxRegression().fit

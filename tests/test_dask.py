@@ -246,9 +246,15 @@ def test_labels_are_validated_as_in_memory():
     # so do float labels of NaN or infinity, with no warning first (that NaN
     # cannot be cast to an integer).
     cases = []
-    for message, missing in [("pd.NA", labels.astype(object)), ("NaN", labels)]:
+    names = pd.Series(np.array(["a", "b", "c"])[y])
+    for message, missing, value in [
+        ("pd.NA", labels.astype(object), pd.NA),
+        ("NaN", labels, pd.NA),
+        ("pd.NA", names.astype("string"), pd.NA),  # ("boolean value of NA")
+        ("NaN", names.astype(object), np.nan),  # ("Mix of label input types")
+    ]:
         missing = missing.copy()
-        missing.iloc[3] = pd.NA
+        missing.iloc[3] = value
         cases.append((message, missing))
     for value, message in [(np.nan, "NaN"), (np.inf, "infinity")]:
         bad = y.astype(float)
@@ -586,6 +592,24 @@ def test_fit_builds_the_chunks_of_X_once(params):
     X_dask = da.from_array(X, chunks=25).map_blocks(load, dtype=X.dtype)
     SoftmaxRegression(**params).fit(X_dask, y)
     assert sum(built) == X.shape[0], built
+
+
+def test_pydata_sparse_chunks_are_advised_their_own_conversion():
+    # scipy's sparse chunks convert with toarray(), pydata's with todense()
+    # (the advice named toarray for both).
+    sparse = pytest.importorskip("sparse")
+    X, y = _data()
+    chunks = da.from_array(sparse.COO.from_numpy(X), chunks=(50, 13), asarray=False)
+    with pytest.raises(TypeError, match=r"block\.todense\(\)") as info:
+        SoftmaxRegression(solver="lbfgs").fit(chunks, y)
+    assert "toarray" not in str(info.value)
+    dense = chunks.map_blocks(
+        lambda block: block.todense(), meta=np.empty((0, 0), dtype=X.dtype)
+    )
+    _assert_same_model(
+        SoftmaxRegression(solver="lbfgs").fit(X, y),
+        SoftmaxRegression(solver="lbfgs").fit(dense, y),
+    )
 
 
 def test_bad_shapes_and_types():

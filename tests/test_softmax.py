@@ -1084,6 +1084,16 @@ def test_partial_fit_skips_a_chunk_that_class_weight_weighs_zero():
     assert first.n_iter_ == 0 and not np.any(first.coef_)
     with pytest.raises(ValueError, match="non-zero"):
         clf.partial_fit(X, y, sample_weight=np.zeros(len(y)))
+    # Rows dropped for their weight of 0 are checked all the same, as in fit
+    # (NaN there passed).  A class_weight of 0 for every class is refused.
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        clf.partial_fit(bad, y, sample_weight=np.r_[0.0, np.ones(len(y) - 1)])
+    with pytest.raises(ValueError, match="All sample weights are zero"):
+        SoftmaxRegression(class_weight=dict.fromkeys(range(3), 0.0)).partial_fit(
+            X, y, classes=[0, 1, 2]
+        )
 
 
 def test_widened_scales_round_the_chunk_sizes_to_powers_of_two():
