@@ -32,7 +32,7 @@ def figure_file(path):
         from matplotlib.backend_bases import FigureCanvasBase
     except ImportError:  # the missing matplotlib is reported with its remedy
         return path
-    known = dict(FigureCanvasBase.get_supported_filetypes())
+    known = FigureCanvasBase.get_supported_filetypes()
     if extension == "pgf":
         from matplotlib import rcParams
 

@@ -78,9 +78,8 @@ def check_fit_input(X, y, sample_weight, *, estimator_name):
         )
     if not isinstance(X._meta, np.ndarray):
         # (scipy's sparse chunks convert with toarray, pydata's with todense.)
-        dense = (
-            "todense" if type(X._meta).__module__.startswith("sparse") else ("toarray")
-        )
+        pydata = type(X._meta).__module__.startswith("sparse")
+        dense = "todense" if pydata else "toarray"
         raise TypeError(
             f"{estimator_name} fits dask arrays of numpy chunks; got chunks of "
             f"type {type(X._meta).__name__}. Convert them to numpy arrays, e.g. "
