@@ -1221,15 +1221,22 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 if self.solver == "adam" and sp.issparse(X):
                     size = stored_magnitudes(X, weights_normalized, mean, unit=unit)
                 else:
-                    # About the kept center: the chunk's spread about its own
-                    # mean and that mean's drift from the center.  (Dense
-                    # spreads within 2**-12 of a center far from 0 are
-                    # computed about the rows' own mean: a column at 1e6
-                    # drifting by 20 a chunk kept its scale and diverged.)
+                    # The chunk's spread about its own mean, and for
+                    # momentum, whose steps grow with the gradient, that
+                    # mean's drift from the kept center too.  (Dense spreads
+                    # within 2**-12 of a center far from 0 are computed about
+                    # the rows' own mean: a column at 1e6 drifting by 20 a
+                    # chunk kept its scale and diverged.)  Adam's steps do
+                    # not grow with the drift, and shortened for it they
+                    # could no longer undo a coefficient the drift makes
+                    # ever larger in the logits: on a timestamp column
+                    # drifting a day a chunk, its loss rose from 1.1 to 2 to
+                    # 8, silently.
                     where = _dask if dask_X else _array_api if device_X else None
                     std = where.weighted_std if where else weighted_std
                     size = std(X, weights_normalized, chunk_mean, unit=unit)
-                    size = np.hypot(size, (chunk_mean - mean) / unit)
+                    if not isinstance(rule, Adam):
+                        size = np.hypot(size, (chunk_mean - mean) / unit)
                 size = size * unit
                 if folded is not None:
                     folded, widened = _widened_scales(
