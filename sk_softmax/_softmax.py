@@ -1204,11 +1204,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # 10 to 30 later, took the loss from 1.1 to 40 to 100,
             # silently.)
             sized_for = folded
+            grown_scale = getattr(self, "_grown_scale", None)
             if sized_for is None and isinstance(rule, (Momentum, Adam)):
-                sized_for = getattr(self, "_grown_scale", None)
-                if sized_for is None:
-                    sized_for = scale
-            grown_scale = None
+                sized_for = scale if grown_scale is None else grown_scale
             # (A chunk of a few rows says little about the spreads: one
             # row's distance from the mean is no spread.)
             if (
@@ -1248,8 +1246,6 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     )
             if unit_scales and widened is None:
                 folded = None
-            if folded is None and grown_scale is None:
-                grown_scale = getattr(self, "_grown_scale", None)
         else:
             if not center:
                 mean = np.zeros(n_features)
