@@ -1016,6 +1016,75 @@ def test_partial_fit_adam_scales_ignore_a_drift(batch_size):
     assert max(clf.loss_curve_) < 1.3
 
 
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_partial_fit_keeps_the_steps_of_a_feature_with_one_row_far_out(solver):
+    # One value of 60 among N(0, 1) values, in the second chunk of a
+    # stationary stream: that row alone spread the chunk's values 6 times
+    # its scale, the scale grew 8-fold (and never shrinks), and the
+    # feature's steps stayed 64 times shorter for the rest of the stream:
+    # test accuracy 0.748 (sgd) and 0.558 (Adam) against 0.789 and 0.696
+    # without that value (now 0.789 and 0.694).
+    rng = np.random.RandomState(0)
+    n, d, K = 20000, 10, 3
+    X = rng.randn(n + 5000, d)
+    coef = rng.randn(K, d)
+    coef[:, 0] *= 4.0
+    y = np.argmax(X @ coef.T + 2.0 * rng.gumbel(size=(len(X), K)), axis=1)
+    fits = []
+    for value in (None, 60.0):
+        clf = SoftmaxRegression(solver=solver, random_state=0)
+        for start in range(0, n, 100):
+            chunk = X[start : start + 100]
+            if start == 100 and value is not None:
+                chunk = chunk.copy()
+                chunk[0, 0] = value
+            clf.partial_fit(chunk, y[start : start + 100], classes=range(K))
+        fits.append(clf)
+    plain, far_out = fits
+    np.testing.assert_array_equal(far_out._scale, plain._scale)
+    assert far_out._folded_scale is None
+    accuracy = far_out.score(X[n:], y[n:])
+    assert accuracy > 0.68
+    assert abs(accuracy - plain.score(X[n:], y[n:])) < 0.005
+
+
+def test_without_farthest_row_is_the_spread_of_the_other_rows():
+    # Equal weights: exactly the other rows' mean and spread; the farthest
+    # row weighing more than the weight given (left out only in part): a
+    # spread between the other rows' and the chunk's.
+    from sk_softmax._softmax import _without_farthest_row
+
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((40, 6)) * [1.0, 1.0, 1e-3, 1e5, 1.0, 0.0] + 5.0
+    X[3, 0], X[7, 1] = 40.0, -40.0
+    X[:, 4] = 0.0
+    X[0, 4] = 1.0  # (one row: no spread left)
+    value_range = X.min(axis=0), X.max(axis=0)
+    unit = 4.0
+    for weights in (np.full(40, 1 / 40), rng.uniform(1.0, 3.0, 40)):
+        weights = weights / weights.sum()
+        mean = weights @ X
+        std = np.sqrt(weights @ (X - mean) ** 2) / unit
+        least = weights.min()
+        kept_mean, kept_std = _without_farthest_row(mean, std, value_range, least, unit)
+        far = np.argmax(np.abs(X - mean), axis=0)
+        exact_mean, exact_std = np.empty(6), np.empty(6)
+        for j in range(6):
+            rest = np.delete(np.arange(40), far[j])
+            w = weights[rest] / weights[rest].sum()
+            exact_mean[j] = w @ X[rest, j]
+            exact_std[j] = np.sqrt(w @ (X[rest, j] - exact_mean[j]) ** 2) / unit
+        if np.ptp(weights) == 0:
+            np.testing.assert_allclose(kept_mean, exact_mean, rtol=1e-12)
+            np.testing.assert_allclose(kept_std, exact_std, rtol=1e-9, atol=1e-12)
+            assert kept_std[4] == pytest.approx(0.0, abs=1e-12)
+            assert kept_std[0] < 0.5 and kept_std[1] < 0.5 < std[1]
+        else:
+            assert np.all(kept_std >= exact_std * (1 - 1e-12) - 1e-12)
+            assert np.all(kept_std <= std * (1 + 1e-12))
+        assert kept_std[5] < 1e-12
+
+
 def test_partial_fit_grows_a_folded_scale_past_its_first_range():
     # A time-ordered stream with a timestamp column, a chunk a day: a day's
     # spread in the first chunk (a scale within the range folded into the
