@@ -1193,7 +1193,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             feature_major = getattr(self, "_feature_major", False)
             folded = getattr(self, "_folded_scale", None)
             constant = None  # (the kept steps already account for them)
-            widened = None
+            # The kept scales' growth, and this call's alone (see below).
+            widened = passing = None
             unit_scales = folded is None and self._folds_scales(rule, scale)
             if unit_scales:
                 # Scales of 1 stay out of the steps (a scalar step is
@@ -1218,6 +1219,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 # In units of the largest scale (a power of two): squares of
                 # data of 1e150 stay finite.
                 unit = float(np.max(sized_for, initial=1.0))
+                kept_size = None
                 if self.solver == "adam" and sp.issparse(X):
                     size = stored_magnitudes(X, weights_normalized, mean, unit=unit)
                 else:
@@ -1235,14 +1237,16 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     where = _dask if dask_X else _array_api if device_X else None
                     std = where.weighted_std if where else weighted_std
                     size = std(X, weights_normalized, chunk_mean, unit=unit)
-                    drifted = chunk_mean
+                    kept_size, drifted = size, chunk_mean
                     if np.ndim(low):
-                        # Without each feature's farthest row: one value far
-                        # out is no spread, and a scale never shrinks (a 60
-                        # among N(0, 1) values, once, cut that feature's
-                        # steps 64-fold for the rest of the stream; Adam's
-                        # test accuracy fell from 0.696 to 0.558).
-                        drifted, size = _without_farthest_row(
+                        # The scales kept grow with each feature's spread
+                        # without its farthest row: one value far out is no
+                        # spread, and a scale never shrinks (a 60 among
+                        # N(0, 1) values, once, cut that feature's steps
+                        # 64-fold for the rest of the stream; Adam's test
+                        # accuracy fell from 0.696 to 0.558).  That row
+                        # still shortens the steps of its own chunk (below).
+                        drifted, kept_size = _without_farthest_row(
                             chunk_mean,
                             size,
                             (low, high),
@@ -1250,16 +1254,23 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                             unit,
                         )
                     if not isinstance(rule, Adam):
-                        size = np.hypot(size, (drifted - mean) / unit)
+                        size = np.hypot(size, (chunk_mean - mean) / unit)
+                        kept_size = np.hypot(kept_size, (drifted - mean) / unit)
+                    kept_size = kept_size * unit
                 size = size * unit
+                if kept_size is None:
+                    kept_size = size
+                ceiling = np.inf if folded is None else _GROWN_FOLD_CEILING
+                grown, widened = _widened_scales(kept_size, sized_for, ceiling)
                 if folded is not None:
-                    folded, widened = _widened_scales(
-                        size, folded, ceiling=_GROWN_FOLD_CEILING
-                    )
+                    folded = grown
                 else:
-                    grown_scale, widened = _widened_scales(
-                        size, sized_for, ceiling=np.inf
-                    )
+                    grown_scale = grown
+                # This chunk's steps are shortened for its farthest rows too
+                # (a wide value in one row of every chunk, a count 0/1 at
+                # first and 1000 later, is curvature: with the kept steps
+                # the loss rose from 1.4 to 41, silently).
+                passing = _widened_scales(size, grown, ceiling)[1]
             if unit_scales and widened is None:
                 folded = None
         else:
@@ -1532,16 +1543,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             learning_rate = self._learning_rate_of(
                 rule, params, keep, feature_major, None if partial else constant
             )
+            power = 1.0 if isinstance(rule, Adam) else 2.0
             if keep and widened is not None:
                 # The kept steps, learning_rate / scale**2 (Adam: / scale),
                 # for the features whose scale grew (a copy: a call that
                 # fails keeps the previous steps).
-                learning_rate = np.array(np.broadcast_to(learning_rate, params.shape))
-                power = 1.0 if isinstance(rule, Adam) else 2.0
-                grown = np.flatnonzero(widened != 1)
-                _coef_view(learning_rate, n_classes, n_features, feature_major)[
-                    :, grown
-                ] *= widened[grown] ** power
+                learning_rate = _shortened(
+                    learning_rate, widened**power, n_classes, feature_major
+                )
             preconditioner = None
             adam = isinstance(rule, Adam)
             # The loop reads the factors only in the full-batch gradient
@@ -1654,6 +1663,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             step_batch = getattr(self, "_step_batch", None) if keep else None
             if step_batch is None:
                 step_batch = batch_size
+            # This call's steps: the kept ones, shortened where a row lies
+            # far out (see the scales' growth above).
+            call_rate = learning_rate
+            if keep and passing is not None:
+                call_rate = _shortened(
+                    learning_rate, passing**power, n_classes, feature_major
+                )
             try:
                 result = gradient_descent(
                     objective,
@@ -1661,7 +1677,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     rule=rule,
                     n_samples=n_samples,
                     batch_size=batch_size,
-                    learning_rate=learning_rate,
+                    learning_rate=call_rate,
                     schedule=self.learning_rate,
                     max_iter=1 if partial else self.max_iter,
                     tol=self.tol,
@@ -2625,6 +2641,19 @@ def _stack_rows(top, bottom):
     return xp.concat([top, bottom])
 
 
+def _shortened(learning_rate, factor, n_classes, feature_major):
+    """A copy of the steps ``learning_rate`` (a scalar or one per parameter)
+    with the coefficients' steps of each feature multiplied by ``factor``
+    (n_features,) where it is not 1."""
+    learning_rate = np.array(
+        np.broadcast_to(learning_rate, (n_classes * (factor.size + 1),))
+    )
+    features = np.flatnonzero(factor != 1)
+    coef_rate = _coef_view(learning_rate, n_classes, factor.size, feature_major)
+    coef_rate[:, features] *= factor[features]
+    return learning_rate
+
+
 def _least_weight(weights):
     """The smallest positive weight (numpy or dask)."""
     return float(np.min(np.where(weights > 0, weights, np.inf)))
@@ -2652,7 +2681,10 @@ def _without_farthest_row(mean, std, value_range, weight, unit):
         The weighted mean and spread (in units of ``unit``) of the other
         rows, the row farthest from ``mean`` taken out with ``weight``:
         exactly for equal weights, and only in part where that row weighs
-        more (a spread too large, never too small).
+        more (a spread too large, never too small).  Up to rounding: where
+        that row holds nearly all of the spread (a deviation 1e8 times the
+        others' and more), what is left is rounding error, anywhere from 0
+        to far above the other rows' spread.
 
     Examples
     --------

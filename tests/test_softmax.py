@@ -1048,6 +1048,34 @@ def test_partial_fit_keeps_the_steps_of_a_feature_with_one_row_far_out(solver):
     assert abs(accuracy - plain.score(X[n:], y[n:])) < 0.005
 
 
+def test_partial_fit_shortens_the_steps_of_a_chunk_for_its_one_wide_row():
+    # A count 0/1 in the first chunk, then about 1000 in one row of every
+    # later chunk: that row is the curvature of each chunk's steps.  Left
+    # out of the spread for good, the scale never grew, and the loss rose
+    # from 1.1 to 37 (test accuracy 0.42 against 0.80), silently; other
+    # seeds diverged.
+    rng = np.random.RandomState(1)
+    d, K = 20, 3
+    coef = rng.normal(size=(K, d))
+
+    def draw(n, n_rare, value):
+        X = rng.poisson(1.0, size=(n, d)).astype(float)
+        X[:, 0] = 0.0
+        rows = rng.choice(n, n_rare, replace=False)
+        X[rows, 0] = value * rng.uniform(0.5, 1.5, size=n_rare) if value > 1 else 1
+        logits = 0.5 * X[:, 1:] @ coef[:, 1:].T
+        logits[:, 2] += 6.0 * (X[:, 0] > 0)
+        return X, np.argmax(logits + rng.gumbel(size=logits.shape), axis=1)
+
+    clf = SoftmaxRegression(random_state=0)
+    clf.partial_fit(*draw(10, 3, 1), classes=range(K))
+    for _ in range(59):
+        clf.partial_fit(*draw(10, 1, 1000.0))
+    assert max(clf.loss_curve_) < 1.2
+    X_test, y_test = draw(4000, 400, 1000.0)
+    assert clf.score(X_test, y_test) > 0.75
+
+
 def test_without_farthest_row_is_the_spread_of_the_other_rows():
     # Equal weights: exactly the other rows' mean and spread; the farthest
     # row weighing more than the weight given (left out only in part): a
