@@ -272,11 +272,14 @@ def _blas(name, dtype):
 
 
 def _scaled_logits(X, coef, intercept):
-    """Logits ``Z = X W^T + b`` as ``Z' 2^e`` per row, ``Z'`` finite.
+    """Logits ``Z = X W^T + b`` as ``Z' 2^E`` entry by entry, ``Z'`` finite.
 
-    For rows whose logits overflow the dtype: X's rows and ``W`` are scaled
-    by powers of two (exactly) before the product, so that
-    ``|Z'| <= n_features + 1`` whatever the magnitudes.
+    For rows whose logits overflow the dtype: X's rows and each class's
+    row of ``W`` are scaled by powers of two (exactly) before the product,
+    so that ``|Z'| <= n_features + 1`` whatever the magnitudes.  Each
+    class has its own exponent: with one for all (the largest), a logit
+    of -1e400 flushed the others of the row (1 and 0) to 0, a tie, and
+    ``predict`` took the wrong class.
 
     Parameters
     ----------
@@ -291,8 +294,8 @@ def _scaled_logits(X, coef, intercept):
     -------
     scaled : ndarray of shape (n_samples, n_classes)
         ``Z'``, finite.
-    exponent : ndarray of shape (n_samples,), int
-        ``e``: ``Z = Z' * 2**e`` row by row.
+    exponent : ndarray of shape (n_samples, n_classes), int
+        ``E``: ``Z = Z' * 2**E`` entry by entry.
 
     Examples
     --------
@@ -303,24 +306,67 @@ def _scaled_logits(X, coef, intercept):
     >>> from sk_softmax._loss import _scaled_logits
     >>> X, coef = np.array([[1e308, 1e308]]), np.array([[1.0, 1.0], [1.0, -1.0]])
     >>> scaled, exponent = _scaled_logits(X, coef, np.zeros(2))
-    >>> scaled.round(4), int(exponent[0])
-    (array([[0.5563, 0.    ]]), 1025)
+    >>> scaled.round(4), exponent.tolist()
+    (array([[0.5563, 0.    ]]), [[1025, 1025]])
     """
     rows = np.abs(X).max(axis=1)
     rows = rows.toarray().ravel() if sp.issparse(rows) else np.asarray(rows).ravel()
-    x_exp = np.frexp(rows)[1]
-    w_exp = np.frexp(np.abs(coef).max(initial=0))[1]
-    b_exp = np.frexp(np.abs(intercept).max(initial=0))[1]
+    x_exp = np.frexp(rows)[1][:, None]
+    w_exp = np.frexp(np.abs(coef).max(axis=1, initial=0))[1]
+    b_exp = np.frexp(np.abs(intercept))[1]
     if sp.issparse(X):
-        X = sp.diags(np.ldexp(np.ones(1, X.dtype), -x_exp)) @ X
+        X = sp.diags(np.ldexp(np.ones(1, X.dtype), -x_exp[:, 0])) @ X
     else:
-        X = np.ldexp(X, -x_exp[:, None])
+        X = np.ldexp(X, -x_exp)
     # |X' W'^T| <= n_features: every entry of X' and W' is at most 1.
-    product = np.asarray(X @ np.ldexp(coef, -w_exp).T)
+    product = np.asarray(X @ np.ldexp(coef, -w_exp[:, None]).T)
     exponent = np.maximum(x_exp + w_exp, b_exp)
-    scaled = np.ldexp(product, (x_exp + w_exp - exponent)[:, None])
-    scaled += np.ldexp(intercept, -exponent[:, None])
+    scaled = np.ldexp(product, x_exp + w_exp - exponent)
+    scaled += np.ldexp(intercept, -exponent)
     return scaled, exponent
+
+
+def _from_scaled(scaled, exponent, shift):
+    """The logits ``scaled * 2**exponent`` (see :func:`_scaled_logits`)
+    rounded to the dtype, ``+-inf`` beyond its range; with ``shift``, less
+    each row's largest logit, which may lie beyond the range itself.
+
+    Examples
+    --------
+    Logits of ``2 * 2**1024`` and ``1.5 * 2**1024``: beyond float64,
+    their difference is not.
+
+    >>> import numpy as np
+    >>> from sk_softmax._loss import _from_scaled
+    >>> scaled, exponent = np.array([[2.0, 1.5, -1.0]]), np.array([[1024, 1024, 0]])
+    >>> _from_scaled(scaled, exponent, shift=False)
+    array([[inf, inf, -1.]])
+    >>> _from_scaled(scaled, exponent, shift=True) / 2.0**1023
+    array([[  0.,  -1., -inf]])
+    """
+    with np.errstate(over="ignore"):
+        logits = np.ldexp(scaled, exponent)
+    if not shift:
+        return logits
+    top = logits.max(axis=1, keepdims=True)
+    beyond = np.flatnonzero(~np.isfinite(top[:, 0]))
+    top[beyond] = 0.0
+    logits -= top
+    if beyond.size:
+        # The largest logit lies beyond the range: it is found by sign, then
+        # by the magnitudes' logarithms, and the differences are taken in
+        # its units.
+        s, e = scaled[beyond], exponent[beyond]
+        with np.errstate(divide="ignore"):
+            size = np.log2(np.abs(s)) + e  # (within +-1100 where s != 0)
+        key = np.where(s > 0, 1e5 + size, np.where(s < 0, -1e5 - size, 0.0))
+        best = np.argmax(key, axis=1)
+        rows = np.arange(beyond.size)
+        top_e = e[rows, best][:, None]
+        with np.errstate(over="ignore"):
+            difference = np.ldexp(s, e - top_e) - s[rows, best][:, None]
+            logits[beyond] = np.ldexp(difference, top_e)
+    return logits
 
 
 def _gradient_block_inplace(raw_t, y, sample_weight, label_smoothing, shift=False):

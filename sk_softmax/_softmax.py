@@ -48,6 +48,7 @@ from ._loss import (
     _binary_forward,
     _centered_row_norms_sq,
     _curvature_sample,
+    _from_scaled,
     _loss_and_gradient,
     _mean_and_range,
     _scaled_logits,
@@ -2602,10 +2603,7 @@ def _both_logits(X, coef, intercept, shift):
             return raw
         rows = np.flatnonzero(~np.isfinite(raw).all(axis=1))
         if rows.size:
-            scaled, exponent = _scaled_logits(X[rows], coef, intercept)
-            if shift:
-                scaled -= scaled.max(axis=1, keepdims=True)
-            raw[rows] = np.ldexp(scaled, exponent[:, None])
+            raw[rows] = _from_scaled(*_scaled_logits(X[rows], coef, intercept), shift)
     return raw
 
 

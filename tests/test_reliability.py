@@ -781,6 +781,57 @@ def test_predict_where_logits_overflow(dtype, n_classes, fmt):
     np.testing.assert_allclose(decision, expected, rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_predict_where_one_class_logit_overflows(dtype):
+    # One class's logit far below the range (-1e400) scaled the whole row
+    # by its exponent: the others (1 and 0) were flushed to 0, a tie, and
+    # predict took the first of them, with probabilities 0.5 and 0.5
+    # (LogisticRegression gets 0.73 and 0.27).
+    X, y = _data(n_classes=3, n_features=2)
+    clf = SoftmaxRegression(solver="lbfgs").fit(X.astype(dtype), y)
+    big = float(np.finfo(dtype).max) ** 0.65  # (1e200 in float64)
+    for first, second in [(1.0, 0.0), (0.0, 1.0)]:
+        clf.coef_ = np.array([[-big, 0.0], [0.0, first], [0.0, second]], dtype=dtype)
+        clf.intercept_ = np.zeros(3, dtype=dtype)
+        x = np.array([[big, 1.0]], dtype=dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            proba = clf.predict_proba(x)
+            log_proba = clf.predict_log_proba(x)
+            decision = clf.decision_function(x)
+            predicted = clf.predict(x)
+        winner = 1 if first else 2
+        assert predicted[0] == clf.classes_[winner]
+        expected = np.array([0.0, 1.0 / (1.0 + np.e), np.e / (1.0 + np.e)])
+        if first:
+            expected[1:] = expected[2:0:-1]
+        np.testing.assert_allclose(proba[0], expected, rtol=1e-6)
+        np.testing.assert_allclose(log_proba[0, 1:], np.log(expected[1:]), rtol=1e-6)
+        assert log_proba[0, 0] == -np.inf
+        np.testing.assert_array_equal(decision[0], [-np.inf, first, second])
+
+
+def test_shifted_logits_beyond_the_range():
+    # Logits of 2 and 1.5 times 2**1024 (+inf in float64) and -1, or all
+    # three below -2**1024: with the shift, the differences from the
+    # largest, in range where they are.
+    from sk_softmax._loss import _from_scaled
+
+    scaled = np.array([[2.0, 1.5, -1.0], [-1.0, -1.5, -3.0], [-0.5, 0.0, -1.0]])
+    exponent = np.array([[1024, 1024, 0], [1024, 1024, 1023], [1030, 0, 1030]])
+    shifted = _from_scaled(scaled, exponent, shift=True)
+    np.testing.assert_array_equal(
+        shifted,
+        [
+            [0.0, -(2.0**1023), -np.inf],
+            [0.0, -(2.0**1023), -(2.0**1023)],
+            [-np.inf, 0.0, -np.inf],
+        ],
+    )
+    plain = _from_scaled(scaled, exponent, shift=False)
+    np.testing.assert_array_equal(plain[0], [np.inf, np.inf, -1.0])
+
+
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 def test_loss_and_gradient_with_logits_near_1e300(label_smoothing):
     X, y = _data(n_features=2)
