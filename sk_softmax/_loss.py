@@ -353,19 +353,23 @@ def _from_scaled(scaled, exponent, shift):
     top[beyond] = 0.0
     logits -= top
     if beyond.size:
-        # The largest logit lies beyond the range: it is found by sign, then
-        # by the magnitudes' logarithms, and the differences are taken in
-        # its units.
+        # The largest logit lies beyond the range: it is found exactly, by
+        # sign, binary exponent and mantissa in turn (by the logarithm of
+        # the magnitudes, two logits 1e-12 apart tied, the smaller won, and
+        # the other's shifted logit was +inf), and the differences are
+        # taken in its units.
         s, e = scaled[beyond], exponent[beyond]
-        with np.errstate(divide="ignore"):
-            size = np.log2(np.abs(s)) + e  # (within +-1100 where s != 0)
-        key = np.where(s > 0, 1e5 + size, np.where(s < 0, -1e5 - size, 0.0))
-        best = np.argmax(key, axis=1)
+        mantissa, binary = np.frexp(s)
+        binary = binary + e  # (|exponents| below 1e4)
+        sign = np.sign(s).astype(np.int64)
+        order = np.where(sign > 0, 20000 + binary, -20000 - binary) * np.abs(sign)
+        top = order == order.max(axis=1, keepdims=True)
+        best = np.argmax(np.where(top, mantissa, -np.inf), axis=1)
         rows = np.arange(beyond.size)
         top_e = e[rows, best][:, None]
         with np.errstate(over="ignore"):
             difference = np.ldexp(s, e - top_e) - s[rows, best][:, None]
-            logits[beyond] = np.ldexp(difference, top_e)
+            logits[beyond] = np.ldexp(np.minimum(difference, 0.0), top_e)
     return logits
 
 

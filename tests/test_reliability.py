@@ -830,6 +830,18 @@ def test_shifted_logits_beyond_the_range():
     )
     plain = _from_scaled(scaled, exponent, shift=False)
     np.testing.assert_array_equal(plain[0], [np.inf, np.inf, -1.0])
+    # Two logits beyond the range, 2**-50 of themselves apart: ordered by
+    # the logarithms of their magnitudes they tied, the first was taken as
+    # the largest, the other's shifted logit was +inf, and the
+    # probabilities NaN.
+    for dtype, ulp, top in [(np.float64, 2.0**-50, 1030), (np.float32, 2.0**-22, 130)]:
+        scaled = np.array([[1.0, 1.0 + ulp, 0.5], [-1.0 - ulp, -1.0, -0.5]], dtype)
+        exponent = np.array([[top, top, 0], [top, top, top + 10]])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            shifted = _from_scaled(scaled, exponent, shift=True)
+        expected = [[np.ldexp(-ulp, top), 0.0, -np.inf]] * 2
+        np.testing.assert_array_equal(shifted, np.array(expected))
 
 
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
