@@ -441,6 +441,11 @@ def _gradient_block_inplace(raw_t, y, sample_weight, label_smoothing, shift=Fals
 # in L2 for the elementwise softmax passes.  Measured on 100k x 100 x 10 and
 # 20k x 1000 x 20, float32 and float64: 4 MiB beats 2, 8 and 16 MiB.
 _BLOCK_BYTES = 4 << 20
+# ...and at most this many bytes of logits: on narrow X the rows of 4 MiB
+# gave logits far beyond L2 (500,000 rows of 2 features, 3 classes: two
+# blocks of 6 MiB of logits, an evaluation 2.5 times as slow as in blocks
+# of 512 KiB, and twice the memory).
+_LOGIT_BLOCK_BYTES = 512 << 10
 # Smaller data is shared among the threads down to blocks of this size:
 # handing a block to another thread costs tens of microseconds (the worker's
 # wake-up, about 50 us on the 2-core benchmark machine), more than the work
@@ -474,6 +479,8 @@ def _block_rows(X, n_samples, n_threads=1, block_bytes=None, n_classes=None):
         return max(_MIN_SPARSE_BLOCK_ROWS, share)
     row_bytes = max(X.shape[1] * X.dtype.itemsize, 1)
     rows = max((block_bytes or _BLOCK_BYTES) // row_bytes, 1)
+    if n_classes:
+        rows = min(rows, max(_LOGIT_BLOCK_BYTES // (n_classes * X.dtype.itemsize), 1))
     least = _MIN_BLOCK_BYTES // row_bytes
     if n_classes:
         least = min(least, -(-_MIN_BLOCK_PRODUCT // max(X.shape[1] * n_classes, 1)))

@@ -1462,6 +1462,29 @@ def test_row_blocks_and_threads_match_one_block(
 
 
 @pytest.mark.parametrize(
+    "n_features, n_classes, dtype, rows",
+    [
+        (2, 3, np.float64, 21845),  # narrow: 512 KiB of logits, not 4 MiB of X
+        (1, 2, np.float32, 65536),
+        (100, 10, np.float64, 5242),  # the benchmark's dense: 4 MiB of X
+        (1000, 20, np.float32, 1048),
+    ],
+)
+def test_blocks_bound_the_logits_too(n_features, n_classes, dtype, rows):
+    # Blocks of 4 MiB of narrow X (500,000 rows of 2 features) held 6 MiB of
+    # logits a thread, far beyond L2: evaluations 2.5 times as slow, and
+    # twice the memory of a fit.
+    from sk_softmax import _loss
+
+    X = np.zeros((500_000, n_features), dtype=dtype)
+    assert _loss._block_rows(X, X.shape[0], 2, n_classes=n_classes) == rows
+    # (The other passes over X, without logits, keep blocks of 4 MiB.)
+    assert _loss._block_rows(X, X.shape[0]) == min(
+        (4 << 20) // (n_features * X.itemsize), X.shape[0]
+    )
+
+
+@pytest.mark.parametrize(
     "shape, n_classes, n_blocks",
     [
         ((256, 1000), 20, 2),  # a wide mini-batch: 2.6M multiply-adds a half
