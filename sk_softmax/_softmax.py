@@ -2698,14 +2698,15 @@ def _without_farthest_row(mean, std, value_range, weight, unit):
     (6.02, array([0.]), array([1.]))
     """
     low, high = value_range
-    far = np.where(high - mean >= mean - low, high, low) - mean
     rest = 1.0 - weight
     # In units of the spread (squares of data of 1e200 stay finite):
     # Var' = (Var - w d**2) / (1 - w) - (w d / (1 - w))**2.
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        far = np.where(high - mean >= mean - low, high, low) - mean
         ratio = np.where(std > 0, (far / unit) / std, 0.0)
         share = (1.0 - weight * ratio**2) / rest - (weight * ratio / rest) ** 2
-    return mean - (weight / rest) * far, std * np.sqrt(np.maximum(share, 0.0))
+        kept_mean = mean - (weight / rest) * far
+    return kept_mean, std * np.sqrt(np.maximum(share, 0.0))
 
 
 def _widened_scales(size, scale, ceiling=_FOLD_RANGE[1]):
