@@ -71,6 +71,7 @@ from ._loss import (
     weighted_std,
 )
 from ._solvers import (
+    _DIVERGENCE_FACTOR,
     AcceleratedGradient,
     Adam,
     DivergenceError,
@@ -122,6 +123,9 @@ _SHORTER_BATCH_STEPS = 2.0
 # many rows (of positive weight): smaller chunks wait for the next ones (see
 # partial_fit).
 _MIN_SIZING_ROWS = 10
+# partial_fit's divergence test leaves out the rows of largest loss, up to
+# this share of the chunk's weight (see _trimmed_row_loss).
+_TRIMMED_SHARE = 0.05
 _ADAM_AUTO_LEARNING_RATE = 1e-3
 # L-BFGS works on the features as given up to these magnitudes (the
 # first-order solvers to 2**16, see feature_scales): dividing a column of
@@ -1700,7 +1704,23 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     recondition=recondition,
                     # (A penalty gives the objective a minimum.)
                     settled_change=self.tol if self.alpha > 0 else None,
+                    # A resumed call's loss beyond the limit may be the
+                    # chunk's, not the steps': one row with a value 1000
+                    # times the others in a chunk of 10 raised "diverged"
+                    # before the call's first step.
+                    loss_limit_raises=not keep,
                 )
+                if result.loss_exceeded and _trimmed_row_loss(
+                    X,
+                    y_index,
+                    weights_normalized,
+                    *_original_parameters(
+                        result.params, n_classes, scale, mean, feature_major
+                    ),
+                    float(self.label_smoothing),
+                ) > _DIVERGENCE_FACTOR * max(result.reference_loss, 1.0):
+                    # The chunk's rows but the worst too: the steps diverged.
+                    raise DivergenceError(self.n_iter_ + 1, learning_rate)
             except DivergenceError as exc:
                 raise ValueError(self._divergence_message(exc.what, keep)) from None
             if (
@@ -2637,6 +2657,35 @@ def _stack_rows(top, bottom):
     xp, device = namespace
     top = xp.asarray(host_array(top), dtype=bottom.dtype, device=device)
     return xp.concat([top, bottom])
+
+
+def _trimmed_row_loss(X, y_index, weights, coef, intercept, label_smoothing):
+    """The weighted mean (smoothed) log loss of the rows of X but the worst.
+
+    For ``partial_fit``'s divergence test: a model the steps ruined loses on
+    many rows; a chunk with a few rows far out, on those alone.  The rows of
+    largest loss are left out until their weight reaches ``_TRIMMED_SHARE``
+    of the chunk's (one row at least).
+    """
+    if not (isinstance(X, np.ndarray) or sp.issparse(X)):
+        X = to_numpy(X)
+    coef, intercept = coef.astype(X.dtype), intercept.astype(X.dtype)
+    with np.errstate(over="ignore"):
+        log_proba = log_softmax(_logits(X, coef, intercept, shift=True))
+    losses = (
+        -(1.0 - label_smoothing)
+        * np.take_along_axis(log_proba, np.asarray(y_index)[:, None], axis=1)[:, 0]
+    )
+    if label_smoothing:
+        losses -= label_smoothing * log_proba.mean(axis=1)
+    order = np.argsort(losses)[::-1]
+    weights = np.broadcast_to(np.asarray(weights, dtype=np.float64), losses.shape)
+    weights = weights[order] / weights.sum()
+    left_out = max(np.searchsorted(np.cumsum(weights), _TRIMMED_SHARE) + 1, 1)
+    kept = weights[left_out:]
+    if not kept.sum() > 0:
+        return 0.0
+    return float(losses[order[left_out:]] @ kept / kept.sum())
 
 
 def _shortened(learning_rate, factor, n_classes, feature_major):

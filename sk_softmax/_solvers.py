@@ -68,6 +68,9 @@ class SolverResult:
     state: dict | None = None
     learning_rate: float | np.ndarray | None = None
     reference_loss: float | None = None
+    # With ``loss_limit_raises=False``: whether an epoch's loss went beyond
+    # the divergence limit.
+    loss_exceeded: bool = False
     # L-BFGS: set when it stopped before max_iter because the loss no longer
     # decreased measurably while the gradient was still above tol, and the
     # largest gradient entry at the end.
@@ -402,6 +405,7 @@ def gradient_descent(
     recondition=None,
     loss_resolution=None,
     settled_change=None,
+    loss_limit_raises=True,
 ):
     """Minimize ``objective`` by (mini-)batch gradient steps of ``rule``.
 
@@ -502,6 +506,14 @@ def gradient_descent(
         minimum (a penalty): on separable data without one the loss falls
         by about as much of itself at every pass, forever.
 
+    loss_limit_raises : bool, default=True
+        Whether an epoch loss beyond 100 times ``reference_loss`` (or 1)
+        raises :class:`DivergenceError`.  Otherwise the run goes on (a
+        non-finite loss or parameters still raise) and ``loss_exceeded`` in
+        the result says so: ``partial_fit`` then tells a diverging model
+        from a chunk with a few rows far out (see
+        ``SoftmaxRegression._fit_single_threaded_blas``).
+
     Returns
     -------
     result : SolverResult
@@ -536,6 +548,7 @@ def gradient_descent(
     best_params = None
     converged = False
     epoch = 0
+    loss_exceeded = False
     for epoch in range(1, max_iter + 1):
         if schedule == "invscaling":
             learning_rate = base_rate / ((first_epoch + epoch - 1) ** power_t)
@@ -608,8 +621,10 @@ def gradient_descent(
         # A loss far above where training started only grows from there: a
         # step too large for the curvature (momentum and Adam keep it finite
         # for a while, but it never comes back).
-        if not finite or epoch_loss > _DIVERGENCE_FACTOR * max(reference_loss, 1.0):
+        beyond = epoch_loss > _DIVERGENCE_FACTOR * max(reference_loss, 1.0)
+        if not finite or (beyond and loss_limit_raises):
             raise DivergenceError(first_epoch + epoch - 1, learning_rate)
+        loss_exceeded = loss_exceeded or beyond
         loss_curve.append(epoch_loss)
         message = f"Epoch {first_epoch + epoch - 1}, loss = {epoch_loss:.8f}"
         if stop_on_gradient:
@@ -691,6 +706,7 @@ def gradient_descent(
         state=state,
         learning_rate=learning_rate,
         reference_loss=reference_loss,
+        loss_exceeded=loss_exceeded,
     )
 
 

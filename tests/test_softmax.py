@@ -1076,6 +1076,28 @@ def test_partial_fit_shortens_the_steps_of_a_chunk_for_its_one_wide_row():
     assert clf.score(X_test, y_test) > 0.75
 
 
+def test_partial_fit_takes_a_chunk_with_a_data_entry_error():
+    # Chunks of 10 rows, one count of 1000 among Poisson(0.8) counts: the
+    # chunk's loss at the model it was given (before any step) was beyond
+    # the divergence limit, and partial_fit raised "Training diverged" (11
+    # streams of 20; SGDClassifier goes on).  Its rows but the worst are
+    # judged now; a model the steps ruin is still reported (see
+    # test_divergence_in_partial_fit_is_recovered_or_reported).
+    rng = np.random.default_rng(1)
+    n = 3000
+    X = np.c_[rng.normal(size=(2 * n, 3)), rng.poisson(0.8, 2 * n)]
+    coef = rng.normal(size=(3, 4))
+    logits = (X - X.mean(0)) / X.std(0) @ coef.T
+    y = np.argmax(logits + rng.gumbel(size=logits.shape), axis=1)
+    X_test, y_test, X, y = X[n:], y[n:], X[:n].copy(), y[:n]
+    X[200 + rng.integers(0, 600), 3] = 1000.0
+    clf = SoftmaxRegression(random_state=0)
+    for start in range(0, n, 10):
+        clf.partial_fit(X[start : start + 10], y[start : start + 10], classes=range(3))
+    assert clf.n_iter_ == n // 10
+    assert clf.score(X_test, y_test) > 0.6
+
+
 def test_without_farthest_row_is_the_spread_of_the_other_rows():
     # Equal weights: exactly the other rows' mean and spread; the farthest
     # row weighing more than the weight given (left out only in part): a
