@@ -125,7 +125,7 @@ _SHORTER_BATCH_STEPS = 2.0
 _MIN_SIZING_ROWS = 10
 # partial_fit's divergence test leaves out the rows of largest loss, up to
 # this share of the chunk's weight (see _trimmed_row_loss).
-_TRIMMED_SHARE = 0.05
+_TRIMMED_SHARE = 0.01
 _ADAM_AUTO_LEARNING_RATE = 1e-3
 # L-BFGS works on the features as given up to these magnitudes (the
 # first-order solvers to 2**16, see feature_scales): dividing a column of
@@ -1710,17 +1710,28 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     # before the call's first step.
                     loss_limit_raises=not keep,
                 )
-                if result.loss_exceeded and _trimmed_row_loss(
-                    X,
-                    y_index,
-                    weights_normalized,
-                    *_original_parameters(
-                        result.params, n_classes, scale, mean, feature_major
-                    ),
-                    float(self.label_smoothing),
-                ) > _DIVERGENCE_FACTOR * max(result.reference_loss, 1.0):
-                    # The chunk's rows but the worst too: the steps diverged.
-                    raise DivergenceError(self.n_iter_ + 1, learning_rate)
+                if result.loss_exceeded:
+                    # The chunk's rows but the worst, at the model the call
+                    # was given (new data for it) and at the one it leaves:
+                    # still far above the start, the steps diverged.
+                    models = [
+                        (self.coef_, self.intercept_),
+                        _original_parameters(
+                            result.params, n_classes, scale, mean, feature_major
+                        ),
+                    ]
+                    limit = _DIVERGENCE_FACTOR * max(result.reference_loss, 1.0)
+                    for coef, intercept in models:
+                        loss = _trimmed_row_loss(
+                            X,
+                            y_index,
+                            weights_normalized,
+                            host_array(coef),
+                            host_array(intercept),
+                            float(self.label_smoothing),
+                        )
+                        if loss > limit:
+                            raise DivergenceError(self.n_iter_ + 1, learning_rate)
             except DivergenceError as exc:
                 raise ValueError(self._divergence_message(exc.what, keep)) from None
             if (
