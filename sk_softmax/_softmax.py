@@ -1722,7 +1722,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     ]
                     limit = _DIVERGENCE_FACTOR * max(result.reference_loss, 1.0)
                     for coef, intercept in models:
-                        loss = _trimmed_row_loss(
+                        trimmed = _trimmed_row_loss(
                             X,
                             y_index,
                             weights_normalized,
@@ -1730,7 +1730,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                             host_array(intercept),
                             float(self.label_smoothing),
                         )
-                        if loss > limit:
+                        if trimmed > limit:
                             raise DivergenceError(self.n_iter_ + 1, learning_rate)
             except DivergenceError as exc:
                 raise ValueError(self._divergence_message(exc.what, keep)) from None
@@ -2692,7 +2692,7 @@ def _trimmed_row_loss(X, y_index, weights, coef, intercept, label_smoothing):
     order = np.argsort(losses)[::-1]
     weights = np.broadcast_to(np.asarray(weights, dtype=np.float64), losses.shape)
     weights = weights[order] / weights.sum()
-    left_out = max(np.searchsorted(np.cumsum(weights), _TRIMMED_SHARE) + 1, 1)
+    left_out = np.searchsorted(np.cumsum(weights), _TRIMMED_SHARE) + 1
     kept = weights[left_out:]
     if not kept.sum() > 0:
         return 0.0
