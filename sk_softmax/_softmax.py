@@ -2676,7 +2676,7 @@ def _trimmed_row_loss(X, y_index, weights, coef, intercept, label_smoothing):
     For ``partial_fit``'s divergence test: a model the steps ruined loses on
     many rows; a chunk with a few rows far out, on those alone.  The rows of
     largest loss are left out until their weight reaches ``_TRIMMED_SHARE``
-    of the chunk's (one row at least).
+    of the chunk's (one row at least), unless they hold all of it.
     """
     if not (isinstance(X, np.ndarray) or sp.issparse(X)):
         X = to_numpy(X)
@@ -2695,7 +2695,10 @@ def _trimmed_row_loss(X, y_index, weights, coef, intercept, label_smoothing):
     left_out = np.searchsorted(np.cumsum(weights), _TRIMMED_SHARE) + 1
     kept = weights[left_out:]
     if not kept.sum() > 0:
-        return 0.0
+        # One row holds all the weight (a chunk of one row, the others
+        # weighing 0): nothing to leave out.  (Left out, the test could
+        # never fire, and a model ruined by a step of 1e8 ran on.)
+        return float(losses[order] @ weights)
     return float(losses[order[left_out:]] @ kept / kept.sum())
 
 

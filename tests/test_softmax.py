@@ -1098,6 +1098,28 @@ def test_partial_fit_takes_a_chunk_with_a_data_entry_error():
     assert clf.score(X_test, y_test) > 0.6
 
 
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+@pytest.mark.parametrize("chunk", ["one row", "one weighted row"])
+def test_partial_fit_reports_divergence_on_chunks_of_one_row(solver, chunk):
+    # The divergence test leaves out a chunk's worst row: where that row
+    # held all the weight, nothing was left, and a model ruined by a step
+    # of 1e8 ran on for 25 to 100 calls (coefficients of 1e72).
+    X, y = _iris()
+    clf = SoftmaxRegression(solver=solver, learning_rate_init=1e8, random_state=0)
+    clf.partial_fit(X[::3], y[::3], classes=[0, 1, 2])
+    coef = clf.coef_.copy()
+    with pytest.raises(ValueError, match="diverged"):
+        for i in range(1, 150, 3):
+            if chunk == "one row":
+                clf.partial_fit(X[i : i + 1], y[i : i + 1])
+            else:
+                weights = np.zeros(20)
+                weights[0] = 1.0
+                clf.partial_fit(X[i : i + 20], y[i : i + 20], sample_weight=weights)
+            coef = clf.coef_.copy()
+    assert np.abs(coef).max() < 1e12
+
+
 def test_without_farthest_row_is_the_spread_of_the_other_rows():
     # Equal weights: exactly the other rows' mean and spread; the farthest
     # row weighing more than the weight given (left out only in part): a
