@@ -1224,9 +1224,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 # In units of the largest scale (a power of two): squares of
                 # data of 1e150 stay finite.
                 unit = float(np.max(sized_for, initial=1.0))
-                kept_size = None
                 if self.solver == "adam" and sp.issparse(X):
                     size = stored_magnitudes(X, weights_normalized, mean, unit=unit)
+                    kept_size = size
                 else:
                     # The chunk's spread about its own mean, and for
                     # momentum, whose steps grow with the gradient, that
@@ -1261,10 +1261,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     if not isinstance(rule, Adam):
                         size = np.hypot(size, (chunk_mean - mean) / unit)
                         kept_size = np.hypot(kept_size, (drifted - mean) / unit)
-                    kept_size = kept_size * unit
-                size = size * unit
-                if kept_size is None:
-                    kept_size = size
+                size, kept_size = size * unit, kept_size * unit
                 ceiling = np.inf if folded is None else _GROWN_FOLD_CEILING
                 grown, widened = _widened_scales(kept_size, sized_for, ceiling)
                 if folded is not None:
