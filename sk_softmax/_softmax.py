@@ -130,6 +130,10 @@ _TRIMMED_SHARE = 0.01
 # kept mean (N(0, 1) data: about 5; a data-entry error of 1000 among counts
 # of 0 to 3: 1000).
 _FAR_ROW = 16.0
+# A chunk's farthest row is taken out of a feature's spread with its own
+# weight where it lies beyond this many spreads from the mean (see
+# _farthest_row_weight): from N(0, 1) rows, up to about 4.
+_OWN_WEIGHT_DEVIATIONS = 4.0
 _ADAM_AUTO_LEARNING_RATE = 1e-3
 # L-BFGS works on the features as given up to these magnitudes (the
 # first-order solvers to 2**16, see feature_scales): dividing a column of
@@ -1259,7 +1263,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                             chunk_mean,
                             size,
                             (low, high),
-                            _least_weight(weights_normalized),
+                            _farthest_row_weight(
+                                X,
+                                weights_normalized,
+                                chunk_mean,
+                                (low, high),
+                                size * unit,
+                            ),
                             unit,
                         )
                     if not isinstance(rule, Adam):
@@ -2766,6 +2776,49 @@ def _least_weight(weights):
     return float(np.min(np.where(weights > 0, weights, np.inf)))
 
 
+def _farthest_values(mean, value_range):
+    """Each feature's value farthest from ``mean``: its least or largest."""
+    low, high = value_range
+    return np.where(high - mean >= mean - low, high, low)
+
+
+def _farthest_row_weight(X, weights, mean, value_range, std):
+    """The weight with which :func:`_without_farthest_row` takes a
+    feature's farthest row out, one per feature: for dense X in memory,
+    that row's own (the largest of the rows holding that value) where it
+    lies beyond ``_OWN_WEIGHT_DEVIATIONS`` times the spread ``std`` from
+    ``mean`` (any positive multiple of its units); the least weight of a
+    row otherwise (closer rows change the spread little), and where the
+    weights are equal.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_softmax._softmax import _farthest_row_weight
+    >>> X = np.r_[np.tile([[-1.0, 1.0], [1.0, -1.0]], (50, 1)), [[60.0, 2.0]]]
+    >>> w = np.r_[np.full(100, 0.5), 1.0]
+    >>> w /= w.sum()
+    >>> mean = w @ X
+    >>> std = np.sqrt(w @ (X - mean) ** 2)
+    >>> bounds = X.min(axis=0), X.max(axis=0)
+    >>> (_farthest_row_weight(X, w, mean, bounds, std) * 51).round(6)
+    array([1. , 0.5])
+    """
+    least = _least_weight(weights)
+    if not isinstance(X, np.ndarray) or np.all(weights == weights[0]):
+        return least
+    far = _farthest_values(mean, value_range)
+    weight = np.full(X.shape[1], least)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        columns = np.flatnonzero(np.abs(far - mean) > _OWN_WEIGHT_DEVIATIONS * std)
+    if columns.size:
+        held = X[:, columns] == far[columns].astype(X.dtype)
+        own = (held * weights[:, None]).max(axis=0)
+        # (At least the least weight: where the value's rows all weigh 0.)
+        weight[columns] = np.maximum(own, least)
+    return weight
+
+
 def _without_farthest_row(mean, std, value_range, weight, unit):
     """A chunk's mean and spread per feature without its farthest row.
 
@@ -2777,8 +2830,9 @@ def _without_farthest_row(mean, std, value_range, weight, unit):
         Its spread about ``mean``, in units of ``unit``.
     value_range : tuple of two ndarrays of shape (n_features,)
         Each feature's least and largest value over the chunk's rows.
-    weight : float
-        The least weight of a row, in (0, 1).
+    weight : float or ndarray of shape (n_features,)
+        The weight of each feature's farthest row (see
+        :func:`_farthest_row_weight`), in (0, 1).
     unit : float
         The unit of ``std``.
 
@@ -2787,7 +2841,7 @@ def _without_farthest_row(mean, std, value_range, weight, unit):
     mean, std : ndarrays of shape (n_features,)
         The weighted mean and spread (in units of ``unit``) of the other
         rows, the row farthest from ``mean`` taken out with ``weight``:
-        exactly for equal weights, and only in part where that row weighs
+        exactly where that is its weight, and only in part where it weighs
         more (a spread too large, never too small).  Up to rounding: where
         that row holds nearly all of the spread (a deviation 1e8 times the
         others' and more), what is left is rounding error, anywhere from 0
@@ -2806,12 +2860,11 @@ def _without_farthest_row(mean, std, value_range, weight, unit):
     >>> round(float(x.std()), 2), mean.round(12) + 0.0, std.round(12)
     (6.02, array([0.]), array([1.]))
     """
-    low, high = value_range
     rest = 1.0 - weight
     # In units of the spread (squares of data of 1e200 stay finite):
     # Var' = (Var - w d**2) / (1 - w) - (w d / (1 - w))**2.
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        far = np.where(high - mean >= mean - low, high, low) - mean
+        far = _farthest_values(mean, value_range) - mean
         ratio = np.where(std > 0, (far / unit) / std, 0.0)
         share = (1.0 - weight * ratio**2) / rest - (weight * ratio / rest) ** 2
         kept_mean = mean - (weight / rest) * far

@@ -1017,19 +1017,27 @@ def test_partial_fit_adam_scales_ignore_a_drift(batch_size):
 
 
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
-def test_partial_fit_keeps_the_steps_of_a_feature_with_one_row_far_out(solver):
+@pytest.mark.parametrize("weighted", [False, True])
+def test_partial_fit_keeps_the_steps_of_a_feature_with_one_row_far_out(
+    solver, weighted
+):
     # One value of 60 among N(0, 1) values, in the second chunk of a
     # stationary stream: that row alone spread the chunk's values 6 times
     # its scale, the scale grew 8-fold (and never shrinks), and the
     # feature's steps stayed 64 times shorter for the rest of the stream:
     # test accuracy 0.748 (sgd) and 0.558 (Adam) against 0.789 and 0.696
-    # without that value (now 0.789 and 0.694).
+    # without that value (now 0.789 and 0.694).  With weights of 1 and 2,
+    # that row weighing 2, it was taken out with the least weight, in part
+    # only, and the scale still grew (Adam: 0.706 against 0.590).
     rng = np.random.RandomState(0)
     n, d, K = 20000, 10, 3
     X = rng.randn(n + 5000, d)
     coef = rng.randn(K, d)
     coef[:, 0] *= 4.0
     y = np.argmax(X @ coef.T + 2.0 * rng.gumbel(size=(len(X), K)), axis=1)
+    weights = rng.choice([1.0, 2.0], n) if weighted else None
+    if weighted:
+        weights[100] = 2.0
     fits = []
     for value in (None, 60.0):
         clf = SoftmaxRegression(solver=solver, random_state=0)
@@ -1038,7 +1046,12 @@ def test_partial_fit_keeps_the_steps_of_a_feature_with_one_row_far_out(solver):
             if start == 100 and value is not None:
                 chunk = chunk.copy()
                 chunk[0, 0] = value
-            clf.partial_fit(chunk, y[start : start + 100], classes=range(K))
+            clf.partial_fit(
+                chunk,
+                y[start : start + 100],
+                classes=range(K),
+                sample_weight=None if weights is None else weights[start : start + 100],
+            )
         fits.append(clf)
     plain, far_out = fits
     np.testing.assert_array_equal(far_out._scale, plain._scale)
@@ -1164,7 +1177,7 @@ def test_without_farthest_row_is_the_spread_of_the_other_rows():
     # Equal weights: exactly the other rows' mean and spread; the farthest
     # row weighing more than the weight given (left out only in part): a
     # spread between the other rows' and the chunk's.
-    from sk_softmax._softmax import _without_farthest_row
+    from sk_softmax._softmax import _farthest_row_weight, _without_farthest_row
 
     rng = np.random.RandomState(0)
     X = rng.standard_normal((40, 6)) * [1.0, 1.0, 1e-3, 1e5, 1.0, 0.0] + 5.0
@@ -1194,6 +1207,19 @@ def test_without_farthest_row_is_the_spread_of_the_other_rows():
         else:
             assert np.all(kept_std >= exact_std * (1 - 1e-12) - 1e-12)
             assert np.all(kept_std <= std * (1 + 1e-12))
+            # With the farthest rows' own weights: exact, where those rows
+            # lie far out (features 0, 1 and 4).
+            own = _farthest_row_weight(X, weights, mean, value_range, std * unit)
+            out = [0, 1, 4]
+            np.testing.assert_array_equal(own[out], weights[far[out]])
+            assert np.all(own[[2, 3, 5]] == least)
+            kept_mean, kept_std = _without_farthest_row(
+                mean, std, value_range, own, unit
+            )
+            np.testing.assert_allclose(kept_mean[out], exact_mean[out], rtol=1e-12)
+            np.testing.assert_allclose(
+                kept_std[out], exact_std[out], rtol=1e-9, atol=1e-12
+            )
         assert kept_std[5] < 1e-12
 
 
