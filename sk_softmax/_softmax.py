@@ -2036,6 +2036,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             y_index = np.concatenate([pending[1], y_index])
             weights = np.concatenate([pending[2], weights])
         if np.count_nonzero(weights) < _MIN_SIZING_ROWS:
+            # (Checked now, as the rows a call drops: held unchecked, NaN in
+            # them failed every later call, which the user could not undo.)
+            rows = host_array(X) if array_namespace(X) is not None else X
+            assert_all_finite(rows, estimator_name=type(self).__name__)
             if pending is None:
                 # The caller's own arrays (validation copies none that it
                 # can take as they are): a buffer reused for the next rows

@@ -124,6 +124,17 @@ def partial_fit_then(X_second, y_second):
     return action
 
 
+def partial_fit_held(X_second):
+    """Action: partial_fit calls of few rows, which it holds back (fewer
+    than 10): clean ones with classes [0, 1, 2], then bad ones."""
+
+    def action():
+        clf = SoftmaxRegression().partial_fit(X[:3], Y[:3], classes=[0, 1, 2])
+        clf.partial_fit(X_second()[:5], Y[:5])
+
+    return action
+
+
 # ----------------------------------------------------------- message regexes
 
 NAN = r"Input X contains NaN"
@@ -193,6 +204,20 @@ CASES = [
     ),
     pytest.param(
         partial_fit_then(_with(np.nan), Y), ValueError, NAN, id="partial_fit-X-nan"
+    ),
+    # ...and in the rows partial_fit holds back (fewer than 10): NaN held
+    # failed every later call.
+    pytest.param(
+        partial_fit_held(lambda: _with(np.nan)),
+        ValueError,
+        NAN,
+        id="partial_fit-X-nan-held-back",
+    ),
+    pytest.param(
+        partial_fit_held(lambda: _sparse_with(np.inf)),
+        ValueError,
+        INF,
+        id="partial_fit-X-inf-held-back-sparse",
     ),
     pytest.param(
         fit(_with(np.inf), early_stopping=True, validation_fraction=0.5),
@@ -531,6 +556,21 @@ def test_bad_input(action, error, match):
         warnings.simplefilter("ignore")
         with pytest.raises(error, match=match):
             action()
+
+
+def test_partial_fit_goes_on_after_rows_it_would_hold_are_refused():
+    clf = SoftmaxRegression(random_state=0)
+    with pytest.raises(ValueError, match=NAN):
+        clf.partial_fit(_with(np.nan)[:5], Y[:5], classes=[0, 1, 2])
+    clf.partial_fit(X[:5], Y[:5], classes=[0, 1, 2])
+    with pytest.raises(ValueError, match=NAN):
+        clf.partial_fit(_with(np.nan)[:3], Y[:3])
+    clf.partial_fit(X[5:], Y[5:])
+    assert clf.n_iter_ == 1 and np.isfinite(clf.coef_).all()
+    reference = SoftmaxRegression(random_state=0)
+    reference.partial_fit(X[:5], Y[:5], classes=[0, 1, 2])
+    reference.partial_fit(X[5:], Y[5:])
+    np.testing.assert_array_equal(clf.coef_, reference.coef_)
 
 
 def test_number_of_cases():
