@@ -189,7 +189,7 @@ def softmax_curvature(raw_prediction, y=None):
         where its curvature grows: a row confidently wrong curves the loss
         little at this point only), the others ``_CURVATURE_SLACK`` times
         their bound (a confident row's curvature, about ``exp(-margin)``,
-        grows that much where a step takes 0.7 from its margin), at most
+        grows that much where a step takes 1.4 from its margin), at most
         1/2.
 
     Returns

@@ -639,7 +639,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
         Until 10 rows of positive weight have come, the calls that start an
         optimizer hold their rows back and train nothing (``coef_`` stays
-        0, ``n_iter_`` and ``n_passes_`` do not grow): a chunk of a few rows
+        as it was, 0 at first, ``n_iter_`` does not grow and ``n_passes_``
+        is 0): a chunk of a few rows
         says too little of the data's center and spreads, which size the
         steps.  The call that completes 10 rows trains on all of them.
 
@@ -755,6 +756,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             if X is None:
                 if first_call:
                     self._set_starting_model(n_features, dtype)
+                self.n_passes_ = 0
                 # The model waits where the rows it holds are.
                 held = self._pending[0]
                 if array_namespace(held) is None:
@@ -3029,7 +3031,7 @@ def _gram_decision(X, weights, mean, scale, constant, alpha, *, sample, offsets=
 # diagonal steps crawl along all the others, and the default solver takes
 # the Gram preconditioner on any number of samples (see _Offsets).  With
 # fit_intercept=False, iris, wine and breast cancer (5 folds) ran to
-# max_iter in every fold but one or two; they now take 41 to 86 passes, at
+# max_iter in every fold but one or two; they now take 44 to 104 passes, at
 # the test accuracy of the diagonal steps' stop or of LogisticRegression.
 # (0.1 left iris and breast cancer out; X + 30 takes 19 passes, not 200.)
 _SPREAD_SHARE = 0.3

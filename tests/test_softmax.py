@@ -791,6 +791,20 @@ def test_online_learning_a_few_samples_at_a_time(solver, offset, chunk):
     assert _training_objective(clf, X, y) < optimum + 0.35 < np.log(5)
 
 
+def test_partial_fit_holding_rows_after_fit_keeps_the_model_and_makes_no_pass():
+    # A partial_fit after an L-BFGS fit starts an optimizer: with 3 rows it
+    # holds them.  n_passes_ is that call's: it kept the fit's 20-odd.
+    X, y = _iris()
+    clf = SoftmaxRegression(random_state=0).fit(X, y)
+    coef, n_iter = clf.coef_.copy(), clf.n_iter_
+    assert clf.n_passes_ > 0
+    clf.partial_fit(X[:3], y[:3])
+    np.testing.assert_array_equal(clf.coef_, coef)
+    assert clf.n_iter_ == n_iter and clf.n_passes_ == 0
+    clf.partial_fit(X[3:20], y[3:20])
+    assert clf.n_iter_ == n_iter + 1 and clf.n_passes_ == 1
+
+
 @pytest.mark.parametrize("sparse", [False, True])
 def test_held_rows_do_not_follow_the_callers_buffers(sparse):
     # Rows held back until 10 have come were the caller's own arrays: a
