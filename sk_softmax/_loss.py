@@ -111,9 +111,22 @@ def log_softmax(raw_prediction):
     if not _exp_safe(shifted):
         with np.errstate(over="ignore"):
             shifted = shifted - shifted.max(axis=1, keepdims=True)
-    log_proba = np.exp(shifted)
-    sum_exp = _class_sums(log_proba)
-    return np.subtract(shifted, np.log(sum_exp)[:, None], out=log_proba)
+    exp = np.exp(shifted, order="C")  # (for the flat indices below)
+    sum_exp = _class_sums(exp)
+    # A likely class: log(sum) rounds the others' small share away (logits
+    # -20, 20: 0 for the top class, not -4.2e-18).  Its log is log1p(-q) of
+    # the others' share q < 1/2 of the sum instead.  (One class of a row at
+    # most is above 1/2: a flat mask, no reduction along the short rows;
+    # two of 1/2 each would both be right.)
+    likely = np.flatnonzero((exp > 0.5 * sum_exp[:, None]).reshape(-1))
+    if likely.size:
+        rows = likely // exp.shape[1]
+        exp.reshape(-1)[likely] = 0.0
+        share = _class_sums(exp)[rows] / sum_exp[rows]
+    log_proba = np.subtract(shifted, np.log(sum_exp)[:, None], out=exp)
+    if likely.size:
+        log_proba.reshape(-1)[likely] = np.log1p(-share) + 0.0  # (no -0.0)
+    return log_proba
 
 
 def softmax(raw_prediction, *, copy=True):

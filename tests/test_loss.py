@@ -899,6 +899,32 @@ def test_softmax_integer_input():
     np.testing.assert_array_equal(out, [[0.5, 0.5], [0.0, 1.0]])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_log_softmax_of_a_nearly_certain_class_is_exact(dtype):
+    # log(sum exp) rounded the other classes' small share away: logits -20
+    # and 20 gave 0 for the top class, not -4.2e-18.
+    mpmath = pytest.importorskip("mpmath")
+    rng = np.random.RandomState(0)
+    Z = rng.standard_normal((60, 4)) * rng.uniform(0.1, 30.0, (60, 1))
+    Z[:, 0] += rng.uniform(0.0, 40.0, 60)
+    Z = Z.astype(dtype)
+    got = log_softmax(Z)
+    for row, values in zip(got, Z.astype(np.float64), strict=True):
+        with mpmath.workdps(60):
+            terms = [mpmath.exp(mpmath.mpf(float(v))) for v in values]
+            total = mpmath.fsum(terms)
+            exact = np.array([float(mpmath.log(t / total)) for t in terms])
+        # Each entry to the dtype's precision, relative to itself (the top
+        # class's too, down to the smallest normal number).
+        tiny = np.finfo(dtype).tiny
+        rtol = 1e-12 if dtype == np.float64 else 1e-5
+        mask = np.abs(exact) > tiny
+        np.testing.assert_allclose(row[mask], exact[mask], rtol=rtol, atol=0)
+    assert np.sum(got.max(axis=1) > -1e-10) > 10  # (nearly certain rows)
+    np.testing.assert_array_equal(log_softmax(np.asfortranarray(Z)), got)
+    assert not np.signbit(log_softmax(np.array([[0.0, 1000.0]], dtype=dtype))[0, 1])
+
+
 def test_log_softmax_integer_input():
     # Logits given as integers (e.g. the literal [[0, 1000]]), as scipy accepts.
     out = log_softmax(np.array([[0, 1000], [3, 3]]))
