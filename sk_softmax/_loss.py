@@ -1590,7 +1590,11 @@ def mini_batch_curvature(
     """
     row_norms = row_norms_sq + (1.0 if fit_intercept else 0.0)
     n, b = row_norms.shape[0], batch_size
-    data_max = 0.5 * n * float(np.max(sample_weight * row_norms))
+    # (Rows of zero weight count for nothing, whatever their norm: one of
+    # 1e300 made the bound NaN, and a mini-batch fit "diverged".)
+    data_max = 0.5 * n * float(
+        np.max(sample_weight * row_norms, where=sample_weight > 0, initial=0.0)
+    )
     bound = (n * (b - 1) * data_term + (n - b) * data_max) / (b * (n - 1))
     return max(bound, 0.5) if fit_intercept else bound
 

@@ -585,6 +585,26 @@ def test_rows_of_zero_weight_at_the_largest_floats(solver, fit_intercept):
     assert clf.score(X[5:], y[5:]) >= removed.score(X[5:], y[5:]) - 0.02
 
 
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_a_row_of_zero_weight_at_1e300_in_mini_batches(solver):
+    # Its squared norm, inf, times its weight 0 made the mini-batch
+    # curvature bound NaN: sgd's fit raised "Training diverged".
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(
+        400, 3, n_informative=3, n_redundant=0, n_classes=3, random_state=0
+    )
+    weights = np.ones(400)
+    weights[5] = 0.0
+    X_out = X.copy()
+    X_out[5, 1] = 1e300
+    params = dict(solver=solver, batch_size=16, random_state=0)
+    clf = SoftmaxRegression(**params).fit(X_out, y, sample_weight=weights)
+    removed = SoftmaxRegression(**params).fit(np.delete(X, 5, 0), np.delete(y, 5))
+    assert np.isfinite(clf.coef_).all()
+    assert clf.score(X, y) >= removed.score(X, y) - 0.02
+
+
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_rows_of_zero_weight_beyond_a_feature_far_from_zero(solver):
     # A feature of 1e294 spread at -1e308, and rows of zero weight at
