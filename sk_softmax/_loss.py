@@ -117,8 +117,12 @@ def log_softmax(raw_prediction):
     # -20, 20: 0 for the top class, not -4.2e-18).  Its log is log1p(-q) of
     # the others' share q < 1/2 of the sum instead.  (One class of a row at
     # most is above 1/2: a flat mask, no reduction along the short rows;
-    # two of 1/2 each would both be right.)
-    likely = np.flatnonzero((exp > 0.5 * sum_exp[:, None]).reshape(-1))
+    # two of 1/2 each would both be right.)  float64 only: in float32 a
+    # probability within 2**-24 of 1 rounds to 1, and scikit-learn's checks
+    # want its log at 0 (within 1e-9), as log(predict_proba) gives it.
+    likely = np.empty(0, dtype=np.intp)
+    if exp.dtype == np.float64:
+        likely = np.flatnonzero((exp > 0.5 * sum_exp[:, None]).reshape(-1))
     if likely.size:
         rows = likely // exp.shape[1]
         exp.reshape(-1)[likely] = 0.0
@@ -1592,8 +1596,10 @@ def mini_batch_curvature(
     n, b = row_norms.shape[0], batch_size
     # (Rows of zero weight count for nothing, whatever their norm: one of
     # 1e300 made the bound NaN, and a mini-batch fit "diverged".)
-    data_max = 0.5 * n * float(
-        np.max(sample_weight * row_norms, where=sample_weight > 0, initial=0.0)
+    data_max = (
+        0.5
+        * n
+        * float(np.max(sample_weight * row_norms, where=sample_weight > 0, initial=0.0))
     )
     bound = (n * (b - 1) * data_term + (n - b) * data_max) / (b * (n - 1))
     return max(bound, 0.5) if fit_intercept else bound
