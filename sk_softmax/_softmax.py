@@ -1223,6 +1223,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # silently.)
             sized_for = folded
             grown_scale = getattr(self, "_grown_scale", None)
+            # Rows far out are judged in the units kept before this chunk:
+            # a data-entry error grows a sparse or weighted chunk's scales
+            # (its farthest row stays in), and then no longer looked far.
+            far_scale = folded
+            if far_scale is None:
+                far_scale = scale if grown_scale is None else grown_scale
             if sized_for is None and isinstance(rule, (Momentum, Adam)):
                 sized_for = scale if grown_scale is None else grown_scale
             # (A chunk of a few rows says little about the spreads: one
@@ -1739,10 +1745,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     # most of a small chunk's loss (Adam at a step of 100 on
                     # 50-row chunks of N(0, 1) data ran on, accuracy 0.68).
                     # Without such rows, the epoch's loss says it.
-                    kept_scale = grown_scale if grown_scale is not None else scale
-                    far = _far_rows(
-                        X, mean, folded if folded is not None else kept_scale
-                    )
+                    far = _far_rows(X, mean, far_scale)
                     if not far.any():
                         raise DivergenceError(self.n_iter_ + 1, learning_rate)
                     for coef, intercept in models:

@@ -1103,14 +1103,18 @@ def test_partial_fit_shortens_the_steps_of_a_chunk_for_its_one_wide_row():
     assert clf.score(X_test, y_test) > 0.75
 
 
-def test_partial_fit_takes_a_chunk_with_a_data_entry_error():
+@pytest.mark.parametrize("kind", ["dense", "csr", "weighted"])
+def test_partial_fit_takes_a_chunk_with_a_data_entry_error(kind, seed=1):
     # Chunks of 10 rows, one count of 1000 among Poisson(0.8) counts: the
     # chunk's loss at the model it was given (before any step) was beyond
     # the divergence limit, and partial_fit raised "Training diverged" (11
     # streams of 20; SGDClassifier goes on).  Its rows but the worst are
     # judged now; a model the steps ruin is still reported (see
     # test_divergence_in_partial_fit_is_recovered_or_reported).
-    rng = np.random.default_rng(1)
+    # (On CSR and weighted chunks, whose scales that row grows, it was
+    # judged in the grown units, where it no longer looked far: 7 streams
+    # of 20 raised again.)
+    rng = np.random.default_rng(seed)
     n = 3000
     X = np.c_[rng.normal(size=(2 * n, 3)), rng.poisson(0.8, 2 * n)]
     coef = rng.normal(size=(3, 4))
@@ -1118,9 +1122,16 @@ def test_partial_fit_takes_a_chunk_with_a_data_entry_error():
     y = np.argmax(logits + rng.gumbel(size=logits.shape), axis=1)
     X_test, y_test, X, y = X[n:], y[n:], X[:n].copy(), y[:n]
     X[200 + rng.integers(0, 600), 3] = 1000.0
+    weights = rng.uniform(0.5, 2.0, n) if kind == "weighted" else np.ones(n)
+    chunks = sp.csr_matrix(X) if kind == "csr" else X
     clf = SoftmaxRegression(random_state=0)
     for start in range(0, n, 10):
-        clf.partial_fit(X[start : start + 10], y[start : start + 10], classes=range(3))
+        clf.partial_fit(
+            chunks[start : start + 10],
+            y[start : start + 10],
+            classes=range(3),
+            sample_weight=weights[start : start + 10],
+        )
     assert clf.n_iter_ == n // 10
     assert clf.score(X_test, y_test) > 0.6
 
