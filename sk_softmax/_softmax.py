@@ -346,8 +346,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         sample weight of class ``k``; ``partial_fit``, which sees one chunk
         at a time, refuses it (pass a dict computed over the whole data).
     warm_start : bool, default=False
-        Start from the previous solution when refitting with the same
-        classes and number of features (otherwise start afresh).
+        Start from the previous solution when refitting.  The data must
+        have the previous fit's classes and number of features (a
+        ``ValueError`` otherwise, as :class:`~sklearn.neural_network.MLPClassifier`
+        raises for other classes).
     random_state : int, RandomState instance or None, default=None
         Seeds shuffling and the validation split.
     verbose : int, default=0
@@ -611,17 +613,34 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 "SoftmaxRegression needs samples of at least 2 classes in the "
                 f"data, but the data contains only one class: {classes.tolist()[0]!r}."
             )
-        # The previous solution only fits the same classes and features.
-        if warm and (
-            not np.array_equal(classes, self.classes_)
-            or self.coef_.shape[1] != X.shape[1]
-        ):
-            warm = False
+        if warm:
+            self._check_warm_start(classes, X.shape[1])
         self.classes_ = classes
         weights = self._sample_weights(X, y_index, sample_weight)
         self._pending = None  # (rows a partial_fit call held back)
         self._fit(X, y_index, weights, warm=warm, partial=False)
         return self
+
+    def _check_warm_start(self, classes, n_features):
+        """Refuse a warm start whose previous solution does not fit the data.
+
+        As MLPClassifier (classes) and LogisticRegression (features) do: a
+        silent fresh start would hide a mistake in the data.
+        """
+        previous = self.coef_.shape[1]
+        if n_features != previous:
+            raise ValueError(
+                f"X has {n_features} features, but warm_start=True starts from "
+                f"the previous fit, which had {previous}. Set warm_start=False "
+                "to fit afresh."
+            )
+        if not np.array_equal(classes, self.classes_):
+            shown = functools.partial(np.array2string, threshold=12, separator=", ")
+            raise ValueError(
+                "warm_start=True starts from the previous fit, whose classes "
+                f"were {shown(self.classes_)}, but y has the classes "
+                f"{shown(classes)}. Set warm_start=False to fit afresh."
+            )
 
     def _check_stochastic_solver(self):
         if self.solver == "lbfgs":

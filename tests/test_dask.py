@@ -290,6 +290,10 @@ def test_warm_start_continues_on_dask_data():
         chunked.fit(X_dask, y)
     _assert_same_model(memory, chunked)
     assert not np.allclose(chunked.coef_, first)
+    # Other features get the in-memory error, and the model stays.
+    with pytest.raises(ValueError, match="X has 3 features, but warm_start=True"):
+        chunked.fit(X_dask[:, :3], y)
+    assert chunked.n_features_in_ == X.shape[1]
 
 
 @pytest.mark.parametrize("name", ["wine", "binary"])

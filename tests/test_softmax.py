@@ -685,31 +685,40 @@ def test_warm_start_continues_from_previous_solution(params):
     assert clf.n_iter_ == first_iter
 
 
-def test_warm_start_with_new_classes_starts_fresh():
-    X, y = _standardized("iris")
-    clf = SoftmaxRegression(solver="lbfgs", warm_start=True).fit(X, y)
-    mask = y < 2
-    clf.fit(X[mask], y[mask])
-    assert clf.coef_.shape == (2, X.shape[1])
-    np.testing.assert_array_equal(clf.classes_, [0, 1])
-
-
 @pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
-@pytest.mark.parametrize("n_features", [3, 6])
-def test_warm_start_with_other_features_starts_fresh(solver, n_features):
-    # The previous coefficients do not fit: the same result as a cold fit,
-    # not a broadcasting error.
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ("fewer features", "X has 3 features, but warm_start=True .* had 4"),
+        ("more features", "X has 6 features, but warm_start=True .* had 4"),
+        ("fewer classes", r"classes were \[0, 1, 2\], but y has the classes \[0, 1\]"),
+        ("other labels", r"but y has the classes \['a', 'b', 'c'\]"),
+    ],
+)
+def test_warm_start_refuses_data_the_previous_fit_does_not_fit(solver, change, match):
+    # As MLPClassifier (classes) and LogisticRegression (features): an error
+    # naming the mismatch, not a silent fresh start; the model stays as it was.
     X, y = _standardized("iris")
-    X_new = np.hstack([X, X[:, :2] ** 2])[:, :n_features]
-    params = dict(solver=solver, random_state=0, max_iter=30)
+    X_new, y_new = {
+        "fewer features": (X[:, :3], y),
+        "more features": (np.hstack([X, X[:, :2] ** 2]), y),
+        "fewer classes": (X[y < 2], y[y < 2]),
+        "other labels": (X, np.array(["a", "b", "c"])[y]),
+    }[change]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        warm = SoftmaxRegression(warm_start=True, **params).fit(X, y)
-        warm.fit(X_new, y)
-        cold = SoftmaxRegression(**params).fit(X_new, y)
-    assert warm.coef_.shape == (3, n_features) and warm.n_features_in_ == n_features
-    np.testing.assert_allclose(warm.coef_, cold.coef_, rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(warm.intercept_, cold.intercept_, rtol=1e-6, atol=1e-8)
+        clf = SoftmaxRegression(solver=solver, warm_start=True, max_iter=30).fit(X, y)
+    coef = clf.coef_.copy()
+    with pytest.raises(ValueError, match=match):
+        clf.fit(X_new, y_new)
+    np.testing.assert_array_equal(clf.coef_, coef)
+    np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
+    assert clf.n_features_in_ == 4
+    # Without warm_start the same data fit afresh.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.set_params(warm_start=False).fit(X_new, y_new)
+    assert clf.coef_.shape == (np.unique(y_new).size, X_new.shape[1])
 
 
 @pytest.mark.parametrize("dataset", ["iris", "wine", "breast_cancer"])
