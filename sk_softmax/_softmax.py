@@ -1767,9 +1767,20 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     far = _far_rows(X, mean, far_scale)
                     if not far.any():
                         raise DivergenceError(self.n_iter_ + 1, learning_rate)
+                    judged = X
+                    weighing = np.broadcast_to(weights_normalized, far.shape) > 0
+                    if np.count_nonzero(weighing) == 1:
+                        # One row weighs (a chunk of one row), far out:
+                        # nothing else to judge on.  Brought into the kept
+                        # range, it still loses much at a ruined model, not
+                        # at one that has learned (Adam's one-row chunks
+                        # raised at a count of 1000 among Poisson(0.8)).  A
+                        # chunk of many rows far out (other units) is judged
+                        # as it is.
+                        judged, far = _clipped_to_kept_range(X, mean, far_scale), None
                     for coef, intercept in models:
                         trimmed = _trimmed_row_loss(
-                            X,
+                            judged,
                             y_index,
                             weights_normalized,
                             host_array(coef),
@@ -2748,6 +2759,29 @@ def _far_rows(X, mean, scale):
         block = np.abs(X[start : start + step] - mean) > limit
         far[start : start + step] = block.any(axis=1)
     return far
+
+
+def _clipped_to_kept_range(X, mean, scale):
+    """A copy of X with each value brought within ``_FAR_ROW`` times
+    ``scale`` of ``mean`` (sparse X: its stored entries).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_softmax._softmax import _clipped_to_kept_range
+    >>> _clipped_to_kept_range(np.array([[1000.0, -3.0]]), np.zeros(2), np.ones(2))
+    array([[16., -3.]])
+    """
+    if not (isinstance(X, np.ndarray) or sp.issparse(X)):
+        X = to_numpy(X)
+    limit = _FAR_ROW * np.asarray(scale, dtype=np.float64)
+    low, high = (np.asarray(mean - limit), np.asarray(mean + limit))
+    if sp.issparse(X):
+        X = sp.csr_matrix(X, copy=True)
+        columns = X.indices
+        np.clip(X.data, low[columns], high[columns], out=X.data)
+        return X
+    return np.clip(X, low.astype(X.dtype), high.astype(X.dtype))
 
 
 def _trimmed_row_loss(X, y_index, weights, coef, intercept, label_smoothing, far=None):
