@@ -1240,16 +1240,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # kept apart.  (Those never grew: a count feature 0/1 at first,
             # 10 to 30 later, took the loss from 1.1 to 40 to 100,
             # silently.)
-            sized_for = folded
             grown_scale = getattr(self, "_grown_scale", None)
-            # Rows far out are judged in the units kept before this chunk:
-            # a data-entry error grows a sparse or weighted chunk's scales
-            # (its farthest row stays in), and then no longer looked far.
-            far_scale = folded
-            if far_scale is None:
-                far_scale = scale if grown_scale is None else grown_scale
+            kept_scale = folded
+            if kept_scale is None:
+                kept_scale = scale if grown_scale is None else grown_scale
+            sized_for = folded
             if sized_for is None and isinstance(rule, (Momentum, Adam)):
-                sized_for = scale if grown_scale is None else grown_scale
+                sized_for = kept_scale
             # (A chunk of a few rows says little about the spreads: one
             # row's distance from the mean is no spread.)
             if (
@@ -1764,7 +1761,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     # most of a small chunk's loss (Adam at a step of 100 on
                     # 50-row chunks of N(0, 1) data ran on, accuracy 0.68).
                     # Without such rows, the epoch's loss says it.
-                    far = _far_rows(X, mean, far_scale)
+                    # In the units kept before this chunk: a data-entry
+                    # error grows a sparse or weighted chunk's scales (its
+                    # farthest row stays in), and then no longer looked far.
+                    far = _far_rows(X, mean, kept_scale)
                     if not far.any():
                         raise DivergenceError(self.n_iter_ + 1, learning_rate)
                     judged = X
@@ -1781,7 +1781,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                         # ruin the model for the other data, unseen here
                         # (test accuracy 0.73 to 0.43): its call is refused.
                         # A chunk of many rows far out is judged as it is.
-                        judged, far = _clipped_to_kept_range(X, mean, far_scale), None
+                        judged, far = _clipped_to_kept_range(X, mean, kept_scale), None
                     for coef, intercept in models:
                         trimmed = _trimmed_row_loss(
                             judged,
