@@ -1764,10 +1764,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     # In the units kept before this chunk: a data-entry
                     # error grows a sparse or weighted chunk's scales (its
                     # farthest row stays in), and then no longer looked far.
-                    far = _far_rows(X, mean, kept_scale)
+                    # (A dask or device chunk's rows come to memory once.)
+                    in_memory = X
+                    if not (isinstance(X, np.ndarray) or sp.issparse(X)):
+                        in_memory = to_numpy(X)
+                    far = _far_rows(in_memory, mean, kept_scale)
                     if not far.any():
                         raise DivergenceError(self.n_iter_ + 1, learning_rate)
-                    judged = X
+                    judged = in_memory
                     weighing = np.broadcast_to(weights_normalized, far.shape) > 0
                     if isinstance(rule, Adam) and np.count_nonzero(weighing) == 1:
                         # One row weighs (a chunk of one row), far out:
@@ -1781,7 +1785,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                         # ruin the model for the other data, unseen here
                         # (test accuracy 0.73 to 0.43): its call is refused.
                         # A chunk of many rows far out is judged as it is.
-                        judged, far = _clipped_to_kept_range(X, mean, kept_scale), None
+                        judged, far = (
+                            _clipped_to_kept_range(in_memory, mean, kept_scale),
+                            None,
+                        )
                     for coef, intercept in models:
                         trimmed = _trimmed_row_loss(
                             judged,
@@ -2748,8 +2755,6 @@ def _far_rows(X, mean, scale):
     >>> _far_rows(X, np.zeros(2), np.array([1.0, 32.0]))
     array([False,  True, False])
     """
-    if not (isinstance(X, np.ndarray) or sp.issparse(X)):
-        X = to_numpy(X)
     limit = _FAR_ROW * np.asarray(scale, dtype=np.float64)
     if sp.issparse(X):
         X = sp.csr_matrix(X)
@@ -2776,10 +2781,8 @@ def _clipped_to_kept_range(X, mean, scale):
     >>> _clipped_to_kept_range(np.array([[1000.0, -3.0]]), np.zeros(2), np.ones(2))
     array([[16., -3.]])
     """
-    if not (isinstance(X, np.ndarray) or sp.issparse(X)):
-        X = to_numpy(X)
     limit = _FAR_ROW * np.asarray(scale, dtype=np.float64)
-    low, high = (np.asarray(mean - limit), np.asarray(mean + limit))
+    low, high = np.asarray(mean - limit), np.asarray(mean + limit)
     if sp.issparse(X):
         X = sp.csr_matrix(X, copy=True)
         columns = X.indices
@@ -2797,8 +2800,6 @@ def _trimmed_row_loss(X, y_index, weights, coef, intercept, label_smoothing, far
     of the chunk's (one row at least), unless they hold all of it; with
     ``far`` (a boolean per row), only those of them that are far.
     """
-    if not (isinstance(X, np.ndarray) or sp.issparse(X)):
-        X = to_numpy(X)
     coef, intercept = coef.astype(X.dtype), intercept.astype(X.dtype)
     with np.errstate(over="ignore"):
         log_proba = log_softmax(_logits(X, coef, intercept, shift=True))
