@@ -2231,14 +2231,6 @@ def _weighted_std_float32(X, weights, mean, unit, n_threads):
     return std
 
 
-# Rows of dense X centered and squared at a time by _centered_squares.
-# Measured on 80 MB of X at two threads (AMD EPYC, Zen 3): 100,000 x 100
-# float64 in 10.4 ms by chunks of 512 KiB, 5.1 to 5.5 ms by chunks of 2 or
-# 4 MiB; 20,000 x 1000 float32 in 12.5 and 6.1 to 7.3 ms.  (Narrow float32
-# stays at 1024 rows, see _FLOAT32_SUM_ROWS.)
-_SQUARES_CHUNK_BYTES = 2 << 20
-
-
 def _centered_squares(X, weights, mean, unit, dtype, n_threads, about_mean=False):
     """``sum_i w_i ((x_i - mean) / unit)**2`` per feature of dense X, float64.
 
@@ -2248,14 +2240,14 @@ def _centered_squares(X, weights, mean, unit, dtype, n_threads, about_mean=False
     product per chunk.  (A float32 mean, summed in float32 over 1024 rows
     at a time, can be off by 6e-6 of itself: the deviations of a constant
     column about it made a spread above the ``2**-20`` of the mean that
-    marks the column constant.)  Chunks of about 2 MiB of rows (float32:
+    marks the column constant.)  Chunks of about 512 KiB of rows (float32:
     at most 1024 rows) are centered and squared in ``dtype`` (one buffer per
     thread), their weighted sums added in float64.
     """
     n_samples, n_features = X.shape
     center = mean.astype(dtype)
     chunk_weights = weights.astype(dtype)
-    rows = max(1, _SQUARES_CHUNK_BYTES // max(n_features * np.dtype(dtype).itemsize, 1))
+    rows = max(1, (1 << 19) // max(n_features * np.dtype(dtype).itemsize, 1))
     if dtype == np.float32:
         rows = min(rows, _FLOAT32_SUM_ROWS)  # (see _weighted_column_sums)
     inverse = dtype(1.0 / unit)
@@ -2263,12 +2255,10 @@ def _centered_squares(X, weights, mean, unit, dtype, n_threads, about_mean=False
     def work(blocks):
         first = np.zeros(n_features) if about_mean else None
         second = np.zeros(n_features)
-        # (No larger than the thread's blocks: small X, small buffers.)
-        chunk_rows = min(rows, max((stop - start for start, stop in blocks), default=1))
-        buffer = np.empty((chunk_rows, n_features), dtype=dtype)
+        buffer = np.empty((rows, n_features), dtype=dtype)
         for start, stop in blocks:
-            for lo in range(start, stop, chunk_rows):
-                hi = min(lo + chunk_rows, stop)
+            for lo in range(start, stop, rows):
+                hi = min(lo + rows, stop)
                 chunk = np.subtract(X[lo:hi], center, out=buffer[: hi - lo])
                 if inverse != 1.0:
                     chunk *= inverse
