@@ -93,6 +93,25 @@ def test_compare_budget_stops_after_one_pair():
     assert stats["pairs"] == 5
 
 
+def test_compare_min_rounds_overrides_the_budget():
+    clock = FakeClock()
+    stats, _, _ = _bench.compare(
+        clock.work(10.0),
+        clock.work(10.0),
+        repeat=5,
+        budget_s=30.0,
+        min_rounds=3,
+        clock=clock,
+    )
+    assert stats["pairs"] == 3
+    assert stats["times_a"] == [10.0, 10.0, 10.0]
+    # (Never more than repeat.)
+    stats, _, _ = _bench.compare(
+        clock.work(10.0), clock.work(10.0), repeat=2, min_rounds=3, clock=clock
+    )
+    assert stats["pairs"] == 2
+
+
 def test_compare_calibrates_calls_per_sample():
     clock, log = FakeClock(), []
     stats, _, _ = _bench.compare(
