@@ -107,7 +107,12 @@ def test_compare_min_rounds_overrides_the_budget():
     assert stats["times_a"] == [10.0, 10.0, 10.0]
     # (Never more than repeat.)
     stats, _, _ = _bench.compare(
-        clock.work(10.0), clock.work(10.0), repeat=2, min_rounds=3, clock=clock
+        clock.work(10.0),
+        clock.work(10.0),
+        repeat=2,
+        budget_s=30.0,
+        min_rounds=3,
+        clock=clock,
     )
     assert stats["pairs"] == 2
 
