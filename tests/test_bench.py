@@ -93,28 +93,21 @@ def test_compare_budget_stops_after_one_pair():
     assert stats["pairs"] == 5
 
 
-def test_compare_min_rounds_overrides_the_budget():
+@pytest.mark.parametrize("repeat, pairs", [(5, 3), (2, 2)])
+def test_compare_min_rounds_overrides_the_budget(repeat, pairs):
+    # Pairs of 20 s against a budget of 30 s: one pair, but for min_rounds
+    # (never more than repeat).
     clock = FakeClock()
     stats, _, _ = _bench.compare(
         clock.work(10.0),
         clock.work(10.0),
-        repeat=5,
+        repeat=repeat,
         budget_s=30.0,
         min_rounds=3,
         clock=clock,
     )
-    assert stats["pairs"] == 3
-    assert stats["times_a"] == [10.0, 10.0, 10.0]
-    # (Never more than repeat.)
-    stats, _, _ = _bench.compare(
-        clock.work(10.0),
-        clock.work(10.0),
-        repeat=2,
-        budget_s=30.0,
-        min_rounds=3,
-        clock=clock,
-    )
-    assert stats["pairs"] == 2
+    assert stats["pairs"] == pairs
+    assert stats["times_a"] == [10.0] * pairs
 
 
 def test_compare_calibrates_calls_per_sample():
