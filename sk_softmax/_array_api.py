@@ -107,14 +107,18 @@ def mean_and_range(X, sample_weight, *, mean=True, per_feature=False, estimator_
     range per feature, 0 where no row has positive weight); NaN or infinity
     anywhere in X raise scikit-learn's errors.
     """
-    xp, _ = array_namespace(X)
+    xp, where = array_namespace(X)
     weights = _on_device(sample_weight, X)
     low, high = xp.min(X), xp.max(X)
     bad = not (bool(xp.isfinite(low)) and bool(xp.isfinite(high)))
     if bad:
         has_nan = bool(xp.any(xp.isnan(X)))
         raise_not_finite(
-            has_nan=has_nan, dtype=numpy_dtype(X), estimator_name=estimator_name
+            has_nan=has_nan,
+            dtype=X.dtype,
+            estimator_name=estimator_name,
+            xp=xp,
+            device=where,
         )
     kept = X
     if not bool(xp.all(weights > 0)):

@@ -124,15 +124,21 @@ def check_label_types(labels):
 check_partial_fit_first_call = _check_partial_fit_first_call
 
 
-def raise_not_finite(*, has_nan, dtype, estimator_name):
+def raise_not_finite(*, has_nan, dtype, estimator_name, xp=None, device=None):
     """scikit-learn's error for X with NaN (or else infinity), read elsewhere.
 
     For data checked where it lives (dask chunks, another device): the
     message comes from scikit-learn's own check, on a stand-in value of X's
-    numpy ``dtype``.
+    ``dtype``; with ``xp`` (and ``device``), an array of that namespace, so
+    that the message names the dtype as it does for such X
+    (``torch.float32``).
     """
-    bad = np.array([np.nan if has_nan else np.inf], dtype=dtype)
-    assert_all_finite(bad, estimator_name=estimator_name)
+    value = np.nan if has_nan else np.inf
+    if xp is None:
+        assert_all_finite(np.array([value], dtype=dtype), estimator_name=estimator_name)
+        return
+    bad = xp.asarray([value], dtype=dtype, device=device)
+    _assert_all_finite(bad, input_name="X", estimator_name=estimator_name)
 
 
 def assert_all_finite(X, *, estimator_name, input_name="X"):
