@@ -135,10 +135,12 @@ def raise_not_finite(*, has_nan, dtype, estimator_name, xp=None, device=None):
     """
     value = np.nan if has_nan else np.inf
     if xp is None:
-        assert_all_finite(np.array([value], dtype=dtype), estimator_name=estimator_name)
-        return
-    bad = xp.asarray([value], dtype=dtype, device=device)
+        bad = np.array([value], dtype=dtype)
+    else:
+        bad = xp.asarray([value], dtype=dtype, device=device)
     _assert_all_finite(bad, input_name="X", estimator_name=estimator_name)
+    # (scikit-learn's checks are off: assume_finite=True; see assert_all_finite.)
+    raise ValueError("Input X contains NaN or infinity.")
 
 
 def assert_all_finite(X, *, estimator_name, input_name="X"):
