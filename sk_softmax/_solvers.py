@@ -225,8 +225,14 @@ class AcceleratedGradient(UpdateRule):
     ----------
     adaptive : bool, default=True
         Adapt ``scale``; False keeps ``scale = 1`` (plain FISTA).
-    growth : float, default=1.2
-        Largest factor by which ``scale`` grows per step.
+    growth : float, default=1.4
+        Largest factor by which ``scale`` grows per step.  The multiplier
+        usually climbs past what the stiffest directions allow before the
+        curvature estimates catch it; climbing faster gets there sooner,
+        further from the optimum, where the restart that follows costs
+        fewer steps (1.4 against 1.2: 22 instead of 39 steps for the default
+        fit of 100,000 x 100 Gaussian features, 10 classes; see
+        docs/performance).
     safety : float, default=0.7
         Fraction of ``1 / L_local`` that the step may reach.
     memory : int, default=3
@@ -240,7 +246,7 @@ class AcceleratedGradient(UpdateRule):
         intercepts until the loss overflowed.
     """
 
-    def __init__(self, adaptive=True, growth=1.2, safety=0.7, memory=3, max_scale=1e8):
+    def __init__(self, adaptive=True, growth=1.4, safety=0.7, memory=3, max_scale=1e8):
         self.adaptive = adaptive
         self.growth = growth
         self.safety = safety
