@@ -106,8 +106,8 @@ _AUTO_BATCH_SIZE = 256
 # 15 epochs in 1.0 s against 200 full-batch passes in 5.0 s, to about the
 # same objective.  Otherwise the full batch's passes, about 3 times cheaper
 # than an epoch of batches, reach the exact optimum in about as much time or
-# less: 100,000 x 100 Gaussian features, 20 passes in 0.25 s against 11
-# epochs in 0.38 s, to a lower loss; log-normal features, whose per-row
+# less: 100,000 x 100 Gaussian features, 22 passes in 0.70 to 0.81 s against
+# 12 epochs in 1.19 to 1.57 s, to a lower loss; log-normal features, whose per-row
 # curvature shortens the batches' steps (see mini_batch_curvature), 1.4 to
 # 3.5 times faster (4 to 6 with a log-normal sigma of 2).  This rule decides beyond
 # 256 features only: up to 256, correlated features take the full batch
@@ -431,11 +431,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     features are strongly correlated.  The accelerated full batch's passes
     then take about the time of the fewer but costlier epochs of 256-row
     batches, or less, and reach the exact optimum, where batches stop at
-    their noise: 100,000 x 100 Gaussian features, 20 passes in 0.25 s
-    against 11 epochs in 0.38 s.  Heavy-tailed features, or a row far out,
-    have a large per-row curvature, which shortens the batches' safe step:
-    log-normal features train 1.4 to 6 times faster, and data with one row
-    100 times the others 17 times (its batches reach ``max_iter``).
+    their noise: 100,000 x 100 Gaussian features, 22 passes in 0.70 to
+    0.81 s against 12 epochs in 1.19 to 1.57 s.  Heavy-tailed features, or
+    a row far out, have a large per-row curvature, which shortens the
+    batches' safe step: log-normal features train 1.4 to 6 times faster,
+    and data with one row 100 times the others 17 times (its batches reach
+    ``max_iter``).
     Strongly correlated features (the largest eigenvalue of their
     correlation matrix above 16, where the eigenvalues average 1) slow the
     full batch down, and their batches step about as far as it does:
@@ -475,7 +476,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     ``fit_intercept=False``, for features far from 0 against their spread
     (a mean of about 1.5 spreads and more), whose offset is one stiff
     direction of the curvature: the full batch takes the preconditioner on
-    any number of samples (``X + 1e4``: 19 passes, where the diagonal steps
+    any number of samples (``X + 1e4``: 15 passes, where the diagonal steps
     stopped after 3 at chance accuracy), up to means of about 3 million
     spreads, which float64 still resolves.  Beyond, and for Adam and set
     batch sizes, which take none, ``fit`` warns where the features' squared
