@@ -230,9 +230,10 @@ class AcceleratedGradient(UpdateRule):
         usually climbs past what the stiffest directions allow before the
         curvature estimates catch it; climbing faster gets there sooner,
         further from the optimum, where the restart that follows costs
-        fewer steps (1.4 against 1.2: 22 instead of 39 steps for the default
-        fit of 100,000 x 100 Gaussian features, 10 classes; see
-        docs/performance).
+        fewer steps (1.4 against 1.2, for the default fit of the
+        benchmark's 100,000 x 100 Gaussian features, 10 classes: 22 steps
+        instead of 39, and instead of 24 or 25 on three other draws of the
+        same data).  Not fewer everywhere: see docs/performance.
     safety : float, default=0.7
         Fraction of ``1 / L_local`` that the step may reach.
     memory : int, default=3
