@@ -1380,7 +1380,8 @@ def lipschitz_constants(
     smoothness interpolates between the full-batch bound and the largest
     per-sample bound ``L_max = max_i n s_i (||x_i - mu||^2 + 1) / (2 S) +
     alpha`` (the 1 is the intercept column, which a single centered row is
-    not orthogonal to; Gower et al., 2019)::
+    not orthogonal to; Gower et al., 2019), with ``n`` the rows of positive
+    weight, which the batches are drawn from::
 
         L(B) = n (B - 1) / (B (n - 1)) L + (n - B) / (B (n - 1)) L_max
 
@@ -1474,7 +1475,9 @@ def lipschitz_constants(
     if joint and fit_intercept:
         largest += 1.0
     data_term = 0.5 * largest
-    if batch_size is not None and batch_size < n_samples and n_samples > 1:
+    # (Batches are drawn from the rows of positive weight.)
+    drawn = np.count_nonzero(sample_weight) if batch_size is not None else 0
+    if batch_size is not None and batch_size < drawn and drawn > 1:
         if row_norms_sq is None:
             row_norms_sq = _centered_row_norms_sq(X, mean, scale)
         data_term = mini_batch_curvature(
@@ -1575,7 +1578,7 @@ def mini_batch_curvature(
     sample_weight : ndarray of shape (n_samples,)
         Weights normalized to sum to one.
     batch_size : int
-        Rows per batch, less than ``n_samples``.
+        Rows per batch, drawn among the rows of positive weight.
     fit_intercept : bool
         Whether the model has an intercept.
 
@@ -1593,15 +1596,20 @@ def mini_batch_curvature(
     1.5
     """
     row_norms = row_norms_sq + (1.0 if fit_intercept else 0.0)
-    n, b = row_norms.shape[0], batch_size
-    # (Rows of zero weight count for nothing, whatever their norm: one of
-    # 1e300 made the bound NaN, and a mini-batch fit "diverged".)
-    data_max = (
-        0.5
-        * n
-        * float(np.max(sample_weight * row_norms, where=sample_weight > 0, initial=0.0))
-    )
-    bound = (n * (b - 1) * data_term + (n - b) * data_max) / (b * (n - 1))
+    # Rows of zero weight count for nothing, whatever their norm (one of
+    # 1e300 made the bound NaN, and a mini-batch fit "diverged"), nor are
+    # they drawn: the batches come from the ``n`` others.
+    n, b = int(np.count_nonzero(sample_weight)), batch_size
+    bound = data_term  # (the full batch)
+    if b < n:
+        data_max = (
+            0.5
+            * n
+            * float(
+                np.max(sample_weight * row_norms, where=sample_weight > 0, initial=0.0)
+            )
+        )
+        bound = (n * (b - 1) * data_term + (n - b) * data_max) / (b * (n - 1))
     return max(bound, 0.5) if fit_intercept else bound
 
 

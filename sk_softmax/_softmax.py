@@ -1103,6 +1103,18 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # dask would optimize (and on a cluster, submit) the same lazy
             # weights differently each time.
             weights_normalized = weights_normalized.persist()
+        # Batches are drawn from the rows of positive weight: rows of zero
+        # weight are rows removed, for the batch size and the batches too.
+        # (Drawn among them, a fit on 3,000 rows of which a third weighed 0
+        # took 47 steps an epoch of 64-row batches holding about 43 rows
+        # that counted, where the fit without those rows took 32; its
+        # coefficients differed by 0.06 after 5 epochs.  partial_fit drops
+        # them from its chunk.)
+        drawn = None
+        if isinstance(weights_normalized, np.ndarray):
+            positive = np.flatnonzero(weights_normalized)
+            if positive.size < n_samples:
+                drawn, n_samples = positive, positive.size
 
         density = _density(X)
         batch_size = self._batch_size(n_samples, X.shape[1], partial, density)
@@ -1545,6 +1557,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             feature_major=feature_major,
             n_threads=n_threads,
             make_loss=make_loss,
+            rows=drawn,
         )
         final_loss = None  # (the loss after the last step, where measured)
         if self.solver == "lbfgs":
@@ -1632,7 +1645,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     constant=constant,
                     n_classes=n_classes,
                     feature_major=feature_major,
-                    all_rows=gram_sample[0].shape[0] == n_samples,
+                    all_rows=gram_sample[0].shape[0] == X.shape[0],
                     ridge_fraction=1.0 if offsets is None else offsets.share,
                 )
                 if not whitening.start(params):
@@ -2518,6 +2531,7 @@ def _make_objective(
     feature_major=False,
     n_threads=1,
     make_loss=None,
+    rows=None,
 ):
     """``objective(params, batch) -> (loss, grad)`` over flat ``[W, b']``.
 
@@ -2533,7 +2547,9 @@ def _make_objective(
     coefficients in ``params`` are ``W diag(scale)``, stored row by row as
     ``W`` or, with ``feature_major``, as ``W^T`` (see :func:`_coef_view`).
     ``make_loss`` builds the data term where X lives (see
-    :func:`_in_memory_loss`, the default, for its signature).
+    :func:`_in_memory_loss`, the default, for its signature).  ``rows``
+    (None: all) are the rows the batches are drawn from, ``n`` of them: a
+    batch holds positions in ``rows``.
     """
     n_features = X.shape[1]
     n_coef = n_classes * n_features
@@ -2574,11 +2590,14 @@ def _make_objective(
         if batch is None:
             y_b, w_b = y_index, weights
         else:
+            n_drawn = y_index.shape[0] if rows is None else rows.size
+            if rows is not None:
+                batch = rows[batch]
             y_b = y_index[batch]
             if uniform:
                 w_b = 1.0 / batch.size
             else:
-                w_b = weights[batch] * (weights.shape[0] / batch.size)
+                w_b = weights[batch] * (n_drawn / batch.size)
         loss, grad_coef, grad_intercept = loss_of(coef, intercept, y_b, w_b, batch)
         # In the parameters' dtype: float64 for L-BFGS, whatever X's.
         grad = np.empty(params.size, dtype=params.dtype)

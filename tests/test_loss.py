@@ -26,6 +26,7 @@ from sk_softmax._loss import (
     lipschitz_constants,
     log_softmax,
     mean_shift,
+    mini_batch_curvature,
     softmax,
     softmax_curvature,
     stored_magnitudes,
@@ -1126,7 +1127,8 @@ def test_lipschitz_given_mean_is_joint_bound(kind):
 @pytest.mark.parametrize("kind", ["dense_small", "sparse"])
 def test_lipschitz_mini_batch(kind, fit_intercept):
     X, s = _lipschitz_problem(kind)
-    n = X.shape[0]
+    n = np.count_nonzero(s)  # (batches are drawn from these rows)
+    assert n < X.shape[0]
     alpha = 0.2
     L_full, L_int_full, mean = lipschitz_constants(
         X, s, alpha=alpha, fit_intercept=fit_intercept
@@ -1151,11 +1153,44 @@ def test_lipschitz_mini_batch(kind, fit_intercept):
             np.testing.assert_allclose(L_b, L_max, rtol=1e-10)
 
     # batch_size >= n is the full batch
-    for batch_size in [n, n + 5]:
+    for batch_size in [n, X.shape[0], X.shape[0] + 5]:
         L_b, L_int_b, _ = lipschitz_constants(
             X, s, alpha=alpha, fit_intercept=fit_intercept, batch_size=batch_size
         )
         assert (L_b, L_int_b) == (L_full, L_int_full)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_mini_batch_curvature_draws_from_rows_of_positive_weight(fit_intercept):
+    # Rows of zero weight are never drawn: the bound is that of the other
+    # rows alone, and batches as large as those rows are the full batch.
+    rng = np.random.default_rng(0)
+    norms = rng.uniform(0.5, 20.0, 50)
+    weights = rng.uniform(0.5, 2.0, 50)
+    weights[::3] = 0.0
+    norms[::3] = 1e300  # (whatever they are)
+    kept = weights > 0
+    weights /= weights.sum()
+    for batch_size in [1, 5, 20, int(kept.sum()) - 1]:
+        bound = mini_batch_curvature(
+            0.3, norms, weights, batch_size=batch_size, fit_intercept=fit_intercept
+        )
+        alone = mini_batch_curvature(
+            0.3,
+            norms[kept],
+            weights[kept],
+            batch_size=batch_size,
+            fit_intercept=fit_intercept,
+        )
+        assert bound == pytest.approx(alone, rel=1e-12)
+        if batch_size == 1:  # the largest term of the rows drawn
+            rows = norms[kept] + (1.0 if fit_intercept else 0.0)
+            largest = 0.5 * kept.sum() * np.max(weights[kept] * rows)
+            assert bound == pytest.approx(largest, rel=1e-12)
+    full = mini_batch_curvature(
+        0.3, norms, weights, batch_size=int(kept.sum()), fit_intercept=fit_intercept
+    )
+    assert full == (0.5 if fit_intercept else 0.3)
 
 
 @pytest.mark.parametrize("n_features", [40, 300], ids=["gram", "lanczos"])

@@ -296,6 +296,55 @@ def test_zero_sample_weights_equal_removed_rows(solver):
 
 @pytest.mark.parametrize(
     "params",
+    [
+        dict(solver="sgd", batch_size=64),
+        dict(solver="sgd", batch_size=64, nesterovs_momentum=False),
+        dict(solver="sgd", batch_size=64, learning_rate_init=0.05),
+        dict(solver="adam", batch_size=64),
+    ],
+    ids=["nesterov", "heavy-ball", "hand-set-step", "adam"],
+)
+@pytest.mark.parametrize("container", [np.asarray, sp.csr_matrix])
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_zero_sample_weights_equal_removed_rows_in_mini_batches(params, container):
+    # The batches are drawn from the rows of positive weight: the same
+    # batches, steps and iterates as without the other rows.  (Drawn among
+    # all rows, each batch of 64 held about 43 that counted, and an epoch
+    # took half again as many steps.)
+    X, y = make_classification(
+        n_samples=6000,
+        n_features=12,
+        n_informative=8,
+        n_redundant=0,
+        n_classes=3,
+        random_state=0,
+    )
+    rng = np.random.RandomState(2)
+    sw = rng.randint(1, 3, size=y.size).astype(float)
+    zero = rng.rand(y.size) < 0.5
+    sw[zero] = 0.0
+    X_noisy = X.copy()
+    X_noisy[zero] = rng.normal(scale=5.0, size=(zero.sum(), X.shape[1]))
+    fits = [
+        SoftmaxRegression(max_iter=3, random_state=0, **params).fit(
+            container(data), labels, sample_weight=weights
+        )
+        for data, labels, weights in [
+            (X_noisy, y, sw),
+            (X[~zero], y[~zero], sw[~zero]),
+        ]
+    ]
+    weighted, removed = fits
+    assert weighted.n_iter_ == removed.n_iter_
+    np.testing.assert_allclose(weighted.coef_, removed.coef_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        weighted.intercept_, removed.intercept_, rtol=1e-9, atol=1e-12
+    )
+    np.testing.assert_allclose(weighted.loss_curve_, removed.loss_curve_, rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "params",
     [TIGHT["lbfgs"], dict(solver="sgd", batch_size=16, random_state=0)],
     ids=["lbfgs", "sgd-minibatch"],
 )
