@@ -455,20 +455,20 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     grow with that condition number.
     The Gram matrix costs one pass over X, and each step two triangular
     solves of ``n_classes x n_features**2``.  Correlated features that took
-    130 to 200 passes, often to ``max_iter`` with a ``ConvergenceWarning``,
-    converge in 13 to 26 (40,000 x 100 of rank 8 plus noise: 0.07 s against
-    0.51 s; cubic polynomial features: 0.010 s against 0.069 s, at a gap to
-    the optimum of 3e-6 against 7e-3), and so do those that took batches of
-    256.  Rows predicted confidently (separable data, a row far out) curve
-    the loss far less than that bound: every 5 steps the fit measures the
-    curvature on its sample of rows, and where it has moved sixfold forms
-    the factor again at the current point, each row weighted by its
-    curvature along the next steps (1/2 for rows not yet predicted as
-    their class; at least 1/100 of the bound in every direction; a pass
-    over X), keeping the momentum (separable 20,000 x 200 low-rank
-    features: 120 passes, where the bound formed once ran to
-    ``max_iter``; one row 1000 times larger than the rest of 50,000 x 20:
-    21 passes instead of 140).  On
+    180 to 200 passes, often to ``max_iter`` with a ``ConvergenceWarning``,
+    converge in 11 to 35 (40,000 x 100 of rank 8 plus noise: 33 passes
+    against 200, five times faster; cubic polynomial features: 13 against
+    200, eight times faster, at a gap to the optimum of 2e-6 against 6e-3),
+    and so do those that took batches of 256.  Rows predicted confidently
+    (separable data, a row far out) curve the loss far less than that bound:
+    every 5 steps the fit measures the curvature on its sample of rows, and
+    where it has moved sixfold forms the factor again at the current point,
+    each row weighted by its curvature along the next steps (1/2 for rows
+    not yet predicted as their class; at least 1/100 of the bound in every
+    direction; a pass over X), keeping the momentum (separable 20,000 x 200
+    low-rank features, given ``max_iter=1000``: 475 passes where the bound
+    formed once took 926; one row 1000 times larger than the rest of 50,000
+    x 20: 18 passes instead of 108).  On
     fewer samples the diagonal steps stay: on small, nearly separable data
     with a weak penalty their early stop generalized better, when the
     gradient alone stopped the full batch (digits: 96.1% test accuracy
