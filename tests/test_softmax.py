@@ -2480,17 +2480,28 @@ def test_convergence_warning_at_max_iter(solver):
 @pytest.mark.parametrize(
     "solver, advice",
     [
-        ("sgd", r"increase max_iter or tol\.$"),
+        ("sgd", r"increase max_iter or tol, or use solver='lbfgs', which learns"),
         ("adam", r"increase max_iter, tol or learning_rate_init .*solver='sgd'"),
         ("lbfgs", r"scale the features \(e\.g\. with StandardScaler\)"),
     ],
 )
 def test_max_iter_warning_gives_the_solver_s_advice(solver, advice):
     # Scaling the features is no help to sgd and adam, which standardize
-    # them; Adam's short steps are.
+    # them; Adam's short steps are, and L-BFGS where the full batch of sgd
+    # runs out (its curvature).
     X, y = _standardized("wine")
     with pytest.warns(ConvergenceWarning, match=advice):
         SoftmaxRegression(solver=solver, max_iter=2, tol=1e-12).fit(X, y)
+
+
+def test_max_iter_warning_of_mini_batches_gives_no_lbfgs_advice():
+    # Mini-batches are for data too large for full passes: their advice
+    # stays max_iter or tol.
+    X, y = _standardized("wine")
+    with pytest.warns(ConvergenceWarning, match=r"increase max_iter or tol\.$"):
+        SoftmaxRegression(batch_size=16, max_iter=2, tol=1e-12, random_state=0).fit(
+            X, y
+        )
 
 
 @pytest.mark.parametrize("solver", list(TIGHT))
