@@ -158,7 +158,12 @@ def mean_shift(X, sample_weight, mean, columns):
 
 def curvature_sample(X, sample_weight):
     """The rows the curvature bound is estimated on, copied to numpy."""
-    rows, weights = _curvature_sample(X, sample_weight)
+    xp, device = array_namespace(X)
+
+    def take(X, rows):
+        return xp.take(X, xp.asarray(rows, device=device), axis=0)
+
+    rows, weights = _curvature_sample(X, sample_weight, take=take)
     return to_numpy(rows), weights
 
 

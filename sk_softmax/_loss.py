@@ -2581,25 +2581,51 @@ def dominant_rows(X, sample_weight, mean, value_range, *, n_threads=1):
     return result
 
 
-def _curvature_sample(X, sample_weight, labels=None):
-    """Evenly spaced rows of X and their weights, renormalized to sum to one
-    (and the rows' ``labels``, when given, as a third item).
+def _curvature_rows(sample_weight, n_samples):
+    """Which rows :func:`_curvature_sample` takes: a slice, or an index.
 
-    A strided slice: a view of dense X, not a copy.
+    At most ``_CURVATURE_ROWS`` evenly spaced rows; where some rows weigh 0
+    (numpy weights), evenly spaced among the others, as without those rows.
+    (Spaced among all rows, a sample of 1,000,000 rows of which 1% weigh
+    holds about 80 that do; and with half of 12,000 rows at 0, its
+    curvature bound was 0.4% off that of the rows without them, and so was
+    every step.)
     """
-    n_samples = X.shape[0]
     step = -(-n_samples // _CURVATURE_ROWS)
-    if step > 1:
-        weights = sample_weight[::step]
-        total = weights.sum()
-    if step == 1 or total <= 0:
-        sample = X, sample_weight
-        step = 1
-    else:
-        sample = X[::step, :], weights / total
+    if step == 1:
+        return slice(None)
+    if isinstance(sample_weight, np.ndarray):
+        positive = np.flatnonzero(sample_weight)
+        if positive.size < n_samples:
+            return positive[:: -(-positive.size // _CURVATURE_ROWS)]
+    # (Spaced among all rows of weights that are not numpy, the sample may
+    # hold none that weighs: then all rows.)
+    return slice(None, None, step) if sample_weight[::step].sum() > 0 else slice(None)
+
+
+def _take_rows(X, rows):
+    """``X[rows]`` for an index array ``rows`` (numpy or scipy.sparse X)."""
+    return X[rows]
+
+
+def _curvature_sample(X, sample_weight, labels=None, take=_take_rows):
+    """Evenly spaced rows of X and their weights, renormalized to sum to one
+    (and the rows' ``labels``, when given, as a third item); see
+    :func:`_curvature_rows`.
+
+    A strided slice, a view of dense X, unless some rows weigh 0 among more
+    than ``_CURVATURE_ROWS``: then a copy of at most that many rows, made by
+    ``take(X, rows)``.
+    """
+    rows = _curvature_rows(sample_weight, X.shape[0])
+    sample = X, sample_weight
+    if isinstance(rows, np.ndarray) or rows.step is not None:
+        weights = sample_weight[rows]
+        taken = take(X, rows) if isinstance(rows, np.ndarray) else X[rows, :]
+        sample = taken, weights / weights.sum()
     if labels is None:
         return sample
-    return *sample, labels[::step]
+    return *sample, labels[rows]
 
 
 def _centered_row_norms_sq(X, mean, scale):

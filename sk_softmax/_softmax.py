@@ -47,6 +47,7 @@ from ._loss import (
     _binary_difference,
     _binary_forward,
     _centered_row_norms_sq,
+    _curvature_rows,
     _curvature_sample,
     _from_scaled,
     _loss_and_gradient,
@@ -1632,7 +1633,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 del factors
             whitening = None
             if gram_penalty is not None:
-                labels = _curvature_sample(X, weights_normalized, y_index)[2]
+                labels = y_index[_curvature_rows(weights_normalized, X.shape[0])]
                 if dask_X:
                     labels = labels.compute()
                 whitening = _Whitening(
@@ -1645,7 +1646,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                     constant=constant,
                     n_classes=n_classes,
                     feature_major=feature_major,
-                    all_rows=gram_sample[0].shape[0] == X.shape[0],
+                    all_rows=gram_sample[0].shape[0] in (n_samples, X.shape[0]),
                     ridge_fraction=1.0 if offsets is None else offsets.share,
                 )
                 if not whitening.start(params):

@@ -18,6 +18,7 @@ from scipy.special import softmax as scipy_softmax
 
 from sk_softmax import loss_and_gradient
 from sk_softmax._loss import (
+    _curvature_sample,
     _loss_and_gradient,
     dominant_rows,
     feature_scales,
@@ -1191,6 +1192,36 @@ def test_mini_batch_curvature_draws_from_rows_of_positive_weight(fit_intercept):
         0.3, norms, weights, batch_size=int(kept.sum()), fit_intercept=fit_intercept
     )
     assert full == (0.5 if fit_intercept else 0.3)
+
+
+@pytest.mark.parametrize("container", [np.asarray, sp.csr_matrix])
+@pytest.mark.parametrize("n_samples", [5000, 12000, 40000])
+def test_curvature_sample_is_that_of_the_rows_of_positive_weight(container, n_samples):
+    # The rows the curvature is estimated on, where a third weigh 0: evenly
+    # spaced among the others, as without them; all rows (a view) up to
+    # 8192, whatever their weights.
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n_samples, 3))
+    labels = rng.integers(0, 4, n_samples)
+    weights = rng.uniform(0.5, 2.0, n_samples)
+    weights[rng.random(n_samples) < 1 / 3] = 0.0
+    weights /= weights.sum()
+    kept = weights > 0
+    rows, sample_weights, sample_labels = _curvature_sample(
+        container(X), weights, labels
+    )
+    alone = _curvature_sample(X[kept], weights[kept], labels[kept])
+    if n_samples <= 8192:
+        assert rows is not None and rows.shape[0] == n_samples
+        np.testing.assert_array_equal(sample_weights, weights)
+        return
+    assert rows.shape[0] == alone[0].shape[0] <= 8192
+    np.testing.assert_array_equal(_dense(rows), alone[0])
+    np.testing.assert_allclose(sample_weights, alone[1], rtol=1e-14)
+    np.testing.assert_array_equal(sample_labels, alone[2])
+    # All weights positive: a strided view.
+    view = _curvature_sample(X, np.full(n_samples, 1.0 / n_samples))[0]
+    assert np.shares_memory(view, X) and view.shape[0] <= 8192
 
 
 @pytest.mark.parametrize("n_features", [40, 300], ids=["gram", "lanczos"])

@@ -343,6 +343,38 @@ def test_zero_sample_weights_equal_removed_rows_in_mini_batches(params, containe
     np.testing.assert_allclose(weighted.loss_curve_, removed.loss_curve_, rtol=1e-9)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("n_samples", [12000, 30000])
+@pytest.mark.parametrize("batch_size", [64, "auto"])
+def test_zero_sample_weights_equal_removed_rows_beyond_the_curvature_sample(
+    n_samples, batch_size
+):
+    # Above 8192 rows the automatic step comes from a sample of evenly
+    # spaced rows: spaced among the rows of positive weight, it is the
+    # sample of those rows alone (all of them where they are at most 8192,
+    # as with 12,000 rows of which half weigh 0).  Spaced among all rows,
+    # the bound differed by 0.4% and so did every step.
+    X, y = make_classification(
+        n_samples=n_samples,
+        n_features=10,
+        n_informative=6,
+        n_classes=3,
+        random_state=1,
+    )
+    zero = np.random.RandomState(3).rand(n_samples) < 0.5
+    sw = np.where(zero, 0.0, 1.0)
+    weighted = SoftmaxRegression(batch_size=batch_size, max_iter=3, random_state=0).fit(
+        X, y, sample_weight=sw
+    )
+    removed = SoftmaxRegression(batch_size=batch_size, max_iter=3, random_state=0).fit(
+        X[~zero], y[~zero]
+    )
+    np.testing.assert_allclose(weighted.coef_, removed.coef_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        weighted.intercept_, removed.intercept_, rtol=1e-9, atol=1e-12
+    )
+
+
 @pytest.mark.parametrize(
     "params",
     [TIGHT["lbfgs"], dict(solver="sgd", batch_size=16, random_state=0)],
