@@ -1106,7 +1106,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             weights_normalized = weights_normalized.persist()
         # Batches are drawn from the rows of positive weight: rows of zero
         # weight are rows removed, for the batch size and the batches too.
-        # (Drawn among them, a fit on 3,000 rows of which a third weighed 0
+        # (Drawn among all rows, a fit on 3,000 rows of which a third weighed 0
         # took 47 steps an epoch of 64-row batches holding about 43 rows
         # that counted, where the fit without those rows took 32; its
         # coefficients differed by 0.06 after 5 epochs.  partial_fit drops
