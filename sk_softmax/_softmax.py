@@ -2570,6 +2570,7 @@ def _make_objective(
     uniform = weights is None or np.ndim(weights) == 0
     if weights is None:
         weights = 1.0 / X.shape[0]
+    n_drawn = y_index.shape[0] if rows is None else rows.size
     loss_of = (make_loss or _in_memory_loss)(
         X,
         y_index,
@@ -2603,7 +2604,6 @@ def _make_objective(
         if batch is None:
             y_b, w_b = y_index, weights
         else:
-            n_drawn = y_index.shape[0] if rows is None else rows.size
             if rows is not None:
                 batch = rows[batch]
             y_b = y_index[batch]
