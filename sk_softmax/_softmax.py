@@ -797,22 +797,15 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 f"{name} cannot hold out an early_stopping validation set of a "
                 "dask array; fit with early_stopping=False."
             )
+        # Weights that may be 0 (rows removed, which batch_size="auto" does
+        # not count) are known only once computed: then fit refuses later.
         n_samples = X.shape[0] if X.ndim == 2 else math.nan
-        # (Where fit chooses by the data's curvature, a dask array takes
-        # the full batch.)
         if (
             not math.isnan(n_samples)
-            and self._mini_batches(n_samples, X.shape[1], partial=False)
-            and not self._batch_follows_curvature(False, partial=False)
+            and sample_weight is None
+            and self.class_weight in (None, "balanced")
         ):
-            raise ValueError(
-                f"{name} fits a dask array on the full batch only: use "
-                "solver='lbfgs', or batch_size=None with solver='sgd' or "
-                f"'adam' (got solver={self.solver!r}, batch_size="
-                f"{self.batch_size!r} for {n_samples} samples). For "
-                "mini-batches, call partial_fit on the chunks in turn, as "
-                "dask_ml.wrappers.Incremental does."
-            )
+            self._refuse_dask_mini_batches(n_samples, X.shape[1])
         if not is_dask_array(y):
             _reject_pd_na(y)
         X, y, sample_weight = _dask.check_fit_input(
@@ -823,6 +816,23 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
         return X, y, sample_weight
+
+    def _refuse_dask_mini_batches(self, n_samples, n_features):
+        """Refuse the settings that would step a dask array on mini-batches
+        of its ``n_samples`` rows of positive weight."""
+        # (Where fit chooses by the data's curvature, a dask array takes
+        # the full batch.)
+        if self._mini_batches(
+            n_samples, n_features, partial=False
+        ) and not self._batch_follows_curvature(False, partial=False):
+            raise ValueError(
+                f"{type(self).__name__} fits a dask array on the full batch "
+                "only: use solver='lbfgs', or batch_size=None with "
+                f"solver='sgd' or 'adam' (got solver={self.solver!r}, "
+                f"batch_size={self.batch_size!r} for {n_samples} samples of "
+                "positive weight). For mini-batches, call partial_fit on the "
+                "chunks in turn, as dask_ml.wrappers.Incremental does."
+            )
 
     def _reads_rows(self, X, *, partial):
         """Whether fitting X (not yet validated) gathers mini-batches of rows."""
@@ -1116,6 +1126,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             positive = np.flatnonzero(weights_normalized)
             if positive.size < n_samples:
                 drawn, n_samples = positive, positive.size
+        elif is_dask_array(weights_normalized) and not partial:
+            # (A dask array is fitted on the full batch: no rows to draw.)
+            n_samples = int(np.count_nonzero(weights_normalized).compute())
+            self._refuse_dask_mini_batches(n_samples, X.shape[1])
 
         density = _density(X)
         batch_size = self._batch_size(n_samples, X.shape[1], partial, density)

@@ -408,6 +408,38 @@ def test_mini_batches_are_refused(params):
         SoftmaxRegression(**params).fit(X, y)
 
 
+@pytest.mark.parametrize("weighted_by", ["sample_weight", "class_weight"])
+def test_auto_batch_counts_the_rows_of_positive_weight(weighted_by):
+    # Rows of zero weight are rows removed: 6,000 rows of which under 4,096
+    # weigh take the full batch, as in memory (dask refused them as
+    # mini-batches of 6,000 rows).
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((6000, 4))
+    y = rng.integers(0, 3, size=6000)
+    params = dict(nesterovs_momentum=False, max_iter=20, random_state=0)
+    fit_params = {}
+    if weighted_by == "sample_weight":
+        weights = (rng.random(6000) < 0.5).astype(float)
+        fit_params["sample_weight"] = da.from_array(weights, chunks=1000)
+        expected = _fit(params, X, y, sample_weight=weights)
+    else:
+        params["class_weight"] = {0: 1.0, 1: 1.0, 2: 0.0}
+        expected = _fit(params, X, y)
+    assert expected._batch_size_used < 4096  # (the full batch in memory)
+    clf = _fit(params, da.from_array(X, chunks=1000), y, **fit_params)
+    _assert_same_model(expected, clf)
+
+
+def test_weighted_mini_batches_are_refused():
+    # Weighed, mini-batches are refused once the weights are known.
+    rng = np.random.default_rng(0)
+    X = da.from_array(rng.standard_normal((6000, 3)), chunks=1000)
+    weights = da.from_array((rng.random(6000) < 0.9).astype(float), chunks=1000)
+    y = rng.integers(0, 3, size=6000)
+    with pytest.raises(ValueError, match="full batch only.*positive weight"):
+        SoftmaxRegression(nesterovs_momentum=False).fit(X, y, sample_weight=weights)
+
+
 def test_default_estimator_fits_small_dask_data_on_the_full_batch():
     X, y = _data()
     clf = _fit(dict(random_state=0), da.from_array(X, chunks=50), y)
