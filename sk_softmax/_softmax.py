@@ -336,7 +336,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         last training row), stop when its accuracy stops improving, and
         keep the best parameters.  ``"sgd"`` and ``"adam"`` only:
         ``"lbfgs"`` ignores it and trains on all the data, as in
-        ``MLPClassifier``.
+        ``MLPClassifier``; ``partial_fit`` refuses it.
     validation_fraction : float, default=0.1
         Fraction held out for early stopping, in (0, 1).
     shuffle : bool, default=True
@@ -691,7 +691,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             on a later call, for labels outside them, and with
             ``class_weight="balanced"``, which would balance each chunk by
             its own class totals (pass a dict computed over the whole data
-            instead).
+            instead), and with ``early_stopping=True``, as in
+            ``MLPClassifier`` and ``SGDClassifier``: a chunk holds out no
+            validation set.
 
         Examples
         --------
@@ -716,6 +718,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 "compute_class_weight('balanced', classes=classes, y=y) (a large "
                 "enough sample of y will do), and pass them as a dict "
                 "class_weight={label: weight}."
+            )
+        if self.early_stopping:
+            # (Ignored, it let a user believe each call stopped on held-out
+            # rows; scikit-learn's stochastic estimators refuse it too.)
+            raise ValueError(
+                "partial_fit does not support early_stopping=True: a chunk "
+                "holds out no validation set. Set early_stopping=False, or "
+                "score a held-out set between calls."
             )
         # A dask array is read into memory here (Incremental hands over its
         # chunks instead): under array_api_dispatch, scikit-learn's
@@ -770,7 +780,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         # full-batch or L-BFGS fit, or after set_params) sizes it on its rows.
         starts = first_call or not self._resumes_optimizer(self._update_rule(False))
         if not starts and getattr(self, "_pending", None) is None and not X.shape[0]:
-            return self  # (no row of positive weight: nothing to learn from)
+            # (No row of positive weight: nothing to learn from, no pass.)
+            self.n_passes_ = 0
+            return self
         if starts or getattr(self, "_pending", None) is not None:
             n_features, dtype = X.shape[1], _host_dtype(X)
             X, y_index, weights = self._with_pending_rows(X, y_index, weights)

@@ -1470,6 +1470,7 @@ def test_partial_fit_skips_a_chunk_that_class_weight_weighs_zero():
     clf.partial_fit(X[y == 0], y[y == 0])
     np.testing.assert_array_equal(clf.coef_, coef)
     assert clf.n_iter_ == n_iter == 1
+    assert clf.n_passes_ == 0  # (the call made none: it kept the last's 1)
     first = clone(clf).partial_fit(X[y == 0], y[y == 0], classes=[0, 1, 2])
     assert first.n_iter_ == 0 and not np.any(first.coef_)
     with pytest.raises(ValueError, match="non-zero"):
@@ -3169,9 +3170,26 @@ def test_partial_fit_after_early_stopping_reports_a_training_best_loss():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(X, y)
     assert clf.best_loss_ == min(clf.validation_loss_)
-    clf.partial_fit(X, y)
+    clf.set_params(early_stopping=False).partial_fit(X, y)
     assert clf.validation_loss_ is None
     assert clf.best_loss_ == min(clf.loss_curve_)
+
+
+@pytest.mark.parametrize("fitted", [False, True])
+def test_partial_fit_refuses_early_stopping(fitted):
+    # As MLPClassifier and SGDClassifier: a chunk holds out nothing, and the
+    # setting was silently ignored.
+    X, y = _iris()
+    clf = SoftmaxRegression(early_stopping=True, batch_size=16, random_state=0)
+    if fitted:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(X, y)
+    before = dict(vars(clf))
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):
+        clf.partial_fit(X, y, classes=[0, 1, 2])
+    assert vars(clf).keys() == before.keys()
+    assert all(vars(clf)[key] is value for key, value in before.items())
 
 
 @pytest.mark.parametrize("container", ["dense", "csr"])
