@@ -292,9 +292,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         mini-batches of size ``B``, and 0.001 for Adam, whose steps are
         already normalized: each moves a coefficient by about that much,
         as in MLPClassifier, so on small data, a step or a few an epoch,
-        200 epochs may not reach the optimum (iris: 0.74 test accuracy, a
-        ConvergenceWarning says so; raise ``learning_rate_init`` or
-        ``max_iter``, or use ``"sgd"``, which needs no tuning).  A float is
+        200 epochs may not reach the optimum (iris: 0.74 test accuracy, and
+        a ConvergenceWarning at ``max_iter``; raise ``learning_rate_init``
+        or ``max_iter``, or use ``"sgd"``, which needs no tuning).  Its
+        short steps can also end a fit silently short of the optimum: the
+        loss falling by less than ``tol`` an epoch for
+        ``n_iter_no_change`` epochs stops it, as in MLPClassifier.  A float is
         a step in the solvers' coordinates,
         which are those of standardized features (see Notes).
     momentum : float, default=0.9
