@@ -9,12 +9,12 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import solve_triangular
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, clone, config_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted
 
 from . import __version__, _array_api, _dask
@@ -739,8 +739,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         )
         (y, classes, sample_weight), _ = to_numpy_namespace(y, classes, sample_weight)
         if classes is not None and not hasattr(classes, "shape"):
-            # (Under array API dispatch, scikit-learn's check refused
-            # range(3).)
+            # scikit-learn's check of a list, before numpy turns [0, "a"]
+            # into strings (it refuses the mix, and a set).  (Under array
+            # API dispatch, it refused range(3), and took the mix.)
+            with config_context(array_api_dispatch=False):
+                unique_labels(classes)
             classes = np.asarray(classes)
         first_call = not hasattr(self, "classes_")
         self._classes_on_host()

@@ -2562,6 +2562,29 @@ def test_partial_fit_unknown_label_raises():
         clf.partial_fit(X, y)
 
 
+@pytest.mark.parametrize(
+    "classes, message",
+    [
+        ([0, "a", 1], "Mix of label input types"),
+        ({0, 1, 2}, "Expected array-like"),
+    ],
+)
+def test_partial_fit_checks_a_list_of_classes_as_given(classes, message):
+    # As SGDClassifier.partial_fit: numpy would have read [0, "a", 1] as
+    # the strings ["0", "a", "1"], and a set as one object.
+    X, y = _standardized("iris")
+    labels = np.array(["0", "a", "1"])[y]
+    clf = SoftmaxRegression()
+    with pytest.raises(ValueError, match=message):
+        clf.partial_fit(X, labels, classes=classes)
+    assert not hasattr(clf, "classes_")
+    # The same labels as a tuple of strings, or a range for integers, are
+    # fine.
+    clf.partial_fit(X, labels, classes=("0", "a", "1"))
+    np.testing.assert_array_equal(clf.classes_, ["0", "1", "a"])
+    SoftmaxRegression().partial_fit(X, y, classes=range(3))
+
+
 @pytest.mark.parametrize("first", ["fit", "partial_fit"])
 def test_partial_fit_with_other_classes_later_raises(first):
     # scikit-learn's rule (SGDClassifier, MLPClassifier): classes given on a
