@@ -1568,7 +1568,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             coef = _coef_view(params, n_classes, n_features, feature_major)
             _scaled_copy(coef, self.coef_, _unit(scale), np.multiply)
             if self.fit_intercept:
-                params[n_coef:] = self.intercept_ + self.coef_ @ mean
+                params[n_coef:] = self.intercept_ + _times_mean(self.coef_, mean)
 
         # Equal weights travel as a scalar: cheaper on every batch.  Others
         # in X's dtype, as the losses.
@@ -3511,12 +3511,22 @@ def _original_parameters(params, n_classes, scale, mean, feature_major=False):
     The solvers work on ``[W diag(scale), b']`` with ``b' = b + W mean``
     (``mean`` is zeros without intercept, where ``b'`` stays 0), in the
     layout ``feature_major`` names (see :func:`_coef_view`).  ``coef`` is a
-    new C-ordered array.
+    new array in the layout's order: feature-major gives ``W`` Fortran-ordered,
+    so that ``coef_`` and the solver's ``W^T`` copy into each other without
+    a transposition (on 20 x 2**18 coefficients, 8 ms where a transposing
+    copy took 19 at each ``partial_fit`` call), and ``coef_.T`` is the
+    C-ordered matrix that a sparse X's product takes.
     """
     view = _coef_view(params, n_classes, scale.size, feature_major)
-    coef = np.empty(view.shape, dtype=view.dtype)
+    coef = np.empty_like(view)
     _scaled_copy(coef, view, _unit(scale), np.divide)
-    return coef, params[coef.size :] - coef @ mean
+    return coef, params[coef.size :] - _times_mean(coef, mean)
+
+
+def _times_mean(coef, mean):
+    """``coef @ mean``, or 0.0 without a pass over ``coef`` where ``mean`` is
+    all zeros (sparse X, or no intercept)."""
+    return coef @ mean if mean.any() else 0.0
 
 
 def _validation_scorer(X_val, y_val, w_val, *, n_classes, scale, mean, feature_major):

@@ -1535,7 +1535,9 @@ def test_solver_parameters_convert_by_blocks_of_features(feature_major, unit):
     coef, intercept = _original_parameters(
         params, n_classes, scale, mean, feature_major
     )
-    assert coef.flags.c_contiguous
+    # In the layout's order: W^T and coef_ copy into each other without a
+    # transposition.
+    assert coef.flags.f_contiguous if feature_major else coef.flags.c_contiguous
     np.testing.assert_array_equal(coef, view / scale)
     np.testing.assert_array_equal(intercept, params[-n_classes:] - coef @ mean)
     back = np.zeros_like(params)
