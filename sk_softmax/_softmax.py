@@ -320,7 +320,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         with an intercept, in centered ones on dense X and on the features
         of sparse X whose mean exceeds their spread, where a coefficient's
         entry lacks the intercept's entry times the feature's mean: see
-        Notes).
+        Notes).  That gradient is in X's units, as in LogisticRegression:
+        features in units of 1e-4 stop L-BFGS at its start, silently;
+        standardize them, or lower ``tol`` with their units.
         In float64, L-BFGS also stops where the loss no longer decreases
         measurably, with the gradient near 1e-8: a smaller ``tol`` is not
         reached, silently.  Mini-batch, and ``"adam"`` on any batch (its
