@@ -368,7 +368,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         namespace (array API dispatch) an array there when the labels are
         numbers.
     coef_ : ndarray of shape (n_classes, n_features)
-        ``W``, also for two classes.  After a fit on an array of another
+        ``W``, also for two classes.  Fortran-ordered after a fit on data in
+        memory: ``coef_.T`` is the C-contiguous ``W^T`` that the products
+        with X take.  After a fit on an array of another
         namespace under ``array_api_dispatch`` (a torch tensor on a GPU,
         say), an array of that namespace on X's device, as ``intercept_``.
     intercept_ : ndarray of shape (n_classes,)
