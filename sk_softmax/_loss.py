@@ -2635,7 +2635,7 @@ def _centered_row_norms_sq(X, mean, scale):
         # (mean / scale) / scale: scale**2 underflows below 1e-154.
         projection = _sparse_product_float64(X, mean / scale / scale)
         return np.maximum(sq - 2.0 * projection + np.sum((mean / scale) ** 2), 0.0)
-    if np.all(scale == 1):
+    if np.all(scale == 1) and _expands_exactly(X.dtype, mean, X.shape[1]):
         # Ordinary magnitudes: one pass in the dtype of X, no float64 copy.
         sq = np.einsum("ij,ij->i", X, X).astype(np.float64)
         projection = (X @ mean.astype(X.dtype)).astype(np.float64)
@@ -2647,6 +2647,25 @@ def _centered_row_norms_sq(X, mean, scale):
         chunk /= scale
         sq[start : start + _CHUNK_ROWS] = np.einsum("ij,ij->i", chunk, chunk)
     return sq
+
+
+# The largest ``||mean||^2 / n_features`` at which the expansion
+# ``||x||^2 - 2 x.mean + ||mean||^2`` keeps its terms' rounding (relative
+# ``eps * ||mean||^2``) below about 1e-3 (float32) and 1e-4 (float64) of a
+# centered norm of about ``n_features`` (unit spreads).
+_EXPANSION_LIMIT = {np.dtype(np.float32): 2.0**14, np.dtype(np.float64): 2.0**40}
+
+
+def _expands_exactly(dtype, mean, n_features):
+    """Whether the rows' centered norms may be expanded in X's ``dtype``.
+
+    A feature at 1e5 +- 1 in float32 (air pressure in Pa, say) made the
+    expansion's largest centered norm 1825 instead of 8: the mini-batch
+    step, sized by it, was 200 times too short, and sgd learned far less,
+    silently.
+    """
+    limit = _EXPANSION_LIMIT.get(np.dtype(dtype), 0.0)
+    return float(mean @ mean) <= limit * max(n_features, 1)
 
 
 _CHUNK_ROWS = 4096

@@ -1161,6 +1161,30 @@ def test_lipschitz_mini_batch(kind, fit_intercept):
         assert (L_b, L_int_b) == (L_full, L_int_full)
 
 
+@pytest.mark.parametrize("dtype, offset", [(np.float32, 1e5), (np.float64, 1e9)])
+def test_centered_row_norms_of_a_feature_far_from_zero(dtype, offset):
+    # Unit spreads (scales of 1) with one feature far from 0: the expansion
+    # ||x||^2 - 2 x.mean + ||mean||^2 in X's dtype cancelled (float32 at
+    # 1e5: the largest norm 1825 instead of 8).
+    from sk_softmax._loss import _centered_row_norms_sq
+
+    rng = np.random.RandomState(0)
+    deviations = rng.normal(size=(300, 3))
+    X = (deviations + [offset, 0.0, 0.0]).astype(dtype)
+    mean = X.astype(np.float64).mean(axis=0)
+    exact = ((X.astype(np.float64) - mean) ** 2).sum(axis=1)
+    norms = _centered_row_norms_sq(X, mean, np.ones(3))
+    np.testing.assert_allclose(norms, exact, rtol=1e-10, atol=1e-10)
+    # Ordinary means keep the one pass in X's dtype, as accurate.
+    near = deviations.astype(dtype) + dtype(3.0)
+    mean = near.astype(np.float64).mean(axis=0)
+    exact = ((near.astype(np.float64) - mean) ** 2).sum(axis=1)
+    rtol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(
+        _centered_row_norms_sq(near, mean, np.ones(3)), exact, rtol=rtol, atol=rtol
+    )
+
+
 @pytest.mark.parametrize("fit_intercept", [True, False])
 def test_mini_batch_curvature_draws_from_rows_of_positive_weight(fit_intercept):
     # Rows of zero weight are never drawn: the bound is that of the other

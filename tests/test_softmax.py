@@ -33,6 +33,7 @@ from sklearn.datasets import (
 )
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -3244,6 +3245,36 @@ def test_first_order_solvers_fit_a_feature_with_a_large_offset(container):
     assert objective["sgd"] <= 1.001 * best
     if container == "dense":
         assert objective["adam"] <= 2.0 * best  # 200 short steps
+
+
+@pytest.mark.parametrize("dtype, offset", [(np.float32, 1e5), (np.float64, 1e9)])
+@pytest.mark.parametrize("call", ["fit", "partial_fit"])
+def test_mini_batches_on_a_feature_far_from_zero_learn_as_centered(call, dtype, offset):
+    # Features of unit spread, one far from 0 (air pressure in Pa, 101325
+    # +- 1): the mini-batch step, sized by the rows' centered norms, was
+    # 200 times too short in float32, and sgd on batches of 32 ended at a
+    # training loss of 0.945 against 0.737 on the centered data, silently.
+    rng = np.random.RandomState(0)
+    base = rng.normal(size=(1000, 2))
+    noise = 0.5 * rng.normal(size=1000)
+    y = np.clip(np.round(base[:, 0] - base[:, 1] + 2 + noise), 0, 4).astype(int)
+    shifted = (base + [offset, 0.0]).astype(dtype)
+    losses = []
+    for X in (base.astype(dtype), shifted):
+        clf = SoftmaxRegression(
+            solver="sgd", batch_size=32, max_iter=20, random_state=0
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            if call == "fit":
+                clf.fit(X, y)
+            else:
+                for _ in range(3):
+                    for start in range(0, 1000, 500):
+                        rows = slice(start, start + 500)
+                        clf.partial_fit(X[rows], y[rows], classes=range(5))
+        losses.append(log_loss(y, clf.predict_proba(X), labels=range(5)))
+    assert losses[1] == pytest.approx(losses[0], rel=2e-3)
 
 
 @pytest.mark.parametrize("call", ["fit", "partial_fit"])
