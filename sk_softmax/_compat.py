@@ -182,9 +182,16 @@ def detached(values):
     """``values``, out of an autograd graph where it is a torch tensor of one.
 
     The model is not part of the graph, and such data cannot go to numpy
-    without leaving it.
+    without leaving it.  A tensor with torch's negative bit set (the lazy
+    view ``z.conj().imag``) is materialized too: torch refuses to give
+    numpy such a view, which fitting does for its samples of rows.
     """
-    return values.detach() if getattr(values, "requires_grad", False) else values
+    if getattr(values, "requires_grad", False):
+        values = values.detach()
+    is_neg = getattr(values, "is_neg", None)
+    if callable(is_neg) and is_neg():
+        values = values.resolve_neg()
+    return values
 
 
 def _as_numpy(values):

@@ -26,6 +26,7 @@ SETUP = textwrap.dedent(
 
     import numpy as np
     import sklearn
+    from sklearn.base import clone
     from sklearn.datasets import make_classification
     from sklearn.exceptions import ConvergenceWarning
 
@@ -496,6 +497,18 @@ TORCH_INPUTS = textwrap.dedent(
         assert isinstance(held.coef_, torch.Tensor) and held.n_iter_ == 0
         held.partial_fit(X[4:12], y[4:12])
         assert isinstance(held.coef_, np.ndarray) and held.n_iter_ == 1
+        # A tensor with the negative bit set (a lazy view, equal to X):
+        # torch refused to give its sample of rows to numpy.
+        negative_bit = (X_t - 1j * X_t).conj().imag
+        assert negative_bit.is_neg()
+        for solver in ("lbfgs", "sgd"):
+            clf = SoftmaxRegression(solver=solver, random_state=0)
+            plain = clone(clf).fit(X_t, torch.asarray(y))
+            clf.fit(negative_bit, torch.asarray(y))
+            assert torch.equal(clf.coef_, plain.coef_)
+        held = SoftmaxRegression().partial_fit(negative_bit[:4], y[:4], [0, 1, 2])
+        held.partial_fit(negative_bit[4:12], y[4:12])
+        assert held.n_iter_ == 1
         # bfloat16 labels (numpy has no bfloat16).
         bf16 = torch.asarray(y).to(torch.bfloat16)
         SoftmaxRegression(solver="lbfgs").fit(X_t, bf16, sample_weight=bf16 + 1)
