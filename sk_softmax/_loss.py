@@ -2631,6 +2631,21 @@ def _curvature_sample(X, sample_weight, labels=None, take=_take_rows):
 def _centered_row_norms_sq(X, mean, scale):
     """``||(x_i - mean) / scale||^2`` for every row, in float64."""
     if sp.issparse(X):
+        far = np.flatnonzero(np.abs(mean / scale) > _SPARSE_EXPANSION_RATIO)
+        if far.size:
+            # Features that far from 0 are stored in about every row: their
+            # deviations exactly, from a dense copy of their columns, the
+            # others expanded.
+            if X.format not in ("csr", "csc"):
+                X = X.tocsr()
+            near = np.setdiff1d(np.arange(X.shape[1]), far)
+            columns = X[:, far].toarray().astype(np.float64, copy=False)
+            columns -= mean[far]
+            columns /= scale[far]
+            sq = np.einsum("ij,ij->i", columns, columns)
+            if near.size:
+                sq += _centered_row_norms_sq(X[:, near], mean[near], scale[near])
+            return sq
         sq = _sparse_row_sums_sq(X, 1.0 / scale)
         # (mean / scale) / scale: scale**2 underflows below 1e-154.
         projection = _sparse_product_float64(X, mean / scale / scale)
@@ -2654,6 +2669,10 @@ def _centered_row_norms_sq(X, mean, scale):
 # ``eps * ||mean||^2``) below about 1e-3 (float32) and 1e-4 (float64) of a
 # centered norm of about ``n_features`` (unit spreads).
 _EXPANSION_LIMIT = {np.dtype(np.float32): 2.0**14, np.dtype(np.float64): 2.0**40}
+# Sparse X's expansion, in float64, per feature: beyond this ratio of mean
+# to scale (a column at 1e9 +- 1: the largest norm 128 instead of 20), the
+# feature's deviations are computed from its column.
+_SPARSE_EXPANSION_RATIO = 2.0**16
 
 
 def _expands_exactly(dtype, mean, n_features):

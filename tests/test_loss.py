@@ -1161,6 +1161,23 @@ def test_lipschitz_mini_batch(kind, fit_intercept):
         assert (L_b, L_int_b) == (L_full, L_int_full)
 
 
+@pytest.mark.parametrize("container", [sp.csr_matrix, sp.csc_array, sp.coo_matrix])
+def test_centered_row_norms_of_a_sparse_feature_far_from_zero(container):
+    # Sparse X's expansion is in float64; a column at 1e9 +- 1 next to
+    # sparse ones still cancelled (the largest norm 128 instead of 20).
+    from sk_softmax._loss import _centered_row_norms_sq
+
+    rng = np.random.RandomState(0)
+    D = rng.normal(size=(300, 4))
+    D[:, 1:] *= rng.uniform(size=(300, 3)) < 0.3
+    D[:, 0] += 1e9
+    scale = np.array([1.0, 0.5, 1.0, 2.0])
+    mean = D.mean(axis=0)
+    exact = (((D - mean) / scale) ** 2).sum(axis=1)
+    norms = _centered_row_norms_sq(container(D), mean, scale)
+    np.testing.assert_allclose(norms, exact, rtol=1e-12)
+
+
 @pytest.mark.parametrize("dtype, offset", [(np.float32, 1e5), (np.float64, 1e9)])
 def test_centered_row_norms_of_a_feature_far_from_zero(dtype, offset):
     # Unit spreads (scales of 1) with one feature far from 0: the expansion
