@@ -2650,7 +2650,7 @@ def _centered_row_norms_sq(X, mean, scale):
         # (mean / scale) / scale: scale**2 underflows below 1e-154.
         projection = _sparse_product_float64(X, mean / scale / scale)
         return np.maximum(sq - 2.0 * projection + np.sum((mean / scale) ** 2), 0.0)
-    if np.all(scale == 1) and _expands_exactly(X.dtype, mean, X.shape[1]):
+    if np.all(scale == 1) and _expansion_is_accurate(X.dtype, mean, X.shape[1]):
         # Ordinary magnitudes: one pass in the dtype of X, no float64 copy.
         sq = np.einsum("ij,ij->i", X, X).astype(np.float64)
         projection = (X @ mean.astype(X.dtype)).astype(np.float64)
@@ -2675,7 +2675,7 @@ _EXPANSION_LIMIT = {np.dtype(np.float32): 2.0**14, np.dtype(np.float64): 2.0**40
 _SPARSE_EXPANSION_RATIO = 2.0**16
 
 
-def _expands_exactly(dtype, mean, n_features):
+def _expansion_is_accurate(dtype, mean, n_features):
     """Whether the rows' centered norms may be expanded in X's ``dtype``.
 
     A feature at 1e5 +- 1 in float32 (air pressure in Pa, say) made the

@@ -3552,7 +3552,7 @@ def _center_over_classes(coef, intercept):
 
 def _times_mean(coef, mean):
     """``coef @ mean``, or 0.0 without a pass over ``coef`` where ``mean`` is
-    all zeros (sparse X, or no intercept)."""
+    all zeros (no intercept, or X not centered, as sparse X for L-BFGS)."""
     return coef @ mean if mean.any() else 0.0
 
 
