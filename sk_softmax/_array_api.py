@@ -293,7 +293,7 @@ def device_loss(
     label_smoothing,
     offset,
     n_threads,
-    center_rows=False,
+    center_rows=None,
 ):
     """``loss(coef, intercept, y, weights, batch)`` computed on X's device.
 
@@ -305,9 +305,10 @@ def device_loss(
     are sent once: a batch takes its labels there, by its indices, and only
     unequal weights (scaled for the batch by the caller) travel with
     each batch.  Every transfer waits for the device, so a mini-batch step
-    makes as few as it can.  With ``center_rows``, the rows are centered
-    on the device (a copy of the batch) rather than the intercept shifted:
-    see :func:`sk_softmax._loss._loss_and_gradient`.
+    makes as few as it can.  With ``center_rows`` (the features far from
+    0, or None), the rows are centered on the device (a copy of the batch)
+    rather than the intercept shifted: see
+    :func:`sk_softmax._loss._loss_and_gradient`.
     """
     xp, device = array_namespace(X)
 
@@ -335,7 +336,7 @@ def device_loss(
             X_b, y = xp.take(X, rows, axis=0), xp.take(all_y, rows)
             weights = to_device(weights)
         implicit = offset is not None and intercept is not None
-        if implicit and center_rows:
+        if implicit and center_rows is not None:
             X_b, implicit = X_b - offset, False
             if np.ndim(weights):
                 # Rows of zero weight may overflow: 0 * inf is NaN.

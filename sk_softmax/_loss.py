@@ -493,7 +493,15 @@ def _block_rows(X, n_samples, n_threads=1, block_bytes=None, n_classes=None):
         # cache line.  Row slices of formats other than CSR are copies.
         if X.format != "csr":
             return n_samples
-        return max(_MIN_SPARSE_BLOCK_ROWS, share)
+        rows = max(_MIN_SPARSE_BLOCK_ROWS, share)
+        if block_bytes is not None:
+            # Centered blocks are copies: of ``block_bytes``, or of the
+            # gradient's size if larger, which each block writes anyway.
+            stored = max(X.nnz / max(X.shape[0], 1), 1.0)
+            row_bytes = stored * (X.dtype.itemsize + X.indices.itemsize)
+            size = max(block_bytes, X.shape[1] * (n_classes or 1) * X.dtype.itemsize)
+            rows = min(rows, max(_MIN_SPARSE_BLOCK_ROWS, int(size // row_bytes)))
+        return rows
     row_bytes = max(X.shape[1] * X.dtype.itemsize, 1)
     rows = max((block_bytes or _BLOCK_BYTES) // row_bytes, 1)
     if n_classes:
@@ -659,8 +667,9 @@ def _blocks_loss_and_gradient(
 ):
     """Sum over row blocks of the data term and of ``G^T X``, ``1^T G``.
 
-    With ``center`` (dense X), each block's rows less ``center`` take X's
-    place in both products.
+    With ``center`` (an offset for dense X, a :class:`_SparseCenter` for
+    sparse X), each block's rows less ``center`` take X's place in both
+    products.
     """
     grad_coef = grad_intercept = None
     loss = 0.0
@@ -675,7 +684,10 @@ def _blocks_loss_and_gradient(
     weighted = getattr(sample_weight, "ndim", 0) > 0
     for start, stop in blocks:
         X_block = _row_block(X, start, stop, rows)
-        if center is not None:
+        weight = sample_weight[start:stop] if weighted else sample_weight
+        if sparse and center is not None:
+            X_block = center.block(X_block, weight if weighted else None)
+        elif center is not None:
             # (In place where the block is already a copy: gathered rows.)
             X_block = np.subtract(
                 X_block, center, out=X_block if rows is not None else None
@@ -683,7 +695,7 @@ def _blocks_loss_and_gradient(
             if weighted:
                 # Rows of zero weight lie outside the range that keeps their
                 # deviations finite: 0 * inf is NaN.
-                X_block[sample_weight[start:stop] == 0] = 0.0
+                X_block[weight == 0] = 0.0
         # (Nothing but X_block may hold the block past this iteration: a
         # centered copy would stay alive into the next one's.)
         if binary is not None:
@@ -691,7 +703,6 @@ def _blocks_loss_and_gradient(
         else:
             coef_t, block_coef_t = _coef_t_for(X_block, coef, coef_t)
             raw_t = _forward(X_block, coef, block_coef_t, intercept_raw)
-        weight = sample_weight[start:stop] if weighted else sample_weight
         block_loss = _gradient_block_inplace(
             raw_t, y[start:stop], weight, label_smoothing
         )
@@ -757,7 +768,7 @@ def _loss_and_gradient(
     offset=None,
     n_threads=1,
     rows=None,
-    center_rows=False,
+    center_rows=None,
 ):
     """Unvalidated core of :func:`loss_and_gradient`.
 
@@ -769,13 +780,16 @@ def _loss_and_gradient(
     index array, restricts the loss to the mini-batch ``X[rows]`` (then
     ``y`` and an array ``sample_weight`` are the batch's own).
 
-    ``center_rows`` (dense X, with an offset and an intercept) subtracts the
-    offset from each row block instead, at the cost of a pass over the
-    block: the products of float32 X far from 0 then keep their precision.
-    Implicitly, the forward product of a timestamp column (1.7e9 +- 1e5)
-    rounds at 2**-24 of 1.7e9 per term and the backward one cancels the
-    offset out of sums of that size: a gradient off by 3e-4 of its scale,
-    and full-batch sgd never reached ``tol=1e-4``.
+    ``center_rows`` (with an offset and an intercept), the indices of the
+    features far from 0, subtracts the offset from each row block instead,
+    at the cost of a pass over the block: the products of float32 X far
+    from 0 then keep their precision.  Implicitly, the forward product of
+    a timestamp column (1.7e9 +- 1e5) rounds at 2**-24 of 1.7e9 per term
+    and the backward one cancels the offset out of sums of that size: a
+    gradient off by 3e-4 of its scale, and full-batch sgd never reached
+    ``tol=1e-4``.  Dense blocks are centered whole; a sparse block only
+    in those features (a copy of the block, where they are dense), the
+    others implicitly.
 
     The samples are processed in row blocks that stay in cache between the
     forward and the backward product; with ``n_threads > 1`` the blocks are
@@ -788,8 +802,12 @@ def _loss_and_gradient(
     """
     implicit = offset is not None and intercept is not None
     center = None
-    if implicit and center_rows and isinstance(X, np.ndarray):
-        implicit, center = False, offset
+    if implicit and center_rows is not None:
+        if isinstance(X, np.ndarray):
+            implicit, center = False, offset
+        else:
+            center = _SparseCenter(center_rows, offset, X.shape[1])
+            offset = center.rest
     intercept_raw = intercept - coef @ offset if implicit else intercept
     n_samples = X.shape[0] if rows is None else rows.shape[0]
     # Centered blocks are copies, one per thread: 1 MiB ones.
@@ -844,6 +862,50 @@ def _penalty(alpha, flat):
         return math.inf
     relative = flat / np.asarray(top, dtype=flat.dtype)
     return 0.5 * (alpha * top) * top * float(relative @ relative)
+
+
+class _SparseCenter:
+    """The centering of sparse X's ``columns`` (features far from 0, stored
+    in about every row) by ``offset``, block by block.
+
+    ``rest`` is ``offset`` with those columns at 0: the offset of the other
+    features, which the loss subtracts implicitly.
+    """
+
+    def __init__(self, columns, offset, n_features):
+        self.columns = np.asarray(columns)
+        self.center = offset[self.columns]
+        self.rest = offset.copy()
+        self.rest[self.columns] = 0.0
+        self.is_column = np.zeros(n_features, dtype=bool)
+        self.is_column[self.columns] = True
+
+    def block(self, X_block, weights=None):
+        """A CSR copy of ``X_block`` with the columns less their center
+        (0 in rows of zero ``weights``, whose deviations may overflow)."""
+        X_block = X_block.tocsr()
+        dense = X_block[:, self.columns].toarray()
+        # (In float64, rounded once to X's dtype.)
+        np.subtract(dense, self.center, out=dense)
+        if weights is not None:
+            dense[weights == 0] = 0.0
+        n_rows, n_columns = dense.shape
+        indices = X_block.indices
+        others = _compressed_view(
+            "csr",
+            np.where(self.is_column[indices], 0, X_block.data),
+            indices,
+            X_block.indptr,
+            X_block.shape,
+        )
+        columns = _compressed_view(
+            "csr",
+            dense.ravel(),
+            np.tile(self.columns.astype(indices.dtype), n_rows),
+            np.arange(0, n_rows * n_columns + 1, n_columns, dtype=indices.dtype),
+            X_block.shape,
+        )
+        return others + columns
 
 
 def _subtract_outer(matrix, u, v):
@@ -1627,7 +1689,7 @@ def weighted_mean(X, sample_weight):
 
 
 def mean_shift(X, sample_weight, mean, columns):
-    """The error of ``mean`` on ``columns`` of dense X: ``sum w (x - mean) /
+    """The error of ``mean`` on ``columns`` of X: ``sum w (x - mean) /
     sum w``, float64.
 
     A sum of values far from 0 rounds at their size: the mean of 9,000 rows
@@ -1638,8 +1700,8 @@ def mean_shift(X, sample_weight, mean, columns):
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_features)
-        Finite samples.
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+        Finite samples (a sparse X in CSR or CSC format).
     sample_weight : ndarray of shape (n_samples,)
         Non-negative weights.
     mean : ndarray of shape (n_columns,)
@@ -1665,7 +1727,10 @@ def mean_shift(X, sample_weight, mean, columns):
     rows = max(1, (1 << 16) // max(len(columns), 1))
     total = np.zeros(len(columns))
     for lo in range(0, n_samples, rows):
-        chunk = X[lo : lo + rows][:, columns].astype(np.float64) - mean
+        chunk = X[lo : lo + rows][:, columns]
+        if sp.issparse(chunk):
+            chunk = chunk.toarray()
+        chunk = chunk.astype(np.float64) - mean
         # Rows of zero weight may overflow: 0 * inf is NaN.
         chunk[weights[lo : lo + rows] == 0] = 0.0
         total += weights[lo : lo + rows] @ chunk

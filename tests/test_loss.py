@@ -2285,10 +2285,13 @@ def test_float32_means_of_columns_far_from_zero(container):
     assert np.all(np.abs(mean - exact) < 0.02 * spread), (mean - exact) / spread
 
 
-def test_centered_blocks_stay_small(monkeypatch):
+@pytest.mark.parametrize("container", ["dense", "csr"])
+def test_centered_blocks_stay_small(container):
     # Centered row blocks are copies, one per thread: 1 MiB ones, and each
     # freed before the next (a reference through the forward product kept
-    # two alive: 21 MB for a 15 MB X, against 8 MB uncentered).
+    # two alive: 21 MB for a 15 MB X, against 8 MB uncentered).  Sparse
+    # blocks, one per thread otherwise, are as small once centered (the
+    # copies of halves of a 15 MB X).
     from sk_softmax import _loss
 
     rng = np.random.default_rng(0)
@@ -2298,15 +2301,18 @@ def test_centered_blocks_stay_small(monkeypatch):
     y = rng.integers(0, 3, n)
     offset = X.astype(np.float64).mean(axis=0).astype(np.float32)
     coef, intercept = np.full((3, d), 1e-3, np.float32), np.zeros(3, np.float32)
-    args = (coef, intercept, X, y, 1.0 / n, 0.0, 0.0, offset, 2)
+    data = sp.csr_matrix(X) if container == "csr" else X
+    args = (coef, intercept, data, y, 1.0 / n, 0.0, 0.0, offset, 2)
     tracemalloc.start()
     try:
-        _loss._loss_and_gradient(*args, center_rows=True)
+        _loss._loss_and_gradient(*args, center_rows=np.array([0]))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    # Two threads' blocks of 1 MiB, their logits and a little more.
-    assert peak < 3.5 * _loss._MIN_BLOCK_BYTES, peak
+    # Two threads' blocks of 1 MiB, their logits and a little more (the
+    # sparse ones' values and indices, and the sum that makes them).
+    limit = 4.5 if container == "csr" else 3.5
+    assert peak < limit * _loss._MIN_BLOCK_BYTES, peak
 
 
 def test_correlation_eigenvalue_reads_small_chunks():
@@ -2326,13 +2332,15 @@ def test_correlation_eigenvalue_reads_small_chunks():
     assert peak < 4 * 2**20, peak
 
 
+@pytest.mark.parametrize("container", ["dense", "csr"])
 @pytest.mark.parametrize("batch", [False, True])
-def test_centered_rows_keep_float32_products_of_offset_features(batch):
+def test_centered_rows_keep_float32_products_of_offset_features(batch, container):
     # A float32 timestamp column (1.7e9 + up to 1e5): centered implicitly
     # (the offset subtracted from the intercept and from G^T X), its
     # products rounded at 2**-24 of 1.7e9 and its gradient came out off by
     # 1e-3 of its size; rows centered block by block keep float32's
-    # precision relative to the spread.
+    # precision relative to the spread.  Sparse X too (it was centered
+    # implicitly whatever ``center_rows`` said), in that column only.
     from sk_softmax._loss import _loss_and_gradient
 
     rng = np.random.default_rng(0)
@@ -2356,11 +2364,13 @@ def test_centered_rows_keep_float32_products_of_offset_features(batch):
         0.0,
     )
 
+    data = sp.csr_matrix(X) if container == "csr" else X
+
     def relative_error(center_rows):
         got = _loss_and_gradient(
             coef.astype(np.float32),
             intercept.astype(np.float32),
-            X,
+            data,
             y[picked],
             w,
             0.0,
@@ -2377,8 +2387,8 @@ def test_centered_rows_keep_float32_products_of_offset_features(batch):
             ),
         )
 
-    assert relative_error(True) < 1e-5
-    assert relative_error(False) > 1e-4  # what the implicit centering loses
+    assert relative_error(np.array([1])) < 1e-5
+    assert relative_error(None) > 1e-4  # what the implicit centering loses
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
@@ -2472,7 +2482,7 @@ def test_two_classes_take_the_difference_of_the_logits(
     # Two classes compute z_1 - z_0 with one matrix-vector product each way;
     # over many row blocks and threads, with logits beyond exp's safe range
     # in some blocks (shifted), and with the offset applied implicitly or
-    # (float32 dense) to each block, the result is that of the textbook.
+    # (float32) to each block, the result is that of the textbook.
     from sk_softmax import _loss
 
     monkeypatch.setattr(_loss, "_BLOCK_BYTES", 4096)
@@ -2514,7 +2524,9 @@ def test_two_classes_take_the_difference_of_the_logits(
             0.2,
             offset=None if shift is None else shift.astype(dtype),
             n_threads=2,
-            center_rows=dtype == np.float32,
+            # (float32: dense blocks centered whole, sparse ones in two
+            # columns, the others implicitly)
+            center_rows=np.array([0, 5]) if dtype == np.float32 else None,
         )
     rtol = 1e-9 if dtype == np.float64 else 2e-3
     np.testing.assert_allclose(loss, expected[0], rtol=rtol)

@@ -605,23 +605,30 @@ def test_a_row_of_zero_weight_at_1e300_in_mini_batches(solver):
     assert clf.score(X, y) >= removed.score(X, y) - 0.02
 
 
-@pytest.mark.parametrize("solver", SOLVERS)
-def test_rows_of_zero_weight_beyond_a_feature_far_from_zero(solver):
-    # A feature of 1e294 spread at -1e308, and rows of zero weight at
+# (Sparse L-BFGS stops on a column at -1e308 with a clear error, rows of
+# zero weight or not.)
+@pytest.mark.parametrize(
+    "solver, container",
+    [(solver, "dense") for solver in SOLVERS] + [("sgd", "csr"), ("adam", "csr")],
+)
+def test_rows_of_zero_weight_beyond_a_feature_far_from_zero(solver, container):
+    # A feature of 1e298 spread at -1e308, and rows of zero weight at
     # 1.5e308: their deviations from the mean overflow.  Its mean computed
     # again from them was NaN (0 * inf), and so were the centered rows'
-    # logits: every solver failed.
+    # logits: every solver failed.  Sparse X's blocks are centered in that
+    # feature too.  (Sparse X takes a spread below 2**-40 of the mean, 1e294,
+    # for none: the rounding of its sums.)
     rng = np.random.RandomState(0)
     X = rng.randn(2000, 3)
     y = (X[:, 1] + X[:, 2] > 0).astype(int)
-    X[:, 0] = -1e308 + 1e294 * rng.randn(2000)
+    X[:, 0] = -1e308 + 1e298 * rng.randn(2000)
     weights = np.ones(2000)
     weights[:5] = 0.0
     X[:5, 0] = 1.5e308
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf = SoftmaxRegression(solver=solver, random_state=0)
-        clf.fit(X, y, sample_weight=weights)
+        clf.fit(sp.csr_matrix(X) if container == "csr" else X, y, sample_weight=weights)
     assert np.all(np.isfinite(clf.coef_)) and np.all(np.isfinite(clf.intercept_))
     if solver != "lbfgs":  # (L-BFGS works on the features as given)
         assert clf.score(X[5:], y[5:]) > 0.95
@@ -1068,6 +1075,49 @@ def test_sparse_lbfgs_centers_columns_far_from_zero(offset):
     assert sparse.score(X, y) == pytest.approx(dense.score(X, y), abs=2e-3)
     # Data without such a column keeps LogisticRegression's coordinates:
     # its iterates (see test_sparse_lbfgs_takes_the_logistic_regression_path).
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"batch_size": 32, "max_iter": 20},
+        {"solver": "adam", "max_iter": 50},
+        {"early_stopping": True},
+        {"solver": "lbfgs"},
+    ],
+    ids=["default", "batches", "adam", "early_stopping", "lbfgs"],
+)
+def test_sparse_float32_column_far_from_zero_fits_as_dense(params):
+    # A float32 column at 1e5 +- 3 in sparse X was centered implicitly
+    # (the offset out of the intercept and out of G^T X, float32 sums of
+    # values of 1e5): the default fit's loss wobbled by 5e-5 and ran to
+    # max_iter with a ConvergenceWarning, where dense X stops after 32
+    # epochs; L-BFGS warned too.  Centered in that column, block by block,
+    # the sparse fit is the dense one.
+    rng = np.random.RandomState(0)
+    X = rng.randn(1000, 3) * [1.0, 3.0, 0.5]
+    y = (X @ rng.randn(3, 4) + rng.gumbel(size=(1000, 4))).argmax(axis=1)
+    X = X.astype(np.float32)
+    X[:, 1] += np.float32(1e5)
+    fits = []
+    for data in (X, sp.csr_matrix(X)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            clf = SoftmaxRegression(random_state=0, **params).fit(data, y)
+        fits.append((clf, len(caught)))
+    (dense, dense_warnings), (sparse, sparse_warnings) = fits
+    assert sparse.n_iter_ == dense.n_iter_
+    assert sparse_warnings == dense_warnings
+    # (L-BFGS on sparse X takes other coordinates, so another path.)
+    start = -1 if params.get("solver") == "lbfgs" else 0
+    np.testing.assert_allclose(
+        sparse.loss_curve_[start:], dense.loss_curve_[start:], rtol=1e-6
+    )
+    # (Their probabilities differ by up to 3e-3: float32 logits of values of
+    # 1e5, x.w and b about -1e5 w, round at 2**-24 of that.)
+    size = np.abs(dense.coef_).max()
+    np.testing.assert_allclose(sparse.coef_, dense.coef_, rtol=0, atol=1e-3 * size)
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
