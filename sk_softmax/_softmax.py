@@ -2737,6 +2737,10 @@ def _in_memory_loss(
     which the core centers each row block itself (see
     :func:`_far_from_zero`), or None.
     """
+    if center_rows is not None and sp.issparse(X) and X.format != "csr":
+        # Centered blocks of CSC X would each be the whole of it, converted
+        # to CSR at every evaluation: converted once, in blocks of rows.
+        X = X.tocsr()
 
     def loss(coef, intercept, y, weights, batch):
         return _loss_and_gradient(

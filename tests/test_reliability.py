@@ -1088,7 +1088,8 @@ def test_sparse_lbfgs_centers_columns_far_from_zero(offset):
     ],
     ids=["default", "batches", "adam", "early_stopping", "lbfgs"],
 )
-def test_sparse_float32_column_far_from_zero_fits_as_dense(params):
+@pytest.mark.parametrize("container", [sp.csr_matrix, sp.csc_matrix])
+def test_sparse_float32_column_far_from_zero_fits_as_dense(params, container):
     # A float32 column at 1e5 +- 3 in sparse X was centered implicitly
     # (the offset out of the intercept and out of G^T X, float32 sums of
     # values of 1e5): the default fit's loss wobbled by 5e-5 and ran to
@@ -1101,7 +1102,7 @@ def test_sparse_float32_column_far_from_zero_fits_as_dense(params):
     X = X.astype(np.float32)
     X[:, 1] += np.float32(1e5)
     fits = []
-    for data in (X, sp.csr_matrix(X)):
+    for data in (X, container(X)):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             clf = SoftmaxRegression(random_state=0, **params).fit(data, y)
