@@ -2695,11 +2695,11 @@ def _far_from_zero(X, mean, spread):
 
     For X (dense or sparse in memory, a dask array of numpy chunks, or on a
     device) with a feature whose mean is more than ``ratio`` times its
-    spread, the
-    implicit centering would cost its products about ``ratio * 2**-24`` of
-    their precision in float32 (timestamps, a column of 1000 +- 0.1), ``ratio *
-    2**-53`` in float64 (X + 1e14: the default fit ran to max_iter with the
-    gradient above ``tol``; X + 1e11, L-BFGS stopped short of it).  Beyond
+    spread, the implicit centering would cost its products about ``ratio *
+    2**-24`` of their precision in float32 (timestamps, a column of 1000 +-
+    0.1), ``ratio * 2**-53`` in float64 (X + 1e14: the default fit ran to
+    max_iter with the gradient above ``tol``; X + 1e11, L-BFGS stopped short
+    of it).  Beyond
     ``_OFFSET_RATIO``, a pass over each block (a copy for slices of X;
     mini-batches are copies already) keeps it.  Sparse float32 X (a column
     at 1e5 +- 3) made full-batch sgd's loss wobble by 5e-5, to max_iter.

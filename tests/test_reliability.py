@@ -616,8 +616,8 @@ def test_rows_of_zero_weight_beyond_a_feature_far_from_zero(solver, container):
     # 1.5e308: their deviations from the mean overflow.  Its mean computed
     # again from them was NaN (0 * inf), and so were the centered rows'
     # logits: every solver failed.  Sparse X's blocks are centered in that
-    # feature too.  (Sparse X takes a spread below 2**-40 of the mean, 1e294,
-    # for none: the rounding of its sums.)
+    # feature too.  (A spread of 1e294, below 2**-40 of the mean, would be
+    # none for sparse X: the rounding of its sums.)
     rng = np.random.RandomState(0)
     X = rng.randn(2000, 3)
     y = (X[:, 1] + X[:, 2] > 0).astype(int)
