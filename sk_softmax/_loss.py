@@ -484,6 +484,9 @@ def _block_rows(X, n_samples, n_threads=1, block_bytes=None, n_classes=None):
     rows for the threads to share them: down to ``_MIN_BLOCK_BYTES``, or
     with ``n_classes`` (the loss's products) down to blocks whose products
     take ``_MIN_BLOCK_PRODUCT`` multiply-adds, if that is fewer rows.
+    Sparse (CSR) blocks: one per thread, or with ``block_bytes`` (centered
+    copies) about that many bytes of stored entries, or the gradient's size
+    if larger; at least ``_MIN_SPARSE_BLOCK_ROWS`` rows either way.
     """
     n_samples = max(n_samples, 1)
     share = -(-n_samples // n_threads)
