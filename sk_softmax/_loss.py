@@ -876,7 +876,7 @@ class _SparseCenter:
     """
 
     def __init__(self, columns, offset, n_features):
-        self.columns = np.asarray(columns)
+        self.columns = np.sort(columns)
         self.center = offset[self.columns]
         self.rest = offset.copy()
         self.rest[self.columns] = 0.0
@@ -887,19 +887,23 @@ class _SparseCenter:
         """A CSR copy of ``X_block`` with the columns less their center
         (0 in rows of zero ``weights``, whose deviations may overflow)."""
         X_block = X_block.tocsr()
-        dense = X_block[:, self.columns].toarray()
+        indices, data, indptr = X_block.indices, X_block.data, X_block.indptr
+        n_rows, n_columns = X_block.shape[0], self.columns.size
+        # The columns' stored entries, by one mask over the block's entries
+        # (scipy's column indexing took 0.27 ms on 256 rows of 2**18
+        # features, a pass over all of them), summed where duplicated.
+        stored = self.is_column[indices]
+        at = np.flatnonzero(stored)
+        rows = np.searchsorted(indptr, at, side="right") - 1
+        dense = np.zeros((n_rows, n_columns), dtype=data.dtype)
+        position = np.searchsorted(self.columns, indices[at])
+        np.add.at(dense, (rows, position), data[at])
         # (In float64, rounded once to X's dtype.)
         np.subtract(dense, self.center, out=dense)
         if weights is not None:
             dense[weights == 0] = 0.0
-        n_rows, n_columns = dense.shape
-        indices = X_block.indices
         others = _compressed_view(
-            "csr",
-            np.where(self.is_column[indices], 0, X_block.data),
-            indices,
-            X_block.indptr,
-            X_block.shape,
+            "csr", np.where(stored, 0, data), indices, indptr, X_block.shape
         )
         columns = _compressed_view(
             "csr",

@@ -2285,6 +2285,48 @@ def test_float32_means_of_columns_far_from_zero(container):
     assert np.all(np.abs(mean - exact) < 0.02 * spread), (mean - exact) / spread
 
 
+@pytest.mark.parametrize("canonical", [True, False])
+def test_sparse_blocks_centered_in_their_far_columns(canonical):
+    # A sparse block with its far columns less their center, the others as
+    # they are, rows of zero weight 0 there; also where entries are
+    # unsorted and duplicated (summed, as scipy reads them), and where a
+    # far column is not stored in some row (its deviation is -center).
+    from sk_softmax._loss import _SparseCenter
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 9)) * (rng.random((40, 9)) < 0.4)
+    X[:, [2, 7]] = 1e5 + rng.normal(size=(40, 2))
+    X[[3, 11], 7] = 0.0
+    offset = X.mean(axis=0)
+    weights = rng.random(40)
+    weights[[5, 11]] = 0.0
+    block = sp.csr_matrix(X)
+    if not canonical:
+        # Each row's entries reversed, and the far entries split in two.
+        coo = block.tocoo()
+        far = np.isin(coo.col, [2, 7])
+        row = np.r_[coo.row, coo.row[far]]
+        col = np.r_[coo.col, coo.col[far]]
+        data = np.r_[coo.data, 0.25 * coo.data[far]]
+        data[: coo.nnz][far] *= 0.75
+        order = np.lexsort((-col, row))
+        block = sp.csr_matrix(
+            (data[order], col[order], np.searchsorted(row[order], np.arange(41))),
+            shape=X.shape,
+        )
+        assert not block.has_canonical_format
+    center = _SparseCenter(np.array([7, 2]), offset, 9)
+    got = center.block(block, weights).toarray()
+    expected = X.copy()
+    expected[:, [2, 7]] -= offset[[2, 7]]
+    expected[np.ix_(weights == 0, [2, 7])] = 0.0
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(center.rest[[2, 7]], 0.0)
+    np.testing.assert_array_equal(
+        np.delete(center.rest, [2, 7]), np.delete(offset, [2, 7])
+    )
+
+
 @pytest.mark.parametrize("container", ["dense", "csr"])
 def test_centered_blocks_stay_small(container):
     # Centered row blocks are copies, one per thread: 1 MiB ones, and each
