@@ -53,6 +53,7 @@ from ._loss import (
     _loss_and_gradient,
     _mean_and_range,
     _scaled_logits,
+    _SparseCenter,
     _summable_weights,
     constant_noise,
     dominant_rows,
@@ -1569,6 +1570,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 scale=scale,
                 mean=mean,
                 feature_major=feature_major,
+                far=far,
             )
 
         n_coef = n_classes * n_features
@@ -3564,10 +3566,17 @@ def _times_mean(coef, mean):
     return coef @ mean if mean.any() else 0.0
 
 
-def _validation_scorer(X_val, y_val, w_val, *, n_classes, scale, mean, feature_major):
+def _validation_scorer(
+    X_val, y_val, w_val, *, n_classes, scale, mean, feature_major, far=None
+):
     """``validation(params) -> (loss, accuracy)`` on the held-out samples.
 
     The loss is the weighted cross-entropy without smoothing or penalty.
+    ``far``: the features far from 0 (see :func:`_far_from_zero`), whose
+    held-out columns (the fit's own copy, in memory) are centered once, as
+    the loss centers them: in X's units, float32 logits of three columns at
+    5.5e4 rounded by about 0.01, and the best epoch came out 8 instead of
+    15, at a log-loss of 0.626 instead of 0.503.
     """
     weight_sum = float(w_val.sum())
     if weight_sum <= 0:
@@ -3575,6 +3584,19 @@ def _validation_scorer(X_val, y_val, w_val, *, n_classes, scale, mean, feature_m
             "The validation sample weights are all zero; use a different "
             "random_state or validation_fraction."
         )
+    if far is not None and (sp.issparse(X_val) or isinstance(X_val, np.ndarray)):
+        # (In place: the held-out rows are the fit's own copy, taken by
+        # index.  Rows of zero weight, whose deviations may overflow, at 0
+        # there.)
+        if sp.issparse(X_val):
+            X_val = _SparseCenter(far, mean, mean.size).block(X_val, w_val)
+        else:
+            deviations = X_val[:, far] - mean[far]
+            deviations[w_val == 0] = 0.0
+            X_val[:, far] = deviations
+        # The intercept that goes with them: b' less the others' offsets.
+        mean = mean.copy()
+        mean[far] = 0.0
     raw_weights, w_val = w_val, w_val / weight_sum
     rows = np.arange(y_val.size)
 

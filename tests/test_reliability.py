@@ -1121,6 +1121,27 @@ def test_sparse_float32_column_far_from_zero_fits_as_dense(params, container):
     np.testing.assert_allclose(sparse.coef_, dense.coef_, rtol=0, atol=1e-3 * size)
 
 
+def test_early_stopping_scores_features_far_from_zero_centered():
+    # float32 columns at 5e4 to 7e4: the held-out rows were scored in X's
+    # units, whose logits round by about 0.01, and the best epoch's
+    # validation accuracy came out 0.840 instead of the unshifted 0.847
+    # (dense and sparse alike).  Centered as the loss centers them, the
+    # held-out columns give the unshifted fit's score.
+    rng = np.random.RandomState(5)
+    X = rng.randn(1500, 5) * [0.5, 1.0, 2.0, 1.0, 3.0]
+    y = (X @ rng.randn(5, 3) + rng.gumbel(size=(1500, 3))).argmax(axis=1)
+    shifted = X.astype(np.float32)
+    shifted[:, :3] += np.float32([5e4, -6e4, 7e4])
+    fits = [
+        SoftmaxRegression(early_stopping=True, random_state=0).fit(data, y)
+        for data in (X.astype(np.float32), shifted, sp.csr_matrix(shifted))
+    ]
+    plain, dense, sparse = (fit.best_validation_score_ for fit in fits)
+    assert dense == plain
+    assert sparse == plain
+    assert fits[2].n_iter_ == fits[1].n_iter_
+
+
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_all_features_constant_gives_the_class_priors(solver):
     X = np.full((40, 3), 2.5)
