@@ -3050,6 +3050,11 @@ def weighted_gram(
 # of 4 to 7, 1.2 to 3 times; Gaussian features (about 1.5) take as many
 # passes either way, and the Gram matrix would cost a tenth more time.
 _ILL_CONDITIONED = 10.0
+# ...and on at most 4096 samples, above this (see
+# SoftmaxRegression._precondition_threshold): about 30 times more passes
+# than uncorrelated features, where the diagonal steps' early stop no
+# longer helps.
+_SMALL_ILL_CONDITIONED = 1000.0
 # The ridge of the preconditioner, relative to the mean diagonal of the
 # penalized curvature bound: it caps the step along directions the data
 # (nearly) lack, where a gradient is rounding noise (float32's 6e-8 of the
