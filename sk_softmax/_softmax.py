@@ -344,7 +344,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         Hold out ``validation_fraction`` of the training data (stratified
         where every class can be; otherwise at random, but never a class's
         last training row), stop when its accuracy stops improving, and
-        keep the best parameters.  ``"sgd"`` and ``"adam"`` only:
+        keep the parameters of the best epoch: the highest held-out
+        accuracy, and of equal ones, the lowest held-out loss (the first of
+        them was often barely trained).  ``"sgd"`` and ``"adam"`` only:
         ``"lbfgs"`` ignores it and trains on all the data, as in
         ``MLPClassifier``; ``partial_fit`` refuses it.  On a few hundred
         samples the held-out accuracy moves by one row at a time (5% of 20

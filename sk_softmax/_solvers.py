@@ -446,7 +446,8 @@ def gradient_descent(
         Shuffles the samples each epoch when given.
     validation : callable or None, default=None
         ``validation(params) -> (loss, score)``; enables early stopping on
-        the score.
+        the score, and the parameters returned are those of the best score
+        (of equal ones, those of the lowest loss).
     verbose : bool, default=False
         Print one line per epoch.
     state : dict or None, default=None
@@ -551,6 +552,7 @@ def gradient_descent(
         root_preconditioner = np.sqrt(preconditioner)
     loss_curve, val_scores, val_losses = [], [], []
     best_loss, best_score, no_improvement = np.inf, -np.inf, 0
+    best_params_loss = np.inf  # (the validation loss of best_params)
     resolved_loss, unresolved = np.inf, 0  # (see loss_resolution)
     best_params = None
     converged = False
@@ -642,8 +644,14 @@ def gradient_descent(
             val_scores.append(float(val_score))
             message += f", validation loss = {val_loss:.6f}, score = {val_score:.4f}"
             no_improvement = no_improvement + 1 if val_score < best_score + tol else 0
-            if val_score > best_score:
+            # Equal scores (a held-out accuracy moves by whole rows) go to
+            # the lower validation loss: the earliest epoch of a plateau
+            # may be far from trained.
+            if val_score > best_score or (
+                val_score == best_score and float(val_loss) < best_params_loss
+            ):
                 best_score = val_score
+                best_params_loss = float(val_loss)
                 best_params = current.copy()
             best_loss = min(best_loss, float(val_loss))
         else:
