@@ -3051,9 +3051,9 @@ def weighted_gram(
 # passes either way, and the Gram matrix would cost a tenth more time.
 _ILL_CONDITIONED = 10.0
 # ...and on at most 4096 samples, above this (see
-# SoftmaxRegression._precondition_threshold): about 30 times more passes
-# than uncorrelated features, where the diagonal steps' early stop no
-# longer helps.
+# SoftmaxRegression._precondition_threshold): there the diagonal steps'
+# passes grow about 30-fold (the square root), where their cheap passes
+# no longer make up for them.
 _SMALL_ILL_CONDITIONED = 1000.0
 # The ridge of the preconditioner, relative to the mean diagonal of the
 # penalized curvature bound: it caps the step along directions the data

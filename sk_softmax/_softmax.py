@@ -2104,8 +2104,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
           collinear features, the 45 that took it went from a median of 42
           passes to 16 (one took more: 72 against 58), from a median gap of
           5e-4 to 6e-6, from 5 ConvergenceWarnings to none, and to the
-          optimum's test accuracy.  Moderate condition numbers
-          keep the diagonal steps, about as fast there (digits: 146);
+          optimum's test accuracy.  Moderate condition numbers keep the
+          diagonal steps, about as fast there (digits: 146);
         - None on fewer rows per feature, nearly separable data (wine's
           quadratic features, 133 rows of 104: 48 to 75 passes to a gap
           of 6e-3 against 23 to 42 passes to 2e-4), where the curvature
