@@ -30,13 +30,14 @@ from sklearn.datasets import (
     load_wine,
     make_blobs,
     make_classification,
+    make_moons,
 )
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 from sklearn.utils.class_weight import compute_sample_weight
 
 from sk_softmax import SoftmaxRegression, loss_and_gradient
@@ -1983,7 +1984,7 @@ def test_far_rows_of_zero_weight_do_not_stop_the_preconditioner():
 def test_small_data_keeps_diagonal_steps(monkeypatch):
     # Up to 4096 samples the full batch keeps its diagonal steps unless the
     # features' correlation is very badly conditioned (above 1000) and there
-    # are 10 rows per feature: on nearly separable data (digits, condition
+    # are 2 rows per feature: on nearly separable data (digits, condition
     # number 146, the default weak penalty) they stop about as soon.
     from sk_softmax._loss import _ILL_CONDITIONED, _SMALL_ILL_CONDITIONED
 
@@ -2001,8 +2002,10 @@ def test_small_data_keeps_diagonal_steps(monkeypatch):
     threshold = clf._precondition_threshold(big, np.ones(len(big)), True, False)
     assert threshold == _ILL_CONDITIONED
     assert clf._precondition_threshold(X, ones, False, True) is None  # partial_fit
-    # Fewer than 10 rows per feature (61): often separable, diagonal steps.
-    assert clf._precondition_threshold(X[:600], ones[:600], True, False) is None
+    # Fewer rows than twice the features (61): often separable, diagonal steps.
+    assert clf._precondition_threshold(X[:121], ones[:121], True, False) is None
+    threshold = clf._precondition_threshold(X[:122], ones[:122], True, False)
+    assert threshold == _SMALL_ILL_CONDITIONED
 
 
 @pytest.mark.parametrize("class_weight", [None, "balanced"])
@@ -2032,6 +2035,22 @@ def test_small_badly_conditioned_data_takes_the_preconditioner(
     optimum = _objective(exact, X, y, 1e-4, sample_weight=weights)
     ours = _objective(clf, X, y, 1e-4, sample_weight=weights)
     assert ours - optimum < 3e-4 * optimum
+
+
+def test_few_rows_per_feature_take_the_preconditioner(monkeypatch):
+    # Polynomial features of degree 8 of 200 moons (44 features, 4.5 rows
+    # per feature): the diagonal steps ran to max_iter with a
+    # ConvergenceWarning, 8.5e-2 above the optimal loss.
+    formed = _counted_whitenings(monkeypatch)
+    X, y = make_moons(200, noise=0.2, random_state=0)
+    X = StandardScaler().fit_transform(PolynomialFeatures(8).fit_transform(X)[:, 1:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = SoftmaxRegression().fit(X, y)
+    assert len(formed) == 1 and clf.n_iter_ < 180
+    exact = SoftmaxRegression(solver="lbfgs", tol=1e-10, max_iter=50000).fit(X, y)
+    optimum = _objective(exact, X, y, 1e-4)
+    assert _objective(clf, X, y, 1e-4) - optimum < 5e-3 * optimum
 
 
 def test_rows_of_zero_weight_do_not_switch_to_the_preconditioner():
