@@ -24,6 +24,12 @@ the noise of a shared machine hits both sides alike.  The groups:
 ``epoch_vs_torch``
     One mini-batch epoch (batch 256, momentum 0.9) against the same epoch in
     a PyTorch CPU loop, when torch is importable.
+``stream``
+    ``partial_fit`` on a stream of chunks of hashed-text-like sparse rows
+    (``2**18`` features, the default of ``HashingVectorizer``), 2 and 20
+    classes, against ``SGDClassifier(loss="log_loss").partial_fit`` on the
+    same chunks, both at their defaults: the time of a call after the
+    first, of the first, and the test accuracy after one pass.
 ``peers``
     Each solver and peer on each workload (the PyTorch loop on the dense
     ones): wall time, passes, objective gap to the optimum, test accuracy,
@@ -75,6 +81,7 @@ GROUPS = (
     "defaults",
     "predict",
     "epoch_vs_torch",
+    "stream",
     "peers",
     "curves",
     "device",
@@ -541,6 +548,50 @@ def random_csr(rng, n_samples, n_features, density):
     )
     X.sum_duplicates()
     return X
+
+
+def hashed_chunks(rng, n_chunks, rows, n_features, per_row, n_classes):
+    """A stream of CSR chunks like hashed text, and held-out rows.
+
+    Each row stores up to ``per_row`` positive entries (a document's hashed
+    terms, fewer where a term repeats) at columns drawn as words are, a few
+    often and most rarely (column ``n_features * u**3`` for ``u`` uniform),
+    scaled to unit norm as TF-IDF rows are; labels come from a random
+    linear teacher (see :func:`teacher_labels`).
+    Returns ``(chunks, X_test, y_test)``: ``n_chunks`` pairs ``(X, y)`` of
+    ``rows`` rows each, then ``rows`` more rows held out.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_softmax._bench import hashed_chunks
+    >>> chunks, X_test, y_test = hashed_chunks(
+    ...     np.random.default_rng(0), 3, 50, 2**10, 8, 2
+    ... )
+    >>> len(chunks), chunks[0][0].shape, X_test.shape, sorted(set(y_test))
+    (3, (50, 1024), (50, 1024), [0, 1])
+    """
+    from sklearn.preprocessing import normalize
+
+    n_rows = (n_chunks + 1) * rows
+    columns = (n_features * rng.random((n_rows, per_row)) ** 3).astype(np.int64)
+    columns.sort(axis=1)
+    X = sp.csr_matrix(
+        (
+            rng.random(n_rows * per_row),
+            columns.ravel(),
+            np.arange(0, columns.size + 1, per_row),
+        ),
+        shape=(n_rows, n_features),
+    )
+    X.sum_duplicates()
+    X = normalize(X)
+    y, _ = teacher_labels(rng, X, n_classes)
+    chunks = [
+        (X[start : start + rows], y[start : start + rows])
+        for start in range(0, n_chunks * rows, rows)
+    ]
+    return chunks, X[n_chunks * rows :], y[n_chunks * rows :]
 
 
 def epoch_floor(X, n_classes, batch_size, seed=0):
@@ -1818,6 +1869,71 @@ class Bench:
             methods.remove("MLP lbfgs")
             methods.remove("ours sgd full batch")
         return methods
+
+    def group_stream(self):
+        """``partial_fit`` on hashed-text chunks against ``SGDClassifier``'s."""
+        from sklearn.linear_model import SGDClassifier
+
+        from . import SoftmaxRegression
+
+        if self.quick:
+            n_chunks, rows, n_features, per_row = 4, 200, 2**12, 20
+        else:
+            n_chunks, rows, n_features, per_row = 12, 1000, 2**18, 100
+        rows_out = []
+        for index, n_classes in enumerate((2, 20)):
+            rng = np.random.default_rng([self.seed, 100 + index])
+            chunks, X_test, y_test = hashed_chunks(
+                rng, n_chunks, rows, n_features, per_row, n_classes
+            )
+            classes = np.arange(n_classes)
+            models = {
+                "ours": SoftmaxRegression(random_state=self.seed),
+                "sgd": SGDClassifier(loss="log_loss", random_state=self.seed),
+            }
+            times = {name: [] for name in models}
+            for position, (X, y) in enumerate(chunks):
+                # Each chunk once for each side, the order alternating.
+                order = list(models) if position % 2 == 0 else list(models)[::-1]
+                for name in order:
+                    start = time.perf_counter()
+                    models[name].partial_fit(X, y, classes=classes)
+                    times[name].append(time.perf_counter() - start)
+            later = {
+                name: statistics.median(values[1:]) for name, values in times.items()
+            }
+            rows_out.append(
+                {
+                    "n_classes": n_classes,
+                    "chunk": f"{rows}x{n_features}",
+                    "calls": n_chunks,
+                    "time_ours": later["ours"],
+                    "time_sgd": later["sgd"],
+                    "ratio": _ratio(later["ours"], later["sgd"]),
+                    "first_ours": times["ours"][0],
+                    "first_sgd": times["sgd"][0],
+                    "accuracy_ours": float(models["ours"].score(X_test, y_test)),
+                    "accuracy_sgd": float(models["sgd"].score(X_test, y_test)),
+                }
+            )
+        print_table(
+            "stream: partial_fit on chunks of hashed-text-like CSR rows, ours vs "
+            "SGDClassifier(loss='log_loss'), both at their defaults (a call: "
+            "median of the calls after the first; accuracy after one pass)",
+            rows_out,
+            [
+                ("n_classes", "classes", "d"),
+                ("chunk", "chunk", ""),
+                ("time_ours", "ours ms", ".1f", 1e3),
+                ("time_sgd", "SGD ms", ".1f", 1e3),
+                ("ratio", "ratio", ".2f"),
+                ("first_ours", "ours 1st ms", ".1f", 1e3),
+                ("first_sgd", "SGD 1st ms", ".1f", 1e3),
+                ("accuracy_ours", "ours acc", ".4f"),
+                ("accuracy_sgd", "SGD acc", ".4f"),
+            ],
+        )
+        return {"rows": rows_out}
 
     def group_peers(self):
         """(f) every solver and peer on every workload."""

@@ -348,6 +348,35 @@ def test_quick_predict_rows(quick_results):
             assert row["agreement"] < 0.05, row
 
 
+def test_quick_stream_rows(quick_results):
+    rows = quick_results["groups"]["stream"]["rows"]
+    assert [row["n_classes"] for row in rows] == [2, 20]
+    for row in rows:
+        _positive(row, "time_ours", "time_sgd", "ratio", "first_ours", "first_sgd")
+        assert row["ratio"] == pytest.approx(row["time_ours"] / row["time_sgd"])
+        assert row["calls"] >= 2
+        for key in ("accuracy_ours", "accuracy_sgd"):
+            assert 0 <= row[key] <= 1
+
+
+def test_hashed_chunks_look_like_hashed_text():
+    # Unit rows of positive entries, a few columns frequent and most rare
+    # (half the entries in the first eighth of the columns), labels of
+    # every class, and held-out rows apart from the chunks.
+    chunks, X_test, y_test = _bench.hashed_chunks(
+        np.random.default_rng(0), 3, 400, 2**12, 30, 3
+    )
+    assert [X.shape for X, _ in chunks] == [(400, 2**12)] * 3
+    X = sp.vstack([X for X, _ in chunks] + [X_test]).tocsr()
+    assert X.format == "csr" and (X.data > 0).all()
+    np.testing.assert_allclose(sp.linalg.norm(X, axis=1), 1.0)
+    assert 20 <= np.diff(X.indptr).min() and np.diff(X.indptr).max() <= 30
+    share = np.mean(X.indices < 2**12 // 8)
+    assert 0.4 < share < 0.6
+    assert set(np.concatenate([y for _, y in chunks])) == {0, 1, 2}
+    assert X_test.shape == (400, 2**12) and y_test.shape == (400,)
+
+
 def test_quick_epoch_vs_torch(quick_results):
     group = quick_results["groups"]["epoch_vs_torch"]
     if "skipped" in group:
