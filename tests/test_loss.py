@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy.sparse.linalg import eigsh
 from scipy.special import log_softmax as scipy_log_softmax
 from scipy.special import logsumexp
 from scipy.special import softmax as scipy_softmax
@@ -1041,7 +1042,9 @@ def test_lipschitz_bounds_directional_curvature(kind, fit_intercept):
         assert 0.0 <= curv <= bound + 1e-8
 
 
-@pytest.mark.parametrize("kind", ["gapless", "low_rank", "lognormal", "sparse"])
+@pytest.mark.parametrize(
+    "kind", ["gapless", "low_rank", "lognormal", "sparse", "wide_sparse"]
+)
 def test_lanczos_eigenvalue_bounds_the_largest(kind):
     # Above 256 features the largest eigenvalue comes from Lanczos, in a
     # Krylov space of 8 vectors, to 1e-2 and with a 2% margin: never below
@@ -1056,9 +1059,13 @@ def test_lanczos_eigenvalue_bounds_the_largest(kind):
         X += 0.1 * rng.standard_normal(X.shape)
     elif kind == "lognormal":
         X = rng.lognormal(0.0, 1.5, size=(2000, 300))
-    else:
+    elif kind == "sparse":
         X = sp.random(4000, 1200, density=0.01, random_state=rng, format="csr")
+    else:  # (fewer rows than features, some of weight 0)
+        X = sp.random(300, 5000, density=0.01, random_state=rng, format="csr")
     s = rng.uniform(0.5, 2.0, X.shape[0])
+    if kind == "wide_sparse":
+        s[::7] = 0.0
     s /= s.sum()
     dense = _dense(X)
     mean = s @ dense
@@ -1068,6 +1075,33 @@ def test_lanczos_eigenvalue_bounds_the_largest(kind):
     centered = (dense - mean) / scale
     exact = np.linalg.eigvalsh(centered.T @ (s[:, None] * centered))[-1]
     assert exact <= value <= 1.03 * exact
+
+
+@pytest.mark.parametrize("container", [np.asarray, sp.csr_matrix], ids=["dense", "csr"])
+def test_lanczos_runs_on_the_shorter_side(monkeypatch, container):
+    # With fewer rows than features, Lanczos iterates on vectors as long as
+    # the rows are many (A A^T instead of A^T A: the same largest
+    # eigenvalue), with the same products with X and X^T.
+    import sk_softmax._loss as module
+
+    shapes = []
+
+    def recording(operator, **kwargs):
+        shapes.append(operator.shape)
+        return eigsh(operator, **kwargs)
+
+    monkeypatch.setattr(module, "eigsh", recording)
+    rng = np.random.RandomState(0)
+    for n_samples, n_features in [(400, 3000), (3000, 400)]:
+        X = rng.standard_normal((n_samples, n_features))
+        X[rng.random_sample(X.shape) < 0.9] = 0.0
+        s = np.full(n_samples, 1.0 / n_samples)
+        mean, scale = s @ X, np.full(n_features, 0.5)
+        value = module._largest_weighted_eigenvalue(container(X), s, mean, scale)
+        centered = (X - mean) / scale
+        exact = np.linalg.eigvalsh(centered.T @ (s[:, None] * centered))[-1]
+        assert exact <= value <= 1.03 * exact
+    assert shapes == [(400, 400), (400, 400)]
 
 
 @pytest.mark.parametrize("kind", LIP_KINDS)
