@@ -1363,8 +1363,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                             unit,
                         )
                     if not isinstance(rule, Adam):
-                        size = np.hypot(size, (chunk_mean - mean) / unit)
-                        kept_size = np.hypot(kept_size, (drifted - mean) / unit)
+                        size = _hypot(size, (chunk_mean - mean) / unit)
+                        kept_size = _hypot(kept_size, (drifted - mean) / unit)
                 size, kept_size = size * unit, kept_size * unit
                 ceiling = np.inf if folded is None else _GROWN_FOLD_CEILING
                 grown, widened = _widened_scales(kept_size, sized_for, ceiling)
@@ -1673,17 +1673,26 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # resumed momentum needs none of them (a partial_fit call on 20
             # x 2**18 coefficients spent 5 of 60 ms on them).
             if folded is not None and (adam or not keep or tested):
-                factors = np.ones_like(params)
-                _coef_view(factors, n_classes, n_features, feature_major)[...] = (
-                    folded ** (-1.0 if adam else -2.0)
-                )
+                per_feature = (folded ** (-1.0 if adam else -2.0)).astype(params.dtype)
+                # One per parameter only where needed: on 20 x 2**18
+                # coefficients each such array costs a pass, and its first
+                # touch of fresh memory more.
+                factors = None
+                if adam or tested:
+                    factors = np.ones_like(params)
+                    _coef_view(factors, n_classes, n_features, feature_major)[...] = (
+                        per_feature
+                    )
                 if adam:  # (a new rule at every call: resumed ones too)
                     rule.epsilon = rule.epsilon / factors
                 # (Later partial_fit calls keep the folded steps.)
-                if not keep and isinstance(learning_rate, np.ndarray):
-                    learning_rate *= factors
-                elif not keep:
-                    learning_rate = learning_rate * factors
+                if not keep:
+                    if not isinstance(learning_rate, np.ndarray):
+                        learning_rate = np.full_like(params, learning_rate)
+                    rates = _coef_view(
+                        learning_rate, n_classes, n_features, feature_major
+                    )
+                    rates *= per_feature
                 if tested:  # (otherwise they need not stay in memory)
                     preconditioner = factors
                 del factors
@@ -3055,6 +3064,39 @@ def _without_farthest_row(mean, std, value_range, weight, unit):
         share = (1.0 - weight * ratio**2) / rest - (weight * ratio / rest) ** 2
         kept_mean = mean - (weight / rest) * far
     return kept_mean, std * np.sqrt(np.maximum(share, 0.0))
+
+
+# Magnitudes whose squares, and sums of two, stay normal and finite.
+_SQUARE_SAFE = (2.0**-500, 2.0**500)
+
+
+def _hypot(a, b):
+    """``np.hypot(a, b)`` of two float64 vectors, a few times faster.
+
+    As ``sqrt(a**2 + b**2)`` where that is exact to rounding (results within
+    ``_SQUARE_SAFE``; beyond, the squares would overflow or lose their
+    digits to underflow), by ``np.hypot`` elsewhere: ``np.hypot`` takes
+    about 17 ns an element here, 4.5 ms for the 2**18 spreads of each
+    ``partial_fit`` call on hashed features.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_softmax._softmax import _hypot
+    >>> _hypot(np.array([3.0, 3e200, 3e-200, 0.0]), np.array([4.0, 4e200, 4e-200, 0.0]))
+    array([5.e+000, 5.e+200, 5.e-200, 0.e+000])
+    """
+    with np.errstate(over="ignore", under="ignore"):
+        out = np.multiply(a, a)
+        out += np.square(b)
+    np.sqrt(out, out=out)
+    low, high = _SQUARE_SAFE
+    again = np.flatnonzero(~((out >= low) & (out <= high)))
+    if again.size:
+        # (Both 0 gives 0 either way.)
+        again = again[(a[again] != 0) | (b[again] != 0)]
+        out[again] = np.hypot(a[again], b[again])
+    return out
 
 
 def _widened_scales(size, scale, ceiling=_FOLD_RANGE[1]):
