@@ -1492,6 +1492,27 @@ def test_partial_fit_skips_a_chunk_that_class_weight_weighs_zero():
         )
 
 
+def test_hypot_agrees_with_numpy_at_every_magnitude():
+    # sqrt(a**2 + b**2) where the squares stay in range, np.hypot beyond
+    # (overflow, digits lost to underflow): within rounding of np.hypot,
+    # exactly 0 where both are, and silent.
+    from sk_softmax._softmax import _hypot
+
+    rng = np.random.default_rng(0)
+    n = 20000
+    a = rng.random(n) * 10.0 ** rng.uniform(-320, 308, n)
+    b = (rng.random(n) - 0.5) * 10.0 ** rng.uniform(-320, 308, n)
+    a[rng.random(n) < 0.3] = 0.0
+    b[rng.random(n) < 0.3] = 0.0
+    b[:100] = a[:100]  # (equal tiny and huge pairs among them)
+    expected = np.hypot(a, b)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = _hypot(a, b)
+    np.testing.assert_allclose(result, expected, rtol=5e-16, atol=0)
+    np.testing.assert_array_equal(result == 0, expected == 0)
+
+
 def test_widened_scales_round_the_chunk_sizes_to_powers_of_two():
     # Only the sizes at least 2 * scale are rounded (see _widened_scales):
     # the result is that of rounding every size, then keeping those at
