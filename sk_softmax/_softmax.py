@@ -2680,7 +2680,12 @@ def _make_objective(
             np.empty(n_coef, dtype=dtype), n_classes, n_features, feature_major
         )
 
+    # X in memory (feature-major), no scales to divide by, and the gradient
+    # in the parameters' dtype: the core writes it where the solver reads it.
+    in_place = feature_major and unscaled
+
     def objective(params, batch):
+        in_place_here = in_place and params.dtype == dtype
         coef = _coef_view(params, n_classes, n_features, feature_major)
         if unscaled:
             coef = coef.astype(dtype, copy=False)
@@ -2699,14 +2704,23 @@ def _make_objective(
                 w_b = 1.0 / batch.size
             else:
                 w_b = weights[batch] * (n_drawn / batch.size)
-        loss, grad_coef, grad_intercept = loss_of(coef, intercept, y_b, w_b, batch)
         # In the parameters' dtype: float64 for L-BFGS, whatever X's.
-        grad = np.empty(params.size, dtype=params.dtype)
-        grad_view = _coef_view(grad, n_classes, n_features, feature_major)
-        if unscaled:
-            np.copyto(grad_view, grad_coef)
+        if in_place_here:
+            # The core computes the gradient of the coefficients in grad's
+            # own memory (see _loss_and_gradient's out): no copy.
+            grad = np.zeros(params.size, dtype=params.dtype)
+            grad_view = _coef_view(grad, n_classes, n_features, feature_major)
+            loss, _, grad_intercept = loss_of(
+                coef, intercept, y_b, w_b, batch, out=grad_view.T
+            )
         else:
-            np.divide(grad_coef, scale, out=grad_view)
+            loss, grad_coef, grad_intercept = loss_of(coef, intercept, y_b, w_b, batch)
+            grad = np.empty(params.size, dtype=params.dtype)
+            grad_view = _coef_view(grad, n_classes, n_features, feature_major)
+            if unscaled:
+                np.copyto(grad_view, grad_coef)
+            else:
+                np.divide(grad_coef, scale, out=grad_view)
         if fit_intercept:
             grad[n_coef:] = grad_intercept
         else:
@@ -2786,7 +2800,7 @@ def _in_memory_loss(
         # to CSR at every evaluation: converted once, in blocks of rows.
         X = X.tocsr()
 
-    def loss(coef, intercept, y, weights, batch):
+    def loss(coef, intercept, y, weights, batch, out=None):
         return _loss_and_gradient(
             coef,
             intercept,
@@ -2799,6 +2813,7 @@ def _in_memory_loss(
             n_threads,
             rows=batch,
             center_rows=center_rows,
+            out=out,
         )
 
     return loss

@@ -1632,6 +1632,50 @@ def test_row_blocks_and_threads_match_one_block(
         np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("reachable", [True, False], ids=["sparsetools", "fallback"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("n_classes", [2, 4])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    "container", [np.asarray, sp.csr_matrix, sp.csc_matrix], ids=["dense", "csr", "csc"]
+)
+def test_gradient_into_out_is_the_same(
+    monkeypatch, container, dtype, n_classes, n_threads, reachable
+):
+    # Written into a given array (the solver's flat gradient), the gradient
+    # of the coefficients is the one returned otherwise, bit for bit: in
+    # one block or several on several threads, two classes or more, with
+    # the rows centered block by block or implicitly, and where scipy's
+    # compiled product cannot be reached.
+    from sk_softmax import _loss
+
+    if not reachable:
+        monkeypatch.setattr(_loss, "_sparsetools", None)
+    rng = np.random.RandomState(3)
+    n, d = 1500, 30
+    X = rng.standard_normal((n, d)) * (rng.uniform(size=(n, d)) < 0.3)
+    X[:, 3] += 1e4  # (far from 0: centered by blocks with center_rows)
+    X = container(X.astype(dtype))
+    y = rng.randint(n_classes, size=n)
+    coef = rng.standard_normal((n_classes, d)).astype(dtype)
+    intercept = rng.standard_normal(n_classes).astype(dtype)
+    offset = np.asarray(X.mean(axis=0), dtype=dtype).ravel()
+    monkeypatch.setattr(_loss, "_MIN_SPARSE_BLOCK_ROWS", 400)
+    monkeypatch.setattr(_loss, "_BLOCK_BYTES", 400 * d * np.dtype(dtype).itemsize)
+    monkeypatch.setattr(_loss, "_MIN_BLOCK_BYTES", 1)
+    for center_rows in (None, np.array([3])):
+        args = (coef, intercept, X, y, 1.0 / n, 0.1, 0.1, offset, n_threads)
+        options = {"center_rows": center_rows}
+        expected = _loss._loss_and_gradient(*args, **options)
+        out = np.zeros((d, n_classes), dtype=dtype)
+        got = _loss._loss_and_gradient(*args, out=out, **options)
+        assert np.shares_memory(got[1], out)
+        assert got[1].dtype == dtype
+        assert got[0] == expected[0]
+        np.testing.assert_array_equal(got[1], expected[1])
+        np.testing.assert_array_equal(got[2], expected[2])
+
+
 @pytest.mark.parametrize(
     "n_features, n_classes, dtype, rows",
     [
