@@ -107,6 +107,25 @@ class UpdateRule:
         return self.init(params)
 
 
+def _scaled_state(state, key, factor):
+    """``state[key] *= factor``, in place unless the array is borrowed.
+
+    A state that holds ``"borrowed"`` (a set of keys) shares those arrays
+    with its caller, who keeps them as they are (``partial_fit`` restores
+    them if the call fails): the first step writes the product into a new
+    array instead, the copy that the caller would otherwise have made
+    first, and one pass over it less.
+    """
+    value = state[key]
+    borrowed = state.get("borrowed", ())
+    if key in borrowed:
+        value = state[key] = np.multiply(value, factor)
+        state["borrowed"] = borrowed - {key}
+    else:
+        value *= factor
+    return value
+
+
 class Momentum(UpdateRule):
     """SGD with optional heavy-ball or Nesterov momentum (MLPClassifier's rule).
 
@@ -129,9 +148,8 @@ class Momentum(UpdateRule):
         return {"velocity": np.zeros_like(params)}
 
     def step(self, params, grad, state, learning_rate):
-        velocity = state["velocity"]
         grad *= learning_rate
-        velocity *= self.momentum
+        velocity = _scaled_state(state, "velocity", self.momentum)
         velocity -= grad
         if self.nesterov:
             _axpy(self.momentum, velocity, params)
@@ -167,10 +185,10 @@ class Adam(UpdateRule):
 
     def step(self, params, grad, state, learning_rate):
         state["t"] += 1
-        t, m, v = state["t"], state["m"], state["v"]
-        m *= self.beta_1
+        t = state["t"]
+        m = _scaled_state(state, "m", self.beta_1)
         _axpy(1 - self.beta_1, grad, m)
-        v *= self.beta_2
+        v = _scaled_state(state, "v", self.beta_2)
         grad *= grad
         _axpy(1 - self.beta_2, grad, v)
         scale = math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)

@@ -3561,6 +3561,69 @@ def test_failed_resumed_partial_fit_keeps_the_optimizer_state():
     np.testing.assert_array_equal(clf.intercept_, twin.intercept_)
 
 
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_partial_fit_failing_after_its_steps_keeps_the_optimizer_state(
+    monkeypatch, solver
+):
+    # A resumed call lends the kept moments to the rule, whose first step
+    # writes their update into new arrays: a call that fails after its
+    # steps leaves the kept ones as they were, bit for bit, and the next
+    # call continues as if it had not happened.
+    import sk_softmax._softmax as module
+
+    X, y = _iris()
+    clf = SoftmaxRegression(solver=solver, batch_size=16, random_state=0)
+    clf.partial_fit(X[::2], y[::2], classes=[0, 1, 2])
+    twin = pickle.loads(pickle.dumps(clf))
+    kept = dict(clf._state)
+    steps = module.gradient_descent
+
+    def failing(*args, **kwargs):
+        result = steps(*args, **kwargs)
+        assert result.n_iter == 1  # (the steps were taken)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "gradient_descent", failing)
+    with pytest.raises(KeyboardInterrupt):
+        clf.partial_fit(X[1::2], y[1::2])
+    monkeypatch.setattr(module, "gradient_descent", steps)
+    assert set(clf._state) == set(twin._state) == set(kept)
+    for key, value in twin._state.items():
+        assert clf._state[key] is kept[key]
+        np.testing.assert_array_equal(clf._state[key], value)
+    clf.partial_fit(X[1::2], y[1::2])
+    twin.partial_fit(X[1::2], y[1::2])
+    np.testing.assert_array_equal(clf.coef_, twin.coef_)
+    assert "borrowed" not in clf._state
+
+
+@pytest.mark.parametrize(
+    ("solver", "method"),
+    [("sgd", "partial_fit"), ("adam", "partial_fit"), ("sgd", "fit"), ("lbfgs", "fit")],
+)
+def test_an_earlier_coef_stays_as_it_was(solver, method):
+    # coef_ may keep the memory of the fit's own parameters (no copy): a
+    # coef_ taken after one call is not changed by the later calls (warm
+    # started fits, or partial_fit resuming the optimizer).
+    X, y = _iris()
+    clf = SoftmaxRegression(
+        solver=solver, batch_size=16, max_iter=3, warm_start=True, random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for call in range(4):
+            if method == "fit":
+                clf.fit(X, y)
+            else:
+                clf.partial_fit(X, y, classes=[0, 1, 2])
+            if call == 0:
+                first, first_copy = clf.coef_, clf.coef_.copy()
+                intercept, intercept_copy = clf.intercept_, clf.intercept_.copy()
+    assert not np.array_equal(clf.coef_, first_copy)
+    np.testing.assert_array_equal(first, first_copy)
+    np.testing.assert_array_equal(intercept, intercept_copy)
+
+
 def test_partial_fit_after_changing_class_weight_starts_a_new_optimizer():
     # The automatic step depends on the weighted curvature: one sized for
     # the old class weights made the loss jump to 4-6 (log 3 at the start).
