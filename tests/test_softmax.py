@@ -1538,6 +1538,47 @@ def test_widened_scales_round_the_chunk_sizes_to_powers_of_two():
     assert unchanged is scale and none is None
 
 
+@pytest.mark.parametrize("param_dtype", [None, np.float64], ids=["same", "float64"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("container", [np.asarray, sp.csr_matrix], ids=["dense", "csr"])
+def test_objective_gradient_in_place_is_the_same(
+    monkeypatch, container, dtype, param_dtype
+):
+    # Large coefficients take their gradient from the core in the flat
+    # gradient's memory (see _IN_PLACE_GRADIENT): the same loss and
+    # gradient, bit for bit, as through the copy; float64 parameters on
+    # float32 X (L-BFGS) keep the copy.
+    import sk_softmax._softmax as module
+
+    rng = np.random.RandomState(0)
+    n, d, K = 300, 40, 3
+    X = rng.standard_normal((n, d)) * (rng.uniform(size=(n, d)) < 0.4)
+    X = container(X.astype(dtype))
+    y = rng.randint(K, size=n)
+    params = rng.standard_normal(K * d + K).astype(param_dtype or dtype)
+    batch = rng.permutation(n)[:64]
+    results = []
+    for threshold in (np.inf, 0):
+        monkeypatch.setattr(module, "_IN_PLACE_GRADIENT", threshold)
+        objective = module._make_objective(
+            X,
+            y,
+            None,
+            n_classes=K,
+            alpha=0.01,
+            label_smoothing=0.1,
+            offset=np.asarray(X.mean(axis=0), dtype=np.float64).ravel(),
+            fit_intercept=True,
+            scale=np.ones(d),
+            feature_major=True,
+        )
+        results.append([objective(params, None), objective(params, batch)])
+    for (loss_a, grad_a), (loss_b, grad_b) in zip(*results, strict=True):
+        assert loss_a == loss_b
+        assert grad_a.dtype == grad_b.dtype == params.dtype
+        np.testing.assert_array_equal(grad_a, grad_b)
+
+
 @pytest.mark.parametrize("feature_major", [False, True])
 @pytest.mark.parametrize("unit", [False, True])
 def test_solver_parameters_convert_by_blocks_of_features(feature_major, unit):
