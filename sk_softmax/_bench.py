@@ -568,7 +568,7 @@ def hashed_chunks(rng, n_chunks, rows, n_features, per_row, n_classes):
     >>> chunks, X_test, y_test = hashed_chunks(
     ...     np.random.default_rng(0), 3, 50, 2**10, 8, 2
     ... )
-    >>> len(chunks), chunks[0][0].shape, X_test.shape, sorted(set(y_test))
+    >>> len(chunks), chunks[0][0].shape, X_test.shape, sorted(set(y_test.tolist()))
     (3, (50, 1024), (50, 1024), [0, 1])
     """
     from sklearn.preprocessing import normalize
