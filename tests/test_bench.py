@@ -353,16 +353,21 @@ def test_quick_stream_rows(quick_results):
     assert [row["n_classes"] for row in rows] == [2, 20]
     for row in rows:
         _positive(row, "time_ours", "time_sgd", "ratio", "first_ours", "first_sgd")
+        _positive(row, "pass_ours", "pass_sgd")
         assert row["ratio"] == pytest.approx(row["time_ours"] / row["time_sgd"])
-        assert row["calls"] >= 2
-        for key in ("accuracy_ours", "accuracy_sgd"):
+        assert row["passes"] >= 2 and row["calls"] >= 2 * row["passes"]
+        for key in ("accuracy_ours", "accuracy_sgd", "accuracy_ours_1"):
             assert 0 <= row[key] <= 1
+        # Both learn from the stream: above chance on the held-out rows.
+        assert row["accuracy_ours"] > 1.2 / row["n_classes"], row
+        assert row["accuracy_sgd"] > 1.2 / row["n_classes"], row
 
 
 def test_hashed_chunks_look_like_hashed_text():
     # Unit rows of positive entries, a few columns frequent and most rare
     # (half the entries in the first eighth of the columns), labels of
-    # every class, and held-out rows apart from the chunks.
+    # every class that the frequent columns alone predict (the teacher's),
+    # and held-out rows apart from the chunks.
     chunks, X_test, y_test = _bench.hashed_chunks(
         np.random.default_rng(0), 3, 400, 2**12, 30, 3
     )
@@ -373,8 +378,14 @@ def test_hashed_chunks_look_like_hashed_text():
     assert 20 <= np.diff(X.indptr).min() and np.diff(X.indptr).max() <= 30
     share = np.mean(X.indices < 2**12 // 8)
     assert 0.4 < share < 0.6
-    assert set(np.concatenate([y for _, y in chunks])) == {0, 1, 2}
+    y = np.concatenate([y for _, y in chunks] + [y_test])
+    assert set(y) == {0, 1, 2}
     assert X_test.shape == (400, 2**12) and y_test.shape == (400,)
+    from sklearn.linear_model import LogisticRegression
+
+    frequent = X[:, : 2**12 // 64]
+    model = LogisticRegression(C=100.0, max_iter=1000).fit(frequent[:1200], y[:1200])
+    assert model.score(frequent[1200:], y[1200:]) > 0.6
 
 
 def test_quick_epoch_vs_torch(quick_results):
