@@ -47,12 +47,12 @@ import scipy.sparse as sp
 import threadpoolctl
 from scipy.linalg import cholesky, eigvalsh, get_blas_funcs
 from scipy.sparse.linalg import LinearOperator, eigsh
+from threadpoolctl import ThreadpoolController
 
 try:  # (scipy's compiled sparse routines: see _sparse_product)
     from scipy.sparse import _sparsetools
 except ImportError:  # pragma: no cover - scipy keeps them there since 1.8
     _sparsetools = None
-from threadpoolctl import ThreadpoolController
 
 __all__ = [
     "loss_and_gradient",

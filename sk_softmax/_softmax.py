@@ -1929,7 +1929,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         # coef_ keeps their memory, no copy (42 MB a partial_fit call on 20 x
         # 2**18 coefficients), unless an optimizer state kept for a later
         # call shares it.
-        kept = getattr(result, "state", None) or {}
+        kept = result.state or {}
         shared = any(
             isinstance(value, np.ndarray) and np.shares_memory(value, result.params)
             for value in kept.values()
