@@ -2531,10 +2531,11 @@ def dominant_rows(X, sample_weight, mean, value_range, *, n_threads=1):
 
     Per-feature ranges rule most features out at no cost: with equal
     weights and at least 10 rows, such a row lies more than 4 times as far
-    from ``mean`` as any row on the other side.  Where one may be left, one
-    pass over X, in float64 chunks of about 512 KiB shared among
-    ``n_threads`` threads, and one over the columns that one row holds
-    most of.  Rows of zero weight count for nothing.
+    from ``mean`` as any row on the other side.  Where some may be left,
+    one pass over their columns, in float64 chunks of about 512 KiB shared
+    among ``n_threads`` threads, then two over the columns that one row may
+    hold most of (its row, then the others' spread).  Rows of zero weight
+    count for nothing.
 
     Parameters
     ----------
@@ -2609,61 +2610,43 @@ def dominant_rows(X, sample_weight, mean, value_range, *, n_threads=1):
         return result
     unit = math.ldexp(1.0, math.frexp(largest)[1] - 1)  # (at most 2**1023)
     center = mean / unit
-    chunk_rows = max(8, (1 << 19) // (8 * n_features))
-    columns = np.arange(n_features)
     # (Equal weights: the rows' order is that of their squared deviations.)
     equal = float(weights[0]) if np.all(weights == weights[0]) else None
-
-    @np.errstate(over="ignore", invalid="ignore")
-    def work(blocks):
-        peak, where = np.zeros(n_features), np.zeros(n_features, dtype=np.intp)
-        second = np.zeros(n_features)
-        buffer = np.empty((chunk_rows, n_features))
-        for start, stop in blocks:
-            for lo in range(start, stop, chunk_rows):
-                hi = min(lo + chunk_rows, stop)
-                chunk = np.multiply(
-                    X[lo:hi], 1.0 / unit, out=buffer[: hi - lo], dtype=np.float64
-                )
-                chunk -= center
-                w = weights[lo:hi]
-                chunk[w == 0] = 0.0  # (rows of any size: 0 * inf is NaN)
-                chunk *= chunk
-                second += w @ chunk
-                if equal is None:
-                    chunk *= w[:, None]
-                top = chunk.argmax(axis=0)
-                value = chunk[top, columns]
-                if equal is not None:
-                    value *= equal
-                higher = value > peak
-                peak[higher], where[higher] = value[higher], lo + top[higher]
-        return peak, where, second
-
-    parts = _per_thread(work, _row_blocks(X, n_samples, n_threads), n_threads)
-    peak, where, second = parts[0]
-    for other_peak, other_where, other_second in parts[1:]:
-        higher = other_peak > peak
-        peak[higher], where[higher] = other_peak[higher], other_where[higher]
-        second += other_second
+    # Each feature's largest weighted squared deviation and the sum of them,
+    # over the features the ranges leave possible only.
+    features = (
+        None
+        if np.count_nonzero(possible) * 4 > n_features
+        else np.flatnonzero(possible)
+    )
+    peak, second = _deviation_peaks(
+        X, weights, center, unit, features, equal is None, n_threads
+    )
+    if equal is not None:
+        peak *= equal
     # With weights summing to one, the variance about ``mean`` is that row's
     # share ``peak / (1 - w_row)`` (its own and the pull on the others' mean)
-    # plus ``1 - w_row`` times the others' variance: the candidates.
+    # plus ``1 - w_row`` times the others' variance: the candidates, first
+    # with the heaviest row's weight (``w_row`` is not known yet: a weight
+    # of the row less than the heaviest asks more of its share).
     total = float(weights.sum())
-    others = total - weights[where]
     limit = 1.0 - _OTHERS_SPREAD**2
+    columns = np.arange(n_features) if features is None else features
     with np.errstate(divide="ignore", invalid="ignore"):
-        candidates = np.flatnonzero(
-            possible
-            & (second > 0)
-            & (others > 0)
-            & (peak * total >= limit * others * second)
-        )
+        least_others = total - float(weights.max())
+        kept = (second > 0) & (peak * total >= limit * least_others * second)
+    candidates, peak, second = columns[kept], peak[kept], second[kept]
+    if not candidates.size:
+        return result
+    where = _deviation_rows(X, weights, center, unit, candidates, equal is None)
+    others = total - weights[where]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kept = (others > 0) & (peak * total >= limit * others * second)
+    candidates, peak_rows, second = candidates[kept], where[kept], second[kept]
     if not candidates.size:
         return result
     # The other rows' mean, spread about that mean, and range, with each
     # column's row left out.
-    peak_rows = where[candidates]
     peak_weights = weights[peak_rows]
     others = total - peak_weights
     held = X[peak_rows, candidates].astype(np.float64) / unit
@@ -2688,7 +2671,7 @@ def dominant_rows(X, sample_weight, mean, value_range, *, n_threads=1):
     with np.errstate(divide="ignore", invalid="ignore"):
         shift = first / others
         variance = squares / others - shift**2
-        spread = np.sqrt(second[candidates] / total)
+        spread = np.sqrt(second / total)
         # (About a mean of rounding, a constant column's residue: float32
         # X's mean in float32 is off by up to 2**-21 of itself.)
         noise = constant_noise(X) * np.abs(others_mean + shift)
@@ -2705,6 +2688,82 @@ def dominant_rows(X, sample_weight, mean, value_range, *, n_threads=1):
     bulk_low[chosen] = (others_mean[varies] + least[varies]) * unit
     bulk_high[chosen] = (others_mean[varies] + most[varies]) * unit
     return result
+
+
+def _squared_deviations(X, lo, hi, features, center, unit, weights, out=None):
+    """``((x - center * unit) / unit)**2`` of rows ``lo:hi`` of X, float64.
+
+    Of the columns ``features`` (None: all), whose ``center`` is given;
+    rows of zero weight give 0 (whatever their size: 0 * inf is NaN).
+    """
+    block = X[lo:hi] if features is None else X[lo:hi, features]
+    with np.errstate(over="ignore", invalid="ignore"):
+        chunk = np.multiply(block, 1.0 / unit, out=out, dtype=np.float64)
+        chunk -= center
+    chunk[weights[lo:hi] == 0] = 0.0
+    chunk *= chunk
+    return chunk
+
+
+def _deviation_peaks(X, weights, center, unit, features, weighted, n_threads):
+    """Per feature, the largest squared deviation of a row and their sum.
+
+    ``(peak, second)`` over the columns ``features`` (None: all) of dense
+    X, deviations as :func:`_squared_deviations` gives them: ``peak`` the
+    largest one (times its row's weight if ``weighted``), ``second`` their
+    weighted sum.  One pass in float64 chunks of about 512 KiB, shared
+    among ``n_threads`` threads.
+    """
+    if features is not None:
+        center = center[features]
+    size = center.size
+    chunk_rows = max(8, (1 << 19) // (8 * size))
+
+    def work(blocks):
+        peak, second = np.zeros(size), np.zeros(size)
+        buffer = np.empty((chunk_rows, size))
+        for start, stop in blocks:
+            for lo in range(start, stop, chunk_rows):
+                hi = min(lo + chunk_rows, stop)
+                chunk = _squared_deviations(
+                    X, lo, hi, features, center, unit, weights, buffer[: hi - lo]
+                )
+                w = weights[lo:hi]
+                second += w @ chunk
+                if weighted:
+                    chunk *= w[:, None]
+                np.maximum(peak, chunk.max(axis=0), out=peak)
+        return peak, second
+
+    parts = _per_thread(work, _row_blocks(X, X.shape[0], n_threads), n_threads)
+    peak, second = parts[0]
+    for other_peak, other_second in parts[1:]:
+        np.maximum(peak, other_peak, out=peak)
+        second += other_second
+    return peak, second
+
+
+def _deviation_rows(X, weights, center, unit, features, weighted):
+    """The first row of each feature's largest squared deviation.
+
+    The row of :func:`_deviation_peaks`'s ``peak`` for each of the columns
+    ``features`` (a few: one pass over those columns).
+    """
+    center = center[features]
+    best = np.full(features.size, -1.0)
+    where = np.zeros(features.size, dtype=np.intp)
+    positions = np.arange(features.size)
+    chunk_rows = max(8, (1 << 19) // (8 * features.size))
+    for lo in range(0, X.shape[0], chunk_rows):
+        hi = min(lo + chunk_rows, X.shape[0])
+        chunk = _squared_deviations(X, lo, hi, features, center, unit, weights)
+        if weighted:
+            chunk *= weights[lo:hi, None]
+        top = chunk.argmax(axis=0)
+        value = chunk[top, positions]
+        higher = value > best
+        best[higher], where[higher] = value[higher], lo + top[higher]
+    return where
 
 
 def _curvature_rows(sample_weight, n_samples):

@@ -17,7 +17,7 @@ from scipy.special import log_softmax as scipy_log_softmax
 from scipy.special import logsumexp
 from scipy.special import softmax as scipy_softmax
 
-from sk_softmax import loss_and_gradient
+from sk_softmax import _loss, loss_and_gradient
 from sk_softmax._loss import (
     _curvature_sample,
     _loss_and_gradient,
@@ -2208,6 +2208,40 @@ def test_dominant_rows_leave_ordinary_columns_alone():
         w = np.random.RandomState(seed).uniform(0.9, 1.1, 4)
         w /= w.sum()
         assert not dominant_rows(X, w, w @ X, _ranges(X, w))[0].any()
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_dominant_rows_read_the_possible_columns_only(monkeypatch, n_threads):
+    # Equal weights: the ranges leave 3 of 40 features possible (a row far
+    # out in feature 5, skewed features 9 and 30).  Only their columns are
+    # read, and the result is that of the pass over all columns (a single
+    # range for all features rules none out).
+    rng = np.random.RandomState(0)
+    X = rng.randn(3000, 40)
+    X[3, 5] = 1e4
+    X[:, 9] = rng.lognormal(0.0, 3.0, 3000)
+    X[:, 30] = 0.0
+    X[::500, 30] = 1.0
+    w = np.full(3000, 1 / 3000)
+    mean, (low, high) = w @ X, _ranges(X, w)
+    read = []
+    original = _loss._squared_deviations
+
+    def recording(X, lo, hi, features, *args, **kwargs):
+        read.append(None if features is None else features.tolist())
+        return original(X, lo, hi, features, *args, **kwargs)
+
+    monkeypatch.setattr(_loss, "_squared_deviations", recording)
+    found = dominant_rows(X, w, mean, (low, high), n_threads=n_threads)
+    assert read and all(columns in ([5, 9, 30], [5]) for columns in read)
+    read.clear()
+    full = dominant_rows(X, w, mean, (low.min(), high.max()), n_threads=n_threads)
+    assert None in read
+    assert np.flatnonzero(found[0]).tolist() == [5]
+    for part, whole in zip(found[:3], full[:3], strict=True):
+        np.testing.assert_array_equal(part, whole)
+    for part, whole in zip(found[3], full[3], strict=True):
+        np.testing.assert_array_equal(part[5], whole[5])
 
 
 def test_standardized_scales_ignore_rows_of_zero_weight():
