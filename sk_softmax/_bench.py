@@ -1139,6 +1139,11 @@ class Bench:
         # whatever the budget: one pair of 10 s fits (sparse L-BFGS) gave
         # 0.69, 0.84 and 1.16 on the same code.
         self.min_rounds = 1 if quick else 3
+        # ...and at most this many, as the budget allows: short fits are
+        # the noisiest (five pairs of digits L-BFGS fits of about 9 ms gave
+        # 0.92 where 21 pairs gave 0.69 and 0.70; single fits took 9 to
+        # 46 ms), and fifteen pairs of them take a few seconds.
+        self.fit_repeat = self.repeat if quick else 3 * self.repeat
         self.min_time_s = 0.01 if quick else 0.1
         # Idle time before each timed fit: the thread pools the other side
         # left spinning fall asleep first (OpenBLAS's after about 0.1 s).
@@ -1221,7 +1226,7 @@ class Bench:
         stats, model_a, model_b = compare(
             runner(method_a),
             runner(method_b),
-            repeat=self.repeat,
+            repeat=self.fit_repeat,
             budget_s=self.budget_s if budget_s is None else budget_s,
             min_rounds=self.min_rounds,
             settle_s=self.settle_s,
@@ -1290,6 +1295,7 @@ class Bench:
             "cpu_count": os.cpu_count(),
             "quick": self.quick,
             "repeat": self.repeat,
+            "fit_repeat": self.fit_repeat,
             "seed": self.seed,
             "groups": self.groups,
             "threadpool_info": info,

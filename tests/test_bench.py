@@ -110,6 +110,19 @@ def test_compare_min_rounds_overrides_the_budget(repeat, pairs):
     assert stats["times_a"] == [10.0] * pairs
 
 
+@pytest.mark.parametrize("quick, pairs", [(False, 15), (True, 2)])
+def test_compared_fits_run_more_pairs_within_the_budget(quick, pairs):
+    # Whole fits, short and noisy: three times the pairs of the other
+    # comparisons (quick mode: as many).
+    bench = _bench.Bench(quick=quick)
+    bench.settle_s = bench.rewarm_below_s = 0.0
+    workload = _bench.make_workloads(quick=True, seed=0)["digits"]
+    stats, _, _ = bench.compare_fits(workload, "ours lbfgs", "LR lbfgs")
+    assert stats["pairs"] == pairs
+    record = bench.fits[workload.name, workload.dtype, "ours lbfgs"]
+    assert len(record["times"]) == pairs
+
+
 def test_compare_calibrates_calls_per_sample():
     clock, log = FakeClock(), []
     stats, _, _ = _bench.compare(
