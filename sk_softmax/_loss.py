@@ -2634,7 +2634,11 @@ def dominant_rows(X, sample_weight, mean, value_range, *, n_threads=1):
     columns = np.arange(n_features) if features is None else features
     with np.errstate(divide="ignore", invalid="ignore"):
         least_others = total - float(weights.max())
-        kept = (second > 0) & (peak * total >= limit * least_others * second)
+        kept = (
+            possible[columns]
+            & (second > 0)
+            & (peak * total >= limit * least_others * second)
+        )
     candidates, peak, second = columns[kept], peak[kept], second[kept]
     if not candidates.size:
         return result
