@@ -1140,7 +1140,7 @@ class Bench:
         # 0.69, 0.84 and 1.16 on the same code.
         self.min_rounds = 1 if quick else 3
         # ...and at most this many, as the budget allows: short fits are
-        # the noisiest (five pairs of digits L-BFGS fits of about 9 ms gave
+        # the noisiest (five pairs of digits L-BFGS fits of about 10 ms gave
         # 0.92 where 21 pairs gave 0.69 and 0.70; single fits took 9 to
         # 46 ms), and fifteen pairs of them take a few seconds.
         self.fit_repeat = self.repeat if quick else 3 * self.repeat
