@@ -2766,3 +2766,23 @@ def test_stored_share_counts_the_weight_where_each_feature_is_stored(fmt, monkey
     np.testing.assert_allclose(share, expected, rtol=1e-12, atol=1e-15)
     assert share[4] == pytest.approx(weights[X.toarray()[:, 4] != 0].sum())
     assert share[7] == 0.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_column_extreme_matches_numpy(dtype):
+    # Narrow blocks are reduced through folded rows: the result must be
+    # numpy's own, remainder rows, NaN and infinities included.
+    rng = np.random.default_rng(0)
+    shapes = [(0, 5), (1, 3), (7, 64), (100, 64), (1437, 64), (1000, 3), (513, 4)]
+    shapes += [(300, 1000), (2050, 1)]
+    for rows, columns in shapes:
+        X = rng.standard_normal((rows, columns)).astype(dtype)
+        if X.size:
+            X.flat[rng.integers(0, X.size, 3)] = [np.nan, np.inf, -np.inf]
+            X[-1] = 50.0  # the last row, among the remainder
+        for ufunc, initial in [(np.minimum, np.inf), (np.maximum, -np.inf)]:
+            for block in (X, X[::2], np.asfortranarray(X)):
+                got = _loss._column_extreme(ufunc, block, initial)
+                want = ufunc.reduce(block, axis=0, initial=initial)
+                assert got.dtype == want.dtype
+                np.testing.assert_array_equal(got, want)
