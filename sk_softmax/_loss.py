@@ -808,12 +808,11 @@ def _blocks_loss_and_gradient(
             # G's columns sum to 0 (the probabilities and the targets each
             # sum to 1): X^T G is [-g, g] with g = X^T G_1.
             column = (_transpose(X_block) if sparse else X_block.T) @ raw_t[1]
-            if into is None:
-                block_grad = np.stack([0.0 - column, column], axis=1)  # (no -0.0)
-            else:
-                block_grad = into
-                np.subtract(0.0, column, out=block_grad[:, 0])
-                block_grad[:, 1] = column
+            block_grad = into
+            if block_grad is None:
+                block_grad = np.empty((column.shape[0], 2), dtype=column.dtype)
+            np.subtract(0.0, column, out=block_grad[:, 0])  # (no -0.0)
+            block_grad[:, 1] = column
         elif sparse:
             block_grad = _sparse_product(
                 _transpose(X_block), np.ascontiguousarray(raw_t.T), into
