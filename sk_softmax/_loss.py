@@ -293,6 +293,30 @@ def _blas(name, dtype):
     return get_blas_funcs(name, (np.empty(0, dtype=dtype),))
 
 
+def _solve_lower(factor, rhs, transpose=False):
+    """``L^-1 rhs``, or ``L^-T rhs`` with ``transpose``, for a lower
+    triangular ``L`` (``factor``) with a nonzero diagonal.
+
+    BLAS trsm on ``L^T`` as the upper triangle of a Fortran-ordered array
+    (the view, no copy): ``scipy.linalg.solve_triangular`` gives the same
+    array, but its checks and conversions took 12 us of the 13 for a
+    30 x 30 factor and 2 columns, and it copied a C-ordered factor.
+    Non-finite values pass through, as in a product.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_softmax._loss import _solve_lower
+    >>> L = np.array([[2.0, 0.0], [1.0, 4.0]])
+    >>> _solve_lower(L, np.array([[2.0], [5.0]])).ravel().tolist()
+    [1.0, 1.0]
+    >>> _solve_lower(L, np.array([[3.0], [4.0]]), transpose=True).ravel().tolist()
+    [1.0, 1.0]
+    """
+    trsm = _blas("trsm", np.result_type(factor.dtype, rhs.dtype))
+    return trsm(1.0, factor.T, rhs, lower=0, trans_a=0 if transpose else 1)
+
+
 def _scaled_logits(X, coef, intercept):
     """Logits ``Z = X W^T + b`` as ``Z' 2^E`` entry by entry, ``Z'`` finite.
 

@@ -8,7 +8,6 @@ import warnings
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import solve_triangular
 from sklearn.base import BaseEstimator, ClassifierMixin, clone, config_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
@@ -54,6 +53,7 @@ from ._loss import (
     _loss_and_gradient,
     _mean_and_range,
     _scaled_logits,
+    _solve_lower,
     _SparseCenter,
     _summable_weights,
     constant_noise,
@@ -3527,11 +3527,10 @@ class _Whitening:
         """The plain parameters of whitened ``flat`` (of ``factor``'s
         coordinates, the current ones by default)."""
         plain = flat.copy()
-        self._coef_t(plain)[...] = solve_triangular(
+        self._coef_t(plain)[...] = _solve_lower(
             self.factor if factor is None else factor,
             self._coef_t(flat),
-            lower=True,
-            trans="T",
+            transpose=True,
         )
         return plain
 
@@ -3545,9 +3544,7 @@ class _Whitening:
 
         def whitened(flat, batch):
             loss, grad = objective(self.to_plain(flat), batch)
-            self._coef_t(grad)[...] = solve_triangular(
-                self.factor, self._coef_t(grad), lower=True
-            )
+            self._coef_t(grad)[...] = _solve_lower(self.factor, self._coef_t(grad))
             return loss, grad
 
         return whitened

@@ -2786,3 +2786,25 @@ def test_column_extreme_matches_numpy(dtype):
                 want = ufunc.reduce(block, axis=0, initial=initial)
                 assert got.dtype == want.dtype
                 np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_solve_lower_matches_solve_triangular(transpose):
+    from scipy.linalg import solve_triangular
+
+    rng = np.random.default_rng(0)
+    for n, k in [(1, 1), (3, 2), (30, 2), (64, 10), (200, 7)]:
+        A = rng.standard_normal((n, n))
+        L = np.linalg.cholesky(A @ A.T + n * np.eye(n))
+        flat = rng.standard_normal(n * k)
+        # The whitened steps' layouts: a transposed C-ordered block and a
+        # C-ordered one; the factor C- or Fortran-ordered; float32 values.
+        for rhs in (flat.reshape(k, n).T, flat.reshape(n, k)):
+            for factor in (L, np.asfortranarray(L)):
+                want = solve_triangular(
+                    L, rhs, lower=True, trans="T" if transpose else "N"
+                )
+                got = _loss._solve_lower(factor, rhs, transpose=transpose)
+                np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+                got = _loss._solve_lower(factor, rhs.astype(np.float32), transpose)
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
