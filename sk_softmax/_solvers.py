@@ -311,11 +311,13 @@ class AcceleratedGradient(UpdateRule):
     def _adapt_scale(self, params, grad, state, learning_rate):
         y_prev, g_prev = state["y_prev"], state["g_prev"]
         if y_prev is not None:
-            rate = np.broadcast_to(learning_rate, params.shape)
-            active = rate > 0
-            d_grad = (grad - g_prev)[active]
-            d_params = (params - y_prev)[active]
-            rate = rate[active]
+            rate = learning_rate
+            d_grad, d_params = grad - g_prev, params - y_prev
+            if np.ndim(rate) and not rate.min(initial=np.inf) > 0:
+                # (Coordinates of no step, held: they measure nothing.)
+                rate = np.broadcast_to(rate, params.shape)
+                active = rate > 0
+                d_grad, d_params, rate = d_grad[active], d_params[active], rate[active]
             grad_change = float(d_grad @ (d_grad * rate))
             curving = float(d_params @ d_grad)
             steps = state["steps"]

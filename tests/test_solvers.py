@@ -1353,3 +1353,33 @@ def test_custom_rule_that_is_not_hashable_gets_the_max_iter_warning():
         SoftmaxRegression(solver=Plain(), max_iter=3, tol=0.0).fit(X, y)
     messages = [str(w.message) for w in caught if w.category is ConvergenceWarning]
     assert any("increase max_iter or tol." in m for m in messages), messages
+
+
+def test_accelerated_step_multiplier_measures_the_moving_coordinates_only():
+    # Coordinates of no step (rate 0, held) take no part in the curvature
+    # estimates: with wild values there, the multiplier is the one measured
+    # on the others alone, whether the rate is a scalar or per coordinate.
+    rng = np.random.default_rng(0)
+    moving = np.array([1, 1, 0, 1, 0, 1, 1, 1], dtype=bool)
+    rates = {
+        "held": np.where(moving, 0.5, 0.0),
+        "scalar": 0.5,
+        "array": np.full(moving.sum(), 0.5),
+    }
+    rules = {name: AcceleratedGradient() for name in rates}
+    params = rng.standard_normal(moving.size)
+    states = {
+        name: rule.init(params if name == "held" else params[moving])
+        for name, rule in rules.items()
+    }
+    for _ in range(6):
+        params = params + 0.1 * rng.standard_normal(moving.size)
+        params[~moving] = 1e6 * rng.standard_normal((~moving).sum())
+        grad = np.tanh(params) + 0.5 * params
+        for name, rule in rules.items():
+            x, g = (params, grad) if name == "held" else (params[moving], grad[moving])
+            rule._adapt_scale(x.copy(), g.copy(), states[name], rates[name])
+    assert states["held"]["steps"]
+    for name in ("scalar", "array"):
+        np.testing.assert_allclose(states[name]["steps"], states["held"]["steps"])
+        assert states[name]["scale"] == pytest.approx(states["held"]["scale"])
