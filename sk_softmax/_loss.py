@@ -919,19 +919,15 @@ def _loss_and_gradient(
     # Centered blocks are copies, one per thread: 1 MiB ones.
     block_bytes = None if center is None else _MIN_BLOCK_BYTES
     blocks = _row_blocks(X, n_samples, n_threads, block_bytes, coef.shape[0])
-    work = partial(
-        _blocks_loss_and_gradient,
-        coef,
-        intercept_raw,
-        X,
-        y,
-        sample_weight,
-        label_smoothing,
-        rows,
-        center,
-    )
-    # (The calling thread's share writes into out, the others' are added.)
-    parts = _per_thread(work, blocks, n_threads, first=partial(work, out=out))
+    args = (coef, intercept_raw, X, y, sample_weight, label_smoothing, rows, center)
+    if min(n_threads, len(blocks)) <= 1:
+        # (One share: no partials to make, a few microseconds of a small
+        # evaluation.)
+        parts = [_blocks_loss_and_gradient(*args, blocks, out=out)]
+    else:
+        # The calling thread's share writes into out, the others' are added.
+        work = partial(_blocks_loss_and_gradient, *args)
+        parts = _per_thread(work, blocks, n_threads, first=partial(work, out=out))
     loss, grad_coef, grad_intercept = parts[0]
     for part in parts[1:]:
         loss += part[0]
@@ -1065,10 +1061,18 @@ def _axpy(a, x, y):
 
 
 def _row_blocks(X, n_samples, n_threads=1, block_bytes=None, n_classes=None):
-    """``[(start, stop), ...]`` covering ``n_samples`` rows of X (see
+    """``((start, stop), ...)`` covering ``n_samples`` rows of X (see
     :func:`_block_rows`)."""
-    step = _block_rows(X, n_samples, n_threads, block_bytes, n_classes)
-    return [(a, min(a + step, n_samples)) for a in range(0, n_samples, step)]
+    return _blocks_of(
+        n_samples, _block_rows(X, n_samples, n_threads, block_bytes, n_classes)
+    )
+
+
+@lru_cache(maxsize=64)
+def _blocks_of(n_samples, step):
+    """``((start, stop), ...)``: ``n_samples`` rows in blocks of ``step``
+    (made once for each size: an evaluation asks again every time)."""
+    return tuple((a, min(a + step, n_samples)) for a in range(0, n_samples, step))
 
 
 def _per_thread(work, blocks, n_threads, first=None):

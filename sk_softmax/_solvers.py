@@ -655,14 +655,20 @@ def gradient_descent(
             raise DivergenceError(first_epoch + epoch - 1, learning_rate)
         loss_exceeded = loss_exceeded or beyond
         loss_curve.append(epoch_loss)
-        message = f"Epoch {first_epoch + epoch - 1}, loss = {epoch_loss:.8f}"
-        if stop_on_gradient:
-            message += f", max|grad| = {grad_norm:.3e}"
+        # (Formatted only when printed: a few microseconds an epoch.)
+        message = None
+        if verbose:
+            message = f"Epoch {first_epoch + epoch - 1}, loss = {epoch_loss:.8f}"
+            if stop_on_gradient:
+                message += f", max|grad| = {grad_norm:.3e}"
         if validation is not None:
             val_loss, val_score = validation(current)
             val_losses.append(float(val_loss))
             val_scores.append(float(val_score))
-            message += f", validation loss = {val_loss:.6f}, score = {val_score:.4f}"
+            if verbose:
+                message += (
+                    f", validation loss = {val_loss:.6f}, score = {val_score:.4f}"
+                )
             no_improvement = no_improvement + 1 if val_score < best_score + tol else 0
             # Equal scores (a held-out accuracy moves by whole rows) go to
             # the lower validation loss: the earliest epoch of a plateau
