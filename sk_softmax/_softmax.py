@@ -3246,11 +3246,16 @@ def _hold_constant_features(objective, params, constant, n_classes, feature_majo
     if not np.any(constant):
         return objective
     n_features = constant.shape[0]
-    _coef_view(params, n_classes, n_features, feature_major)[:, constant] = 0.0
+    # Their positions in the flat parameters (a boolean mask of the view's
+    # columns took 2 us an evaluation, a take of these 0.2).
+    positions = np.arange(params.size)
+    positions = _coef_view(positions, n_classes, n_features, feature_major)
+    positions = positions[:, constant].ravel()
+    params[positions] = 0.0
 
     def held(params, batch):
         loss, grad = objective(params, batch)
-        _coef_view(grad, n_classes, n_features, feature_major)[:, constant] = 0.0
+        grad[positions] = 0.0
         return loss, grad
 
     return held
