@@ -473,6 +473,32 @@ def test_sparse_lbfgs_takes_the_logistic_regression_path():
     )
 
 
+@pytest.mark.parametrize("C", [1.0, 100.0])
+def test_two_class_lbfgs_takes_the_binomial_path(C):
+    # Two classes: L-BFGS runs on the logits' difference, the parameters of
+    # LogisticRegression's binomial loss (at C = 2 / (alpha n)), so on
+    # sparse X it stops where LogisticRegression stops.  On the two classes'
+    # own parameters it took other paths (scipy's L-BFGS-B depends on the
+    # scale of its variables), to other points within tol.
+    rng = np.random.default_rng(0)
+    X = sp.random(400, 200, density=0.05, format="csr", random_state=0)
+    margin = np.asarray(X @ rng.standard_normal(200)).ravel()
+    y = (margin > np.median(margin)).astype(int)
+    y[rng.choice(400, 40, replace=False)] ^= 1  # (not separable)
+    alpha = 2.0 / (C * X.shape[0])
+    ours = SoftmaxRegression(solver="lbfgs", alpha=alpha).fit(X, y)
+    lr = LogisticRegression(C=C).fit(X, y)
+    assert ours.n_iter_ == lr.n_iter_[0]
+    np.testing.assert_array_equal(ours.coef_[0], -ours.coef_[1])
+    np.testing.assert_array_equal(ours.intercept_[0], -ours.intercept_[1])
+    np.testing.assert_allclose(
+        ours.coef_[1] - ours.coef_[0], lr.coef_[0], rtol=1e-6, atol=1e-9
+    )
+    np.testing.assert_allclose(
+        ours.intercept_[1] - ours.intercept_[0], lr.intercept_[0], rtol=1e-6
+    )
+
+
 @pytest.mark.parametrize(
     "case", ["float64", "float32", "sparse", "max_iter", "weighted_smoothed"]
 )
