@@ -1624,6 +1624,7 @@ def test_row_blocks_and_threads_match_one_block(
     single = _loss._loss_and_gradient(*args)
     monkeypatch.setattr(_loss, "_MIN_SPARSE_BLOCK_ROWS", 700)
     monkeypatch.setattr(_loss, "_BLOCK_BYTES", 700 * d * 8)
+    monkeypatch.setattr(_loss, "_MIN_SHARED_PRODUCT", 0)  # (threads for small X)
     # Dense blocks follow the cache size, sparse ones the thread count.
     expected_rows = max(700, -(-n // n_threads)) if sp.issparse(X) else 700
     assert _loss._block_rows(X, n, n_threads) == expected_rows
@@ -1663,6 +1664,7 @@ def test_gradient_into_out_is_the_same(
     monkeypatch.setattr(_loss, "_MIN_SPARSE_BLOCK_ROWS", 400)
     monkeypatch.setattr(_loss, "_BLOCK_BYTES", 400 * d * np.dtype(dtype).itemsize)
     monkeypatch.setattr(_loss, "_MIN_BLOCK_BYTES", 1)
+    monkeypatch.setattr(_loss, "_MIN_SHARED_PRODUCT", 0)
     for center_rows in (None, np.array([3])):
         args = (coef, intercept, X, y, 1.0 / n, 0.1, 0.1, offset, n_threads)
         options = {"center_rows": center_rows}
@@ -1771,6 +1773,7 @@ def test_rows_gather_the_mini_batch(monkeypatch, container, n_threads):
     monkeypatch.setattr(_loss, "_MIN_BLOCK_BYTES", 1)
     monkeypatch.setattr(_loss, "_MIN_SPARSE_BLOCK_ROWS", 1)
     monkeypatch.setattr(_loss, "_BLOCK_BYTES", 64 * d * 8)
+    monkeypatch.setattr(_loss, "_MIN_SHARED_PRODUCT", 0)
     weights = rng.uniform(0, 2, size=200)
     weights /= weights.sum()
     got = _loss._loss_and_gradient(
@@ -2808,3 +2811,31 @@ def test_solve_lower_matches_solve_triangular(transpose):
                 np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
                 got = _loss._solve_lower(factor, rhs.astype(np.float32), transpose)
                 np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_small_dense_evaluations_stay_on_the_calling_thread(monkeypatch):
+    # Row blocks go to other threads only where the products take at least
+    # _MIN_SHARED_PRODUCT multiply-adds (two classes count one column):
+    # below it the hand-off and the turns at the GIL cost more than the
+    # second core saves (two classes of 5000 x 50: 167 against 413 us).
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((5000, 50))
+    handed = []
+    per_thread = _loss._per_thread
+
+    def spy(work, blocks, n_threads, first=None):
+        handed.append(min(n_threads, len(blocks)))
+        return per_thread(work, blocks, n_threads, first)
+
+    monkeypatch.setattr(_loss, "_per_thread", spy)
+    for n_classes, shared in [(2, False), (3, False), (20, True)]:
+        y = rng.integers(0, n_classes, X.shape[0])
+        coef = 0.1 * rng.standard_normal((n_classes, X.shape[1]))
+        args = (coef, np.zeros(n_classes), X, y, 1.0 / X.shape[0], 0.1, 0.0)
+        handed.clear()
+        one = _loss._loss_and_gradient(*args, n_threads=1)
+        assert not handed
+        two = _loss._loss_and_gradient(*args, n_threads=2)
+        assert (handed == [2]) == shared
+        for got, ref in zip(two, one, strict=True):
+            np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-15)
