@@ -507,13 +507,17 @@ _MIN_BLOCK_PRODUCT = 1 << 21
 # column for two classes, see _binary_forward): below it the threads' hand-
 # off and their turns at the GIL, which numpy's many small calls on the
 # logits hold, cost more than the second core saves.  Measured at one and
-# two threads on the 2-core Zen 4 machine: two classes of 5000 x 50 rows,
-# 167 against 413 us an evaluation (0.5M multiply-adds); 5000 x 500, 1.26
-# against 1.49 ms (5M); three classes of 5000 x 50, 255 against 407 us;
-# five of 5000 x 100, 0.78 against 0.85 ms (5M); from 8M on the threads
-# won, 0.62 to 0.93 of the time (ten classes of 20000 x 64, two of 20000 x
-# 500, 20000 x 200 and 5000 x 1000, three of 20000 x 100).
-_MIN_SHARED_PRODUCT = 1 << 23
+# two threads on the 2-core Zen 4 machine, below 4M one thread won: two
+# classes of 5000 x 50 rows, 167 against 413 us an evaluation (0.5M
+# multiply-adds); three classes of 5000 x 50, 255 against 407 us (1.5M);
+# two of 20000 x 50, 0.56 against 0.64 ms (2M).  Between 4M and 8M it went
+# either way, and the threads stay: two classes of 5000 x 500, 1.26 against
+# 1.49 ms, five of 5000 x 100, 0.78 against 0.85 ms (5M), but three of
+# 20000 x 50, 1.68 against 1.59 ms (6M; a whole L-BFGS fit 8% slower on one
+# thread).  From 8M on the threads won, 0.62 to 0.93 of the time (ten
+# classes of 20000 x 64, two of 20000 x 500, 20000 x 200 and 5000 x 1000,
+# three of 20000 x 100).
+_MIN_SHARED_PRODUCT = 1 << 22
 _MIN_SPARSE_BLOCK_ROWS = 1024
 _EXECUTOR = None
 
@@ -1082,6 +1086,27 @@ def _row_blocks(X, n_samples, n_threads=1, block_bytes=None, n_classes=None):
     return _blocks_of(
         n_samples, _block_rows(X, n_samples, n_threads, block_bytes, n_classes)
     )
+
+
+# A pass over dense X (its mean and range, spreads, the Gram matrix) shares
+# its blocks among threads from this size of X on.  Below, the hand-off and
+# the threads' turns at the GIL, which a block's numpy calls take and give
+# back, cost more than the second core saves: at one and two threads on the
+# 2-core Zen 4 machine, 5000 x 50 float64 (2 MB) took 193 against 448 us
+# (mean and range), 257 against 377 (spreads), 460 against 705
+# (dominant_rows); 20000 x 50 (8 MB) 1.14 against 1.37 ms (spreads), in
+# float32 (4 MB) 0.76 against 1.50 ms; from 50000 x 100 float32 (20 MB)
+# on, the threads won (spreads 2.6 against 3.6 ms).
+_MIN_SHARED_PASS_BYTES = 16 << 20
+
+
+def _pass_blocks(X, n_samples, n_threads):
+    """``(blocks, n_threads)`` of a pass over the rows of X: its row blocks
+    (see :func:`_row_blocks`) and the threads that share them, one for
+    dense X below ``_MIN_SHARED_PASS_BYTES``."""
+    if isinstance(X, np.ndarray) and X.nbytes < _MIN_SHARED_PASS_BYTES:
+        n_threads = 1
+    return _row_blocks(X, n_samples, n_threads), n_threads
 
 
 @lru_cache(maxsize=64)
@@ -1907,7 +1932,7 @@ def _mean_and_range(X, sample_weight, *, n_threads=1, mean=True, per_feature=Fal
                 high = np.maximum(high, values.max(initial=0))
         return total, low, high
 
-    parts = _per_thread(work, _row_blocks(X, n_samples, n_threads), n_threads)
+    parts = _per_thread(work, *_pass_blocks(X, n_samples, n_threads))
     total = sum(part[0] for part in parts) if mean else None
     low = np.minimum.reduce([part[1] for part in parts])
     high = np.maximum.reduce([part[2] for part in parts])
@@ -2477,7 +2502,7 @@ def _centered_squares(X, weights, mean, unit, dtype, n_threads, about_mean=False
                 second += chunk_weights[lo:hi] @ chunk
         return first, second
 
-    parts = _per_thread(work, _row_blocks(X, n_samples, n_threads), n_threads)
+    parts = _per_thread(work, *_pass_blocks(X, n_samples, n_threads))
     second = sum(part[1] for part in parts)
     if not about_mean:
         return np.maximum(second, 0.0)
@@ -2809,7 +2834,7 @@ def _deviation_peaks(X, weights, center, unit, features, weighted, n_threads):
                 np.maximum(peak, _column_extreme(np.maximum, chunk, None), out=peak)
         return peak, second
 
-    parts = _per_thread(work, _row_blocks(X, X.shape[0], n_threads), n_threads)
+    parts = _per_thread(work, *_pass_blocks(X, X.shape[0], n_threads))
     peak, second = parts[0]
     for other_peak, other_second in parts[1:]:
         np.maximum(peak, other_peak, out=peak)
@@ -3224,8 +3249,7 @@ def weighted_gram(
                 gram += chunk.T @ chunk
         return gram
 
-    blocks = _row_blocks(X, n_samples, n_threads)
-    return sum(_per_thread(work, blocks, n_threads))
+    return sum(_per_thread(work, *_pass_blocks(X, n_samples, n_threads)))
 
 
 # The full batch takes the preconditioner of gram_preconditioner where the
