@@ -3601,10 +3601,11 @@ class _LogitDifference:
     that minimizes the loss plus ``alpha / 4 |w|^2``.  L-BFGS runs on
     ``(w, c)``: half the variables (L-BFGS-B's own work and memory grow
     with them), and the parameters of ``LogisticRegression``'s binomial
-    loss, whose iterates it then follows.  (On 10,000 rows of hashed text,
-    ``2**18`` features, the two classes' parameters took 58 iterations to
-    ``tol=1e-4``, where the difference took 20: scipy's L-BFGS-B, whose
-    first step is of unit length, depends on the scale of its variables.)
+    loss, whose iterates it then follows in the same coordinates.  (On
+    10,000 rows of hashed text, ``2**18`` features, scipy's L-BFGS-B took 58
+    iterations to ``tol=1e-4`` on the two classes' parameters and 20 on the
+    difference, as ``LogisticRegression``: its first step is of unit length,
+    and its path depends on the scale of its variables.)
     The gradient of ``(w, c)`` is half the difference of the classes'
     gradients, the class 1 gradient at ``w_0 = -w_1``: ``tol`` means what
     it means for the two classes' parameters.
@@ -3623,9 +3624,9 @@ class _LogitDifference:
         return coef, flat[2 * self._n_features :]
 
     def half(self, flat):
-        """``(w, c)`` of the two classes' parameters, half their difference
-        each way: ``(w_1 - w_0, b_1 - b_0)`` (of gradients, as above, the
-        difference halved)."""
+        """``(w_1 - w_0, b_1 - b_0)``: the ``(w, c)`` of the two classes'
+        parameters (of their gradients, twice the gradient of ``(w, c)``,
+        see :meth:`wrap`)."""
         coef, intercept = self._parts(flat)
         out = np.empty(self._n_features + 1, dtype=flat.dtype)
         np.subtract(coef[1], coef[0], out=out[:-1])
