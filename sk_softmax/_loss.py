@@ -912,7 +912,8 @@ def _loss_and_gradient(
     The samples are processed in row blocks that stay in cache between the
     forward and the backward product; with ``n_threads > 1`` the blocks are
     shared among that many threads (numpy and scipy release the GIL), which
-    is only sensible when the BLAS itself runs one thread.
+    is only sensible when the BLAS itself runs one thread, and for dense X
+    only where the products take ``_MIN_SHARED_PRODUCT`` multiply-adds.
 
     Returns ``(loss, grad_coef, grad_intercept)``; ``grad_intercept`` is
     None without intercept.  ``grad_coef`` is Fortran-ordered (it is
