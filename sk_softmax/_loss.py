@@ -1090,7 +1090,7 @@ def _row_blocks(X, n_samples, n_threads=1, block_bytes=None, n_classes=None):
 
 
 # A pass over dense X (its mean and range, spreads, the Gram matrix) shares
-# its blocks among threads from this size of X on.  Below, the hand-off and
+# its blocks among threads where it reads this many bytes of X.  Below, the hand-off and
 # the threads' turns at the GIL, which a block's numpy calls take and give
 # back, cost more than the second core saves: at one and two threads on the
 # 2-core Zen 4 machine, 5000 x 50 float64 (2 MB) took 193 against 448 us
@@ -1101,12 +1101,15 @@ def _row_blocks(X, n_samples, n_threads=1, block_bytes=None, n_classes=None):
 _MIN_SHARED_PASS_BYTES = 16 << 20
 
 
-def _pass_blocks(X, n_samples, n_threads):
+def _pass_blocks(X, n_samples, n_threads, columns=None):
     """``(blocks, n_threads)`` of a pass over the rows of X: its row blocks
     (see :func:`_row_blocks`) and the threads that share them, one for
-    dense X below ``_MIN_SHARED_PASS_BYTES``."""
-    if isinstance(X, np.ndarray) and X.nbytes < _MIN_SHARED_PASS_BYTES:
-        n_threads = 1
+    dense X where the pass reads less than ``_MIN_SHARED_PASS_BYTES`` (of
+    ``columns`` columns, all by default)."""
+    if isinstance(X, np.ndarray):
+        read = n_samples * (X.shape[1] if columns is None else columns)
+        if read * X.itemsize < _MIN_SHARED_PASS_BYTES:
+            n_threads = 1
     return _row_blocks(X, n_samples, n_threads), n_threads
 
 
@@ -2835,7 +2838,7 @@ def _deviation_peaks(X, weights, center, unit, features, weighted, n_threads):
                 np.maximum(peak, _column_extreme(np.maximum, chunk, None), out=peak)
         return peak, second
 
-    parts = _per_thread(work, *_pass_blocks(X, X.shape[0], n_threads))
+    parts = _per_thread(work, *_pass_blocks(X, X.shape[0], n_threads, size))
     peak, second = parts[0]
     for other_peak, other_second in parts[1:]:
         np.maximum(peak, other_peak, out=peak)

@@ -2885,3 +2885,31 @@ def test_passes_over_small_dense_x_stay_on_the_calling_thread(monkeypatch):
             np.testing.assert_allclose(
                 np.asarray(got, dtype=float), np.asarray(ref, dtype=float), rtol=1e-12
             )
+
+
+def test_a_pass_over_a_few_columns_counts_their_bytes_only(monkeypatch):
+    # dominant_rows' peaks over the few columns the ranges leave possible
+    # read those columns only: the threads' threshold counts their bytes,
+    # not all of X's.
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((4000, 40))  # 1.28 MB, 32 KB a column
+    w = np.full(X.shape[0], 1.0 / X.shape[0])
+    center = w @ X
+    monkeypatch.setattr(_loss, "_MIN_SHARED_PASS_BYTES", 512 << 10)
+    monkeypatch.setattr(_loss, "_BLOCK_BYTES", 128 << 10)  # (several blocks)
+    threads = []
+    per_thread = _loss._per_thread
+
+    def spy(work, blocks, n_threads, first=None):
+        threads.append(n_threads)
+        return per_thread(work, blocks, n_threads, first)
+
+    monkeypatch.setattr(_loss, "_per_thread", spy)
+    everything = _loss._deviation_peaks(X, w, center, 1.0, None, False, 2)
+    assert threads == [2]
+    threads.clear()
+    few = np.array([3, 17, 30])
+    some = _loss._deviation_peaks(X, w, center, 1.0, few, False, 2)
+    assert threads == [1]
+    for got, ref in zip(some, everything, strict=True):
+        np.testing.assert_allclose(got, ref[few], rtol=1e-12)
