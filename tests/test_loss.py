@@ -2817,6 +2817,19 @@ def test_solve_lower_matches_solve_triangular(transpose):
                 np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+def _threads_asked(monkeypatch):
+    """The threads each ``_per_thread`` call of the test gets, as a list."""
+    asked = []
+    per_thread = _loss._per_thread
+
+    def spy(work, blocks, n_threads, first=None):
+        asked.append(min(n_threads, len(blocks)))
+        return per_thread(work, blocks, n_threads, first)
+
+    monkeypatch.setattr(_loss, "_per_thread", spy)
+    return asked
+
+
 def test_small_dense_evaluations_stay_on_the_calling_thread(monkeypatch):
     # Row blocks go to other threads only where the products take at least
     # _MIN_SHARED_PRODUCT multiply-adds (two classes count one column):
@@ -2824,14 +2837,7 @@ def test_small_dense_evaluations_stay_on_the_calling_thread(monkeypatch):
     # second core saves (two classes of 5000 x 50: 167 against 413 us).
     rng = np.random.default_rng(0)
     X = rng.standard_normal((5000, 50))
-    handed = []
-    per_thread = _loss._per_thread
-
-    def spy(work, blocks, n_threads, first=None):
-        handed.append(min(n_threads, len(blocks)))
-        return per_thread(work, blocks, n_threads, first)
-
-    monkeypatch.setattr(_loss, "_per_thread", spy)
+    handed = _threads_asked(monkeypatch)
     for n_classes, shared in [(2, False), (3, False), (20, True)]:
         y = rng.integers(0, n_classes, X.shape[0])
         coef = 0.1 * rng.standard_normal((n_classes, X.shape[1]))
@@ -2864,14 +2870,7 @@ def test_passes_over_small_dense_x_stay_on_the_calling_thread(monkeypatch):
             X, w, mean, ranges, n_threads=n_threads
         ),
     }
-    threads = []
-    per_thread = _loss._per_thread
-
-    def spy(work, blocks, n_threads, first=None):
-        threads.append(n_threads)
-        return per_thread(work, blocks, n_threads, first)
-
-    monkeypatch.setattr(_loss, "_per_thread", spy)
+    threads = _threads_asked(monkeypatch)
     for name, run in passes.items():
         threads.clear()
         alone = run(2)
@@ -2897,14 +2896,7 @@ def test_a_pass_over_a_few_columns_counts_their_bytes_only(monkeypatch):
     center = w @ X
     monkeypatch.setattr(_loss, "_MIN_SHARED_PASS_BYTES", 512 << 10)
     monkeypatch.setattr(_loss, "_BLOCK_BYTES", 128 << 10)  # (several blocks)
-    threads = []
-    per_thread = _loss._per_thread
-
-    def spy(work, blocks, n_threads, first=None):
-        threads.append(n_threads)
-        return per_thread(work, blocks, n_threads, first)
-
-    monkeypatch.setattr(_loss, "_per_thread", spy)
+    threads = _threads_asked(monkeypatch)
     everything = _loss._deviation_peaks(X, w, center, 1.0, None, False, 2)
     assert threads == [2]
     threads.clear()
