@@ -1033,14 +1033,28 @@ class _SparseCenter:
         return others + columns
 
 
+# Rows up to which _subtract_outer updates a Fortran-ordered matrix by rows.
+_AXPY_ROWS = 5
+
+
 def _subtract_outer(matrix, u, v):
     """``matrix -= outer(u, v)`` in place, without a temporary matrix.
 
     BLAS ``ger`` updates a C- or Fortran-ordered ``matrix`` in one pass; with
     (n_classes, n_features) = (20, 50000) that is 4 to 7 times faster than
-    numpy's outer product and subtraction.
+    numpy's outer product and subtraction.  A Fortran-ordered matrix of a
+    few rows goes row by row instead, one strided ``axpy`` each: ``ger``
+    then runs an inner loop of a few entries per column (2 x 2**18: 0.50
+    against 0.09 ms; 5 rows, 0.56 against 0.37).
     """
-    if matrix.flags.f_contiguous:
+    if matrix.size == 0:
+        return
+    if matrix.flags.f_contiguous and matrix.shape[0] <= _AXPY_ROWS:
+        flat = matrix.ravel(order="F")  # (a view)
+        axpy = _blas("axpy", matrix.dtype)
+        for row, factor in enumerate(u):
+            axpy(v, flat, n=v.size, a=-factor, offy=row, incy=matrix.shape[0])
+    elif matrix.flags.f_contiguous:
         _blas("ger", matrix.dtype)(-1.0, u, v, a=matrix, overwrite_a=True)
     elif matrix.flags.c_contiguous:
         _blas("ger", matrix.dtype)(-1.0, v, u, a=matrix.T, overwrite_a=True)
@@ -2375,9 +2389,15 @@ def weighted_std(X, sample_weight, mean, *, unit=1.0, n_threads=1):
         squares, covered, stored = _sparse_row_sums_sq(
             _transpose(X), roots, offset=mean, unit=unit
         )
-        uncovered = np.maximum(float(roots @ roots) - covered, 0.0)
+        # (In place: arrays of 2**18 features for hashed text, every chunk.)
+        uncovered = np.subtract(float(roots @ roots), covered, out=covered)
+        np.maximum(uncovered, 0.0, out=uncovered)
         uncovered[stored == np.count_nonzero(roots)] = 0.0
-        return np.sqrt(squares + uncovered * (mean / unit) ** 2)
+        spread = np.divide(mean, unit)
+        spread *= spread
+        spread *= uncovered
+        spread += squares
+        return np.sqrt(spread, out=spread)
     if X.dtype == np.float32 and (
         _FLOAT32_RANGE[0] <= _FLOAT32_PRESCALE / unit <= _FLOAT32_RANGE[1]
     ):
@@ -3105,10 +3125,13 @@ def _sparse_row_sums_sq(X, inv_scale, offset=None, unit=1.0):
     bounds = _entry_chunks(X)
     # Entries stored twice for one (row, column) add up: their sum is squared.
     canonical = X.has_canonical_format
-    sq = np.zeros(n_samples)
+    csr = X.format == "csr"
+    # CSC sums come whole from each chunk (one, mostly): the first is kept,
+    # not added to zeros (on the 2**18 features of a hashed-text chunk,
+    # passes over three arrays of 2 MiB each).
+    sq, covered, stored = (np.zeros(n_samples) for _ in range(3)) if csr else [None] * 3
     if offset is not None:
-        offset = np.asarray(offset, dtype=np.float64) / unit
-        covered, stored = np.zeros(n_samples), np.zeros(n_samples)
+        offset = np.asarray(offset, dtype=np.float64)
     for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
         lo, hi = indptr[start], indptr[stop]
         if hi == lo:
@@ -3130,7 +3153,7 @@ def _sparse_row_sums_sq(X, inv_scale, offset=None, unit=1.0):
             if offset is not None:
                 # A stored zero is an implicit one (see above).
                 factors *= data != 0
-                data = data / unit - np.repeat(offset[start:stop], counts)
+                data = data / unit - np.repeat(offset[start:stop] / unit, counts)
             values = data * factors
             values *= values
             filled = np.flatnonzero(counts)
@@ -3144,15 +3167,30 @@ def _sparse_row_sums_sq(X, inv_scale, offset=None, unit=1.0):
             factors = np.repeat(inv_scale[start:stop], counts)
             if offset is not None:
                 factors *= data != 0
-                data = data / unit - offset[indices]
+                data = data / unit - offset[indices] / unit
             values = data * factors
             values *= values
-            sq += np.bincount(indices, weights=values, minlength=n_samples)
+            sq = _summed(sq, np.bincount(indices, weights=values, minlength=n_samples))
             if offset is not None:
-                stored += np.bincount(indices, weights=factors > 0, minlength=n_samples)
+                stored = _summed(
+                    stored,
+                    np.bincount(indices, weights=factors > 0, minlength=n_samples),
+                )
                 factors *= factors
-                covered += np.bincount(indices, weights=factors, minlength=n_samples)
+                covered = _summed(
+                    covered, np.bincount(indices, weights=factors, minlength=n_samples)
+                )
+    if sq is None:  # (no entry stored)
+        sq, covered, stored = (np.zeros(n_samples) for _ in range(3))
     return sq if offset is None else (sq, covered, stored)
+
+
+def _summed(total, part):
+    """``total + part``, in ``total``'s memory; ``part`` itself for None."""
+    if total is None:
+        return part
+    total += part
+    return total
 
 
 # Up to this many features the (n_features, n_features) weighted Gram

@@ -1885,19 +1885,22 @@ def test_axpy_in_place(dtypes, orders, size):
     np.testing.assert_allclose(y, expected, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("n_rows", [2, 4, 8])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("layout", ["C", "F", "strided"])
-def test_subtract_outer_in_place(layout, dtype):
+def test_subtract_outer_in_place(layout, dtype, n_rows):
+    # (A Fortran-ordered matrix of a few rows goes row by row, of more rows
+    # by ger.)
     from sk_softmax._loss import _subtract_outer
 
     rng = np.random.RandomState(14)
-    base = rng.standard_normal((8, 10)).astype(dtype)
+    base = rng.standard_normal((2 * n_rows, 10)).astype(dtype)
     matrix = {
-        "C": base[:4].copy(),
-        "F": np.asfortranarray(base[:4]),
+        "C": base[:n_rows].copy(),
+        "F": np.asfortranarray(base[:n_rows]),
         "strided": base[::2],
     }[layout]
-    u = rng.standard_normal(4).astype(dtype)
+    u = rng.standard_normal(n_rows).astype(dtype)
     v = rng.standard_normal(10).astype(dtype)
     expected = matrix - np.outer(u, v)
     before = matrix.__array_interface__["data"][0]
