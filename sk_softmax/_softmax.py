@@ -1363,9 +1363,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                             unit,
                         )
                     if not isinstance(rule, Adam):
+                        # (Nothing left out, a sparse X's: one spread.)
+                        same = kept_size is size and drifted is chunk_mean
                         size = _hypot(size, (chunk_mean - mean) / unit)
-                        kept_size = _hypot(kept_size, (drifted - mean) / unit)
-                size, kept_size = size * unit, kept_size * unit
+                        kept_size = (
+                            size if same else _hypot(kept_size, (drifted - mean) / unit)
+                        )
+                size = size * unit
+                kept_size = size if kept_size is size else kept_size * unit
                 ceiling = np.inf if folded is None else _GROWN_FOLD_CEILING
                 grown, widened = _widened_scales(kept_size, sized_for, ceiling)
                 if folded is not None:
@@ -2701,11 +2706,11 @@ def _make_objective(
         weights,
         alpha=alpha,
         label_smoothing=label_smoothing,
-        offset=None if offset is None else offset.astype(dtype),
+        offset=None if offset is None else offset.astype(dtype, copy=False),
         n_threads=n_threads,
     )
 
-    scale = scale.astype(dtype)
+    scale = scale.astype(dtype, copy=False)  # (read only, as the offset)
     unscaled = bool(np.all(scale == 1))  # ordinary magnitudes: skip two passes
     # W = W' / scale, in X's dtype and the parameters' layout, into the same
     # buffer at every call: the per-batch path allocates nothing it can
@@ -3144,10 +3149,16 @@ def _hypot(a, b):
         out += np.square(b)
     np.sqrt(out, out=out)
     low, high = _SQUARE_SAFE
-    again = np.flatnonzero(~((out >= low) & (out <= high)))
+    if out.min(initial=high) >= low and out.max(initial=low) <= high:
+        return out
+    # Results outside the range (NaN too), but not those of a = b = 0, exact
+    # either way and most of a sparse chunk's: masks, not a gather of all
+    # those zeros.
+    again = out < low
+    again &= (a != 0) | (b != 0)
+    again |= ~(out <= high)
+    again = np.flatnonzero(again)
     if again.size:
-        # (Both 0 gives 0 either way.)
-        again = again[(a[again] != 0) | (b[again] != 0)]
         out[again] = np.hypot(a[again], b[again])
     return out
 
