@@ -1042,13 +1042,15 @@ def test_lipschitz_bounds_directional_curvature(kind, fit_intercept):
         assert 0.0 <= curv <= bound + 1e-8
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize(
     "kind", ["gapless", "low_rank", "lognormal", "sparse", "wide_sparse"]
 )
-def test_lanczos_eigenvalue_bounds_the_largest(kind):
+def test_lanczos_eigenvalue_bounds_the_largest(kind, dtype):
     # Above 256 features the largest eigenvalue comes from Lanczos, in a
     # Krylov space of 8 vectors, to 1e-2 and with a 2% margin: never below
     # the exact value (steps would be too long), at most 3% above it.
+    # (float32 X: products in float32, the centering in float64.)
     from sk_softmax._loss import _largest_weighted_eigenvalue
 
     rng = np.random.RandomState(0)
@@ -1063,18 +1065,48 @@ def test_lanczos_eigenvalue_bounds_the_largest(kind):
         X = sp.random(4000, 1200, density=0.01, random_state=rng, format="csr")
     else:  # (fewer rows than features, some of weight 0)
         X = sp.random(300, 5000, density=0.01, random_state=rng, format="csr")
+    X = X.astype(dtype)
     s = rng.uniform(0.5, 2.0, X.shape[0])
     if kind == "wide_sparse":
         s[::7] = 0.0
     s /= s.sum()
-    dense = _dense(X)
+    dense = _dense(X).astype(np.float64)
     mean = s @ dense
     scale = np.sqrt(s @ (dense - mean) ** 2)
     scale[scale == 0] = 1.0
     value = _largest_weighted_eigenvalue(X, s, mean, scale)
-    centered = (dense - mean) / scale
-    exact = np.linalg.eigvalsh(centered.T @ (s[:, None] * centered))[-1]
+    # (The exact value from the shorter side's matrix: the same nonzero
+    # eigenvalues.)
+    rooted = np.sqrt(s)[:, None] * (dense - mean) / scale
+    shorter = rooted @ rooted.T if X.shape[0] < X.shape[1] else rooted.T @ rooted
+    exact = np.linalg.eigvalsh(shorter)[-1]
     assert exact <= value <= 1.03 * exact
+
+
+def test_lanczos_products_reuse_their_vectors():
+    # The operator's products write their vectors of n_features into
+    # buffers made once (on a partial_fit chunk of 2**18 hashed features,
+    # the fresh arrays of each product took most of its time): the peak
+    # stays near two such vectors (the buffer and 1 / scale), where a fresh
+    # one for each temporary made it three.
+    import tracemalloc
+
+    from sk_softmax._loss import _largest_weighted_eigenvalue
+
+    rng = np.random.RandomState(0)
+    n_samples, n_features = 300, 50_000
+    X = sp.random(n_samples, n_features, density=2e-3, random_state=rng, format="csr")
+    s = np.full(n_samples, 1.0 / n_samples)
+    mean = np.asarray(X.T @ s).ravel()
+    scale = np.ones(n_features)
+    tracemalloc.start()
+    try:
+        value = _largest_weighted_eigenvalue(X, s, mean, scale)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert value > 0
+    assert peak < 2.5 * 8 * n_features
 
 
 @pytest.mark.parametrize("container", [np.asarray, sp.csr_matrix], ids=["dense", "csr"])
