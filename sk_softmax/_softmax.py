@@ -2354,17 +2354,18 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # One step per parameter: 1 / (curvature bound) for each
             # feature's coefficients (the penalty differs per scaled feature)
             # and for the intercept.
-            rate = np.empty_like(params)
             with np.errstate(divide="ignore"):
-                _coef_view(rate, n_classes, n_features, feature_major)[...] = np.where(
-                    lipschitz_coef > 0, 1.0 / lipschitz_coef, 1.0
-                )
-            rate[-n_classes:] = (
-                1.0 / lipschitz_intercept if lipschitz_intercept else 0.0
-            )
+                feature_rate = np.where(lipschitz_coef > 0, 1.0 / lipschitz_coef, 1.0)
+            intercept_rate = 1.0 / lipschitz_intercept if lipschitz_intercept else 0.0
             if isinstance(rule, Momentum):
                 # Heavy ball and Nesterov amplify the step by 1 / (1 - momentum).
-                rate *= 1.0 - self.momentum
+                # (Applied per feature before the rates are spread over the
+                # classes: one pass over n_classes x n_features the less.)
+                feature_rate *= 1.0 - self.momentum
+                intercept_rate *= 1.0 - self.momentum
+            rate = np.empty_like(params)
+            _coef_view(rate, n_classes, n_features, feature_major)[...] = feature_rate
+            rate[-n_classes:] = intercept_rate
         if constant is not None:
             _coef_view(rate, n_classes, n_features, feature_major)[:, constant] = 0.0
         return rate
