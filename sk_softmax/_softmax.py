@@ -1369,8 +1369,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                         kept_size = (
                             size if same else _hypot(kept_size, (drifted - mean) / unit)
                         )
+                one = kept_size is size
                 size = size * unit
-                kept_size = size if kept_size is size else kept_size * unit
+                kept_size = size if one else kept_size * unit
                 ceiling = np.inf if folded is None else _GROWN_FOLD_CEILING
                 grown, widened = _widened_scales(kept_size, sized_for, ceiling)
                 if folded is not None:
