@@ -55,6 +55,7 @@ from ._loss import (
     _scaled_logits,
     _solve_lower,
     _SparseCenter,
+    _subtract_outer,
     _summable_weights,
     constant_noise,
     dominant_rows,
@@ -3783,8 +3784,16 @@ def _center_over_classes(coef, intercept):
     gradient sums to 0 over the classes).  Adam's per-coordinate steps do
     not: on standardized wine, rows of ``decision_function`` summed to up
     to 3.8, and the objective fell from 0.13998 to 0.13849 once centered.
+
+    The mean is a matrix-vector product and its subtraction a rank-one
+    update (see :func:`~sk_softmax._loss._subtract_outer`): on the solvers'
+    feature-major coefficients numpy's mean over the classes and its
+    broadcast subtraction run loops of ``n_classes`` entries (2 x 2**18:
+    4.6 ms against 0.2).
     """
-    coef -= coef.mean(axis=0)
+    n_classes = coef.shape[0]
+    mean = coef.T @ np.full(n_classes, 1.0 / n_classes, dtype=coef.dtype)
+    _subtract_outer(coef, np.ones(n_classes, dtype=coef.dtype), mean)
     intercept -= intercept.mean()
 
 

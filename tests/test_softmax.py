@@ -3515,6 +3515,28 @@ def test_adam_model_sums_to_zero_over_the_classes(call):
     )
 
 
+@pytest.mark.parametrize("n_classes", [2, 3, 8])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_center_over_classes_subtracts_the_class_means(n_classes, order, dtype):
+    # As a product and a rank-one update, in place, in either memory order
+    # (the solvers' feature-major coefficients are Fortran-ordered; few
+    # classes go row by row, more through ger).
+    from sk_softmax._softmax import _center_over_classes
+
+    rng = np.random.RandomState(3)
+    coef = np.asarray(rng.standard_normal((n_classes, 50)), dtype=dtype, order=order)
+    intercept = rng.standard_normal(n_classes).astype(dtype)
+    expected_coef = coef - coef.mean(axis=0)
+    expected_intercept = intercept - intercept.mean()
+    memory = coef.__array_interface__["data"][0]
+    _center_over_classes(coef, intercept)
+    assert coef.__array_interface__["data"][0] == memory
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(coef, expected_coef, rtol=tol, atol=tol)
+    np.testing.assert_allclose(intercept, expected_intercept, rtol=tol, atol=tol)
+
+
 def test_adam_on_sparse_features_of_small_entries():
     # TF-IDF-like entries of 0.05 to 0.3: in those units Adam's steps of
     # 0.001 were far too short, and 200 epochs ended 39% above the optimum
