@@ -1130,8 +1130,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         dtype = _host_dtype(X)
         device_X = array_namespace(X) is not None
         # The shuffles' generator: random_state's, or a resumed optimizer's
-        # (below); made where first needed (seeding one costs 0.1 ms, a
-        # tenth of a small partial_fit call).
+        # (below); made where first needed (seeding one costs 0.1 ms, 6% of
+        # a partial_fit call on 1000 rows of 100 features).
         rng = None
 
         validation_data = None
