@@ -204,7 +204,9 @@ def _unchanged_on_error(method):
     keeps its previous model, optimizer state included: a fit assigns new
     objects to its attributes, and a resumed optimizer works on copies of
     its state and shuffle generator (see ``_fit_single_threaded_blas``), so
-    the previous attributes are all there is to restore.
+    the previous attributes are all there is to restore; a call that
+    updates an object of the estimator's own in place leaves
+    ``_undo_on_error``, which puts it back.
     """
 
     @functools.wraps(method)
@@ -213,9 +215,15 @@ def _unchanged_on_error(method):
         try:
             return method(self, *args, **kwargs)
         except BaseException:
+            # (A generator the call updated in place gets its state back.)
+            undo = vars(self).get("_undo_on_error")
             vars(self).clear()
             vars(self).update(saved)
+            if undo is not None:
+                undo()
             raise
+        finally:
+            vars(self).pop("_undo_on_error", None)
 
     return guarded
 
@@ -1291,8 +1299,17 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # from the same generator (as MLPClassifier does): reseeded at
             # each call, every chunk of a given size would be shuffled alike.
             # (Copies, which the solver updates in place: a call that fails
-            # leaves the estimator's own as they were.)
-            rng = copy.deepcopy(self._shuffle_rng)
+            # leaves the estimator's own as they were.  The generator is
+            # copied once, at the first resumed call: the earlier calls'
+            # may be the user's, or numpy's global one.  From then on it is
+            # the estimator's own, updated in place, and a failing call
+            # puts its state back: a copy took 0.25 ms, its state 0.03.)
+            rng = self._shuffle_rng
+            if getattr(self, "_owns_shuffle_rng", False):
+                state = rng.get_state()
+                self._undo_on_error = functools.partial(rng.set_state, state)
+            else:
+                rng = copy.deepcopy(rng)
             chunk_mean = mean
             mean, scale = self._mean, self._scale
             feature_major = getattr(self, "_feature_major", False)
@@ -1936,6 +1953,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             self._rule_name = type(rule).__name__ if resumable else None
             self._optimizer_for = self._optimizer_settings()
             self._shuffle_rng = rng
+            self._owns_shuffle_rng = keep
             self._reference_loss = result.reference_loss if resumable else None
             if result.state is not None:
                 result.state.pop("borrowed", None)

@@ -3167,6 +3167,26 @@ def test_partial_fit_shuffles_each_call_anew(monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
+def test_resumed_partial_fit_copies_the_generator_once():
+    # The first call draws from the generator random_state gives (here the
+    # user's own); the first resumed call copies it, and the later ones
+    # update that copy in place instead of copying it again: the user's
+    # generator moves with the first call only.
+    X, y = _standardized("iris")
+    user = np.random.RandomState(0)
+    clf = SoftmaxRegression(batch_size=16, random_state=user)
+    clf.partial_fit(X[:100], y[:100], classes=[0, 1, 2])
+    assert clf._shuffle_rng is user
+    after_first = user.get_state()[1].copy()
+    clf.partial_fit(X[:100], y[:100])
+    own = clf._shuffle_rng
+    assert own is not user
+    clf.partial_fit(X[:100], y[:100])
+    assert clf._shuffle_rng is own
+    np.testing.assert_array_equal(user.get_state()[1], after_first)
+    assert "_undo_on_error" not in vars(clf)
+
+
 def _training_objective(clf, X, y):
     return loss_and_gradient(clf.coef_, clf.intercept_, X, y, alpha=clf.alpha)[0]
 
@@ -3634,13 +3654,17 @@ def test_partial_fit_chunks_with_many_classes_do_not_warn(labels):
         SoftmaxRegression().partial_fit(X, rng.rand(60), classes=[0.5, 1.5])
 
 
-def test_failed_resumed_partial_fit_keeps_the_optimizer_state():
+@pytest.mark.parametrize("calls_before", [1, 2])
+def test_failed_resumed_partial_fit_keeps_the_optimizer_state(calls_before):
     # The failing call resumes the optimizer (same settings): its moments
     # and shuffle generator, updated in place by the solver, must come back
-    # as they were.
+    # as they were.  (After two calls the generator is the estimator's own,
+    # which a resumed call updates in place: its state is put back.)
     X, y = _iris()
     clf = SoftmaxRegression(batch_size=16, learning_rate_init=0.5, random_state=0)
-    clf.partial_fit(X[::2], y[::2], classes=[0, 1, 2])
+    for _ in range(calls_before):
+        clf.partial_fit(X[::2], y[::2], classes=[0, 1, 2])
+    assert clf._owns_shuffle_rng == (calls_before > 1)
     twin = pickle.loads(pickle.dumps(clf))
     with pytest.raises(ValueError, match="diverged"):
         clf.partial_fit(1e4 * X[1::2], y[1::2])
