@@ -2650,11 +2650,13 @@ def dominant_rows(X, sample_weight, mean, value_range, *, n_threads=1):
 
     Per-feature ranges rule most features out at no cost: with equal
     weights and at least 10 rows, such a row lies more than 4 times as far
-    from ``mean`` as any row on the other side.  Where some may be left,
-    one pass over their columns, in float64 chunks of about 512 KiB shared
-    among ``n_threads`` threads, then two over the columns that one row may
-    hold most of (its row, then the others' spread).  Rows of zero weight
-    count for nothing.
+    from ``mean`` as any row on the other side.  Of those left (skewed
+    features: counts, log-normal values), the squared deviations of the
+    ends and of a few hundred evenly spaced rows rule out most (see
+    :func:`_range_peaks`).  Where some may be left, one pass over their
+    columns, in float64 chunks of about 512 KiB shared among ``n_threads``
+    threads, then two over the columns that one row may hold most of (its
+    row, then the others' spread).  Rows of zero weight count for nothing.
 
     Parameters
     ----------
@@ -2713,7 +2715,11 @@ def dominant_rows(X, sample_weight, mean, value_range, *, n_threads=1):
     if n_features == 0 or np.count_nonzero(weights) < _DOMINANT_MIN_ROWS:
         return result
     possible = np.ones(n_features, dtype=bool)
-    if np.ndim(value_range[0]) and np.all(weights[weights > 0] == weights.max()):
+    # Equal weights among the rows that weigh, and each feature's range.
+    same = bool(np.ndim(value_range[0])) and bool(
+        np.all(weights[weights > 0] == weights.max())
+    )
+    if same:
         with np.errstate(invalid="ignore", over="ignore"):
             far, near = np.maximum(high - mean, 0.0), np.maximum(mean - low, 0.0)
             possible = np.maximum(far, near) > 4.0 * np.minimum(far, near)
@@ -2729,6 +2735,22 @@ def dominant_rows(X, sample_weight, mean, value_range, *, n_threads=1):
         return result
     unit = math.ldexp(1.0, math.frexp(largest)[1] - 1)  # (at most 2**1023)
     center = mean / unit
+    total = float(weights.sum())
+    limit = 1.0 - _OTHERS_SPREAD**2
+    least_others = total - float(weights.max())
+    range_peak = None
+    if same:
+        range_peak = _range_peaks(
+            X,
+            weights,
+            center,
+            unit,
+            (low, high),
+            possible,
+            limit * least_others / total,
+        )
+        if not possible.any():
+            return result
     # (Equal weights: the rows' order is that of their squared deviations.)
     equal = float(weights[0]) if np.all(weights == weights[0]) else None
     # Each feature's largest weighted squared deviation and the sum of them,
@@ -2739,20 +2761,26 @@ def dominant_rows(X, sample_weight, mean, value_range, *, n_threads=1):
         else np.flatnonzero(possible)
     )
     peak, second = _deviation_peaks(
-        X, weights, center, unit, features, equal is None, n_threads
+        X,
+        weights,
+        center,
+        unit,
+        features,
+        equal is None,
+        n_threads,
+        peaks=range_peak is None,
     )
-    if equal is not None:
+    if range_peak is not None:
+        peak = range_peak if features is None else range_peak[features]
+    elif equal is not None:
         peak *= equal
     # With weights summing to one, the variance about ``mean`` is that row's
     # share ``peak / (1 - w_row)`` (its own and the pull on the others' mean)
     # plus ``1 - w_row`` times the others' variance: the candidates, first
     # with the heaviest row's weight (``w_row`` is not known yet: a weight
     # of the row less than the heaviest asks more of its share).
-    total = float(weights.sum())
-    limit = 1.0 - _OTHERS_SPREAD**2
     columns = np.arange(n_features) if features is None else features
     with np.errstate(divide="ignore", invalid="ignore"):
-        least_others = total - float(weights.max())
         kept = (
             possible[columns]
             & (second > 0)
@@ -2828,14 +2856,61 @@ def _squared_deviations(X, lo, hi, features, center, unit, weights, out=None):
     return chunk
 
 
-def _deviation_peaks(X, weights, center, unit, features, weighted, n_threads):
+# Rows of the evenly spaced sample whose squared deviations bound each
+# feature's sum of them from below (see _range_peaks).
+_PEAK_SAMPLE_ROWS = 256
+
+
+def _range_peaks(X, weights, center, unit, value_range, possible, share):
+    """Each feature's largest squared deviation, from its range; fewer possible.
+
+    For dense X whose rows of positive weight weigh the same (``v``): the
+    largest of ``((x - center * unit) / unit)**2`` over those rows is that
+    of one end of the feature's range (the same floats as a pass computes),
+    times ``v``: the ``peak`` of :func:`_deviation_peaks`.  A feature is a
+    candidate of :func:`dominant_rows` only where that peak is at least
+    ``share`` of the sum of the squared deviations, times ``v``; lower
+    bounds of the sum rule out, in ``possible`` (in place), the features
+    that fall short even so, with a margin for the sum's rounding:
+
+    - the two ends, held by two rows (one of a constant feature, among at
+      least 10 rows);
+    - the squared deviations of about ``_PEAK_SAMPLE_ROWS`` evenly spaced
+      rows, plus the peak in place of the sample's largest (which may be
+      the peak's row).
+
+    Of many rows, the ends alone leave the features whose other end lies
+    within about a tenth of the far one's distance; the sample leaves
+    those whose other rows barely vary.
+    """
+    low, high = value_range
+    with np.errstate(over="ignore", invalid="ignore"):
+        ends = [np.square(np.multiply(v, 1.0 / unit) - center) for v in (high, low)]
+        top = np.maximum(*ends)
+        bound = (1.0 - 1e-6) * share
+        possible &= top >= bound * (ends[0] + ends[1])
+        step = -(-X.shape[0] // _PEAK_SAMPLE_ROWS)
+        columns = np.flatnonzero(possible)
+        if step > 1 and columns.size:
+            squares = _squared_deviations(
+                X[::step], 0, None, columns, center[columns], unit, weights[::step]
+            )
+            sampled = squares.sum(axis=0)
+            least = np.maximum(sampled, top[columns] + sampled - squares.max(axis=0))
+            possible[columns] &= top[columns] >= bound * least
+    return top * float(weights.max())
+
+
+def _deviation_peaks(
+    X, weights, center, unit, features, weighted, n_threads, *, peaks=True
+):
     """Per feature, the largest squared deviation of a row and their sum.
 
     ``(peak, second)`` over the columns ``features`` (None: all) of dense
     X, deviations as :func:`_squared_deviations` gives them: ``peak`` the
-    largest one (times its row's weight if ``weighted``), ``second`` their
-    weighted sum.  One pass in float64 chunks of about 512 KiB, shared
-    among ``n_threads`` threads.
+    largest one (times its row's weight if ``weighted``; None without
+    ``peaks``), ``second`` their weighted sum.  One pass in float64 chunks
+    of about 512 KiB, shared among ``n_threads`` threads.
     """
     if features is not None:
         center = center[features]
@@ -2853,15 +2928,18 @@ def _deviation_peaks(X, weights, center, unit, features, weighted, n_threads):
                 )
                 w = weights[lo:hi]
                 second += w @ chunk
+                if not peaks:
+                    continue
                 if weighted:
                     chunk *= w[:, None]
                 np.maximum(peak, _column_extreme(np.maximum, chunk, None), out=peak)
-        return peak, second
+        return peak if peaks else None, second
 
     parts = _per_thread(work, *_pass_blocks(X, X.shape[0], n_threads, size))
     peak, second = parts[0]
     for other_peak, other_second in parts[1:]:
-        np.maximum(peak, other_peak, out=peak)
+        if peaks:
+            np.maximum(peak, other_peak, out=peak)
         second += other_second
     return peak, second
 

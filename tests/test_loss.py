@@ -2253,8 +2253,9 @@ def test_dominant_rows_leave_ordinary_columns_alone():
 def test_dominant_rows_read_the_possible_columns_only(monkeypatch, n_threads):
     # Equal weights: the ranges leave 3 of 40 features possible (a row far
     # out in feature 5, skewed features 9 and 30).  Only their columns are
-    # read, and the result is that of the pass over all columns (a single
-    # range for all features rules none out).
+    # read (the evenly spaced sample's bound then rules out feature 30, of
+    # six rows of 1), and the result is that of the pass over all columns
+    # (a single range for all features rules none out).
     rng = np.random.RandomState(0)
     X = rng.randn(3000, 40)
     X[3, 5] = 1e4
@@ -2272,7 +2273,8 @@ def test_dominant_rows_read_the_possible_columns_only(monkeypatch, n_threads):
 
     monkeypatch.setattr(_loss, "_squared_deviations", recording)
     found = dominant_rows(X, w, mean, (low, high), n_threads=n_threads)
-    assert read and all(columns in ([5, 9, 30], [5]) for columns in read)
+    assert read and all(set(columns) <= {5, 9, 30} for columns in read)
+    assert read[-1] == [5]
     read.clear()
     full = dominant_rows(X, w, mean, (low.min(), high.max()), n_threads=n_threads)
     assert None in read
@@ -2281,6 +2283,104 @@ def test_dominant_rows_read_the_possible_columns_only(monkeypatch, n_threads):
         np.testing.assert_array_equal(part, whole)
     for part, whole in zip(found[3], full[3], strict=True):
         np.testing.assert_array_equal(part[5], whole[5])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("zeros", [False, True])
+def test_range_peaks_are_those_of_the_pass(dtype, zeros):
+    # Rows of positive weight weigh the same: each feature's largest
+    # weighted squared deviation comes from its range, the same float as
+    # the pass over the rows finds.
+    rng = np.random.RandomState(0)
+    X = (rng.randn(2000, 7) * np.logspace(-3, 3, 7) + [0, 5, -9, 1e3, 0, 2, 7]).astype(
+        dtype
+    )
+    w = np.ones(2000)
+    if zeros:
+        w[::7] = 0.0
+        X[::7] = 1e30  # (beyond the range: their rows count for nothing)
+    w /= w.sum()
+    mean = w @ X.astype(np.float64)
+    unit = 2.0**10
+    center = mean / unit
+    possible = np.ones(7, dtype=bool)
+    peak = _loss._range_peaks(X, w, center, unit, _ranges(X, w), possible, 0.0)
+    assert possible.all()  # (a share of 0 rules nothing out)
+    from_pass, _ = _loss._deviation_peaks(X, w, center, unit, None, True, 1)
+    np.testing.assert_array_equal(peak, from_pass)
+
+
+def _planted(seed):
+    """Data with rows far out in some features, float64 or float32, and
+    equal weights (some of them 0)."""
+    rng = np.random.RandomState(seed)
+    n = int(rng.choice([10, 40, 300, 3000]))
+    d = int(rng.randint(1, 12))
+    kind = rng.randint(3)
+    X = rng.randn(n, d)
+    if kind == 1:
+        X = np.abs(X) * (rng.rand(n, d) < 0.1)
+    elif kind == 2:
+        X = rng.randint(0, 17, size=(n, d)) * (rng.rand(n, d) < rng.rand(d))
+    X = X.astype(np.float64)
+    for j in range(d):
+        if rng.rand() < 0.5:
+            size = 10.0 ** rng.uniform(0.5, 6) * (X[:, j].std() + 1.0)
+            X[rng.randint(n), j] += rng.choice([-1, 1]) * size
+    if rng.rand() < 0.3:
+        X = X.astype(np.float32)
+    w = np.ones(n)
+    if rng.rand() < 0.3:
+        w[rng.rand(n) < 0.1] = 0.0
+    return X, w / w.sum()
+
+
+def test_range_peaks_rule_out_no_dominated_feature(monkeypatch):
+    # The ranges' and the sample's bounds only drop features that the pass
+    # over all rows would drop: dominant_rows finds the same with them as
+    # with every possible feature passed on.
+    original = _loss._range_peaks
+
+    def ungated(X, weights, center, unit, value_range, possible, share):
+        return original(X, weights, center, unit, value_range, possible.copy(), share)
+
+    found = {}
+    for gated in (True, False):
+        if not gated:
+            monkeypatch.setattr(_loss, "_range_peaks", ungated)
+        found[gated] = [
+            dominant_rows(X, w, w @ X.astype(np.float64), _ranges(X, w))
+            for X, w in map(_planted, range(300))
+        ]
+    assert sum(int(f[0].sum()) for f in found[True]) > 100
+    for gated, plain in zip(found[True], found[False], strict=True):
+        for part, whole in zip(gated[:3], plain[:3], strict=True):
+            np.testing.assert_array_equal(part, whole)
+        for part, whole in zip(gated[3], plain[3], strict=True):
+            np.testing.assert_array_equal(part, whole)
+
+
+def test_dominant_rows_skip_the_pass_over_skewed_features(monkeypatch):
+    # Skewed features (log-normal, counts) lie far from their mean on one
+    # side only, which the ranges alone leave possible; the evenly spaced
+    # sample shows many rows far out, and no pass over X is made.
+    rng = np.random.RandomState(0)
+    X = np.c_[rng.lognormal(0.0, 1.0, (20000, 20)), rng.poisson(0.3, (20000, 20))]
+    w = np.full(20000, 1 / 20000)
+    read = []
+    original = _loss._deviation_peaks
+
+    def recording(X, weights, center, unit, features, *args, **kwargs):
+        read.append(None if features is None else features.tolist())
+        return original(X, weights, center, unit, features, *args, **kwargs)
+
+    monkeypatch.setattr(_loss, "_deviation_peaks", recording)
+    assert not dominant_rows(X, w, w @ X, _ranges(X, w))[0].any()
+    assert read == []
+    X[123, 7] = 1e6  # a row far out: its column is read, and found
+    found = dominant_rows(X, w, w @ X, _ranges(X, w))
+    assert np.flatnonzero(found[0]).tolist() == [7] and found[1][7] == 123
+    assert read == [[7]]
 
 
 def test_standardized_scales_ignore_rows_of_zero_weight():
