@@ -248,7 +248,12 @@ def host_array(values):
 
 def is_array(values):
     """Whether ``values`` is an array of any namespace (not a scalar)."""
-    if isinstance(values, np.generic):
+    if isinstance(values, np.ndarray):
+        return True
+    # Every array has a shape: the rest (settings, numbers, a generator)
+    # is answered without array_api_compat's tests of each namespace in
+    # turn (a fitted model's 46 attributes: 20 against 12 us, twice a call).
+    if isinstance(values, np.generic) or not hasattr(values, "shape"):
         return False
     if array_api_compat is None:
         return isinstance(values, np.ndarray)

@@ -3858,3 +3858,34 @@ def test_two_class_predictions_of_a_row_do_not_depend_on_the_others():
         assert clf.decision_function(rows)[0] == 1.0
         np.testing.assert_allclose(clf.predict_proba(rows)[0], clf.predict_proba(a)[0])
         assert clf.predict(rows)[0] == clf.classes_[1]
+
+
+def test_is_array_answers_as_array_api_compat():
+    # The shortcuts (numpy arrays; values without a shape) answer as
+    # array_api_compat's test of each namespace does.
+    from sk_softmax import _compat
+
+    if _compat.array_api_compat is None:
+        pytest.skip("array_api_compat is not available")
+    values = [
+        np.zeros(3),
+        np.zeros((2, 2), dtype=np.float32)[:, 0],
+        1.0,
+        3,
+        "text",
+        None,
+        [1.0, 2.0],
+        (1,),
+        np.random.RandomState(0),
+        sp.csr_matrix(np.eye(2)),
+    ]
+    for module in ("torch", "array_api_strict"):
+        try:
+            namespace = __import__(module)
+        except ImportError:
+            continue
+        values.append(namespace.asarray([1.0, 2.0]))
+    for value in values:
+        expected = _compat.array_api_compat.is_array_api_obj(value)
+        assert _compat.is_array(value) == expected, value
+    assert not _compat.is_array(np.float64(1.0))  # (a numpy scalar is none)
