@@ -203,10 +203,10 @@ def _unchanged_on_error(method):
     took its next call for a later one).  The estimator stays unfitted, or
     keeps its previous model, optimizer state included: a fit assigns new
     objects to its attributes, and a resumed optimizer works on copies of
-    its state and shuffle generator (see ``_fit_single_threaded_blas``), so
-    the previous attributes are all there is to restore; a call that
-    updates an object of the estimator's own in place leaves
-    ``_undo_on_error``, which puts it back.
+    its state (see ``_fit_single_threaded_blas``), so the previous
+    attributes are all there is to restore.  The one object a call updates
+    in place, the shuffle generator once it is the estimator's own, is put
+    back by the call's ``_undo_on_error``.
     """
 
     @functools.wraps(method)
