@@ -2895,8 +2895,9 @@ def _range_peaks(X, weights, center, unit, value_range, possible, share):
             squares = _squared_deviations(
                 X[::step], 0, None, columns, center[columns], unit, weights[::step]
             )
-            sampled = squares.sum(axis=0)
-            least = np.maximum(sampled, top[columns] + sampled - squares.max(axis=0))
+            # (The peak is at least the sample's largest: the bound is at
+            # least the sample's sum.)
+            least = top[columns] + squares.sum(axis=0) - squares.max(axis=0)
             possible[columns] &= top[columns] >= bound * least
     return top * float(weights.max())
 
