@@ -537,3 +537,28 @@ def test_torch_sgd_is_a_classifier():
     assert est.coef_.dtype == np.float32
     assert set(est.predict(X)) <= {"a", "b", "c"}
     assert est.score(X, y) > 0.8
+
+
+def test_short_sides_fill_later_samples_with_calls_back_to_back():
+    # (Costs in powers of two: the fake clock adds them exactly.)
+    clock, log = FakeClock(), []
+    fns = {
+        "a": clock.work(2.0**-7, log, "a"),
+        "b": clock.work(2.0**-6, log, "b"),
+        "c": clock.work(0.5, log, "c"),
+    }
+    stats, _ = _bench.time_alternating(
+        fns, repeat=3, clock=clock, back_to_back_s=2.0**-4
+    )
+    # The first round calls each side once; then a's samples hold 8 calls,
+    # b's 4, and c (longer than 1/16 s) stays at one.
+    assert [stats[name]["number"] for name in "abc"] == [8, 4, 1]
+    assert [log.count(name) for name in "abc"] == [1 + 2 * 8, 1 + 2 * 4, 3]
+    assert stats["a"]["times"] == [2.0**-7] * 3
+    assert stats["c"]["times"] == [0.5] * 3
+    # Without it, every sample is one call.
+    clock, log = FakeClock(), []
+    fns = {name: clock.work(2.0**-7, log, name) for name in "ab"}
+    stats, _ = _bench.time_alternating(fns, repeat=3, clock=clock)
+    assert [stats[name]["number"] for name in "ab"] == [1, 1]
+    assert len(log) == 6
