@@ -150,6 +150,9 @@ _ADAM_AUTO_LEARNING_RATE = 1e-3
 # intercept, made the problem a trillion times worse conditioned.  Beyond
 # them the coefficients of float32 data, or their squares, could overflow.
 _LBFGS_PLAIN_RANGE = (2.0**-32, 2.0**32)
+# L-BFGS centers dense X unless every feature's mean lies within this share
+# of its range from 0 (see _centered_already).
+_CENTERED_SHARE = 2.0**-8
 # A last epoch's loss this much above the zero model's (relative), with a
 # step set by hand, is a failed fit.
 _WORSE_THAN_START = 0.1
@@ -1263,6 +1266,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 assert_all_finite(X, estimator_name=type(self).__name__)
         if validation_data is not None:
             assert_all_finite(validation_data[0], estimator_name=type(self).__name__)
+        if center and not first_order and _centered_already(mean, low, high):
+            # L-BFGS on data centered already, of ordinary magnitude
+            # (StandardScaler's output): the features as given, as
+            # LogisticRegression takes them.  No row then pulls a mean that
+            # is used, or sets a common factor: the check for such rows goes,
+            # and every evaluation saves the offset's two small products (on
+            # the benchmark's float32 digits, 0.57 ms of a 6.5 ms fit).
+            center = check_dominance = False
         dominated = None  # (the features L-BFGS centers on their other rows)
         dominance = None  # (first-order: checked once fitted)
         if check_dominance:
@@ -3220,6 +3231,28 @@ def _widened_scales(size, scale, ceiling=_FOLD_RANGE[1]):
     grown = scale.copy()
     grown[candidates[wider]] = np.minimum(rounded[wider], ceiling)
     return grown, scale / grown
+
+
+def _centered_already(mean, low, high):
+    """Whether L-BFGS takes dense X as given: every value of ordinary
+    magnitude (within ``_LBFGS_PLAIN_RANGE``, where no common factor
+    divides the features, see feature_scales), and each feature's mean
+    within ``_CENTERED_SHARE`` of its range from 0 (the mean, low and high
+    values of the rows of positive weight, per feature).
+
+    Centering changes L-BFGS's iterates through each coefficient's coupling
+    with the intercept, about ``mean / std`` of its feature: here at most
+    ``_CENTERED_SHARE * range / std``, below 0.04 for features whose range
+    spans 10 standard deviations.  A constant feature other than 0 is
+    centered.
+    """
+    top = max(
+        float(np.max(np.abs(low), initial=0.0)),
+        float(np.max(np.abs(high), initial=0.0)),
+    )
+    if not _LBFGS_PLAIN_RANGE[0] <= top <= _LBFGS_PLAIN_RANGE[1]:
+        return False
+    return bool(np.all(np.abs(mean) <= _CENTERED_SHARE * (high - low)))
 
 
 def _sparse_far_means(X, weights, mean, value_range):
