@@ -473,6 +473,25 @@ def test_sparse_lbfgs_takes_the_logistic_regression_path():
     )
 
 
+def test_parameter_names_are_each_class_own():
+    # Read once per class from its __init__: a subclass with parameters of
+    # its own has them, in get_params, clone and the parameter validation.
+    from sklearn.base import BaseEstimator
+
+    class Sub(SoftmaxRegression):
+        def __init__(self, extra=1, alpha=1e-4):
+            self.extra = extra
+            self.alpha = alpha
+
+    for cls in (SoftmaxRegression, Sub):
+        names = BaseEstimator._get_param_names.__func__(cls)
+        assert cls._get_param_names() == names
+        cls._get_param_names().append("changed")  # (a copy each time)
+        assert cls._get_param_names() == names
+    assert Sub(extra=3).get_params() == {"alpha": 1e-4, "extra": 3}
+    assert clone(Sub(extra=3)).extra == 3
+
+
 @pytest.mark.parametrize("magnitude", [1.0, 2.0**40])
 def test_lbfgs_takes_centered_data_as_given(monkeypatch, magnitude):
     # Standardized features (means 0 to rounding) of ordinary magnitude are
