@@ -751,8 +751,20 @@ def gradient_descent(
     )
 
 
+class Restart(Exception):
+    """L-BFGS stopped by its ``check``: the caller fits again otherwise."""
+
+
 def lbfgs(
-    objective, params, *, max_iter=100, tol=1e-4, verbose=False, gradient_scale=1.0
+    objective,
+    params,
+    *,
+    max_iter=100,
+    tol=1e-4,
+    verbose=False,
+    gradient_scale=1.0,
+    check=None,
+    check_at=50,
 ):
     """Full-batch L-BFGS-B (scipy's, see :func:`~._compat.minimize_lbfgsb`).
 
@@ -781,13 +793,30 @@ def lbfgs(
         tests every entry against ``tol`` over the largest factor, so that
         the stop is at least as tight; ``largest_gradient`` and the stop
         reason are in ``tol``'s units.
+    check : callable, default=None
+        Called without arguments once, after iteration ``check_at``, or at
+        the end where L-BFGS stops earlier without converging: if it
+        returns True, L-BFGS stops and :class:`Restart` is raised.
+    check_at : int, default=50
+        See ``check``.
 
     Returns
     -------
     result : SolverResult
+
+    Raises
+    ------
+    Restart
+        Where ``check`` returned True.
     """
     loss_curve = []
     last_loss = [np.nan]
+    pending = [check]  # (the check, until it has run)
+
+    def run_check():
+        test, pending[0] = pending[0], None
+        if test is not None and test():
+            raise Restart()
 
     def fun(x):
         loss, grad = objective(x, None)
@@ -799,6 +828,8 @@ def lbfgs(
         loss_curve.append(last_loss[0])
         if verbose:
             print(f"Iteration {len(loss_curve)}, loss = {loss_curve[-1]:.8f}")
+        if len(loss_curve) == check_at:
+            run_check()
 
     opt = minimize_lbfgsb(
         fun,
@@ -821,6 +852,8 @@ def lbfgs(
     # come with the gradient well above a small tol.  The caller, who knows
     # the precision of the objective, decides what to say about it.
     largest = float(np.max(np.abs(opt.jac * gradient_scale), initial=0.0))
+    if opt.status == 1 or not largest <= tol:
+        run_check()
     stop_reason = None
     if opt.status != 1 and not largest <= tol:
         stop_reason = (

@@ -496,9 +496,10 @@ def test_parameter_names_are_each_class_own():
 def test_lbfgs_takes_centered_data_as_given(monkeypatch, magnitude):
     # Standardized features (means 0 to rounding) of ordinary magnitude are
     # not centered again: L-BFGS stops where LogisticRegression stops, and
-    # no row is checked for pulling a mean that is not used.  Beyond 2**32
-    # the features take a common factor, which a row far out would set:
-    # then they are centered, and the rows checked, as for other data.
+    # converged within 50 iterations, it checks no row for pulling a mean
+    # (see test_lbfgs_centers_centered_features_one_row_dominates).  Beyond
+    # 2**32 the features take a common factor, which a row far out would
+    # set: then they are centered, and the rows checked, as for other data.
     import sk_softmax._softmax as module
 
     checked = []

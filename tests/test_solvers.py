@@ -30,6 +30,7 @@ from sk_softmax._solvers import (
     Adam,
     DivergenceError,
     Momentum,
+    Restart,
     UpdateRule,
     _batches,
     gradient_descent,
@@ -242,6 +243,43 @@ def test_lbfgs_max_iter_not_converged():
     result = lbfgs(objective, np.zeros(3 * (X.shape[1] + 1)), max_iter=3, tol=1e-12)
     assert not result.converged
     assert result.n_iter == 3
+
+
+@pytest.mark.parametrize("check_at", [2, 1000])
+@pytest.mark.parametrize("answer", [False, True])
+def test_lbfgs_check_runs_once_where_not_converged(check_at, answer):
+    # After iteration check_at, or at the end of a fit stopped earlier
+    # without converging (max_iter): once, and True stops with Restart.
+    X, y, _, alpha = dataset("classif3")
+    objective = softmax_objective(X, y, 3, alpha=alpha)
+    calls = []
+
+    def check():
+        calls.append(True)
+        return answer
+
+    def fit(max_iter):
+        return lbfgs(
+            objective,
+            np.zeros(3 * (X.shape[1] + 1)),
+            max_iter=max_iter,
+            tol=1e-12,
+            check=check,
+            check_at=check_at,
+        )
+
+    if answer:
+        with pytest.raises(Restart):
+            fit(5)
+    else:
+        assert fit(5).n_iter == 5
+    assert calls == [True]
+    # Converged before check_at: no check.
+    calls.clear()
+    result = lbfgs(
+        objective, np.zeros(3 * (X.shape[1] + 1)), tol=1e-2, check=check, check_at=1000
+    )
+    assert result.converged and result.n_iter < 1000 and calls == []
 
 
 def _lbfgsb_problems():
