@@ -493,38 +493,28 @@ def test_parameter_names_are_each_class_own():
 
 
 @pytest.mark.parametrize("magnitude", [1.0, 2.0**40])
-def test_lbfgs_takes_centered_data_as_given(monkeypatch, magnitude):
+def test_lbfgs_takes_centered_data_as_given(dominance_checks, magnitude):
     # Standardized features (means 0 to rounding) of ordinary magnitude are
     # not centered again: L-BFGS stops where LogisticRegression stops, and
     # converged within 50 iterations, it checks no row for pulling a mean
     # (see test_lbfgs_centers_centered_features_one_row_dominates).  Beyond
     # 2**32 the features take a common factor, which a row far out would
     # set: then they are centered, and the rows checked, as for other data.
-    import sk_softmax._softmax as module
-
-    checked = []
-    original = module.dominant_rows
-
-    def recording(*args, **kwargs):
-        checked.append(True)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(module, "dominant_rows", recording)
     X, y = make_classification(
         n_samples=400, n_features=12, n_informative=6, n_classes=4, random_state=0
     )
     X = StandardScaler().fit_transform(X) * magnitude
     alpha = 1e-2
     ours = SoftmaxRegression(solver="lbfgs", alpha=alpha).fit(X, y)
-    assert checked == ([] if magnitude == 1.0 else [True])
+    assert dominance_checks == ([] if magnitude == 1.0 else [True])
     if magnitude == 1.0:
         lr = LogisticRegression(C=1.0 / (alpha * X.shape[0])).fit(X, y)
         assert ours.n_iter_ == lr.n_iter_[0]
         np.testing.assert_allclose(ours.coef_, lr.coef_, rtol=1e-6, atol=1e-9)
     # A mean beyond 2**-8 of its feature's range: centered, rows checked.
-    checked.clear()
+    dominance_checks.clear()
     SoftmaxRegression(solver="lbfgs", alpha=alpha).fit(X + 0.05 * magnitude, y)
-    assert checked == [True]
+    assert dominance_checks == [True]
 
 
 @pytest.mark.parametrize("C", [1.0, 100.0])
