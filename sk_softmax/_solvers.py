@@ -764,7 +764,7 @@ def lbfgs(
     verbose=False,
     gradient_scale=1.0,
     check=None,
-    check_at=50,
+    check_at=None,
 ):
     """Full-batch L-BFGS-B (scipy's, see :func:`~._compat.minimize_lbfgsb`).
 
@@ -797,8 +797,8 @@ def lbfgs(
         Called without arguments once, after iteration ``check_at``, or at
         the end where L-BFGS stops earlier without converging: if it
         returns True, L-BFGS stops and :class:`Restart` is raised.
-    check_at : int, default=50
-        See ``check``.
+    check_at : int, default=None
+        See ``check``; None checks only at such an end.
 
     Returns
     -------

@@ -245,7 +245,7 @@ def test_lbfgs_max_iter_not_converged():
     assert result.n_iter == 3
 
 
-@pytest.mark.parametrize("check_at", [2, 1000])
+@pytest.mark.parametrize("check_at", [2, None])
 @pytest.mark.parametrize("answer", [False, True])
 def test_lbfgs_check_runs_once_where_not_converged(check_at, answer):
     # After iteration check_at, or at the end of a fit stopped earlier
@@ -280,6 +280,8 @@ def test_lbfgs_check_runs_once_where_not_converged(check_at, answer):
         objective, np.zeros(3 * (X.shape[1] + 1)), tol=1e-2, check=check, check_at=1000
     )
     assert result.converged and result.n_iter < 1000 and calls == []
+    result = lbfgs(objective, np.zeros(3 * (X.shape[1] + 1)), tol=1e-2, check=check)
+    assert result.converged and calls == []
 
 
 def _lbfgsb_problems():
