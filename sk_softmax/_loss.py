@@ -495,13 +495,8 @@ _LOGIT_BLOCK_BYTES = 512 << 10
 # Smaller data is shared among the threads down to blocks of this size:
 # handing a block to another thread costs tens of microseconds (the worker's
 # wake-up, about 50 us on the 2-core benchmark machine), more than the work
-# on a smaller block saves...
+# on a smaller block saves.
 _MIN_BLOCK_BYTES = 1 << 20
-# ...unless each of its two products takes this many multiply-adds (rows x
-# features x classes; about 100 us on one core): a mini-batch of 256 rows
-# of 1000 features and 20 classes, one 1 MiB float32 block, took 242 us a
-# batch on one thread (gather and products), 170 us split in two.
-_MIN_BLOCK_PRODUCT = 1 << 21
 # A dense evaluation shares its blocks among threads only where its products
 # take this many multiply-adds in all (rows x features x classes, twice; one
 # column for two classes, see _binary_forward): below it the threads' hand-
@@ -518,6 +513,15 @@ _MIN_BLOCK_PRODUCT = 1 << 21
 # classes of 20000 x 64, two of 20000 x 500, 20000 x 200 and 5000 x 1000,
 # three of 20000 x 100).
 _MIN_SHARED_PRODUCT = 1 << 22
+# ...and read this many bytes of X: with its products stacked in the small
+# kernels' chunks (see _SMALL_GEMM), an evaluation of less ran faster on
+# one thread.  Measured on the Zen 4 machine: a mini-batch of 256 rows of
+# 1000 features and 20 classes in float32 (1 MB) took 374 against 659 us on
+# two threads, 512 rows 632 against 726 (2 MB); 4000 x 64 x 10 in float64
+# (2 MB) 464 against 562.  From 3.2 MB on the threads won: 0.75 to 0.88 of
+# the time (8192 x 100 x 10 float32, 512 x 1000 x 20 and 4096 x 100 x 10
+# float64).
+_MIN_SHARED_BYTES = 3 << 20
 _MIN_SPARSE_BLOCK_ROWS = 1024
 _EXECUTOR = None
 
@@ -525,10 +529,10 @@ _EXECUTOR = None
 def _block_rows(X, n_samples, n_threads=1, block_bytes=None, n_classes=None):
     """Rows per block when ``n_samples`` rows of X are processed.
 
-    Dense blocks of ``block_bytes`` (default ``_BLOCK_BYTES``), or fewer
-    rows for the threads to share them: down to ``_MIN_BLOCK_BYTES``, or
-    with ``n_classes`` (the loss's products) down to blocks whose products
-    take ``_MIN_BLOCK_PRODUCT`` multiply-adds, if that is fewer rows.
+    Dense blocks of ``block_bytes`` (default ``_BLOCK_BYTES``; with
+    ``n_classes``, the loss's, of at most ``_LOGIT_BLOCK_BYTES`` of logits),
+    or fewer rows for the threads to share them, down to
+    ``_MIN_BLOCK_BYTES``.
     Sparse (CSR) blocks: one per thread, or with ``block_bytes`` (centered
     copies) about that many bytes of stored entries, or the gradient's size
     if larger; at least ``_MIN_SPARSE_BLOCK_ROWS`` rows either way.
@@ -555,8 +559,6 @@ def _block_rows(X, n_samples, n_threads=1, block_bytes=None, n_classes=None):
     if n_classes:
         rows = min(rows, max(_LOGIT_BLOCK_BYTES // (n_classes * X.dtype.itemsize), 1))
     least = _MIN_BLOCK_BYTES // row_bytes
-    if n_classes:
-        least = min(least, -(-_MIN_BLOCK_PRODUCT // max(X.shape[1] * n_classes, 1)))
     return min(rows, max(share, least, 1))
 
 
@@ -658,58 +660,143 @@ def _compressed_view(fmt, data, indices, indptr, shape):
     return matrix
 
 
-# Below this many multiply-adds (rows x features x classes) OpenBLAS's
-# dgemm is faster on the (rows, n_classes) product too.
-_SMALL_PRODUCT = 1 << 20
+# OpenBLAS's AVX-512 kernels (SkylakeX: the ones numpy's and scipy's wheels
+# pick on Intel's AVX-512 chips and on Zen 4) compute a product of at most
+# 1e6 multiply-adds (M x N x K) in their "small matrix" kernels, without
+# packing the operands first: on the loss's products, of a few columns,
+# about twice as fast as the same product just above the size.  Measured
+# on the 2-core Zen 4 machine at one thread, 1563 rows of 64 features and
+# 10 classes (1,000,320 multiply-adds) took 96 us backward and 88 forward
+# in float64, 1562 rows 45 and 43.  So a block's products are computed as
+# a stack of such products, in one call (numpy's matmul loops over the
+# stack without the GIL; a loop of calls, one a chunk, lost that gain and
+# more to the threads' turns at the GIL)...
+_SMALL_GEMM = 10**6
+# ...each of at least this many rows (or columns): beyond, the product is as
+# wide as the small kernels' size, and is computed whole.
+_MIN_CHUNK = 32
+# The backward product is stacked by columns of X where chunks of this many
+# columns fit the size (blocks of few rows), by rows otherwise (see
+# _backward).
+_MIN_COLUMN_CHUNK = 80
 
 
-def _product_by_rows(X_block, n_classes):
-    """Whether the forward product is best computed as ``X_block @ W^T``.
+def _chunk_size(n, per_unit):
+    """Rows (or columns) per chunk of a product whose ``n`` rows (or
+    columns) take ``per_unit`` multiply-adds each: the most within
+    ``_SMALL_GEMM``, or None where that is fewer than ``_MIN_CHUNK`` or the
+    product fits whole.
 
-    OpenBLAS's sgemm (and dgemm on small blocks) computes the (rows,
-    n_classes) product with a C-ordered ``W^T`` a third to half faster than
-    the (n_classes, rows) one, even with the transposing copy that follows;
-    scipy's sparse product wants C-ordered operands too.  Large float64
-    blocks are faster as ``W @ X_block^T``.
+    Examples
+    --------
+    >>> from sk_softmax._loss import _chunk_size
+    >>> _chunk_size(2000, 640), _chunk_size(1000, 640), _chunk_size(100, 50000)
+    (1562, None, None)
     """
-    return not (
-        isinstance(X_block, np.ndarray)
-        and X_block.dtype == np.float64
-        and X_block.size * n_classes > _SMALL_PRODUCT
+    size = _SMALL_GEMM // max(per_unit, 1)
+    if size < _MIN_CHUNK or n <= size:
+        return None
+    return size
+
+
+def _stacked(A, size, axis=0):
+    """``(stack, stop)``: the first ``stop`` rows (axis 0) or columns (axis
+    1) of the C-contiguous 2-d ``A`` as a view of shape (chunks, size,
+    n_columns) or (chunks, n_rows, size)."""
+    count = A.shape[axis] // size
+    stop = count * size
+    if axis == 0:
+        return A[:stop].reshape(count, size, A.shape[1]), stop
+    stack = np.lib.stride_tricks.as_strided(
+        A,
+        shape=(count, A.shape[0], size),
+        strides=(size * A.strides[1], A.strides[0], A.strides[1]),
+        writeable=False,
     )
+    return stack, stop
 
 
-def _forward(X_block, coef, coef_t, intercept_raw):
+def _forward(X_block, coef_t, intercept_raw):
     """``Z^T = W X_block^T + b``, C-contiguous of shape (n_classes, rows).
 
-    ``coef_t`` is ``W^T`` as a C-contiguous array where
-    :func:`_product_by_rows` holds, None otherwise.
+    ``coef_t`` is ``W^T``, C-contiguous.  The product is computed as
+    ``X_block W^T`` (stacked in chunks of rows for C-contiguous blocks,
+    see ``_SMALL_GEMM``), then transposed: OpenBLAS computes the (rows,
+    n_classes) product with a C-ordered ``W^T`` faster than the (n_classes,
+    rows) one, even with the transposing pass (on the Zen 4 machine, 5242
+    rows of 100 features and 10 classes: 266 against 382 us in float64,
+    180 against 384 in float32); scipy's sparse product wants C-ordered
+    operands too.
     """
-    if coef_t is None:
-        # gemm on the block transposed: no copy, output already (K, rows).
-        raw_t = coef @ X_block.T
-        if intercept_raw is not None:
-            raw_t += intercept_raw[:, None]
-        return raw_t
-    if (
-        isinstance(X_block, np.ndarray)
-        and X_block.dtype == np.float32
-        and X_block.size * coef_t.shape[1] <= _SMALL_PRODUCT
-    ):
-        # Small float32 blocks: sgemm writes the (K, rows) layout directly
-        # about as fast as the (rows, K) one, so the transposing pass goes.
-        raw_t = np.empty((coef_t.shape[1], X_block.shape[0]), dtype=np.float32)
+    n_rows, n_classes = X_block.shape[0], coef_t.shape[1]
+    dense = isinstance(X_block, np.ndarray)
+    if dense and X_block.dtype == np.float32 and n_rows * coef_t.size <= _SMALL_GEMM:
+        # Small float32 blocks: sgemm writes the (n_classes, rows) layout
+        # directly about as fast, and the transposing pass goes (digits,
+        # 1437 x 64 x 10: 99 against 106 us an evaluation).
+        raw_t = np.empty((n_classes, n_rows), dtype=np.float32)
         np.matmul(X_block, coef_t, out=raw_t.T)
         if intercept_raw is not None:
             raw_t += intercept_raw[:, None]
         return raw_t
-    raw = X_block @ coef_t
-    raw_t = np.empty((raw.shape[1], raw.shape[0]), dtype=raw.dtype)
+    size = None
+    if dense and X_block.flags.c_contiguous:
+        size = _chunk_size(n_rows, coef_t.size)
+    if size is None:
+        raw = X_block @ coef_t
+    else:
+        raw = np.empty((n_rows, n_classes), dtype=X_block.dtype)
+        stack, stop = _stacked(X_block, size)
+        np.matmul(stack, coef_t, out=raw[:stop].reshape(-1, size, n_classes))
+        if stop < n_rows:
+            np.matmul(X_block[stop:], coef_t, out=raw[stop:])
+    raw_t = np.empty((n_classes, n_rows), dtype=raw.dtype)
     if intercept_raw is None:
         np.copyto(raw_t, raw.T)
     else:
         np.add(raw.T, intercept_raw[:, None], out=raw_t)
     return raw_t
+
+
+def _backward(X_block, raw_t, out=None):
+    """``X_block^T G`` of a dense block, shape (n_features, n_classes); given
+    ``out``, in it.  ``raw_t`` holds ``G^T``, (n_classes, rows).
+
+    As (G^T X)^T = X^T G, both operands transposed (no copy), in stacked
+    chunks (see ``_SMALL_GEMM``) for C-contiguous blocks: of columns of X
+    where chunks of ``_MIN_COLUMN_CHUNK`` columns fit, one product each
+    into its rows of the result (256 rows of 1000 features and 20 classes:
+    196 against 246 us by rows, 314 whole); of rows otherwise, the
+    chunks' products summed (5000 rows of 100 features and 10 classes: 221
+    against 286 by columns, 485 whole).
+    """
+    n_rows, n_features = X_block.shape
+    n_classes = raw_t.shape[0]
+    if n_rows * n_features * n_classes <= _SMALL_GEMM or not X_block.flags.c_contiguous:
+        return np.matmul(X_block.T, raw_t.T, out=out)
+    columns = _chunk_size(n_features, n_rows * n_classes)
+    if columns is not None and columns >= _MIN_COLUMN_CHUNK:
+        if out is None:
+            out = np.empty((n_features, n_classes), dtype=raw_t.dtype)
+        stack, stop = _stacked(X_block, columns, axis=1)
+        np.matmul(
+            stack.transpose(0, 2, 1),
+            raw_t.T,
+            out=out[:stop].reshape(-1, columns, n_classes),
+        )
+        if stop < n_features:
+            np.matmul(X_block[:, stop:].T, raw_t.T, out=out[stop:])
+        return out
+    size = _chunk_size(n_rows, n_features * n_classes)
+    if size is None:
+        return np.matmul(X_block.T, raw_t.T, out=out)
+    stack, stop = _stacked(X_block, size)
+    chunks_t = raw_t[:, :stop].reshape(n_classes, -1, size).transpose(1, 2, 0)
+    products = np.matmul(stack.transpose(0, 2, 1), chunks_t)
+    out = np.sum(products, axis=0, out=out)
+    if stop < n_rows:
+        out += X_block[stop:].T @ raw_t[:, stop:].T
+    return out
 
 
 def _binary_difference(coef, intercept_raw):
@@ -749,17 +836,6 @@ def _binary_forward(X_block, difference, intercept_difference):
     return raw_t
 
 
-def _coef_t_for(X_block, coef, coef_t):
-    """``(coef_t, W^T or None)``: what :func:`_forward` takes for X_block
-    (see :func:`_product_by_rows`), and ``coef_t``, the C-ordered ``W^T``
-    made once, when first needed (None until then)."""
-    if not _product_by_rows(X_block, coef.shape[0]):
-        return coef_t, None
-    if coef_t is None:
-        coef_t = np.ascontiguousarray(coef.T)
-    return coef_t, coef_t
-
-
 def _blocks_loss_and_gradient(
     coef,
     intercept_raw,
@@ -782,13 +858,13 @@ def _blocks_loss_and_gradient(
     grad_coef = grad_intercept = None
     loss = 0.0
     sparse = not isinstance(X, np.ndarray)
-    # W^T, C-ordered, made once when a block needs it (see _forward); no copy
-    # when coef is the Fortran-ordered view of the solvers' parameters.
-    # The gradient accumulates as (n_features, n_classes).
-    coef_t = None
     # Two classes: only z_1 - z_0 matters, one matrix-vector product each
     # way (see _binary_forward), unless the difference overflows.
     binary = _binary_difference(coef, intercept_raw) if coef.shape[0] == 2 else None
+    # W^T, C-ordered (see _forward): no copy when coef is the Fortran-ordered
+    # view of the solvers' parameters.  The gradient accumulates as
+    # (n_features, n_classes).
+    coef_t = np.ascontiguousarray(coef.T) if binary is None else None
     weighted = getattr(sample_weight, "ndim", 0) > 0
     for start, stop in blocks:
         X_block = _row_block(X, start, stop, rows)
@@ -809,8 +885,7 @@ def _blocks_loss_and_gradient(
         if binary is not None:
             raw_t = _binary_forward(X_block, *binary)
         else:
-            coef_t, block_coef_t = _coef_t_for(X_block, coef, coef_t)
-            raw_t = _forward(X_block, coef, block_coef_t, intercept_raw)
+            raw_t = _forward(X_block, coef_t, intercept_raw)
         block_loss = _gradient_block_inplace(
             raw_t, y[start:stop], weight, label_smoothing
         )
@@ -823,13 +898,13 @@ def _blocks_loss_and_gradient(
                 # its own, so the two forms mix.)
                 overflowed = np.flatnonzero(~np.isfinite(raw_t[1]))
                 if overflowed.size:
-                    coef_t, block_coef_t = _coef_t_for(X_block, coef, coef_t)
                     raw_t[:, overflowed] = _forward(
-                        X_block[overflowed], coef, block_coef_t, intercept_raw
+                        X_block[overflowed],
+                        np.ascontiguousarray(coef.T),
+                        intercept_raw,
                     )
             else:
-                coef_t, block_coef_t = _coef_t_for(X_block, coef, coef_t)
-                raw_t = _forward(X_block, coef, block_coef_t, intercept_raw)
+                raw_t = _forward(X_block, coef_t, intercept_raw)
             if weighted:
                 # Rows of zero weight count for nothing, and so do their
                 # logits, which may have overflowed (0 * inf is NaN).
@@ -838,11 +913,9 @@ def _blocks_loss_and_gradient(
                 raw_t, y[start:stop], weight, label_smoothing, shift=True
             )
         loss += block_loss
-        # (G^T X)^T = X^T G, (n_features, n_classes): for dense blocks too,
-        # OpenBLAS computes it (both operands transposed, no copy) 10 to 30%
-        # faster than G^T X, float64 and most float32 shapes.
-        # The first block's product goes straight into ``out``; the others'
-        # are added to it.
+        # (G^T X)^T = X^T G, (n_features, n_classes) (see _backward).  The
+        # first block's product goes straight into ``out``; the others' are
+        # added to it.
         into = out if grad_coef is None else None
         if binary is not None:
             # G's columns sum to 0 (the probabilities and the targets each
@@ -858,7 +931,7 @@ def _blocks_loss_and_gradient(
                 _transpose(X_block), np.ascontiguousarray(raw_t.T), into
             )
         else:
-            block_grad = np.matmul(X_block.T, raw_t.T, out=into)
+            block_grad = _backward(X_block, raw_t, into)
         # 1^T G as a product: faster than a sum along rows.
         block_grad_intercept = raw_t @ _ones(raw_t.shape[1], raw_t.dtype)
         if binary is not None:
@@ -913,7 +986,8 @@ def _loss_and_gradient(
     forward and the backward product; with ``n_threads > 1`` the blocks are
     shared among that many threads (numpy and scipy release the GIL), which
     is only sensible when the BLAS itself runs one thread, and for dense X
-    only where the products take ``_MIN_SHARED_PRODUCT`` multiply-adds.
+    only where the products take ``_MIN_SHARED_PRODUCT`` multiply-adds and
+    read ``_MIN_SHARED_BYTES`` of X.
 
     Returns ``(loss, grad_coef, grad_intercept)``; ``grad_intercept`` is
     None without intercept.  ``grad_coef`` is Fortran-ordered (it is
@@ -935,7 +1009,11 @@ def _loss_and_gradient(
     n_samples = X.shape[0] if rows is None else rows.shape[0]
     if isinstance(X, np.ndarray):
         columns = 1 if coef.shape[0] == 2 else coef.shape[0]
-        if 2 * n_samples * X.shape[1] * columns < _MIN_SHARED_PRODUCT:
+        read = n_samples * X.shape[1] * X.itemsize
+        if (
+            2 * n_samples * X.shape[1] * columns < _MIN_SHARED_PRODUCT
+            or read < _MIN_SHARED_BYTES
+        ):
             n_threads = 1
     # Centered blocks are copies, one per thread: 1 MiB ones.
     block_bytes = None if center is None else _MIN_BLOCK_BYTES

@@ -1733,25 +1733,70 @@ def test_blocks_bound_the_logits_too(n_features, n_classes, dtype, rows):
     )
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize(
-    "shape, n_classes, n_blocks",
+    "n_rows, n_features, n_classes",
     [
-        ((256, 1000), 20, 2),  # a wide mini-batch: 2.6M multiply-adds a half
-        ((256, 100), 10, 1),  # a narrow one: 128K, less than a hand-off
-        ((1437, 64), 10, 1),  # digits: 460K a half
+        (1563, 64, 10),  # just above the small kernels' size: two chunks
+        (5000, 100, 10),  # rows stacked, a remainder of rows
+        (256, 1000, 20),  # columns stacked, a remainder of columns
+        (700, 1000, 20),  # rows again (chunks of 50 rows)
+        (3, 400_000, 3),  # too wide for chunks of 32 rows: whole
+        (1000, 64, 10),  # within the size: whole
     ],
 )
-def test_small_blocks_are_shared_where_their_products_pay(shape, n_classes, n_blocks):
-    # A float32 mini-batch of 256 x 1000 (1 MiB) was one block, on one
-    # thread: 242 us a batch for the gather and the products, 170 us split
-    # between two threads; a narrow batch's half takes less than handing it
-    # to another thread.
+def test_stacked_products_match_the_whole(n_rows, n_features, n_classes, dtype):
+    # The block's products run as stacks of products of at most _SMALL_GEMM
+    # multiply-adds (OpenBLAS's small kernels, twice as fast on these
+    # shapes), in one call each: the same values as the whole products.
     from sk_softmax import _loss
 
-    X = np.zeros(shape, dtype=np.float32)
-    blocks = _loss._row_blocks(X, shape[0], 2, n_classes=n_classes)
-    assert len(blocks) == n_blocks
-    assert len(_loss._row_blocks(X, shape[0], 1, n_classes=n_classes)) == 1
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n_rows, n_features)).astype(dtype)
+    coef_t = rng.standard_normal((n_features, n_classes)).astype(dtype)
+    intercept = rng.standard_normal(n_classes).astype(dtype)
+    raw_t = rng.standard_normal((n_classes, n_rows)).astype(dtype)
+    rtol = 1e-4 if dtype == np.float32 else 1e-12
+    forward = _loss._forward(X, coef_t, intercept)
+    assert forward.shape == (n_classes, n_rows) and forward.flags.c_contiguous
+    np.testing.assert_allclose(
+        forward, (X.astype(np.float64) @ coef_t + intercept).T, rtol=rtol, atol=rtol
+    )
+    scale = np.sqrt(n_rows)
+    expected = X.T.astype(np.float64) @ raw_t.T
+    out = np.zeros((n_features, n_classes), dtype=dtype)
+    for into in (None, out):
+        backward = _loss._backward(X, raw_t, into)
+        assert backward.shape == (n_features, n_classes)
+        assert backward.dtype == dtype
+        if into is not None:
+            assert backward is out
+        np.testing.assert_allclose(backward, expected, rtol=rtol, atol=rtol * scale)
+    # A block not C-contiguous: the whole products, no copy of it.
+    X_f = np.asfortranarray(X)
+    np.testing.assert_allclose(
+        _loss._backward(X_f, raw_t), expected, rtol=rtol, atol=rtol * scale
+    )
+    np.testing.assert_allclose(
+        _loss._forward(X_f, coef_t, intercept), forward, rtol=rtol, atol=rtol
+    )
+
+
+def test_product_chunks():
+    # The most rows (or columns) within _SMALL_GEMM multiply-adds, at least
+    # _MIN_CHUNK of them; None where the product fits whole or is too wide.
+    from sk_softmax import _loss
+
+    assert _loss._SMALL_GEMM == 10**6
+    assert _loss._chunk_size(1563, 640) == 1562
+    assert _loss._chunk_size(1562, 640) is None
+    assert _loss._chunk_size(10_000, 20_000) == 50
+    assert _loss._chunk_size(10_000, 40_000) is None  # 25 rows
+    stack, stop = _loss._stacked(np.arange(24.0).reshape(4, 6), 4, axis=1)
+    assert stop == 4
+    np.testing.assert_array_equal(stack[0], np.arange(24.0).reshape(4, 6)[:, :4])
+    stack, stop = _loss._stacked(np.arange(24.0).reshape(6, 4), 4)
+    assert stack.shape == (1, 4, 4) and stop == 4
 
 
 def test_csr_row_blocks_share_the_arrays_of_X(monkeypatch):
@@ -2970,20 +3015,31 @@ def test_small_dense_evaluations_stay_on_the_calling_thread(monkeypatch):
     # _MIN_SHARED_PRODUCT multiply-adds (two classes count one column):
     # below it the hand-off and the turns at the GIL cost more than the
     # second core saves (two classes of 5000 x 50: 167 against 413 us).
+    # Nor below _MIN_SHARED_BYTES of X: with the products in the small
+    # kernels' chunks, a float32 mini-batch of 256 x 1000 (1 MB) and 20
+    # classes took 374 us on one thread, 659 on two.
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((5000, 50))
     handed = _threads_asked(monkeypatch)
-    for n_classes, shared in [(2, False), (3, False), (20, True)]:
+    for shape, dtype, n_classes, shared in [
+        ((5000, 50), np.float64, 2, False),
+        ((5000, 50), np.float64, 3, False),
+        ((5000, 50), np.float64, 20, False),  # 2 MB
+        ((10000, 50), np.float64, 20, True),  # 4 MB
+        ((256, 1000), np.float32, 20, False),
+        ((1024, 1000), np.float32, 20, True),
+    ]:
+        X = rng.standard_normal(shape).astype(dtype)
         y = rng.integers(0, n_classes, X.shape[0])
-        coef = 0.1 * rng.standard_normal((n_classes, X.shape[1]))
-        args = (coef, np.zeros(n_classes), X, y, 1.0 / X.shape[0], 0.1, 0.0)
+        coef = 0.1 * rng.standard_normal((n_classes, X.shape[1])).astype(dtype)
+        args = (coef, np.zeros(n_classes, dtype), X, y, 1.0 / X.shape[0], 0.1, 0.0)
         handed.clear()
         one = _loss._loss_and_gradient(*args, n_threads=1)
         assert not handed
         two = _loss._loss_and_gradient(*args, n_threads=2)
         assert (handed == [2]) == shared
+        tol = 1e-12 if dtype == np.float64 else 1e-5
         for got, ref in zip(two, one, strict=True):
-            np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-15)
+            np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * 1e-2)
 
 
 def test_passes_over_small_dense_x_stay_on_the_calling_thread(monkeypatch):
