@@ -730,7 +730,8 @@ def _forward(X_block, coef_t, intercept_raw):
     """
     n_rows, n_classes = X_block.shape[0], coef_t.shape[1]
     dense = isinstance(X_block, np.ndarray)
-    if dense and X_block.dtype == np.float32 and n_rows * coef_t.size <= _SMALL_GEMM:
+    dtype = np.result_type(X_block.dtype, coef_t.dtype)
+    if dense and dtype == np.float32 and n_rows * coef_t.size <= _SMALL_GEMM:
         # Small float32 blocks: sgemm writes the (n_classes, rows) layout
         # directly about as fast, and the transposing pass goes (digits,
         # 1437 x 64 x 10: 99 against 106 us an evaluation).
@@ -745,7 +746,7 @@ def _forward(X_block, coef_t, intercept_raw):
     if size is None:
         raw = X_block @ coef_t
     else:
-        raw = np.empty((n_rows, n_classes), dtype=X_block.dtype)
+        raw = np.empty((n_rows, n_classes), dtype=dtype)
         stack, stop = _stacked(X_block, size)
         np.matmul(stack, coef_t, out=raw[:stop].reshape(-1, size, n_classes))
         if stop < n_rows:

@@ -1759,6 +1759,10 @@ def test_stacked_products_match_the_whole(n_rows, n_features, n_classes, dtype):
     rtol = 1e-4 if dtype == np.float32 else 1e-12
     forward = _loss._forward(X, coef_t, intercept)
     assert forward.shape == (n_classes, n_rows) and forward.flags.c_contiguous
+    assert forward.dtype == dtype
+    # Mixed dtypes compute in the wider one, as a plain product does.
+    wide = _loss._forward(X, coef_t.astype(np.float64), intercept)
+    assert wide.dtype == np.float64
     np.testing.assert_allclose(
         forward, (X.astype(np.float64) @ coef_t + intercept).T, rtol=rtol, atol=rtol
     )
