@@ -672,6 +672,7 @@ def _compressed_view(fmt, data, indices, indptr, shape):
 # stack without the GIL; a loop of calls, one a chunk, lost that gain and
 # more to the threads' turns at the GIL)...
 _SMALL_GEMM = 10**6
+_FLOAT32 = np.dtype(np.float32)
 # ...each of at least this many rows (or columns): beyond, the product is as
 # wide as the small kernels' size, and is computed whole.
 _MIN_CHUNK = 32
@@ -730,12 +731,14 @@ def _forward(X_block, coef_t, intercept_raw):
     """
     n_rows, n_classes = X_block.shape[0], coef_t.shape[1]
     dense = isinstance(X_block, np.ndarray)
-    dtype = np.result_type(X_block.dtype, coef_t.dtype)
-    if dense and dtype == np.float32 and n_rows * coef_t.size <= _SMALL_GEMM:
+    dtype = X_block.dtype
+    if coef_t.dtype != dtype:
+        dtype = np.result_type(dtype, coef_t.dtype)
+    if dense and dtype is _FLOAT32 and n_rows * coef_t.size <= _SMALL_GEMM:
         # Small float32 blocks: sgemm writes the (n_classes, rows) layout
         # directly about as fast, and the transposing pass goes (digits,
         # 1437 x 64 x 10: 99 against 106 us an evaluation).
-        raw_t = np.empty((n_classes, n_rows), dtype=np.float32)
+        raw_t = np.empty((n_classes, n_rows), dtype=dtype)
         np.matmul(X_block, coef_t, out=raw_t.T)
         if intercept_raw is not None:
             raw_t += intercept_raw[:, None]
