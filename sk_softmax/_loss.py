@@ -2590,6 +2590,7 @@ def _centered_squares(X, weights, mean, unit, dtype, n_threads, about_mean=False
     center = mean.astype(dtype)
     chunk_weights = weights.astype(dtype)
     rows = max(1, _SQUARES_CHUNK_BYTES // max(n_features * np.dtype(dtype).itemsize, 1))
+    rows = min(rows, max(n_samples, 1))  # (a buffer no larger than X)
     if dtype == np.float32:
         rows = min(rows, _FLOAT32_SUM_ROWS)  # (see _weighted_column_sums)
     inverse = dtype(1.0 / unit)
