@@ -1776,7 +1776,7 @@ def test_stacked_products_match_the_whole(n_rows, n_features, n_classes, dtype):
         if into is not None:
             assert backward is out
         np.testing.assert_allclose(backward, expected, rtol=rtol, atol=rtol * scale)
-    # A block not C-contiguous: the whole products, no copy of it.
+    # A block not C-contiguous takes the whole products: the same values.
     X_f = np.asfortranarray(X)
     np.testing.assert_allclose(
         _loss._backward(X_f, raw_t), expected, rtol=rtol, atol=rtol * scale
