@@ -1786,6 +1786,31 @@ def test_stacked_products_match_the_whole(n_rows, n_features, n_classes, dtype):
     )
 
 
+@pytest.mark.parametrize("dtype, rows", [(np.float64, 2621), (np.float32, 10485)])
+def test_float64_loss_blocks_are_half_the_passes_blocks(monkeypatch, dtype, rows):
+    # With the products stacked, float64 evaluations ran 9 to 14% faster in
+    # blocks of 2 MiB than of 4 (100k x 100 x 10, 20k x 1000 x 20); float32
+    # ones 4 to 6% slower on the first.
+    from sk_softmax import _loss
+
+    seen = []
+    blocks_of = _loss._blocks_loss_and_gradient
+
+    def spy(*args, **kwargs):
+        seen.append(args[-1])
+        return blocks_of(*args, **kwargs)
+
+    monkeypatch.setattr(_loss, "_blocks_loss_and_gradient", spy)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30_000, 100)).astype(dtype)
+    y = rng.integers(0, 10, X.shape[0])
+    coef = np.zeros((10, 100), dtype=dtype)
+    _loss._loss_and_gradient(coef, np.zeros(10, dtype), X, y, 1 / 30_000, 0.0, 0.0)
+    (blocks,) = seen
+    assert blocks[0] == (0, rows)
+    assert _loss._block_rows(X, X.shape[0]) == (4 << 20) // (100 * X.itemsize)
+
+
 def test_product_chunks():
     # The most rows (or columns) within _SMALL_GEMM multiply-adds, at least
     # _MIN_CHUNK of them; None where the product fits whole or is too wide.
