@@ -497,8 +497,13 @@ _LOGIT_BLOCK_BYTES = 512 << 10
 # Smaller data is shared among the threads down to blocks of this size:
 # handing a block to another thread costs tens of microseconds (the worker's
 # wake-up, about 50 us on the 2-core benchmark machine), more than the work
-# on a smaller block saves.
+# on a smaller block saves...
 _MIN_BLOCK_BYTES = 1 << 20
+# ...unless each of its two products takes this many multiply-adds (rows x
+# features x classes; about 100 us on one core): a float32 mini-batch of
+# 256 rows of 1000 features and 100 classes, one 1 MiB block, took 1.52
+# ms an evaluation on one thread, 1.11 split in two.
+_MIN_BLOCK_PRODUCT = 1 << 21
 # A dense evaluation shares its blocks among threads only where its products
 # take this many multiply-adds in all (rows x features x classes, twice; one
 # column for two classes, see _binary_forward): below it the threads' hand-
@@ -515,15 +520,18 @@ _MIN_BLOCK_BYTES = 1 << 20
 # classes of 20000 x 64, two of 20000 x 500, 20000 x 200 and 5000 x 1000,
 # three of 20000 x 100).
 _MIN_SHARED_PRODUCT = 1 << 22
-# ...and read this many bytes of X: with its products stacked in the small
-# kernels' chunks (see _SMALL_GEMM), an evaluation of less ran faster on
-# one thread.  Measured on the Zen 4 machine: a mini-batch of 256 rows of
-# 1000 features and 20 classes in float32 (1 MB) took 374 against 659 us on
-# two threads, 512 rows 632 against 726 (2 MB); 4000 x 64 x 10 in float64
-# (2 MB) 464 against 562.  From 3.2 MB on the threads won: 0.75 to 0.88 of
-# the time (8192 x 100 x 10 float32, 512 x 1000 x 20 and 4096 x 100 x 10
-# float64).
-_MIN_SHARED_BYTES = 3 << 20
+# With the products stacked in the small kernels' chunks (see _SMALL_GEMM),
+# float32 evaluations of more than two classes share their blocks only
+# from this many multiply-adds instead, float64 ones from twice the above.
+# Measured at one and two threads on the Zen 4 machine, one thread won
+# below: float32 mini-batches of 256 and 512 rows of 1000 features and 20
+# classes (10M and 20M; 374 against 659 us, 632 against 726), float64
+# 4000 x 64 x 10 (5M; 464 against 562).  Two won above: float32 1024 x
+# 1000 x 20 and 16384 x 100 x 10 (41M and 33M; 0.84 and 0.66 of the time),
+# float64 4096 x 100 x 10, 512 x 1000 x 20, 512 x 500 x 50 and 1000 x 300 x
+# 100 (8M to 60M; 0.88, 0.75, 0.40 and 0.81).  (Float32 8192 x 100 x 10,
+# 16M, was 0.86 on two threads; 256 x 1000 x 100, 51M, even.)
+_MIN_SHARED_STACKED = {4: 1 << 25, 8: 1 << 23}
 _MIN_SPARSE_BLOCK_ROWS = 1024
 _EXECUTOR = None
 
@@ -533,8 +541,10 @@ def _block_rows(X, n_samples, n_threads=1, block_bytes=None, n_classes=None):
 
     Dense blocks of ``block_bytes`` (default ``_BLOCK_BYTES``; with
     ``n_classes``, the loss's, of at most ``_LOGIT_BLOCK_BYTES`` of logits),
-    or fewer rows for the threads to share them, down to
-    ``_MIN_BLOCK_BYTES``.
+    or fewer rows for the threads to share them: down to
+    ``_MIN_BLOCK_BYTES``, or with ``n_classes`` down to blocks whose
+    products take ``_MIN_BLOCK_PRODUCT`` multiply-adds, if that is fewer
+    rows.
     Sparse (CSR) blocks: one per thread, or with ``block_bytes`` (centered
     copies) about that many bytes of stored entries, or the gradient's size
     if larger; at least ``_MIN_SPARSE_BLOCK_ROWS`` rows either way.
@@ -561,6 +571,8 @@ def _block_rows(X, n_samples, n_threads=1, block_bytes=None, n_classes=None):
     if n_classes:
         rows = min(rows, max(_LOGIT_BLOCK_BYTES // (n_classes * X.dtype.itemsize), 1))
     least = _MIN_BLOCK_BYTES // row_bytes
+    if n_classes:
+        least = min(least, -(-_MIN_BLOCK_PRODUCT // max(X.shape[1] * n_classes, 1)))
     return min(rows, max(share, least, 1))
 
 
@@ -682,6 +694,11 @@ _MIN_CHUNK = 32
 # columns fit the size (blocks of few rows), by rows otherwise (see
 # _backward).
 _MIN_COLUMN_CHUNK = 80
+# ...and by rows only in chunks of at least this many: the sum over rows is
+# then the small kernels' short inner dimension (1000 rows of 300 features
+# and 100 classes, in chunks of 33 rows: 1872 against 1415 us whole; 1048
+# rows of 1000 features and 20 classes, in chunks of 50: 446 against 569).
+_MIN_ROW_CHUNK = 48
 
 
 def _chunk_size(n, per_unit):
@@ -794,7 +811,7 @@ def _backward(X_block, raw_t, out=None):
             np.matmul(X_block[:, stop:].T, raw_t.T, out=out[stop:])
         return out
     size = _chunk_size(n_rows, n_features * n_classes)
-    if size is None:
+    if size is None or size < _MIN_ROW_CHUNK:
         return np.matmul(X_block.T, raw_t.T, out=out)
     stack, stop = _stacked(X_block, size)
     chunks_t = raw_t[:, :stop].reshape(n_classes, -1, size).transpose(1, 2, 0)
@@ -992,8 +1009,8 @@ def _loss_and_gradient(
     forward and the backward product; with ``n_threads > 1`` the blocks are
     shared among that many threads (numpy and scipy release the GIL), which
     is only sensible when the BLAS itself runs one thread, and for dense X
-    only where the products take ``_MIN_SHARED_PRODUCT`` multiply-adds and
-    read ``_MIN_SHARED_BYTES`` of X.
+    only where the products take ``_MIN_SHARED_PRODUCT`` multiply-adds
+    (``_MIN_SHARED_STACKED`` for more than two classes).
 
     Returns ``(loss, grad_coef, grad_intercept)``; ``grad_intercept`` is
     None without intercept.  ``grad_coef`` is Fortran-ordered (it is
@@ -1015,11 +1032,10 @@ def _loss_and_gradient(
     n_samples = X.shape[0] if rows is None else rows.shape[0]
     if isinstance(X, np.ndarray):
         columns = 1 if coef.shape[0] == 2 else coef.shape[0]
-        read = n_samples * X.shape[1] * X.itemsize
-        if (
-            2 * n_samples * X.shape[1] * columns < _MIN_SHARED_PRODUCT
-            or read < _MIN_SHARED_BYTES
-        ):
+        least = _MIN_SHARED_PRODUCT
+        if columns > 1:
+            least = _MIN_SHARED_STACKED.get(X.itemsize, least)
+        if 2 * n_samples * X.shape[1] * columns < least:
             n_threads = 1
     # Centered blocks are copies, one per thread: 1 MiB ones.  Float64
     # blocks of half the bytes of the passes over X: with the products

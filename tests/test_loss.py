@@ -1741,6 +1741,7 @@ def test_blocks_bound_the_logits_too(n_features, n_classes, dtype, rows):
         (5000, 100, 10),  # rows stacked, a remainder of rows
         (256, 1000, 20),  # columns stacked, a remainder of columns
         (700, 1000, 20),  # rows again (chunks of 50 rows)
+        (1000, 300, 100),  # backward whole: row chunks of 33 rows
         (3, 400_000, 3),  # too wide for chunks of 32 rows: whole
         (1000, 64, 10),  # within the size: whole
     ],
@@ -3044,18 +3045,20 @@ def test_small_dense_evaluations_stay_on_the_calling_thread(monkeypatch):
     # _MIN_SHARED_PRODUCT multiply-adds (two classes count one column):
     # below it the hand-off and the turns at the GIL cost more than the
     # second core saves (two classes of 5000 x 50: 167 against 413 us).
-    # Nor below _MIN_SHARED_BYTES of X: with the products in the small
-    # kernels' chunks, a float32 mini-batch of 256 x 1000 (1 MB) and 20
-    # classes took 374 us on one thread, 659 on two.
+    # With more classes (the products stacked in the small kernels' chunks)
+    # from _MIN_SHARED_STACKED: a float32 mini-batch of 256 x 1000 and 20
+    # classes took 374 us on one thread, 659 on two; with 100 classes,
+    # shared as two blocks of 128 rows, 1.11 against 1.52 ms.
     rng = np.random.default_rng(0)
     handed = _threads_asked(monkeypatch)
     for shape, dtype, n_classes, shared in [
         ((5000, 50), np.float64, 2, False),
         ((5000, 50), np.float64, 3, False),
-        ((5000, 50), np.float64, 20, False),  # 2 MB
-        ((10000, 50), np.float64, 20, True),  # 4 MB
-        ((256, 1000), np.float32, 20, False),
-        ((1024, 1000), np.float32, 20, True),
+        ((5000, 50), np.float64, 20, True),  # 10M multiply-adds
+        ((4000, 64), np.float64, 10, False),  # 5M
+        ((256, 1000), np.float32, 20, False),  # 10M
+        ((1024, 1000), np.float32, 20, True),  # 41M
+        ((256, 1000), np.float32, 100, True),  # 51M
     ]:
         X = rng.standard_normal(shape).astype(dtype)
         y = rng.integers(0, n_classes, X.shape[0])
