@@ -2621,7 +2621,7 @@ def _centered_squares(X, weights, mean, unit, dtype, n_threads, about_mean=False
     inverse = dtype(1.0 / unit)
     # (Checked once: most weights have no zeros, and two calls a chunk add
     # up over thousands of chunks.)
-    some_unweighted = not np.all(weights != 0)
+    some_unweighted = bool(np.any(weights == 0))
 
     def work(blocks):
         first = np.zeros(n_features) if about_mean else None
