@@ -40,7 +40,7 @@ import numbers
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache, partial
+from functools import cache, lru_cache, partial
 
 import numpy as np
 import scipy.sparse as sp
@@ -675,6 +675,7 @@ def _compressed_view(fmt, data, indices, indptr, shape):
 
 
 _FLOAT32 = np.dtype(np.float32)
+_FLOAT64 = np.dtype(np.float64)
 # OpenBLAS's AVX-512 kernels (SkylakeX: the ones numpy's and scipy's wheels
 # pick on Intel's AVX-512 chips and on Zen 4) compute a product of at most
 # 1e6 multiply-adds (M x N x K) in their "small matrix" kernels, without
@@ -687,6 +688,21 @@ _FLOAT32 = np.dtype(np.float32)
 # stack without the GIL; a loop of calls, one a chunk, lost that gain and
 # more to the threads' turns at the GIL)...
 _SMALL_GEMM = 10**6
+# OpenBLAS's cores whose kernels have that path: SkylakeX's (Cooperlake's and
+# Sapphire Rapids' take them).  Other kernels compute the whole product as
+# fast as its stack or faster: on the 2-core Zen 5 machine, whose OpenBLAS
+# takes its Haswell kernels, the stacks made the large evaluations 4 to 12%
+# slower, and with the thread and block rules made for them (see
+# _MIN_SHARED_STACKED and _loss_and_gradient) a float32 mini-batch of 256 x
+# 1000 and 20 classes took 309 us against 228 (dense 100k x 100 x 10: 9.0
+# against 8.1 ms).  See :func:`_small_kernels`.
+_SMALL_KERNEL_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+# Without them, float64 blocks of more than _SMALL_GEMM multiply-adds and at
+# most this many features take the forward product as ``W X^T`` (see
+# _forward): evaluations on the Zen 5 machine took 0.88 to 0.94 of their
+# time at 100 and 200 features (10 and 20 classes; 0.92 at 3 classes), 1.02
+# to 1.04 at 400 and 500, 1.11 at 1000.
+_MAX_TRANSPOSED_FEATURES = 256
 # ...each of at least this many rows (or columns): beyond, the product is as
 # wide as the small kernels' size, and is computed whole.
 _MIN_CHUNK = 32
@@ -699,6 +715,25 @@ _MIN_COLUMN_CHUNK = 80
 # and 100 classes, in chunks of 33 rows: 1872 against 1415 us whole; 1048
 # rows of 1000 features and 20 classes, in chunks of 50: 446 against 569).
 _MIN_ROW_CHUNK = 48
+
+
+@cache
+def _small_kernels():
+    """Whether numpy's BLAS computes small products in OpenBLAS's small
+    kernels (see ``_SMALL_GEMM``): an OpenBLAS of a core in
+    ``_SMALL_KERNEL_CORES``, as threadpoolctl reports it.  numpy's wheels
+    keep theirs in ``numpy.libs``; elsewhere (a BLAS shared with scipy)
+    every BLAS loaded must be such an OpenBLAS.  Found once per process
+    (walking the loaded libraries takes about 2 ms).
+    """
+    blas = [lib for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+    wheel = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+    own = [lib for lib in blas if os.path.dirname(lib["filepath"]) == wheel]
+    return bool(blas) and all(
+        lib["internal_api"] == "openblas"
+        and str(lib.get("architecture")).lower() in _SMALL_KERNEL_CORES
+        for lib in own or blas
+    )
 
 
 def _chunk_size(n, per_unit):
@@ -740,8 +775,10 @@ def _forward(X_block, coef_t, intercept_raw):
     """``Z^T = W X_block^T + b``, C-contiguous of shape (n_classes, rows).
 
     ``coef_t`` is ``W^T``, C-contiguous.  The product is computed as
-    ``X_block W^T`` (stacked in chunks of rows for C-contiguous blocks,
-    see ``_SMALL_GEMM``), then transposed: OpenBLAS computes the (rows,
+    ``X_block W^T`` (stacked in chunks of rows for C-contiguous blocks where
+    numpy's BLAS has the small kernels, see ``_SMALL_GEMM``; without them,
+    large float64 blocks of few features as ``W X_block^T``, see
+    ``_MAX_TRANSPOSED_FEATURES``), then transposed: OpenBLAS computes the (rows,
     n_classes) product with a C-ordered ``W^T`` faster than the (n_classes,
     rows) one, even with the transposing pass (on the Zen 4 machine, 5242
     rows of 100 features and 10 classes, both in chunks: 266 against 382
@@ -762,8 +799,22 @@ def _forward(X_block, coef_t, intercept_raw):
         if intercept_raw is not None:
             raw_t += intercept_raw[:, None]
         return raw_t
+    if (
+        dense
+        and dtype is _FLOAT64
+        and X_block.dtype is _FLOAT64
+        and n_rows * coef_t.size > _SMALL_GEMM
+        and X_block.shape[1] <= _MAX_TRANSPOSED_FEATURES
+        and not _small_kernels()
+    ):
+        # Large float64 blocks of few features, without the small kernels:
+        # the (n_classes, rows) product directly, no transposing pass.
+        raw_t = np.matmul(coef_t.T, X_block.T)
+        if intercept_raw is not None:
+            raw_t += intercept_raw[:, None]
+        return raw_t
     size = None
-    if dense and X_block.flags.c_contiguous:
+    if dense and X_block.flags.c_contiguous and _small_kernels():
         size = _chunk_size(n_rows, coef_t.size)
     if size is None:
         raw = X_block @ coef_t
@@ -786,7 +837,8 @@ def _backward(X_block, raw_t, out=None):
     ``out``, in it.  ``raw_t`` holds ``G^T``, (n_classes, rows).
 
     As (G^T X)^T = X^T G, both operands transposed (no copy), in stacked
-    chunks (see ``_SMALL_GEMM``) for C-contiguous blocks: of columns of X
+    chunks (see ``_SMALL_GEMM``) for C-contiguous blocks where numpy's BLAS
+    has the small kernels (whole otherwise): of columns of X
     where chunks of ``_MIN_COLUMN_CHUNK`` columns fit, one product each
     into its rows of the result (256 rows of 1000 features and 20 classes:
     196 against 246 us by rows, 314 whole); of rows otherwise, the
@@ -795,7 +847,11 @@ def _backward(X_block, raw_t, out=None):
     """
     n_rows, n_features = X_block.shape
     n_classes = raw_t.shape[0]
-    if n_rows * n_features * n_classes <= _SMALL_GEMM or not X_block.flags.c_contiguous:
+    if (
+        n_rows * n_features * n_classes <= _SMALL_GEMM
+        or not X_block.flags.c_contiguous
+        or not _small_kernels()
+    ):
         return np.matmul(X_block.T, raw_t.T, out=out)
     columns = _chunk_size(n_features, n_rows * n_classes)
     if columns is not None and columns >= _MIN_COLUMN_CHUNK:
@@ -1033,7 +1089,7 @@ def _loss_and_gradient(
     if isinstance(X, np.ndarray):
         columns = 1 if coef.shape[0] == 2 else coef.shape[0]
         least = _MIN_SHARED_PRODUCT
-        if columns > 1:
+        if columns > 1 and _small_kernels():
             least = _MIN_SHARED_STACKED.get(X.itemsize, least)
         if 2 * n_samples * X.shape[1] * columns < least:
             n_threads = 1
@@ -1044,7 +1100,12 @@ def _loss_and_gradient(
     # about 0.94 and 0.89; float32 blocks of 2 MiB took 1.04 to 1.06 on the
     # first (0.89 on the second).
     block_bytes = None if center is None else _MIN_BLOCK_BYTES
-    if block_bytes is None and X.dtype == np.float64 and isinstance(X, np.ndarray):
+    if (
+        block_bytes is None
+        and X.dtype == np.float64
+        and isinstance(X, np.ndarray)
+        and _small_kernels()
+    ):
         block_bytes = _BLOCK_BYTES // 2
     blocks = _row_blocks(X, n_samples, n_threads, block_bytes, coef.shape[0])
     args = (coef, intercept_raw, X, y, sample_weight, label_smoothing, rows, center)

@@ -6,6 +6,7 @@ targets, ``scipy.special.log_softmax``), PyTorch autograd, or closed forms.
 """
 
 import math
+import os
 import tracemalloc
 import warnings
 
@@ -1746,11 +1747,17 @@ def test_blocks_bound_the_logits_too(n_features, n_classes, dtype, rows):
         (1000, 64, 10),  # within the size: whole
     ],
 )
-def test_stacked_products_match_the_whole(n_rows, n_features, n_classes, dtype):
-    # The block's products run as stacks of products of at most _SMALL_GEMM
-    # multiply-adds (OpenBLAS's small kernels, twice as fast on these
-    # shapes), in one call each: the same values as the whole products.
+@pytest.mark.parametrize("small_kernels", [True, False])
+def test_stacked_products_match_the_whole(
+    monkeypatch, n_rows, n_features, n_classes, dtype, small_kernels
+):
+    # With OpenBLAS's small kernels, the block's products run as stacks of
+    # products of at most _SMALL_GEMM multiply-adds (twice as fast on these
+    # shapes), in one call each; without them, whole (large float64 blocks
+    # of few features forward as W X^T): the same values either way.
     from sk_softmax import _loss
+
+    monkeypatch.setattr(_loss, "_small_kernels", lambda: small_kernels)
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n_rows, n_features)).astype(dtype)
@@ -1787,12 +1794,25 @@ def test_stacked_products_match_the_whole(n_rows, n_features, n_classes, dtype):
     )
 
 
-@pytest.mark.parametrize("dtype, rows", [(np.float64, 2621), (np.float32, 10485)])
-def test_float64_loss_blocks_are_half_the_passes_blocks(monkeypatch, dtype, rows):
-    # With the products stacked, float64 evaluations ran 9 to 14% faster in
-    # blocks of 2 MiB than of 4 (100k x 100 x 10, 20k x 1000 x 20); float32
-    # ones 4 to 6% slower on the first.
+@pytest.mark.parametrize(
+    "dtype, small_kernels, rows",
+    [
+        (np.float64, True, 2621),
+        (np.float32, True, 10485),
+        (np.float64, False, 5242),
+        (np.float32, False, 10485),
+    ],
+)
+def test_float64_loss_blocks_are_half_the_passes_blocks(
+    monkeypatch, dtype, small_kernels, rows
+):
+    # With the products stacked (OpenBLAS's small kernels), float64
+    # evaluations ran 9 to 14% faster in blocks of 2 MiB than of 4 (100k x
+    # 100 x 10, 20k x 1000 x 20); float32 ones 4 to 6% slower on the first.
+    # Without the small kernels, blocks of 4 MiB.
     from sk_softmax import _loss
+
+    monkeypatch.setattr(_loss, "_small_kernels", lambda: small_kernels)
 
     seen = []
     blocks_of = _loss._blocks_loss_and_gradient
@@ -1810,6 +1830,54 @@ def test_float64_loss_blocks_are_half_the_passes_blocks(monkeypatch, dtype, rows
     (blocks,) = seen
     assert blocks[0] == (0, rows)
     assert _loss._block_rows(X, X.shape[0]) == (4 << 20) // (100 * X.itemsize)
+
+
+@pytest.mark.parametrize(
+    "libraries, expected",
+    [
+        # numpy's wheel's OpenBLAS decides, whatever scipy's is.
+        (
+            [
+                ("numpy.libs", "openblas", "SkylakeX"),
+                ("scipy.libs", "openblas", "Haswell"),
+            ],
+            True,
+        ),
+        (
+            [
+                ("numpy.libs", "openblas", "Haswell"),
+                ("scipy.libs", "openblas", "SkylakeX"),
+            ],
+            False,
+        ),
+        ([("numpy.libs", "openblas", "SapphireRapids")], True),
+        # A BLAS elsewhere (a shared one): every BLAS loaded must have them.
+        ([("lib", "openblas", "Cooperlake"), ("lib2", "openblas", "SkylakeX")], True),
+        ([("lib", "openblas", "SkylakeX"), ("lib2", "mkl", None)], False),
+        ([("lib", "openblas", "Zen")], False),
+        ([], False),
+    ],
+)
+def test_small_kernels_are_found_from_numpy_s_blas(monkeypatch, libraries, expected):
+    # The stacks, and the thread and block rules made for them, apply where
+    # numpy's BLAS is an OpenBLAS with SkylakeX's small kernels.
+    import threadpoolctl
+
+    from sk_softmax import _loss
+
+    site = os.path.dirname(os.path.dirname(np.__file__))
+    info = [
+        {
+            "user_api": "blas",
+            "internal_api": api,
+            "filepath": os.path.join(site, folder, "libblas.so"),
+            "architecture": core,
+        }
+        for folder, api, core in libraries
+    ]
+    info.append({"user_api": "openmp", "internal_api": "openmp", "filepath": "x"})
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: info)
+    assert _loss._small_kernels.__wrapped__() is expected
 
 
 def test_product_chunks():
@@ -3040,23 +3108,27 @@ def _threads_asked(monkeypatch):
     return asked
 
 
-def test_small_dense_evaluations_stay_on_the_calling_thread(monkeypatch):
+@pytest.mark.parametrize("small_kernels", [True, False])
+def test_small_dense_evaluations_stay_on_the_calling_thread(monkeypatch, small_kernels):
     # Row blocks go to other threads only where the products take at least
     # _MIN_SHARED_PRODUCT multiply-adds (two classes count one column):
     # below it the hand-off and the turns at the GIL cost more than the
     # second core saves (two classes of 5000 x 50: 167 against 413 us).
-    # With more classes (the products stacked in the small kernels' chunks)
-    # from _MIN_SHARED_STACKED: a float32 mini-batch of 256 x 1000 and 20
-    # classes took 374 us on one thread, 659 on two; with 100 classes,
-    # shared as two blocks of 128 rows, 1.11 against 1.52 ms.
+    # With more classes and the products stacked in the small kernels'
+    # chunks, from _MIN_SHARED_STACKED: a float32 mini-batch of 256 x 1000
+    # and 20 classes took 374 us on one thread, 659 on two; with 100
+    # classes, shared as two blocks of 128 rows, 1.11 against 1.52 ms.
+    # Without the small kernels, the first took 228 us on two threads, 309
+    # on one.
+    monkeypatch.setattr(_loss, "_small_kernels", lambda: small_kernels)
     rng = np.random.default_rng(0)
     handed = _threads_asked(monkeypatch)
     for shape, dtype, n_classes, shared in [
         ((5000, 50), np.float64, 2, False),
         ((5000, 50), np.float64, 3, False),
         ((5000, 50), np.float64, 20, True),  # 10M multiply-adds
-        ((4000, 64), np.float64, 10, False),  # 5M
-        ((256, 1000), np.float32, 20, False),  # 10M
+        ((4000, 64), np.float64, 10, not small_kernels),  # 5M
+        ((256, 1000), np.float32, 20, not small_kernels),  # 10M
         ((1024, 1000), np.float32, 20, True),  # 41M
         ((256, 1000), np.float32, 100, True),  # 51M
     ]:
