@@ -5,6 +5,7 @@ The objectives are built here from ``_loss._loss_and_gradient`` over a flat
 quadratics, so a failure points at ``_solvers.py`` and nothing above it.
 """
 
+import contextlib
 import functools
 import math
 import os
@@ -1175,6 +1176,56 @@ def test_single_threaded_blas_in_concurrent_threads_restores_the_pools(
     assert _blas_threads() == two_blas_threads
     for k, model in enumerate(together):
         assert_allclose(model.coef_, alone[k % 4], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "n_samples, small_kernels, nested, threaded",
+    [
+        (2000, False, False, True),  # 2.6M multiply-adds: BLAS threads
+        (600, False, False, False),  # 0.8M: too small to pay
+        (2000, True, False, False),  # the small kernels run one thread
+        (2000, False, True, False),  # another use of the limit at once
+    ],
+)
+def test_small_evaluations_take_the_budget_in_numpy_s_blas(
+    monkeypatch, two_blas_threads, n_samples, small_kernels, nested, threaded
+):
+    # An evaluation too small to share its row blocks among threads runs
+    # numpy's BLAS at the thread budget, then leaves it at one thread again;
+    # only where its products pay for it, its kernels are not OpenBLAS's
+    # small ones, and no other fit or evaluation uses the limit meanwhile.
+    from sk_softmax import _loss
+
+    monkeypatch.setattr(_loss, "_small_kernels", lambda: small_kernels)
+    numpy_blas = {lib["filepath"] for lib in _loss._numpy_blas()}
+    seen = []
+    blocks_of = _loss._blocks_loss_and_gradient
+
+    def spy(*args, **kwargs):
+        seen.append({p: n for p, n in _blas_threads().items() if p in numpy_blas})
+        return blocks_of(*args, **kwargs)
+
+    monkeypatch.setattr(_loss, "_blocks_loss_and_gradient", spy)
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((n_samples, 64))
+    y = rng.randint(10, size=n_samples)
+    coef = 0.1 * rng.standard_normal((10, 64))
+    args = (coef, np.zeros(10), X, y, 1.0 / n_samples, 0.1, 0.0)
+    with single_threaded_blas() as budget:
+        if budget < 2:
+            pytest.skip("a budget of one thread here")
+        alone = _loss._loss_and_gradient(*args, n_threads=1)
+        with contextlib.ExitStack() as stack:
+            if nested:
+                stack.enter_context(single_threaded_blas())
+            got = _loss._loss_and_gradient(*args, n_threads=budget)
+        after = _blas_threads()
+    assert seen[0] and all(n == 1 for n in seen[0].values())
+    assert seen[1] and all(n == (budget if threaded else 1) for n in seen[1].values())
+    assert all(n == 1 for n in after.values())
+    assert _blas_threads() == two_blas_threads
+    for a, b in zip(got, alone, strict=True):
+        assert_allclose(a, b, rtol=1e-12, atol=1e-15)
 
 
 def test_single_threaded_blas_respects_a_user_limit():
