@@ -688,21 +688,6 @@ _FLOAT64 = np.dtype(np.float64)
 # stack without the GIL; a loop of calls, one a chunk, lost that gain and
 # more to the threads' turns at the GIL)...
 _SMALL_GEMM = 10**6
-# OpenBLAS's cores whose kernels have that path: SkylakeX's (Cooperlake's and
-# Sapphire Rapids' take them).  Other kernels compute the whole product as
-# fast as its stack or faster: on the 2-core Zen 5 machine, whose OpenBLAS
-# takes its Haswell kernels, the stacks made the large evaluations 4 to 12%
-# slower, and with the thread and block rules made for them (see
-# _MIN_SHARED_STACKED and _loss_and_gradient) a float32 mini-batch of 256 x
-# 1000 and 20 classes took 309 us against 228 (dense 100k x 100 x 10: 9.0
-# against 8.1 ms).  See :func:`_small_kernels`.
-_SMALL_KERNEL_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
-# Without them, float64 blocks of more than _SMALL_GEMM multiply-adds and at
-# most this many features take the forward product as ``W X^T`` (see
-# _forward): evaluations on the Zen 5 machine took 0.88 to 0.94 of their
-# time at 100 and 200 features (10 and 20 classes; 0.92 at 3 classes), 1.02
-# to 1.04 at 400 and 500, 1.11 at 1000.
-_MAX_TRANSPOSED_FEATURES = 256
 # ...each of at least this many rows (or columns): beyond, the product is as
 # wide as the small kernels' size, and is computed whole.
 _MIN_CHUNK = 32
@@ -715,6 +700,21 @@ _MIN_COLUMN_CHUNK = 80
 # and 100 classes, in chunks of 33 rows: 1872 against 1415 us whole; 1048
 # rows of 1000 features and 20 classes, in chunks of 50: 446 against 569).
 _MIN_ROW_CHUNK = 48
+# The x86 cores of OpenBLAS whose kernels have the small-matrix path:
+# SkylakeX's (Cooperlake's and Sapphire Rapids' take them).  Other kernels
+# compute the whole product as fast as its stack or faster: on the 2-core
+# Zen 5 machine, whose OpenBLAS takes its Haswell kernels, the stacks made
+# the large evaluations 4 to 12% slower, and with the thread and block
+# rules made for them (see _MIN_SHARED_STACKED and _loss_and_gradient) a
+# float32 mini-batch of 256 x 1000 and 20 classes took 309 us against 228
+# (dense 100k x 100 x 10: 9.0 against 8.1 ms).  See :func:`_small_kernels`.
+_SMALL_KERNEL_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+# Without them, float64 blocks of more than _SMALL_GEMM multiply-adds and at
+# most this many features take the forward product as ``W X^T`` (see
+# _forward): evaluations on the Zen 5 machine took 0.88 to 0.94 of their
+# time at 100 and 200 features (10 and 20 classes; 0.92 at 3 classes), 1.02
+# to 1.04 at 400 and 500, 1.11 at 1000.
+_MAX_TRANSPOSED_FEATURES = 256
 
 
 @cache
@@ -1480,9 +1480,12 @@ def single_threaded_blas():
 # x classes, twice), runs with numpy's BLAS at the thread budget instead,
 # where its kernels are not the small ones (see _SMALL_GEMM; those run one
 # thread).  On the 2-core Zen 5 machine (Haswell kernels), evaluations took
-# 0.72 of their time on digits (1437 x 64 x 10), 0.76 on a float32
-# mini-batch of 256 x 1000 x 20 (shared among two threads before), 0.86 on
-# 4000 x 64 x 10 and 0.67 on 5000 x 50 x 3; 256 x 100 x 10, 0.5M, 1.01.
+# 0.75 of their time on digits (1437 x 64 x 10; 121 against 162 us), 0.74
+# on 2000 x 64 x 10, 0.71 on 1000 x 100 x 10, 0.68 on 5000 x 50 x 3, 0.84
+# on two classes of 20000 x 50, 0.85 on float32 digits; 600 x 64 x 10
+# (0.8M) 0.99.  Above _MIN_SHARED_PRODUCT the row threads stay: numpy's
+# BLAS at two threads instead took 1.2 to 1.65 times as long (4000 x 64 x
+# 10 and 512 x 1000 x 20 float64, 16384 x 100 x 10 float32).
 _MIN_BLAS_THREADS_PRODUCT = 1 << 20
 
 
