@@ -1072,7 +1072,11 @@ def _loss_and_gradient(
     shared among that many threads (numpy and scipy release the GIL), which
     is only sensible when the BLAS itself runs one thread, and for dense X
     only where the products take ``_MIN_SHARED_PRODUCT`` multiply-adds
-    (``_MIN_SHARED_STACKED`` for more than two classes).
+    (``_MIN_SHARED_STACKED`` for more than two classes with the small
+    kernels).  Smaller dense evaluations of at least
+    ``_MIN_BLAS_THREADS_PRODUCT`` run numpy's BLAS at ``n_threads`` instead
+    (see :func:`_with_blas_threads`), where its kernels are not the small
+    ones.
 
     Returns ``(loss, grad_coef, grad_intercept)``; ``grad_intercept`` is
     None without intercept.  ``grad_coef`` is Fortran-ordered (it is
@@ -1493,25 +1497,26 @@ def _with_blas_threads(n_threads, work):
     """``work()`` with numpy's BLAS at ``n_threads`` threads, inside the
     limit of :func:`single_threaded_blas` (the pools back at one thread
     after).  Only where this thread's fit or evaluation is the limit's only
-    user: no other runs while the pool is larger (this holds the limit's
-    lock), and the pool is as the limit set it otherwise."""
+    user: no other starts while the pool is larger (this holds the limit's
+    lock meanwhile); otherwise ``work()`` runs with the pools as they are.
+    """
     with _BLAS_LOCK:
-        if _BLAS_USERS != 1 or _BLAS_ORIGINAL is None:
-            return work()
-        paths = {lib["filepath"] for lib in _numpy_blas()}
-        libs = [
-            lib for lib in _BLAS_CONTROLLER.lib_controllers if lib.filepath in paths
-        ]
-        try:
-            for lib in libs:
-                lib.set_num_threads(n_threads)
-            return work()
-        finally:
+        if _BLAS_USERS == 1 and _BLAS_ORIGINAL is not None:
+            paths = {lib["filepath"] for lib in _numpy_blas()}
+            libs = [
+                lib for lib in _BLAS_CONTROLLER.lib_controllers if lib.filepath in paths
+            ]
             try:
                 for lib in libs:
-                    lib.set_num_threads(1)
+                    lib.set_num_threads(n_threads)
+                return work()
             finally:
-                _release_blas_control()
+                try:
+                    for lib in libs:
+                        lib.set_num_threads(1)
+                finally:
+                    _release_blas_control()
+    return work()
 
 
 def _reset_after_fork():
