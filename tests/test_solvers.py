@@ -1228,6 +1228,29 @@ def test_small_evaluations_take_the_budget_in_numpy_s_blas(
         assert_allclose(a, b, rtol=1e-12, atol=1e-15)
 
 
+def test_blas_threads_of_a_failed_evaluation_are_restored(two_blas_threads):
+    # An evaluation that raises with numpy's BLAS at the budget leaves it
+    # at one thread again, and the limit's lock free.
+    from sk_softmax import _loss
+
+    numpy_blas = {lib["filepath"] for lib in _loss._numpy_blas()}
+    seen = []
+
+    def fail():
+        seen.append([n for p, n in _blas_threads().items() if p in numpy_blas])
+        raise FloatingPointError("in the evaluation")
+
+    with single_threaded_blas() as budget:
+        if budget < 2:
+            pytest.skip("a budget of one thread here")
+        with pytest.raises(FloatingPointError, match="in the evaluation"):
+            _loss._with_blas_threads(budget, fail)
+        assert all(n == 1 for n in _blas_threads().values())
+        assert not _loss._BLAS_LOCK.locked()
+    assert seen == [[budget] * len(numpy_blas)]
+    assert _blas_threads() == two_blas_threads
+
+
 def test_single_threaded_blas_respects_a_user_limit():
     # A user (or a joblib worker) that limited BLAS to one thread gets one
     # thread from us too.
