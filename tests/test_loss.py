@@ -1803,7 +1803,7 @@ def test_stacked_products_match_the_whole(
         (np.float32, False, 10485),
     ],
 )
-def test_float64_loss_blocks_are_half_the_passes_blocks(
+def test_float64_loss_blocks_are_half_the_passes_blocks_with_small_kernels(
     monkeypatch, dtype, small_kernels, rows
 ):
     # With the products stacked (OpenBLAS's small kernels), float64
