@@ -807,7 +807,6 @@ def _forward(X_block, coef_t, intercept_raw):
         return raw_t
     if (
         dense
-        and dtype is _FLOAT64
         and X_block.dtype is _FLOAT64
         and n_rows * coef_t.size > _SMALL_GEMM
         and X_block.shape[1] <= _MAX_TRANSPOSED_FEATURES
@@ -1503,19 +1502,14 @@ def _with_blas_threads(n_threads, work):
     with _BLAS_LOCK:
         if _BLAS_USERS == 1 and _BLAS_ORIGINAL is not None:
             paths = {lib["filepath"] for lib in _numpy_blas()}
-            libs = [
-                lib for lib in _BLAS_CONTROLLER.lib_controllers if lib.filepath in paths
-            ]
+            libs = _BLAS_CONTROLLER.lib_controllers
             try:
-                for lib in libs:
-                    lib.set_num_threads(n_threads)
+                _set_blas_threads(
+                    [n_threads if lib.filepath in paths else 1 for lib in libs]
+                )
                 return work()
             finally:
-                try:
-                    for lib in libs:
-                        lib.set_num_threads(1)
-                finally:
-                    _release_blas_control()
+                _set_blas_threads([1] * len(libs))
     return work()
 
 
