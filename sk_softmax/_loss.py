@@ -1390,10 +1390,13 @@ def _release_blas_control():
         clear()  # only where this thread holds it
 
 
-def _set_blas_threads(counts):
-    """Set each BLAS pool of the controller to its count, and release control."""
+def _set_blas_threads(counts, libs=None):
+    """Set each BLAS pool of ``libs`` (default: the controller's) to its
+    count, and release control."""
+    if libs is None:
+        libs = _BLAS_CONTROLLER.lib_controllers
     try:
-        for lib, count in zip(_BLAS_CONTROLLER.lib_controllers, counts, strict=True):
+        for lib, count in zip(libs, counts, strict=True):
             lib.set_num_threads(count)
     finally:
         _release_blas_control()
@@ -1494,23 +1497,30 @@ _MIN_BLAS_THREADS_PRODUCT = 1 << 20
 
 def _with_blas_threads(n_threads, work):
     """``work()`` with numpy's BLAS at ``n_threads`` threads, inside the
-    limit of :func:`single_threaded_blas` (the pools back at one thread
-    after).  Only where this thread's fit or evaluation is the limit's only
-    user: no other starts while the pool is larger (this holds the limit's
-    lock meanwhile); otherwise ``work()`` runs with the pools as they are.
+    limit of :func:`single_threaded_blas` (back at one thread after; the
+    other pools stay at one).  Only where this thread's fit or evaluation
+    is the limit's only user: no other starts while the pool is larger
+    (this holds the limit's lock meanwhile); otherwise ``work()`` runs with
+    the pools as they are.
     """
     with _BLAS_LOCK:
         if _BLAS_USERS == 1 and _BLAS_ORIGINAL is not None:
-            paths = {lib["filepath"] for lib in _numpy_blas()}
-            libs = _BLAS_CONTROLLER.lib_controllers
+            libs = _numpy_blas_controllers(_BLAS_CONTROLLER)
             try:
-                _set_blas_threads(
-                    [n_threads if lib.filepath in paths else 1 for lib in libs]
-                )
+                _set_blas_threads([n_threads] * len(libs), libs)
                 return work()
             finally:
-                _set_blas_threads([1] * len(libs))
+                _set_blas_threads([1] * len(libs), libs)
     return work()
+
+
+@lru_cache(maxsize=4)
+def _numpy_blas_controllers(controller):
+    """The controllers of numpy's BLAS among ``controller``'s (see
+    :func:`_numpy_blas`), found once: a small evaluation sets their pools'
+    size twice, and only theirs (1.5% of one on digits, about 2 us)."""
+    paths = {lib["filepath"] for lib in _numpy_blas()}
+    return tuple(lib for lib in controller.lib_controllers if lib.filepath in paths)
 
 
 def _reset_after_fork():
