@@ -1194,15 +1194,18 @@ def test_small_evaluations_take_the_budget_in_numpy_s_blas(
     # numpy's BLAS at the thread budget, then leaves it at one thread again;
     # only where its products pay for it, its kernels are not OpenBLAS's
     # small ones, and no other fit or evaluation uses the limit meanwhile.
+    # The other BLAS pools (scipy's own) stay at one thread throughout.
     from sk_softmax import _loss
 
     monkeypatch.setattr(_loss, "_small_kernels", lambda: small_kernels)
     numpy_blas = {lib["filepath"] for lib in _loss._numpy_blas()}
-    seen = []
+    seen, others = [], []
     blocks_of = _loss._blocks_loss_and_gradient
 
     def spy(*args, **kwargs):
-        seen.append({p: n for p, n in _blas_threads().items() if p in numpy_blas})
+        pools = _blas_threads()
+        seen.append({p: n for p, n in pools.items() if p in numpy_blas})
+        others.append({p: n for p, n in pools.items() if p not in numpy_blas})
         return blocks_of(*args, **kwargs)
 
     monkeypatch.setattr(_loss, "_blocks_loss_and_gradient", spy)
@@ -1222,6 +1225,7 @@ def test_small_evaluations_take_the_budget_in_numpy_s_blas(
         after = _blas_threads()
     assert seen[0] and all(n == 1 for n in seen[0].values())
     assert seen[1] and all(n == (budget if threaded else 1) for n in seen[1].values())
+    assert all(n == 1 for pools in others for n in pools.values())
     assert all(n == 1 for n in after.values())
     assert _blas_threads() == two_blas_threads
     for a, b in zip(got, alone, strict=True):
