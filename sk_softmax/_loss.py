@@ -1096,17 +1096,19 @@ def _loss_and_gradient(
     intercept_raw = intercept - coef @ offset if implicit else intercept
     n_samples = X.shape[0] if rows is None else rows.shape[0]
     blas_threads = 1
-    if isinstance(X, np.ndarray):
+    dense = isinstance(X, np.ndarray)
+    small_kernels = dense and _small_kernels()
+    if dense:
         columns = 1 if coef.shape[0] == 2 else coef.shape[0]
         least = _MIN_SHARED_PRODUCT
-        if columns > 1 and _small_kernels():
+        if columns > 1 and small_kernels:
             least = _MIN_SHARED_STACKED.get(X.itemsize, least)
         products = 2 * n_samples * X.shape[1] * columns
         if products < least:
             if (
                 n_threads > 1
                 and products >= _MIN_BLAS_THREADS_PRODUCT
-                and not _small_kernels()
+                and not small_kernels
             ):
                 blas_threads = n_threads
             n_threads = 1
@@ -1117,12 +1119,7 @@ def _loss_and_gradient(
     # about 0.94 and 0.89; float32 blocks of 2 MiB took 1.04 to 1.06 on the
     # first (0.89 on the second).
     block_bytes = None if center is None else _MIN_BLOCK_BYTES
-    if (
-        block_bytes is None
-        and X.dtype == np.float64
-        and isinstance(X, np.ndarray)
-        and _small_kernels()
-    ):
+    if block_bytes is None and small_kernels and X.dtype == np.float64:
         block_bytes = _BLOCK_BYTES // 2
     blocks = _row_blocks(X, n_samples, n_threads, block_bytes, coef.shape[0])
     args = (coef, intercept_raw, X, y, sample_weight, label_smoothing, rows, center)
